@@ -1,0 +1,224 @@
+/**
+ * HTTP probe type with blackbox_exporter's / httpstat's phases, measured at socket events of a
+ * fresh connection per hop (no keep-alive, so connect and tls are measured every round):
+ *
+ *   resolve     start -> DNS answer (0 for an IP literal)
+ *   connect     DNS answer -> TCP established ("connect" event)
+ *   tls         TCP established -> TLS handshake done ("secureConnect"; 0 for http)
+ *   processing  request written -> first response byte (first "data" event)
+ *   transfer    first response byte -> body complete (Content-Length / chunked / close)
+ *
+ * Redirects are followed (at most 10) and each phase is summed over the hops. All durations in
+ * the result are seconds. A probe that times out keeps the phases it completed.
+ */
+import net from "node:net";
+import tls from "node:tls";
+import { create } from "@bufbuild/protobuf";
+import { durationMs, timestampNow } from "@bufbuild/protobuf/wkt";
+import { HttpResultSchema, type HttpModule, type HttpResult, type HttpTarget } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { HTTP_DEFAULT_TIMEOUT_MS } from "../../targets/config.ts";
+import { VERSION } from "../../version.ts";
+import { resolveHost } from "../resolve.ts";
+import type { HttpProber } from "../types.ts";
+import { HttpProtocolError, ResponseParser, type ResponseHead } from "./response.ts";
+
+/** Redirect hops followed at most (as Go's http.Client and blackbox_exporter). */
+export const MAX_REDIRECTS = 10;
+
+/** failed_reason values (label of prober_http_failed). */
+export type FailedReason = "resolve" | "connect" | "tls" | "timeout" | "status_code" | "body_regexp" | "http_protocol" | "redirects";
+
+class ProbeFailure extends Error {
+  constructor(readonly reason: FailedReason, message: string) {
+    super(message);
+  }
+}
+
+interface HopOutcome {
+  head: ResponseHead;
+  body: string;
+  bodyBytes: number;
+}
+
+/** Waits for `ok` on `emitter`; rejects on "error", on "close" first, or at the deadline. */
+function waitFor(emitter: net.Socket, ok: string, deadline: number, reason: FailedReason): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => finish(new ProbeFailure("timeout", `timed out waiting for ${reason}`)), Math.max(0, deadline - performance.now()));
+    const onOk = () => finish();
+    const onErr = (e: Error) => finish(new ProbeFailure(reason, e.message));
+    const onClose = () => finish(new ProbeFailure(reason, "connection closed"));
+    function finish(err?: Error) {
+      clearTimeout(timer);
+      emitter.off(ok, onOk).off("error", onErr).off("close", onClose);
+      if (err) reject(err);
+      else resolve();
+    }
+    emitter.once(ok, onOk).once("error", onErr).once("close", onClose);
+  });
+}
+
+/** The HTTP prober. Stateless apart from settings; safe to share across targets. */
+export class HttpPhaseProber implements HttpProber {
+  readonly type = "http" as const;
+
+  async probe(target: HttpTarget, signal?: AbortSignal): Promise<HttpResult> {
+    const m = target.module;
+    const timeoutMs = m?.timeout ? durationMs(m.timeout) : HTTP_DEFAULT_TIMEOUT_MS;
+    const deadline = performance.now() + timeoutMs;
+    const r = create(HttpResultSchema, { targetRegion: target.targetRegion, url: target.url, time: timestampNow() });
+    let url: URL;
+    try {
+      url = new URL(target.url);
+    } catch {
+      return Object.assign(r, { failedReason: "http_protocol", error: `bad URL ${target.url}` });
+    }
+    let method = m?.method || "GET";
+    let body = m?.body ?? "";
+    try {
+      for (let hop = 0; ; hop++) {
+        if (signal?.aborted) throw new ProbeFailure("timeout", "aborted");
+        const out = await this.hop(url, method, body, m, deadline, r);
+        r.statusCode = out.head.status;
+        r.httpVersion = out.head.version;
+        r.contentLength = BigInt(out.bodyBytes);
+        const loc = out.head.headers.get("location");
+        if (!m?.noFollowRedirects && loc && [301, 302, 303, 307, 308].includes(out.head.status)) {
+          if (hop + 1 > MAX_REDIRECTS) throw new ProbeFailure("redirects", `stopped after ${MAX_REDIRECTS} redirects`);
+          url = new URL(loc, url);
+          if (out.head.status === 303 || ((out.head.status === 301 || out.head.status === 302) && method === "POST")) {
+            method = method === "HEAD" ? "HEAD" : "GET";
+            body = "";
+          }
+          r.redirects++;
+          continue;
+        }
+        this.check(out, m, r);
+        break;
+      }
+      r.success = r.failedReason === "";
+    } catch (e) {
+      const f = e instanceof ProbeFailure ? e : new ProbeFailure("http_protocol", (e as Error).message);
+      r.success = false;
+      r.failedReason = f.reason;
+      r.error = f.message;
+    }
+    return r;
+  }
+
+  close(): void {}
+
+  private check(out: HopOutcome, m: HttpModule | undefined, r: HttpResult): void {
+    const codes = m?.validStatusCodes ?? [];
+    const valid = codes.length ? codes.includes(out.head.status) : out.head.status >= 200 && out.head.status < 300;
+    if (!valid) {
+      r.failedReason = "status_code";
+      r.error = `status code ${out.head.status} not accepted`;
+      return;
+    }
+    for (const re of m?.failIfBodyMatchesRegexp ?? []) {
+      if (new RegExp(re).test(out.body)) {
+        r.failedReason = "body_regexp";
+        r.error = `body matched /${re}/`;
+        return;
+      }
+    }
+    for (const re of m?.failIfBodyNotMatchesRegexp ?? []) {
+      if (!new RegExp(re).test(out.body)) {
+        r.failedReason = "body_regexp";
+        r.error = `body did not match /${re}/`;
+        return;
+      }
+    }
+  }
+
+  /** One request on a fresh connection; adds its phase durations to `acc` as they complete. */
+  private async hop(url: URL, method: string, body: string, m: HttpModule | undefined, deadline: number, acc: HttpResult): Promise<HopOutcome> {
+    const https = url.protocol === "https:";
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    const port = Number(url.port || (https ? 443 : 80));
+    let t = performance.now();
+    const resolved = await Promise.race([
+      resolveHost(host).catch((e: Error) => Promise.reject(new ProbeFailure("resolve", e.message))),
+      new Promise<never>((_, rej) => setTimeout(() => rej(new ProbeFailure("timeout", "timed out resolving")), Math.max(0, deadline - t)).unref?.()),
+    ]);
+    acc.resolveSeconds += resolved.seconds;
+    t = performance.now();
+    let sock: net.Socket = net.connect({ host: resolved.ip, port, noDelay: true });
+    try {
+      await waitFor(sock, "connect", deadline, "connect");
+      let now = performance.now();
+      acc.connectSeconds += (now - t) / 1000;
+      if (https) {
+        t = now;
+        const tsock = tls.connect({
+          socket: sock,
+          servername: net.isIP(host) ? undefined : host,
+          rejectUnauthorized: !m?.insecureSkipVerify,
+          ALPNProtocols: ["http/1.1"],
+        });
+        sock = tsock;
+        await waitFor(tsock, "secureConnect", deadline, "tls");
+        now = performance.now();
+        acc.tlsSeconds += (now - t) / 1000;
+        acc.tlsVersion = tsock.getProtocol() ?? "";
+        const expiry = earliestExpiry(tsock.getPeerCertificate(true));
+        if (expiry > 0 && (acc.sslEarliestCertExpiry === 0n || BigInt(expiry) < acc.sslEarliestCertExpiry)) acc.sslEarliestCertExpiry = BigInt(expiry);
+      }
+      return await this.exchange(sock, url, method, body, m, deadline, acc);
+    } finally {
+      sock.destroy();
+    }
+  }
+
+  private exchange(sock: net.Socket, url: URL, method: string, body: string, m: HttpModule | undefined, deadline: number, acc: HttpResult): Promise<HopOutcome> {
+    const headers: Record<string, string> = { Host: url.host, "User-Agent": `ProberMesh/${VERSION}`, Accept: "*/*", Connection: "close" };
+    for (const [k, v] of Object.entries(m?.headers ?? {})) headers[k] = v;
+    if (body || ["POST", "PUT", "PATCH"].includes(method)) headers["Content-Length"] = String(Buffer.byteLength(body));
+    const head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
+    const parser = new ResponseParser(method === "HEAD");
+    return new Promise((resolve, reject) => {
+      let firstByteAt = 0;
+      const sentAt = performance.now();
+      const timer = setTimeout(() => fail(new ProbeFailure("timeout", firstByteAt ? "timed out reading the body" : "timed out waiting for the first byte")), Math.max(0, deadline - sentAt));
+      const finish = () => {
+        clearTimeout(timer);
+        sock.removeAllListeners("data");
+        acc.transferSeconds += (performance.now() - firstByteAt) / 1000;
+        resolve({ head: parser.head!, body: Buffer.concat(parser.body).toString("utf8"), bodyBytes: parser.bodyBytes });
+      };
+      const fail = (e: Error) => {
+        clearTimeout(timer);
+        sock.removeAllListeners("data");
+        if (firstByteAt && !parser.done) acc.transferSeconds += (performance.now() - firstByteAt) / 1000;
+        reject(e);
+      };
+      sock.on("data", (d: Buffer) => {
+        if (!firstByteAt) {
+          firstByteAt = performance.now();
+          acc.processingSeconds += (firstByteAt - sentAt) / 1000;
+        }
+        try {
+          parser.push(d);
+        } catch (e) {
+          return fail(new ProbeFailure("http_protocol", (e as HttpProtocolError).message));
+        }
+        if (parser.done) finish();
+      });
+      sock.once("end", () => (parser.end() ? finish() : fail(new ProbeFailure("http_protocol", "connection closed before the response was complete"))));
+      sock.once("error", (e) => fail(new ProbeFailure("http_protocol", e.message)));
+      sock.write(body ? head + body : head);
+    });
+  }
+}
+
+/** Earliest NotAfter over the peer chain, unix seconds (blackbox's probe_ssl_earliest_cert_expiry). */
+function earliestExpiry(cert: tls.DetailedPeerCertificate | undefined): number {
+  let min = 0;
+  const seen = new Set<string>();
+  for (let c = cert; c && c.valid_to && !seen.has(c.fingerprint256); c = c.issuerCertificate) {
+    seen.add(c.fingerprint256);
+    const t = Math.floor(Date.parse(c.valid_to) / 1000);
+    if (Number.isFinite(t) && (min === 0 || t < min)) min = t;
+  }
+  return min;
+}

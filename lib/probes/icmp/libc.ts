@@ -1,0 +1,110 @@
+/**
+ * Thin libc bindings (bun:ffi) for ICMP sockets, plus sockaddr encoding. Linux x86_64/arm64 ABI
+ * (LP64: pointers and size_t are 8 bytes; struct msghdr is 56 bytes).
+ *
+ * Why FFI: `net-ping` rests on the NAN addon `raw-socket`, which does not build or load in Bun
+ * (see README, design notes), and Node/Bun have no ICMP socket API.
+ */
+import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
+
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const SOCK_DGRAM = 2;
+export const SOCK_RAW = 3;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+export const IPPROTO_ICMP = 1;
+export const IPPROTO_ICMPV6 = 58;
+export const SOL_SOCKET = 1;
+export const SOL_RAW = 255;
+export const SO_RCVBUF = 8;
+export const SO_SNDBUF = 7;
+export const SO_RCVBUFFORCE = 33;
+export const SO_TIMESTAMPNS = 35;
+/** struct icmp_filter for IPv4 raw sockets (linux/icmp.h). */
+export const ICMP_FILTER = 1;
+/** struct icmp6_filter for ICMPv6 raw sockets (netinet/icmp6.h). */
+export const ICMP6_FILTER = 1;
+export const CLOCK_REALTIME = 0;
+export const EAGAIN = 11;
+export const ENOBUFS = 105;
+export const EPERM = 1;
+export const EACCES = 13;
+
+const lib = dlopen(`libc.so.6`, {
+  socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  getsockname: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64_fast },
+  recvmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i64_fast },
+  clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  close: { args: [FFIType.i32], returns: FFIType.i32 },
+  strerror: { args: [FFIType.i32], returns: FFIType.cstring },
+  __errno_location: { args: [], returns: FFIType.ptr },
+});
+
+/** The raw libc symbols. */
+export const libc = lib.symbols;
+
+/** errno of the calling thread, read right after a failed call. */
+export function errno(): number {
+  return read.i32(libc.__errno_location() as Pointer, 0);
+}
+
+/** "EACCES (Permission denied)"-style text for an errno value. */
+export function strerror(code: number): string {
+  return `${String(libc.strerror(code))} (errno ${code})`;
+}
+
+/** Numeric address of a typed array's memory, for pointer fields inside C structs. */
+export function addressOf(buf: Uint8Array | BigUint64Array | Int32Array): number {
+  return ptr(buf);
+}
+
+/**
+ * Encodes an IPv4 or IPv6 literal as `struct sockaddr_in` (16 bytes) or `sockaddr_in6` (28 bytes).
+ * @throws Error for a string that is not an IP literal
+ */
+export function encodeSockaddr(ip: string): Uint8Array {
+  if (ip.includes(":")) {
+    const sa = new Uint8Array(28);
+    new DataView(sa.buffer).setUint16(0, AF_INET6, true);
+    sa.set(ipv6Bytes(ip), 8);
+    return sa;
+  }
+  const sa = new Uint8Array(16);
+  new DataView(sa.buffer).setUint16(0, AF_INET, true);
+  sa.set(ipv4Bytes(ip), 4);
+  return sa;
+}
+
+/** Dotted quad to 4 bytes. @throws Error when malformed */
+export function ipv4Bytes(ip: string): Uint8Array {
+  const parts = ip.split(".").map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new Error(`bad IPv4 address ${ip}`);
+  return Uint8Array.from(parts);
+}
+
+/** RFC 4291 text form (with `::` and an optional embedded IPv4 tail) to 16 bytes. @throws Error */
+export function ipv6Bytes(ip: string): Uint8Array {
+  let text = ip.replace(/%.*$/, "");
+  const out = new Uint8Array(16);
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    const b = ipv4Bytes(v4[1]!);
+    text = text.slice(0, -v4[1]!.length) + `${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
+  }
+  const halves = text.split("::");
+  if (halves.length > 2) throw new Error(`bad IPv6 address ${ip}`);
+  const head = halves[0] ? halves[0].split(":") : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(":") : [];
+  const groups = halves.length === 2 ? [...head, ...Array(8 - head.length - tail.length).fill("0"), ...tail] : head;
+  if (groups.length !== 8) throw new Error(`bad IPv6 address ${ip}`);
+  groups.forEach((g, i) => {
+    const v = parseInt(g, 16);
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw new Error(`bad IPv6 address ${ip}`);
+    out[i * 2] = v >> 8;
+    out[i * 2 + 1] = v & 0xff;
+  });
+  return out;
+}

@@ -1,0 +1,223 @@
+/**
+ * One non-blocking ICMP socket (one per address family per agent) with kernel receive timestamps.
+ *
+ * Clocks: every timestamp here is CLOCK_REALTIME in nanoseconds relative to `epochSec` (kept as a
+ * JS number so that nanoseconds survive the float). Send times come from clock_gettime() taken
+ * immediately before sendto(); receive times come from the kernel's SO_TIMESTAMPNS control
+ * message (skb receive time, also CLOCK_REALTIME), falling back to clock_gettime() after recvmsg.
+ */
+import {
+  AF_INET, AF_INET6, CLOCK_REALTIME, EACCES, EAGAIN, EPERM, ICMP6_FILTER, ICMP_FILTER, IPPROTO_ICMP, IPPROTO_ICMPV6,
+  SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOL_RAW, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_TIMESTAMPNS,
+  addressOf, errno, libc, strerror,
+} from "./libc.ts";
+import { ICMP6_ECHO_REPLY, ICMP_ECHO_REPLY } from "./packet.ts";
+import { readFileSync } from "node:fs";
+
+/** "ping": SOCK_DGRAM ICMP (unprivileged, net.ipv4.ping_group_range); "raw": SOCK_RAW (CAP_NET_RAW). */
+export type SocketKind = "ping" | "raw";
+
+/** Why no ICMP socket could be opened, with the exact sysctl / capability to fix it. */
+export class IcmpUnavailableError extends Error {
+  override name = "IcmpUnavailableError";
+}
+
+/** One received datagram as handed to the engine. Offsets index into the socket's receive buffer. */
+export interface Datagram {
+  buf: Uint8Array;
+  /** Start of the ICMP header (after the IPv4 header on raw IPv4 sockets). */
+  icmpOffset: number;
+  end: number;
+  /** Source address bytes: 4 for IPv4, 16 for IPv6 (a view into the name buffer). */
+  source: Uint8Array;
+  /** Kernel receive time, ns relative to the socket's epoch (see module docs). */
+  rxNs: number;
+}
+
+const RECV_BUF = 65_536;
+const CTRL_LEN = 256;
+
+/** An open non-blocking ICMP or ICMPv6 socket. */
+export class IcmpSocket {
+  readonly v6: boolean;
+  readonly kind: SocketKind;
+  /** Echo identifier: the kernel's for ping sockets (socket "port"), random for raw sockets. */
+  readonly identifier: number;
+  /** Seconds of CLOCK_REALTIME that all `*Ns` values of this socket are relative to. */
+  readonly epochSec: number;
+  /** Receive buffer size the kernel granted, bytes. */
+  readonly rcvbuf: number;
+  private fd: number;
+  private readonly ts = new Uint32Array(4);
+  private readonly buf = new Uint8Array(RECV_BUF);
+  private readonly name = new Uint8Array(32);
+  private readonly ctrl = new Uint8Array(CTRL_LEN);
+  private readonly iov = new BigUint64Array(2);
+  private readonly msg = new Uint8Array(56);
+  private readonly msgView = new DataView(this.msg.buffer);
+  private readonly ctrlView = new DataView(this.ctrl.buffer);
+
+  /**
+   * Opens a socket for the family: a ping socket first, a raw socket otherwise.
+   * @param rcvbufBytes requested receive buffer (SO_RCVBUFFORCE when privileged)
+   * @throws IcmpUnavailableError naming the sysctl and capability that would allow ICMP
+   */
+  constructor(v6: boolean, rcvbufBytes = 4 << 20, prefer: SocketKind | "auto" = "auto") {
+    this.v6 = v6;
+    const family = v6 ? AF_INET6 : AF_INET;
+    const proto = v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP;
+    let fd = -1;
+    let kind: SocketKind = "ping";
+    let pingErr = 0;
+    if (prefer !== "raw") {
+      fd = libc.socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
+      if (fd < 0) pingErr = errno();
+    }
+    if (fd < 0 && prefer !== "ping") {
+      fd = libc.socket(family, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
+      kind = "raw";
+      if (fd < 0) {
+        const rawErr = errno();
+        throw new IcmpUnavailableError(unavailableReason(v6, pingErr, rawErr));
+      }
+    }
+    if (fd < 0) throw new IcmpUnavailableError(unavailableReason(v6, pingErr, EPERM));
+    this.fd = fd;
+    this.kind = kind;
+    this.setInt(SOL_SOCKET, SO_TIMESTAMPNS, 1);
+    if (this.setInt(SOL_SOCKET, SO_RCVBUFFORCE, rcvbufBytes) !== 0) this.setInt(SOL_SOCKET, SO_RCVBUF, rcvbufBytes);
+    this.setInt(SOL_SOCKET, SO_SNDBUF, 1 << 20);
+    this.rcvbuf = this.getRcvbuf(rcvbufBytes);
+    if (kind === "raw") {
+      this.installEchoReplyFilter();
+      this.identifier = (Math.random() * 0xffff) | 0;
+    } else {
+      this.identifier = this.boundIdentifier();
+    }
+    this.clock();
+    this.epochSec = this.ts[0]! + this.ts[1]! * 4294967296;
+    // Prepare the reusable msghdr: name, iov, control pointers never change.
+    this.iov[0] = BigInt(addressOf(this.buf));
+    this.iov[1] = BigInt(RECV_BUF);
+    this.msgView.setBigUint64(0, BigInt(addressOf(this.name)), true);
+    this.msgView.setBigUint64(16, BigInt(addressOf(this.iov)), true);
+    this.msgView.setBigUint64(24, 1n, true);
+    this.msgView.setBigUint64(32, BigInt(addressOf(this.ctrl)), true);
+  }
+
+  /** CLOCK_REALTIME now, ns relative to epochSec. */
+  nowNs(): number {
+    this.clock();
+    return (this.ts[0]! + this.ts[1]! * 4294967296 - this.epochSec) * 1e9 + this.ts[2]!;
+  }
+
+  /**
+   * Sends one ICMP message. @returns the send timestamp (ns, relative to epochSec), or a negative
+   * errno on failure (-EAGAIN / -ENOBUFS mean "retry later").
+   */
+  send(packet: Uint8Array, sockaddr: Uint8Array): number {
+    const t = this.nowNs();
+    const n = libc.sendto(this.fd, packet, packet.length, 0, sockaddr, sockaddr.length);
+    return n < 0 ? -errno() : t;
+  }
+
+  /**
+   * Reads every queued datagram (until EAGAIN) and hands each to `onDatagram`. The datagram's
+   * buffers are reused by the next read: copy anything kept. @returns datagrams read
+   */
+  drain(onDatagram: (d: Datagram) => void): number {
+    let count = 0;
+    const mv = this.msgView;
+    for (;;) {
+      mv.setUint32(8, this.name.length, true);
+      mv.setBigUint64(40, BigInt(CTRL_LEN), true);
+      const n = libc.recvmsg(this.fd, this.msg, 0);
+      if (n < 0) {
+        const e = errno();
+        if (e === EAGAIN) return count;
+        continue; // transient errors (e.g. ICMP errors queued on the socket) are skipped
+      }
+      count++;
+      let rxNs = -1;
+      const ctrlLen = Number(mv.getBigUint64(40, true));
+      for (let off = 0; off + 16 <= ctrlLen; ) {
+        const len = Number(this.ctrlView.getBigUint64(off, true));
+        if (len < 16) break;
+        if (this.ctrlView.getInt32(off + 8, true) === SOL_SOCKET && this.ctrlView.getInt32(off + 12, true) === SO_TIMESTAMPNS) {
+          const sec = this.ctrlView.getUint32(off + 16, true) + this.ctrlView.getInt32(off + 20, true) * 4294967296;
+          rxNs = (sec - this.epochSec) * 1e9 + this.ctrlView.getUint32(off + 24, true);
+        }
+        off += (len + 7) & ~7;
+      }
+      if (rxNs < 0) rxNs = this.nowNs();
+      let icmpOffset = 0;
+      let source: Uint8Array;
+      if (this.v6) {
+        source = this.name.subarray(8, 24);
+      } else if (this.kind === "raw") {
+        icmpOffset = (this.buf[0]! & 0x0f) * 4;
+        source = this.buf.subarray(12, 16);
+      } else {
+        source = this.name.subarray(4, 8);
+      }
+      onDatagram({ buf: this.buf, icmpOffset, end: Number(n), source, rxNs });
+    }
+  }
+
+  /** Closes the socket; further calls fail. */
+  close(): void {
+    if (this.fd >= 0) libc.close(this.fd);
+    this.fd = -1;
+  }
+
+  private clock(): void {
+    libc.clock_gettime(CLOCK_REALTIME, this.ts);
+  }
+
+  private setInt(level: number, opt: number, value: number): number {
+    return libc.setsockopt(this.fd, level, opt, new Int32Array([value]), 4);
+  }
+
+  private getRcvbuf(requested: number): number {
+    // getsockopt is not bound; SO_RCVBUF doubles the request, clamped by net.core.rmem_max unless forced.
+    try {
+      const max = Number(readFileSync("/proc/sys/net/core/rmem_max", "utf8"));
+      return process.getuid?.() === 0 ? requested * 2 : Math.min(requested, max) * 2;
+    } catch {
+      return requested * 2;
+    }
+  }
+
+  /** Raw sockets see every ICMP message of the host: let the kernel pass only echo replies. */
+  private installEchoReplyFilter(): void {
+    if (this.v6) {
+      const f = new Uint32Array(8).fill(0xffffffff); // ICMP6_FILTER: a set bit blocks the type
+      f[ICMP6_ECHO_REPLY >> 5]! &= ~(1 << (ICMP6_ECHO_REPLY & 31));
+      libc.setsockopt(this.fd, IPPROTO_ICMPV6, ICMP6_FILTER, f, 32);
+    } else {
+      const f = new Uint32Array([~(1 << ICMP_ECHO_REPLY) >>> 0]); // ICMP_FILTER: a set bit blocks the type
+      libc.setsockopt(this.fd, SOL_RAW, ICMP_FILTER, f, 4);
+    }
+  }
+
+  private boundIdentifier(): number {
+    const sa = new Uint8Array(32);
+    const len = new Uint32Array([32]);
+    libc.getsockname(this.fd, sa, len);
+    return (sa[2]! << 8) | sa[3]!; // the kernel rewrites the echo id to the ping socket's "port"
+  }
+}
+
+function unavailableReason(v6: boolean, pingErr: number, rawErr: number): string {
+  let range = "unknown";
+  try {
+    range = readFileSync("/proc/sys/net/ipv4/ping_group_range", "utf8").trim().replace(/\s+/, " ");
+  } catch {}
+  const gid = process.getgid?.() ?? -1;
+  const denied = (e: number) => (e === EACCES || e === EPERM ? "not permitted" : strerror(e));
+  return (
+    `no ICMP${v6 ? "v6" : ""} socket: ping socket ${denied(pingErr)} (net.ipv4.ping_group_range is "${range}", ` +
+    `this process's gid is ${gid}; allow it with: sysctl -w net.ipv4.ping_group_range="0 2147483647"), ` +
+    `raw socket ${denied(rawErr)} (needs CAP_NET_RAW: run as root or setcap cap_net_raw+ep ./agent)`
+  );
+}

@@ -1,0 +1,31 @@
+/**
+ * The resolve phase shared by both probe types: getaddrinfo (dns.lookup, so /etc/hosts and
+ * resolv.conf apply, as in ping and curl), timed. IP literals resolve to themselves in 0 s.
+ */
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+
+/** Address family preference; "ip4" prefers IPv4 and falls back to IPv6, like blackbox's preferred_ip_protocol. */
+export type IpPreference = "ip4" | "ip6";
+
+/** A resolve outcome: the chosen IP and the phase duration in seconds. */
+export interface Resolved {
+  ip: string;
+  seconds: number;
+}
+
+/**
+ * Resolves `host` (a name or IP literal; IPv6 may be bracketed).
+ * @throws Error with the resolver's message (ENOTFOUND, EAI_AGAIN, ...)
+ */
+export async function resolveHost(host: string, prefer: IpPreference = "ip4"): Promise<Resolved> {
+  const bare = host.replace(/^\[|\]$/g, "");
+  if (isIP(bare)) return { ip: bare, seconds: 0 };
+  const start = performance.now();
+  const all = await lookup(bare, { all: true });
+  const seconds = (performance.now() - start) / 1000;
+  const want = prefer === "ip4" ? 4 : 6;
+  const pick = all.find((a) => a.family === want) ?? all[0];
+  if (!pick) throw new Error(`no address for ${bare}`);
+  return { ip: pick.address, seconds };
+}

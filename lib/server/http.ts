@@ -1,0 +1,69 @@
+/**
+ * The server's HTTP side (hono): /metrics, /-/healthy, /-/ready, /-/targets, /-/reload (POST)
+ * and a web view of the latest ICMP matrix at /.
+ */
+import { toJson } from "@bufbuild/protobuf";
+import { Hono } from "hono";
+import type { IcmpAggregate } from "../aggregation/aggregate.ts";
+import type { ServerMetrics } from "../metrics/metrics.ts";
+import { GetTargetPoolResponseSchema } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import type { TargetPool } from "../targets/pool.ts";
+import type { AgentRegistry } from "./registry.ts";
+
+/** What the HTTP side reads from the server. */
+export interface HttpDeps {
+  metrics: ServerMetrics;
+  registry: AgentRegistry;
+  pool: TargetPool;
+  discovery: string;
+  /** Reloads the probe file; @throws ConfigError with file:line: reason */
+  reload(): void;
+  /** The last window's ICMP aggregates, for the web view. */
+  latestIcmp(): readonly IcmpAggregate[];
+  ready(): boolean;
+}
+
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function matrixHtml(aggs: readonly IcmpAggregate[], agents: ReturnType<AgentRegistry["all"]>): string {
+  const regions = [...new Set([...aggs.flatMap((a) => [a.sourceRegion, a.targetRegion]), ...agents.map((a) => a.region)])].sort();
+  const cell = (s: string, t: string) => {
+    const a = aggs.find((x) => x.sourceRegion === s && x.targetRegion === t);
+    if (!a) return `<td class="none">–</td>`;
+    const hue = a.lossRatio > 0.05 ? 0 : a.lossRatio > 0 ? 40 : 120;
+    const rtt = a.rttMean !== undefined ? `${(a.rttMean * 1000).toFixed(2)} ms` : "no reply";
+    return `<td style="background:hsl(${hue},60%,85%)">${rtt}<br><small>loss ${(a.lossRatio * 100).toFixed(1)}%</small></td>`;
+  };
+  const rows = regions.map((s) => `<tr><th>${esc(s)}</th>${regions.map((t) => cell(s, t)).join("")}</tr>`).join("");
+  const agentRows = agents.map((a) => `<tr><td>${esc(a.region)}</td><td>${esc(a.ip)}</td><td>${esc(a.hostname)}</td><td>${esc(a.version)}</td><td>${a.alive ? "alive" : "dead"}</td></tr>`).join("");
+  return `<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="15"><title>ProberMesh</title>
+<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.4em .7em;text-align:center}.none{color:#aaa}</style></head>
+<body><h1>ProberMesh</h1><h2>ICMP mesh (rows: source region, columns: target region; last aggregation window)</h2>
+<table><tr><th></th>${regions.map((r) => `<th>${esc(r)}</th>`).join("")}</tr>${rows}</table>
+<h2>Agents</h2><table><tr><th>region</th><th>ip</th><th>hostname</th><th>version</th><th>state</th></tr>${agentRows}</table>
+<p><a href="/metrics">/metrics</a> · <a href="/-/targets">/-/targets</a></p></body></html>`;
+}
+
+/** Builds the hono app. */
+export function httpApp(d: HttpDeps): Hono {
+  const app = new Hono();
+  app.get("/metrics", async (c) => c.body(await d.metrics.registry.metrics(), 200, { "Content-Type": d.metrics.registry.contentType }));
+  app.get("/-/healthy", (c) => c.text("ProberMesh server is Healthy.\n"));
+  app.get("/-/ready", (c) => (d.ready() ? c.text("ProberMesh server is Ready.\n") : c.text("not ready\n", 503)));
+  app.get("/-/targets", (c) => {
+    const regions = [...new Set(d.registry.live().map((a) => a.region))].sort();
+    const pools: Record<string, unknown> = {};
+    for (const r of regions) pools[r] = toJson(GetTargetPoolResponseSchema, d.pool.poolFor(r));
+    return c.json({ discovery: d.discovery, agents: d.registry.all(), pools });
+  });
+  app.post("/-/reload", (c) => {
+    try {
+      d.reload();
+      return c.text("reloaded\n");
+    } catch (e) {
+      return c.text(`${(e as Error).message}\n`, 400);
+    }
+  });
+  app.get("/", (c) => c.html(matrixHtml(d.latestIcmp(), d.registry.all())));
+  return app;
+}
