@@ -9,6 +9,8 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import pLimit from "p-limit";
 import pRetry from "p-retry";
+import { durationMs } from "@bufbuild/protobuf/wkt";
+import { HEARTBEAT_INTERVAL_MS } from "../rpc/heartbeat.ts";
 import type { Logger } from "../log.ts";
 import { HttpPhaseProber } from "../probes/http/prober.ts";
 import { IcmpEchoProber } from "../probes/icmp/prober.ts";
@@ -20,8 +22,6 @@ import { VERSION } from "../version.ts";
 import { Outbox } from "./outbox.ts";
 import { Scheduler, type Job } from "./scheduler.ts";
 
-/** Heartbeat period (SPEC.md: every 10 s). */
-export const HEARTBEAT_INTERVAL_MS = 10_000;
 /** HTTP probes running at once per agent. */
 export const HTTP_CONCURRENCY = 64;
 
@@ -65,11 +65,12 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   if ("error" in v4) log.error({ reason: v4.error }, "ICMP probes disabled; HTTP probes continue");
   else log.info({ socket: v4.kind, identifier: v4.identifier }, `ICMP through ${v4.kind === "ping" ? "an unprivileged ping socket (SOCK_DGRAM)" : "a raw socket (SOCK_RAW)"}`);
 
-  await pRetry(() => client.heartbeat({ agent: me }), {
+  const first = await pRetry(() => client.heartbeat({ agent: me }), {
     retries: Infinity, minTimeout: 500, maxTimeout: 30_000, signal: abort.signal,
     onFailedAttempt: ({ error, attemptNumber }) => log.warn({ attempt: attemptNumber, err: error.message }, "register failed; retrying"),
   });
-  log.info({ region: o.region, ip: o.ip, server: o.serverAddr }, "registered");
+  const heartbeatMs = first.heartbeatInterval ? durationMs(first.heartbeatInterval) : HEARTBEAT_INTERVAL_MS;
+  log.info({ region: o.region, ip: o.ip, server: o.serverAddr, serverVersion: first.serverVersion, heartbeatMs }, "registered");
 
   let icmpBatch: IcmpResult[] = [];
   let httpBatch: HttpResult[] = [];
@@ -145,7 +146,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   };
 
   await sync();
-  const timers = [setInterval(heartbeat, HEARTBEAT_INTERVAL_MS), setInterval(sync, o.syncIntervalMs), setInterval(push, o.probeIntervalMs)];
+  const timers = [setInterval(heartbeat, heartbeatMs), setInterval(sync, o.syncIntervalMs), setInterval(push, o.probeIntervalMs)];
   return {
     stop() {
       abort.abort();

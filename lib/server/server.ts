@@ -54,7 +54,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   let ready = false;
 
   const rpcHandler = connectNodeAdapter({
-    routes: (router) => router.service(ProberMeshService, proberMeshService({ registry, pool, window, metrics, aggregationIntervalMs: o.aggregationIntervalMs, log: o.log })),
+    routes: (router) => router.service(ProberMeshService, proberMeshService({ registry, pool, window, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs, log: o.log })),
     readMaxBytes: 64 << 20,
   });
   const rpc: Listener = await listenH1H2c(o.rpcListenAddr, rpcHandler);

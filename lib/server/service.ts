@@ -11,6 +11,7 @@ import { checkAgent, checkHttpResult, checkIcmpResult } from "../rpc/validate.ts
 import type { TargetPool } from "../targets/pool.ts";
 import type { Logger } from "../log.ts";
 import { VERSION } from "../version.ts";
+import { heartbeatIntervalMs } from "../rpc/heartbeat.ts";
 import type { AgentRegistry } from "./registry.ts";
 
 /** What the service needs from the server. */
@@ -20,6 +21,8 @@ export interface ServiceDeps {
   window: AggregationWindow;
   metrics: ServerMetrics;
   aggregationIntervalMs: number;
+  /** An agent silent this long is dead (ratio x aggregation interval), milliseconds. */
+  deadAfterMs: number;
   log: Logger;
 }
 
@@ -35,7 +38,11 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
       const a = requireAgent(req.agent);
       if (!a.ip) throw new ConnectError("agent.ip is required", Code.InvalidArgument);
       d.registry.heartbeat(a);
-      return create(HeartbeatResponseSchema, { serverVersion: VERSION, aggregationInterval: durationFromMs(d.aggregationIntervalMs) });
+      return create(HeartbeatResponseSchema, {
+        serverVersion: VERSION,
+        aggregationInterval: durationFromMs(d.aggregationIntervalMs),
+        heartbeatInterval: durationFromMs(heartbeatIntervalMs(d.deadAfterMs)),
+      });
     },
     getTargetPool(req) {
       const a = requireAgent(req.agent);

@@ -1,0 +1,79 @@
+/**
+ * End to end with the compiled binaries: one server and three agents in three regions on
+ * 127.0.0.x (dynamic discovery), real ICMP between them, then one agent killed.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { AGENT_BIN, IS_ROOT, SERVER_BIN, freePort, killAll, samples, scrape, skipReason, start, waitFor, type Proc } from "./helpers/procs.ts";
+
+const INTERVAL = "1s";
+const RATIO = 3;
+const REGIONS = ["mesh-a", "mesh-b", "mesh-c"];
+const IPS = ["127.0.10.1", "127.0.10.2", "127.0.10.3"];
+
+describe.skipIf(!IS_ROOT)("mesh of three agents (compiled binaries)", () => {
+  let rpc = 0, web = 0;
+  let metricsUrl = "";
+  const agents: Proc[] = [];
+
+  beforeAll(async () => {
+    rpc = await freePort();
+    web = await freePort();
+    metricsUrl = `http://127.0.0.1:${web}/metrics`;
+    start([SERVER_BIN, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`, "-server.aggregation.interval", INTERVAL, "-server.series.cache.ratio", String(RATIO)]);
+    await waitFor("server ready", 10_000, async () => (await fetch(`http://127.0.0.1:${web}/-/ready`)).ok);
+    REGIONS.forEach((region, i) =>
+      agents.push(start([AGENT_BIN, "-region", region, "-agent.ip", IPS[i]!, "-server.rpc.addr", `127.0.0.1:${rpc}`, "-agent.probe.interval", INTERVAL, "-agent.sync.interval", "500ms"])),
+    );
+  });
+  afterAll(killAll);
+
+  test("every region pair except self-pairs has loss 0, 0 < RTT < 10 ms, histogram count = packets received", async () => {
+    const pairs = REGIONS.flatMap((s) => REGIONS.filter((t) => t !== s).map((t) => ({ source_region: s, target_region: t })));
+    const m = await waitFor("all six region pairs", 15_000, async () => {
+      const m = await scrape(metricsUrl);
+      return pairs.every((p) => samples(m, "prober_icmp_packet_loss_rate", p).length === 1) ? m : undefined;
+    });
+    for (const p of pairs) {
+      expect(Number(samples(m, "prober_icmp_packet_loss_rate", p)[0]!.value)).toBe(0);
+      const rtt = Number(samples(m, "prober_icmp_duration_seconds", { ...p, phase: "rtt" })[0]!.value);
+      expect(rtt).toBeGreaterThan(0);
+      expect(rtt).toBeLessThan(0.01);
+      const min = Number(samples(m, "prober_icmp_duration_seconds", { ...p, phase: "min" })[0]!.value);
+      const max = Number(samples(m, "prober_icmp_duration_seconds", { ...p, phase: "max" })[0]!.value);
+      expect(min).toBeLessThanOrEqual(rtt);
+      expect(max).toBeGreaterThanOrEqual(rtt);
+      expect(Number(samples(m, "prober_icmp_failed", p)[0]!.value)).toBe(0);
+      const count = Number(samples(m, "prober_icmp_duration_seconds_total_count", p)[0]!.value);
+      // One target per pair, 64 packets a round, all answered: the count is a whole number of rounds.
+      expect(count % 64).toBe(0);
+      expect(count).toBeGreaterThanOrEqual(64);
+      const inf = samples(m, "prober_icmp_duration_seconds_total_bucket", { ...p, le: "+Inf" })[0]!;
+      expect(Number(inf.value)).toBe(count);
+    }
+    for (const s of REGIONS) expect(samples(m, "prober_icmp_packet_loss_rate", { source_region: s, target_region: s })).toHaveLength(0);
+    REGIONS.forEach((region, i) => {
+      const alive = samples(m, "prober_agent_is_alive", { region, ip: IPS[i]!, version: "0.1.0" });
+      expect(alive).toHaveLength(1);
+      expect(alive[0]!.value).toBe("1");
+    });
+  }, 30_000);
+
+  test("a killed agent goes to is_alive 0, leaves the pools, and its pairs' series disappear", async () => {
+    const deadAfterMs = RATIO * 1000;
+    await agents[2]!.kill();
+    const killedAt = Date.now();
+    await waitFor("prober_agent_is_alive 0", deadAfterMs + 3000, async () => samples(await scrape(metricsUrl), "prober_agent_is_alive", { region: "mesh-c" })[0]?.value === "0");
+    expect(Date.now() - killedAt).toBeLessThan(deadAfterMs + 2500);
+    const targets = (await (await fetch(`http://127.0.0.1:${web}/-/targets`)).json()) as { pools: Record<string, { icmp?: { address: string }[] }> };
+    for (const pool of Object.values(targets.pools)) expect((pool.icmp ?? []).map((t) => t.address)).not.toContain(IPS[2]);
+    await waitFor("mesh-c series removed", deadAfterMs + 4000, async () => {
+      const m = await scrape(metricsUrl);
+      const gone = ["prober_icmp_packet_loss_rate", "prober_icmp_duration_seconds", "prober_icmp_jitter_stddev_seconds", "prober_icmp_duration_seconds_total_count"].every(
+        (n) => samples(m, n, { target_region: "mesh-c" }).length === 0 && samples(m, n, { source_region: "mesh-c" }).length === 0,
+      );
+      return gone && samples(m, "prober_icmp_packet_loss_rate", { source_region: "mesh-a", target_region: "mesh-b" }).length === 1;
+    });
+  }, 30_000);
+});
+
+if (!IS_ROOT) skipReason("mesh.test.ts needs root: ping sockets are disabled here (net.ipv4.ping_group_range) and raw ICMP needs CAP_NET_RAW");
