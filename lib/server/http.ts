@@ -54,7 +54,7 @@ export function httpApp(d: HttpDeps): Hono {
     const regions = [...new Set(d.registry.live().map((a) => a.region))].sort();
     const pools: Record<string, unknown> = {};
     for (const r of regions) pools[r] = toJson(GetTargetPoolResponseSchema, d.pool.poolFor(r));
-    return c.json({ discovery: d.discovery, agents: d.registry.all(), pools });
+    return c.json({ discovery: d.discovery, file: d.pool.probeFile.blocks, agents: d.registry.all(), pools });
   });
   app.post("/-/reload", (c) => {
     try {

@@ -162,7 +162,8 @@ export function parseProbeFile(text: string, file: string): ProbeFile {
   const data = doc.toJS() ?? { prober_configs: [] };
   const parsed = fileSchema.safeParse(data);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
+    // A misspelt key also makes a required key "missing": report the misspelling, it is the cause.
+    const issue = parsed.error.issues.find((i) => i.code === "unrecognized_keys") ?? parsed.error.issues[0]!;
     const unknown = issue.code === "unrecognized_keys" ? issue.keys[0] : undefined;
     const line = lineOf(doc, lc, issue.path, unknown);
     const where = issue.path.length ? issue.path.join(".") : "file";
