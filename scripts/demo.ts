@@ -1,0 +1,55 @@
+/**
+ * `npm run mesh`: a real mesh on this machine. Builds dist/server and dist/agent, serves two HTTP
+ * targets on loopback, starts the server and three agents in three regions on 127.0.0.11-13
+ * (real ICMP between them), and prints where to look. Ctrl-C stops everything.
+ * Optional: `npm run mesh -- 60s` stops by itself after that long.
+ */
+import { spawn } from "bun";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { parseDurationMs } from "../lib/cli/duration.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+const stopAfter = process.argv[2] ? parseDurationMs(process.argv[2]) : 0;
+await spawn([process.execPath, `${root}scripts/build.ts`], { stdout: "inherit", stderr: "inherit" }).exited;
+
+// Two HTTP targets on loopback: a fast page and one that thinks for 50 ms.
+const web = Bun.serve({
+  hostname: "127.0.0.1",
+  port: 18080,
+  fetch: async (req) => {
+    if (new URL(req.url).pathname === "/slow") await Bun.sleep(50);
+    return new Response("<html>ProberMesh demo target</html>", { headers: { "Content-Type": "text/html" } });
+  },
+});
+mkdirSync(`${root}.tmp`, { recursive: true });
+const file = `${root}.tmp/demo.yaml`;
+writeFileSync(
+  file,
+  `prober_configs:
+  - prober_type: http
+    region: demo-web
+    targets: [http://127.0.0.1:18080/, http://127.0.0.1:18080/slow]
+`,
+);
+
+const procs = [spawn([`${root}dist/server`, "-server.probe.file", file, "-server.aggregation.interval", "5s"], { stdout: "inherit", stderr: "inherit" })];
+await Bun.sleep(500);
+for (const [region, ip] of [["demo-east", "127.0.0.11"], ["demo-west", "127.0.0.12"], ["demo-north", "127.0.0.13"]]) {
+  procs.push(spawn([`${root}dist/agent`, "-region", region!, "-agent.ip", ip!, "-agent.probe.interval", "5s", "-agent.sync.interval", "5s"], { stdout: "inherit", stderr: "inherit" }));
+}
+console.log(`
+ProberMesh demo: server + 3 agents (demo-east 127.0.0.11, demo-west 127.0.0.12, demo-north 127.0.0.13)
+  web view:  http://localhost:6001/
+  metrics:   http://localhost:6001/metrics     (first aggregates after ~10 s)
+  targets:   http://localhost:6001/-/targets
+  try:       curl -s localhost:6001/metrics | grep -E '^prober_icmp_(packet_loss_rate|duration_seconds)'
+Ctrl-C stops everything.
+`);
+const stop = () => {
+  for (const p of procs) p.kill("SIGTERM");
+  web.stop(true);
+  process.exit(0);
+};
+process.on("SIGINT", stop);
+process.on("SIGTERM", stop);
+if (stopAfter) setTimeout(stop, stopAfter);

@@ -1,0 +1,60 @@
+/**
+ * A real Prometheus (Debian package `prometheus`) scrapes the compiled server of a two-region
+ * mesh, and a PromQL query over its HTTP API returns the mesh's series.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { AGENT_BIN, IS_ROOT, SERVER_BIN, freePort, killAll, skipReason, start, waitFor } from "./helpers/procs.ts";
+
+const prometheus = Bun.which("prometheus");
+const ok = IS_ROOT && prometheus !== null;
+if (!ok) skipReason(`prometheus.test.ts needs root (ICMP) and the prometheus binary (apt-get install prometheus); root=${IS_ROOT} prometheus=${prometheus}`);
+
+describe.skipIf(!ok)("Prometheus scrapes the server", () => {
+  let promUrl = "";
+  beforeAll(async () => {
+    const [rpc, web, prom] = [await freePort(), await freePort(), await freePort()];
+    promUrl = `http://127.0.0.1:${prom}`;
+    start([SERVER_BIN, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`, "-server.aggregation.interval", "1s"]);
+    for (const [region, ip] of [["prom-a", "127.0.40.1"], ["prom-b", "127.0.40.2"]]) {
+      start([AGENT_BIN, "-region", region!, "-agent.ip", ip!, "-server.rpc.addr", `127.0.0.1:${rpc}`, "-agent.probe.interval", "1s", "-agent.sync.interval", "500ms"]);
+    }
+    const dir = mkdtempSync(`${tmpdir()}/pm-prom-`);
+    // The README's scrape config, pointed at the test's port, with a fast scrape interval.
+    writeFileSync(
+      `${dir}/prometheus.yml`,
+      `global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: prober_mesh
+    static_configs: [{targets: ["127.0.0.1:${web}"]}]
+    metric_relabel_configs:
+      - {source_labels: [__name__], regex: "^prober.*", action: keep}
+`,
+    );
+    start([prometheus!, `--config.file=${dir}/prometheus.yml`, `--storage.tsdb.path=${dir}/data`, `--web.listen-address=127.0.0.1:${prom}`]);
+    await waitFor("prometheus ready", 30_000, async () => (await fetch(`${promUrl}/-/ready`)).ok);
+  }, 60_000);
+  afterAll(killAll);
+
+  test("PromQL returns loss, RTT and agent liveness for both directions", async () => {
+    const query = async (q: string) => {
+      const r = (await (await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(q)}`)).json()) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } };
+      return r.data.result;
+    };
+    const loss = await waitFor("loss series in Prometheus", 30_000, async () => {
+      const r = await query("prober_icmp_packet_loss_rate");
+      return r.length === 2 ? r : undefined;
+    });
+    expect(loss.map((s) => `${s.metric.source_region}->${s.metric.target_region}`).sort()).toEqual(["prom-a->prom-b", "prom-b->prom-a"]);
+    for (const s of loss) expect(s.value[1]).toBe("0");
+    const rtt = await query('prober_icmp_duration_seconds{phase="rtt"} > 0');
+    expect(rtt).toHaveLength(2);
+    const p99 = await waitFor("histogram quantile", 15_000, async () => {
+      const r = await query("histogram_quantile(0.99, sum by (le) (rate(prober_icmp_duration_seconds_total_bucket[10s])))");
+      return r.length === 1 && Number(r[0]!.value[1]) > 0 ? r : undefined;
+    });
+    expect(Number(p99[0]!.value[1])).toBeLessThan(0.01);
+    expect((await query("sum(prober_agent_is_alive)"))[0]!.value[1]).toBe("2");
+  }, 60_000);
+});
