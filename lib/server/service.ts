@@ -56,26 +56,22 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
         d.metrics.rejectPoints.inc({ prober_type: type, reason });
         if (res.rejectReasons.length < 5) res.rejectReasons.push(detail);
       };
-      for (const r of req.icmp) {
-        const bad = checkIcmpResult(r);
-        if (bad) reject("icmp", "invalid", `icmp ${r.address}: ${bad}`);
-        else if (!d.pool.isAssigned(a.region, "icmp", r.targetRegion, r.address)) reject("icmp", "not_assigned", `icmp ${r.targetRegion}/${r.address}: not assigned to region ${a.region}`);
-        else {
-          d.window.addIcmp({ sourceRegion: a.region, agentIp: a.ip, result: r });
-          res.accepted++;
-          d.metrics.receivePoints.inc({ prober_type: "icmp" });
+      /** Accepts each result that passes `check` and targets what was assigned to the agent's region. */
+      const accept = <R>(type: "icmp" | "http", results: R[], check: (r: R) => string, target: (r: R) => [string, string], add: (r: R) => void) => {
+        for (const r of results) {
+          const [targetRegion, addr] = target(r);
+          const bad = check(r);
+          if (bad) reject(type, "invalid", `${type} ${addr}: ${bad}`);
+          else if (!d.pool.isAssigned(a.region, type, targetRegion, addr)) reject(type, "not_assigned", `${type} ${targetRegion}/${addr}: not assigned to region ${a.region}`);
+          else {
+            add(r);
+            res.accepted++;
+            d.metrics.receivePoints.inc({ prober_type: type });
+          }
         }
-      }
-      for (const r of req.http) {
-        const bad = checkHttpResult(r);
-        if (bad) reject("http", "invalid", `http ${r.url}: ${bad}`);
-        else if (!d.pool.isAssigned(a.region, "http", r.targetRegion, r.url)) reject("http", "not_assigned", `http ${r.targetRegion}/${r.url}: not assigned to region ${a.region}`);
-        else {
-          d.window.addHttp({ sourceRegion: a.region, agentIp: a.ip, result: r });
-          res.accepted++;
-          d.metrics.receivePoints.inc({ prober_type: "http" });
-        }
-      }
+      };
+      accept("icmp", req.icmp, checkIcmpResult, (r) => [r.targetRegion, r.address], (r) => d.window.addIcmp({ sourceRegion: a.region, agentIp: a.ip, result: r }));
+      accept("http", req.http, checkHttpResult, (r) => [r.targetRegion, r.url], (r) => d.window.addHttp({ sourceRegion: a.region, agentIp: a.ip, result: r }));
       if (res.rejected) d.log.warn({ region: a.region, ip: a.ip, rejected: res.rejected, reasons: res.rejectReasons }, "rejected pushed results");
       return res;
     },
