@@ -53,7 +53,7 @@ afterAll(() => {
 });
 
 const prober = new HttpPhaseProber();
-const probe = (url: string, module: Partial<HttpModule> = {}) =>
+const probe = (url: string, module: Omit<Partial<HttpModule>, "$typeName" | "$unknown"> = {}) =>
   prober.probe(create(HttpTargetSchema, { targetRegion: "t", url, module: { timeout: durationFromMs(3000), insecureSkipVerify: true, ...module } }));
 
 describe("phases", () => {
