@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { isIPv6 } from "node:net";
 import { EAGAIN, ENOBUFS, encodeSockaddr, strerror } from "./libc.ts";
 import { ECHO_HEADER_LEN, parseEchoReply, writeEchoRequest } from "./packet.ts";
-import { IcmpSocket, IcmpUnavailableError, type Datagram, type SocketKind } from "./socket.ts";
+import { IcmpSocket, type Datagram, type SocketKind } from "./socket.ts";
 
 /** Parameters of one echo round; durations in milliseconds. */
 export interface EchoOptions {
@@ -289,4 +289,3 @@ export class IcmpEngine {
   }
 }
 
-export { IcmpUnavailableError };

@@ -45,7 +45,7 @@ export class IcmpSocket {
   readonly identifier: number;
   /** Seconds of CLOCK_REALTIME that all `*Ns` values of this socket are relative to. */
   readonly epochSec: number;
-  /** Receive buffer size the kernel granted, bytes. */
+  /** Estimated receive buffer, bytes: the request doubled (as the kernel does), clamped by rmem_max when unprivileged; not read back. */
   readonly rcvbuf: number;
   private fd: number;
   private readonly ts = new Uint32Array(4);
