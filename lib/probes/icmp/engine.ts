@@ -1,26 +1,41 @@
 /**
  * The ICMP echo engine: one shared socket per address family, one receive loop, replies
  * demultiplexed by (source address, sequence) and checked against the engine's identifier and
- * token, as liboping / go-fastping do instead of a socket per host.
+ * 8-byte token, as liboping / go-fastping do instead of a socket per host.
  *
- * Scheduling: every echo request of every round sits in one min-heap by due time; a single tick
- * (every ~1 ms while work is pending) sends what is due, drains the sockets, and finishes rounds
- * whose deadline passed. Accuracy does not depend on the tick: send times are taken around
- * sendto() and receive times are kernel timestamps (see socket.ts).
+ * Scheduling: each active round sits once in a send heap keyed by the due time of its next echo
+ * request, and once its last request is out, in a deadline heap keyed by (last send + timeout).
+ * A single tick (every ~1 ms while work is pending) sends what is due, draining the sockets every
+ * 64 sends so that replies never pile up behind a burst, and ends rounds whose deadline passed.
+ * Accuracy does not depend on the tick: send times are taken around sendto() and receive times
+ * are kernel timestamps (see socket.ts).
+ *
+ * Sequence numbers (RFC 792 "sequence number") are counted per destination and continue across
+ * rounds, starting at a random value, so a late reply of an earlier round never matches a later
+ * one and the 16-bit wrap is crossed in normal operation.
  */
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import { isIPv6 } from "node:net";
 import { EAGAIN, ENOBUFS, encodeSockaddr, strerror } from "./libc.ts";
+import { MinHeap } from "./heap.ts";
 import { ECHO_HEADER_LEN, parseEchoReply, writeEchoRequest } from "./packet.ts";
 import { IcmpSocket, type Datagram, type SocketKind } from "./socket.ts";
 
 /** Parameters of one echo round; durations in milliseconds. */
 export interface EchoOptions {
+  /** Echo requests to send, 1..65535. */
   count: number;
+  /** Spacing of requests to this destination, ms (never closer than half of it, even after a stall). */
   intervalMs: number;
+  /** ICMP data bytes after the 8-byte echo header (≥ 8: the engine token fills the first 8). */
   payloadSize: number;
-  /** Per-packet timeout: a reply later than this after its request counts as lost. */
+  /** Per-packet timeout, ms: a reply later than this after its request counts as lost. */
   timeoutMs: number;
+  /**
+   * Sequence number of the first request instead of the per-destination counter (tests use it to
+   * cross the 16-bit wrap on purpose). Two concurrent rounds to one address must not overlap.
+   */
+  firstSequence?: number;
 }
 
 /** Outcome of one echo round. RTTs in seconds. */
@@ -29,10 +44,12 @@ export interface EchoOutcome {
   received: number;
   /** Extra replies for requests already answered (RFC 792 allows duplicates; not counted as received). */
   duplicates: number;
-  /** Replies whose payload or checksum did not match what was sent (ignored). */
+  /** Replies carrying our token whose payload or checksum did not match what was sent (ignored). */
   corrupted: number;
-  /** RTT of each answered request in send order, seconds. */
+  /** RTT of each answered request in send order, seconds (kernel rx timestamp − time before sendto). */
   rttsSeconds: number[];
+  /** Sequence number of the first request (the others follow, modulo 2^16). */
+  firstSequence: number;
   /** First send error, "" if none. */
   error: string;
 }
@@ -40,10 +57,15 @@ export interface EchoOutcome {
 interface Round {
   v6: boolean;
   sockaddr: Uint8Array;
-  addrKey: string;
+  destKey: number | string;
   opts: EchoOptions;
   packet: Uint8Array;
   seqBase: number;
+  startNs: number;
+  /** Due time of the next request (send heap key), ns. */
+  dueNs: number;
+  /** lastSendNs + timeout once every request is out (deadline heap key), ns. */
+  deadlineNs: number;
   sentAt: Float64Array;
   rttNs: Float64Array;
   sent: number;
@@ -52,64 +74,24 @@ interface Round {
   corrupted: number;
   error: string;
   lastSendNs: number;
+  finished: boolean;
   done: (o: EchoOutcome) => void;
-}
-
-interface Scheduled {
-  dueNs: number;
-  round: Round;
-  index: number;
-}
-
-/** Binary min-heap of scheduled sends by due time. */
-class SendQueue {
-  private items: Scheduled[] = [];
-  get size(): number {
-    return this.items.length;
-  }
-  peek(): Scheduled | undefined {
-    return this.items[0];
-  }
-  push(s: Scheduled): void {
-    const a = this.items;
-    a.push(s);
-    for (let i = a.length - 1; i > 0; ) {
-      const p = (i - 1) >> 1;
-      if (a[p]!.dueNs <= a[i]!.dueNs) break;
-      [a[p], a[i]] = [a[i]!, a[p]!];
-      i = p;
-    }
-  }
-  pop(): Scheduled | undefined {
-    const a = this.items;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last) {
-      a[0] = last;
-      for (let i = 0; ; ) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && a[l]!.dueNs < a[m]!.dueNs) m = l;
-        if (r < a.length && a[r]!.dueNs < a[m]!.dueNs) m = r;
-        if (m === i) break;
-        [a[m], a[i]] = [a[i]!, a[m]!];
-        i = m;
-      }
-    }
-    return top;
-  }
 }
 
 /** Statistics of the engine since start, for debugging and the benchmark. */
 export interface EngineStats {
   sent: number;
   received: number;
-  /** Echo replies with our token but no pending request (late after the round ended). */
+  /** Echo replies with our token but no active round (late after their round ended, or forged). */
   unmatched: number;
   /** Send attempts deferred because the socket buffer was full. */
   deferred: number;
 }
+
+/** Sends between two drains of the receive sockets inside one burst. */
+const DRAIN_EVERY = 64;
+/** Retry delay after EAGAIN/ENOBUFS on send, ns. */
+const DEFER_NS = 200_000;
 
 /** Shared ICMP engine; create one per agent. */
 export class IcmpEngine {
@@ -117,16 +99,26 @@ export class IcmpEngine {
   readonly stats: EngineStats = { sent: 0, received: 0, unmatched: 0, deferred: 0 };
   private readonly token = randomBytes(8);
   private sockets: [IcmpSocket | Error | undefined, IcmpSocket | Error | undefined] = [undefined, undefined];
-  private readonly queue = new SendQueue();
-  /** Pending requests by `${addrKey}/${seq}`. */
-  private readonly pending = new Map<string, { round: Round; index: number }>();
-  /** Next sequence number per destination, so concurrent rounds to one address never collide. */
-  private readonly nextSeq = new Map<string, number>();
-  private readonly active = new Set<Round>();
+  private readonly sendQueue = new MinHeap<Round>((r) => r.dueNs);
+  private readonly deadlines = new MinHeap<Round>((r) => r.deadlineNs);
+  /** Active rounds per destination (IPv4: address as uint32; IPv6: hex). Usually one. */
+  private readonly byDest = new Map<number | string, Round[]>();
+  /** Next sequence number per destination. */
+  private readonly nextSeq = new Map<number | string, number>();
+  private active = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  private readonly onDatagram4 = (d: Datagram) => this.onDatagram(this.sockets[0] as IcmpSocket, d);
+  private readonly onDatagram6 = (d: Datagram) => this.onDatagram(this.sockets[1] as IcmpSocket, d);
 
-  /** @param prefer force a socket kind (tests); "auto" tries a ping socket, then a raw one. */
-  constructor(private readonly prefer: SocketKind | "auto" = "auto") {}
+  /**
+   * @param prefer force a socket kind (tests); "auto" tries a ping socket, then a raw one
+   * @param rcvbufBytes receive buffer requested per socket (SO_RCVBUFFORCE when privileged);
+   *   8 MiB holds ~8,000 queued replies, i.e. 0.2 s of replies at 40,000 packets/s
+   */
+  constructor(
+    private readonly prefer: SocketKind | "auto" = "auto",
+    private readonly rcvbufBytes = 8 << 20,
+  ) {}
 
   /**
    * Opens (once) and returns the socket for a family.
@@ -137,7 +129,7 @@ export class IcmpEngine {
     let s = this.sockets[i];
     if (s === undefined) {
       try {
-        s = new IcmpSocket(v6, 8 << 20, this.prefer);
+        s = new IcmpSocket(v6, this.rcvbufBytes, this.prefer);
       } catch (e) {
         s = e as Error;
       }
@@ -160,33 +152,40 @@ export class IcmpEngine {
   /**
    * Runs one round: `count` echo requests to `ip` (an IP literal), `intervalMs` apart.
    * Resolves when every request is answered or the last one timed out; never rejects for
-   * network errors (they are in `error`), rejects with IcmpUnavailableError when no socket.
+   * network errors (they are in `error`).
+   * @throws IcmpUnavailableError (synchronously) when the family has no socket; Error for a bad literal
    */
   echo(ip: string, opts: EchoOptions): Promise<EchoOutcome> {
     const v6 = isIPv6(ip);
     const sock = this.socket(v6);
-    const addrKey = Buffer.from(encodeSockaddr(ip).subarray(v6 ? 8 : 4, v6 ? 24 : 8)).toString("hex");
-    const seqBase = this.nextSeq.get(addrKey) ?? 0;
-    this.nextSeq.set(addrKey, (seqBase + opts.count) & 0xffff);
+    const sockaddr = encodeSockaddr(ip);
+    const destKey = v6 ? hex(sockaddr.subarray(8, 24)) : u32(sockaddr, 4);
+    const seqBase = opts.firstSequence ?? this.nextSeq.get(destKey) ?? randomInt(0x10000);
+    this.nextSeq.set(destKey, (seqBase + opts.count) & 0xffff);
     return new Promise((done) => {
-      const round: Round = {
-        v6, sockaddr: encodeSockaddr(ip), addrKey, opts,
-        packet: new Uint8Array(ECHO_HEADER_LEN + opts.payloadSize),
-        seqBase,
-        sentAt: new Float64Array(opts.count).fill(NaN),
-        rttNs: new Float64Array(opts.count).fill(NaN),
-        sent: 0, received: 0, duplicates: 0, corrupted: 0, error: "", lastSendNs: 0, done,
-      };
-      this.active.add(round);
       const now = sock.nowNs();
-      for (let i = 0; i < opts.count; i++) this.queue.push({ dueNs: now + i * opts.intervalMs * 1e6, round, index: i });
+      const round: Round = {
+        v6, sockaddr, destKey, opts,
+        packet: new Uint8Array(ECHO_HEADER_LEN + opts.payloadSize),
+        seqBase, startNs: now, dueNs: now, deadlineNs: Infinity,
+        sentAt: new Float64Array(opts.count),
+        rttNs: new Float64Array(opts.count).fill(NaN),
+        sent: 0, received: 0, duplicates: 0, corrupted: 0, error: "", lastSendNs: 0, finished: false, done,
+      };
+      const list = this.byDest.get(destKey);
+      if (list) list.push(round);
+      else this.byDest.set(destKey, [round]);
+      this.active++;
+      this.sendQueue.push(round);
       this.schedule(0);
     });
   }
 
   /** Closes both sockets; pending rounds finish with what they have. */
   close(): void {
-    for (const r of [...this.active]) this.finish(r);
+    for (const list of [...this.byDest.values()]) for (const r of [...list]) this.finish(r);
+    this.sendQueue.clear();
+    this.deadlines.clear();
     for (const s of this.sockets) if (s instanceof IcmpSocket) s.close();
     this.sockets = [undefined, undefined];
     if (this.timer) clearTimeout(this.timer);
@@ -199,93 +198,127 @@ export class IcmpEngine {
 
   private tick(): void {
     this.timer = undefined;
-    const s4 = this.sockets[0] instanceof IcmpSocket ? this.sockets[0] : undefined;
-    const s6 = this.sockets[1] instanceof IcmpSocket ? this.sockets[1] : undefined;
-    const clock = (s4 ?? s6)!;
+    const clock = this.sockets[0] instanceof IcmpSocket ? this.sockets[0] : (this.sockets[1] as IcmpSocket);
     // Receive first so that replies already queued are matched before their rounds expire.
-    this.drainAll(s4, s6);
+    this.drainAll();
     let now = clock.nowNs();
-    for (let s = this.queue.peek(); s && s.dueNs <= now; s = this.queue.peek()) {
-      this.queue.pop();
-      if (!this.sendOne(s)) {
-        this.queue.push({ ...s, dueNs: now + 200_000 }); // buffer full: retry in 0.2 ms, no false loss
+    let burst = 0;
+    for (let r = this.sendQueue.peek(); r && r.dueNs <= now; r = this.sendQueue.peek()) {
+      this.sendQueue.pop();
+      if (r.finished) continue;
+      if (!this.sendNext(r)) {
+        r.dueNs = now + DEFER_NS; // socket buffer full: retry shortly, never a false loss
+        this.sendQueue.push(r);
         this.stats.deferred++;
         break;
       }
-      // Drain between bursts so replies never pile up behind a long send burst.
-      if ((this.stats.sent & 63) === 0) this.drainAll(s4, s6);
+      if (++burst % DRAIN_EVERY === 0) this.drainAll();
       now = clock.nowNs();
     }
-    this.drainAll(s4, s6);
+    this.drainAll();
     now = clock.nowNs();
-    for (const r of this.active) {
-      if (r.sent === r.opts.count && (r.received === r.sent || now - r.lastSendNs > r.opts.timeoutMs * 1e6)) this.finish(r);
+    for (let r = this.deadlines.peek(); r && r.deadlineNs <= now; r = this.deadlines.peek()) {
+      this.deadlines.pop();
+      if (!r.finished) this.finish(r);
     }
-    if (this.active.size > 0) {
-      const next = this.queue.peek();
-      const untilNext = next ? Math.max(0, (next.dueNs - now) / 1e6) : 1;
-      this.schedule(Math.min(1, untilNext));
+    if (this.active > 0) {
+      const next = this.sendQueue.peek();
+      this.schedule(next ? Math.min(1, Math.max(0, (next.dueNs - now) / 1e6)) : 1);
     }
   }
 
-  private drainAll(s4: IcmpSocket | undefined, s6: IcmpSocket | undefined): void {
-    if (s4) s4.drain((d) => this.onDatagram(s4, d));
-    if (s6) s6.drain((d) => this.onDatagram(s6, d));
+  private drainAll(): void {
+    const [s4, s6] = this.sockets;
+    if (s4 instanceof IcmpSocket) s4.drain(this.onDatagram4);
+    if (s6 instanceof IcmpSocket) s6.drain(this.onDatagram6);
   }
 
-  /** @returns false when the socket buffer is full and the send must be retried. */
-  private sendOne(s: Scheduled): boolean {
-    const r = s.round;
+  /** Sends the round's next request and requeues it. @returns false when the send must be retried */
+  private sendNext(r: Round): boolean {
     const sock = this.socket(r.v6);
-    const seq = (r.seqBase + s.index) & 0xffff;
-    writeEchoRequest(r.packet, r.v6, sock.identifier, seq, this.token);
+    const index = r.sent;
+    writeEchoRequest(r.packet, r.v6, sock.identifier, (r.seqBase + index) & 0xffff, this.token);
     const t = sock.send(r.packet, r.sockaddr);
     if (t === -EAGAIN || t === -ENOBUFS) return false;
     r.sent++;
     this.stats.sent++;
     if (t < 0) {
       if (!r.error) r.error = `sendto: ${strerror(-t)}`;
+      r.sentAt[index] = NaN;
       r.lastSendNs = sock.nowNs();
-      return true;
+    } else {
+      r.sentAt[index] = t;
+      r.lastSendNs = t;
     }
-    r.sentAt[s.index] = t;
-    r.lastSendNs = t;
-    this.pending.set(`${r.addrKey}/${seq}`, { round: r, index: s.index });
+    const intervalNs = r.opts.intervalMs * 1e6;
+    if (r.sent < r.opts.count) {
+      r.dueNs = Math.max(r.startNs + r.sent * intervalNs, r.lastSendNs + intervalNs / 2);
+      this.sendQueue.push(r);
+    } else {
+      r.deadlineNs = r.lastSendNs + r.opts.timeoutMs * 1e6;
+      this.deadlines.push(r);
+    }
     return true;
   }
 
   private onDatagram(sock: IcmpSocket, d: Datagram): void {
     const reply = parseEchoReply(d.buf, d.icmpOffset, d.end, sock.v6, this.token);
-    if (!reply) return;
+    if (!reply) return; // not an echo reply of this engine (another pinger's, or not an echo reply)
     if (sock.kind === "raw" && reply.identifier !== sock.identifier) return;
-    const key = `${Buffer.from(d.source).toString("hex")}/${reply.sequence}`;
-    const p = this.pending.get(key);
-    if (!p) {
+    const list = this.byDest.get(sock.v6 ? hex(d.source) : u32(d.source, 0));
+    let r: Round | undefined;
+    let index = -1;
+    if (list) {
+      for (const c of list) {
+        const i = (reply.sequence - c.seqBase) & 0xffff;
+        if (i < c.sent) {
+          r = c;
+          index = i;
+          break;
+        }
+      }
+    }
+    if (!r) {
       this.stats.unmatched++;
       return;
     }
-    const r = p.round;
     if (!reply.ok || reply.payloadSize !== r.opts.payloadSize) {
       r.corrupted++;
       return;
     }
-    const rtt = d.rxNs - r.sentAt[p.index]!;
-    if (!Number.isNaN(r.rttNs[p.index]!)) {
+    if (!Number.isNaN(r.rttNs[index]!)) {
       r.duplicates++;
       return;
     }
-    if (rtt > r.opts.timeoutMs * 1e6) return; // too late: stays lost
-    r.rttNs[p.index] = Math.max(rtt, 0);
+    const rtt = d.rxNs - r.sentAt[index]!;
+    if (!(rtt <= r.opts.timeoutMs * 1e6)) return; // too late (or send failed): stays lost
+    r.rttNs[index] = Math.max(rtt, 0);
     r.received++;
     this.stats.received++;
+    if (r.received === r.opts.count) this.finish(r);
   }
 
   private finish(r: Round): void {
-    this.active.delete(r);
-    for (let i = 0; i < r.opts.count; i++) this.pending.delete(`${r.addrKey}/${(r.seqBase + i) & 0xffff}`);
+    r.finished = true;
+    this.active--;
+    const list = this.byDest.get(r.destKey)!;
+    if (list.length === 1) this.byDest.delete(r.destKey);
+    else list.splice(list.indexOf(r), 1);
     const rttsSeconds: number[] = [];
     for (const v of r.rttNs) if (!Number.isNaN(v)) rttsSeconds.push(v / 1e9);
-    r.done({ sent: r.sent, received: r.received, duplicates: r.duplicates, corrupted: r.corrupted, rttsSeconds, error: r.error });
+    r.done({
+      sent: r.sent, received: r.received, duplicates: r.duplicates, corrupted: r.corrupted,
+      rttsSeconds, firstSequence: r.seqBase, error: r.error,
+    });
   }
 }
 
+function u32(b: Uint8Array, off: number): number {
+  return ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
+}
+
+function hex(b: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < b.length; i++) s += (b[i]! < 16 ? "0" : "") + b[i]!.toString(16);
+  return s;
+}

@@ -1,6 +1,6 @@
 /**
  * Thin libc bindings (bun:ffi) for ICMP sockets, plus sockaddr encoding. Linux x86_64/arm64 ABI
- * (LP64: pointers and size_t are 8 bytes; struct msghdr is 56 bytes).
+ * (LP64: pointers and size_t are 8 bytes; struct msghdr is 56 bytes, struct mmsghdr 64).
  *
  * Why FFI: `net-ping` rests on the NAN addon `raw-socket`, which does not build or load in Bun
  * (see README, design notes), and Node/Bun have no ICMP socket API.
@@ -37,6 +37,7 @@ const lib = dlopen(`libc.so.6`, {
   getsockname: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64_fast },
   recvmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i64_fast },
+  recvmmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.u32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   close: { args: [FFIType.i32], returns: FFIType.i32 },
   strerror: { args: [FFIType.i32], returns: FFIType.cstring },
@@ -57,8 +58,8 @@ export function strerror(code: number): string {
 }
 
 /** Numeric address of a typed array's memory, for pointer fields inside C structs. */
-export function addressOf(buf: Uint8Array | BigUint64Array | Int32Array): number {
-  return ptr(buf);
+export function addressOf(buf: Uint8Array | BigUint64Array | Int32Array, byteOffset = 0): number {
+  return ptr(buf, byteOffset);
 }
 
 /**

@@ -4,7 +4,7 @@
  * Clocks: every timestamp here is CLOCK_REALTIME in nanoseconds relative to `epochSec` (kept as a
  * JS number so that nanoseconds survive the float). Send times come from clock_gettime() taken
  * immediately before sendto(); receive times come from the kernel's SO_TIMESTAMPNS control
- * message (skb receive time, also CLOCK_REALTIME), falling back to clock_gettime() after recvmsg.
+ * message (skb receive time, also CLOCK_REALTIME), falling back to clock_gettime() after recvmmsg.
  */
 import {
   AF_INET, AF_INET6, CLOCK_REALTIME, EACCES, EAGAIN, EPERM, ICMP6_FILTER, ICMP_FILTER, IPPROTO_ICMP, IPPROTO_ICMPV6,
@@ -34,8 +34,14 @@ export interface Datagram {
   rxNs: number;
 }
 
-const RECV_BUF = 65_536;
-const CTRL_LEN = 256;
+/** Datagrams read per recvmmsg() call. */
+const BATCH = 16;
+/** Bytes per datagram slot: the largest ICMP message an IPv4/IPv6 packet can carry. */
+const SLOT = 65_536;
+const NAME_LEN = 32;
+const CTRL_LEN = 64;
+/** sizeof(struct mmsghdr) on LP64: struct msghdr (56) + msg_len (4) + padding (4). */
+const MMSG = 64;
 
 /** An open non-blocking ICMP or ICMPv6 socket. */
 export class IcmpSocket {
@@ -49,13 +55,16 @@ export class IcmpSocket {
   readonly rcvbuf: number;
   private fd: number;
   private readonly ts = new Uint32Array(4);
-  private readonly buf = new Uint8Array(RECV_BUF);
-  private readonly name = new Uint8Array(32);
-  private readonly ctrl = new Uint8Array(CTRL_LEN);
-  private readonly iov = new BigUint64Array(2);
-  private readonly msg = new Uint8Array(56);
-  private readonly msgView = new DataView(this.msg.buffer);
-  private readonly ctrlView = new DataView(this.ctrl.buffer);
+  /** BATCH receive slots and their struct mmsghdr array; pointers inside never change. */
+  private readonly bufs = new Uint8Array(BATCH * SLOT);
+  private readonly names = new Uint8Array(BATCH * NAME_LEN);
+  private readonly ctrls = new Uint8Array(BATCH * CTRL_LEN);
+  private readonly ctrlView = new DataView(this.ctrls.buffer);
+  private readonly iovs = new BigUint64Array(BATCH * 2);
+  private readonly mmsg = new Uint8Array(BATCH * MMSG);
+  private readonly mmsgView = new DataView(this.mmsg.buffer);
+  /** Slots whose namelen/controllen the kernel overwrote and that must be reset before reuse. */
+  private dirty = BATCH;
 
   /**
    * Opens a socket for the family: a ping socket first, a raw socket otherwise.
@@ -96,13 +105,16 @@ export class IcmpSocket {
     }
     this.clock();
     this.epochSec = this.ts[0]! + this.ts[1]! * 4294967296;
-    // Prepare the reusable msghdr: name, iov, control pointers never change.
-    this.iov[0] = BigInt(addressOf(this.buf));
-    this.iov[1] = BigInt(RECV_BUF);
-    this.msgView.setBigUint64(0, BigInt(addressOf(this.name)), true);
-    this.msgView.setBigUint64(16, BigInt(addressOf(this.iov)), true);
-    this.msgView.setBigUint64(24, 1n, true);
-    this.msgView.setBigUint64(32, BigInt(addressOf(this.ctrl)), true);
+    // Prepare the mmsghdr array once: name, iov and control pointers never change.
+    for (let i = 0; i < BATCH; i++) {
+      this.iovs[2 * i] = BigInt(addressOf(this.bufs, i * SLOT));
+      this.iovs[2 * i + 1] = BigInt(SLOT);
+      const m = i * MMSG;
+      this.mmsgView.setBigUint64(m, BigInt(addressOf(this.names, i * NAME_LEN)), true);
+      this.mmsgView.setBigUint64(m + 16, BigInt(addressOf(this.iovs, i * 16)), true);
+      this.mmsgView.setBigUint64(m + 24, 1n, true);
+      this.mmsgView.setBigUint64(m + 32, BigInt(addressOf(this.ctrls, i * CTRL_LEN)), true);
+    }
   }
 
   /** CLOCK_REALTIME now, ns relative to epochSec. */
@@ -122,46 +134,62 @@ export class IcmpSocket {
   }
 
   /**
-   * Reads every queued datagram (until EAGAIN) and hands each to `onDatagram`. The datagram's
-   * buffers are reused by the next read: copy anything kept. @returns datagrams read
+   * Reads every queued datagram (until EAGAIN), BATCH per recvmmsg() call, and hands each to
+   * `onDatagram`. The datagram's buffers are reused by the next read: copy anything kept.
+   * @returns datagrams read
    */
   drain(onDatagram: (d: Datagram) => void): number {
     let count = 0;
-    const mv = this.msgView;
+    const mv = this.mmsgView;
     for (;;) {
-      mv.setUint32(8, this.name.length, true);
-      mv.setBigUint64(40, BigInt(CTRL_LEN), true);
-      const n = libc.recvmsg(this.fd, this.msg, 0);
-      if (n < 0) {
-        const e = errno();
-        if (e === EAGAIN) return count;
-        continue; // transient errors (e.g. ICMP errors queued on the socket) are skipped
+      for (let i = 0; i < this.dirty; i++) {
+        mv.setUint32(i * MMSG + 8, NAME_LEN, true); // msg_namelen
+        mv.setUint32(i * MMSG + 40, CTRL_LEN, true); // msg_controllen (size_t, high half stays 0)
       }
-      count++;
-      let rxNs = -1;
-      const ctrlLen = Number(mv.getBigUint64(40, true));
-      for (let off = 0; off + 16 <= ctrlLen; ) {
-        const len = Number(this.ctrlView.getBigUint64(off, true));
-        if (len < 16) break;
-        if (this.ctrlView.getInt32(off + 8, true) === SOL_SOCKET && this.ctrlView.getInt32(off + 12, true) === SO_TIMESTAMPNS) {
-          const sec = this.ctrlView.getUint32(off + 16, true) + this.ctrlView.getInt32(off + 20, true) * 4294967296;
-          rxNs = (sec - this.epochSec) * 1e9 + this.ctrlView.getUint32(off + 24, true);
-        }
-        off += (len + 7) & ~7;
+      const n = libc.recvmmsg(this.fd, this.mmsg, BATCH, 0, null);
+      if (n <= 0) {
+        this.dirty = 0;
+        if (n < 0 && errno() !== EAGAIN) continue; // transient errors (e.g. queued ICMP errors) are skipped
+        return count;
       }
-      if (rxNs < 0) rxNs = this.nowNs();
-      let icmpOffset = 0;
-      let source: Uint8Array;
-      if (this.v6) {
-        source = this.name.subarray(8, 24);
-      } else if (this.kind === "raw") {
-        icmpOffset = (this.buf[0]! & 0x0f) * 4;
-        source = this.buf.subarray(12, 16);
-      } else {
-        source = this.name.subarray(4, 8);
+      this.dirty = n;
+      for (let i = 0; i < n; i++) {
+        count++;
+        onDatagram(this.datagram(i, mv.getUint32(i * MMSG + 56, true)));
       }
-      onDatagram({ buf: this.buf, icmpOffset, end: Number(n), source, rxNs });
+      if (n < BATCH) return count;
     }
+  }
+
+  /** Decodes receive slot `i` holding a datagram of `len` bytes. */
+  private datagram(i: number, len: number): Datagram {
+    const mv = this.mmsgView;
+    const cv = this.ctrlView;
+    let rxNs = -1;
+    const base = i * CTRL_LEN;
+    const ctrlLen = mv.getUint32(i * MMSG + 40, true);
+    for (let off = 0; off + 16 <= ctrlLen; ) {
+      const clen = cv.getUint32(base + off, true);
+      if (clen < 16) break;
+      if (cv.getInt32(base + off + 8, true) === SOL_SOCKET && cv.getInt32(base + off + 12, true) === SO_TIMESTAMPNS) {
+        const sec = cv.getUint32(base + off + 16, true) + cv.getInt32(base + off + 20, true) * 4294967296;
+        rxNs = (sec - this.epochSec) * 1e9 + cv.getUint32(base + off + 24, true);
+      }
+      off += (clen + 7) & ~7;
+    }
+    if (rxNs < 0) rxNs = this.nowNs();
+    const buf = this.bufs.subarray(i * SLOT, i * SLOT + len);
+    let icmpOffset = 0;
+    let source: Uint8Array;
+    if (this.v6) {
+      source = this.names.subarray(i * NAME_LEN + 8, i * NAME_LEN + 24);
+    } else if (this.kind === "raw") {
+      icmpOffset = (buf[0]! & 0x0f) * 4;
+      source = buf.subarray(12, 16);
+    } else {
+      source = this.names.subarray(i * NAME_LEN + 4, i * NAME_LEN + 8);
+    }
+    return { buf, icmpOffset, end: len, source, rxNs };
   }
 
   /** Closes the socket; further calls fail. */
