@@ -9,6 +9,7 @@ import { parseEchoReply, writeEchoRequest, internetChecksum } from "../lib/probe
 import { IS_ROOT, ROOT, run, skipReason } from "./helpers/procs.ts";
 import { netnsAvailable } from "./helpers/netns.ts";
 
+const ECHO = `${ROOT}tests/fixtures/echo.ts`;
 const opts = { count: 32, intervalMs: 2, payloadSize: 56, timeoutMs: 1000 };
 
 test("echo request encoding round-trips and corruption is detected (RFC 792 checksum)", () => {
@@ -43,6 +44,22 @@ describe.skipIf(!IS_ROOT)("raw sockets (root)", () => {
     }
   });
 
+  test("sequence numbers wrap at 2^16 mid-round and continue across rounds (RFC 792 sequence)", async () => {
+    const e = new IcmpEngine("raw");
+    try {
+      const a = await e.echo("127.0.0.1", { ...opts, count: 20, firstSequence: 65530 });
+      expect([a.sent, a.received, a.firstSequence]).toEqual([20, 20, 65530]);
+      expect(a.requestRttsSeconds.every((r) => r > 0)).toBe(true);
+      const b = await e.echo("127.0.0.1", { ...opts, count: 5 });
+      expect([b.received, b.firstSequence]).toEqual([5, 14]); // (65530 + 20) mod 65536
+      const c = await e.echo("127.0.0.1", { ...opts, count: 5 });
+      expect(c.firstSequence).toBe(19);
+      expect(e.stats.unmatched).toBe(0);
+    } finally {
+      e.close();
+    }
+  });
+
   test("two engines pinging one target at once never count each other's replies", async () => {
     const a = new IcmpEngine("raw"), b = new IcmpEngine("raw");
     try {
@@ -64,10 +81,10 @@ describe("socket choice", () => {
     try {
       await $`ip -n ${ns} link set lo up`.quiet();
       await $`ip netns exec ${ns} sysctl -qw net.ipv4.ping_group_range=${"0 2147483647"}`.quiet();
-      const r = await run(["ip", "netns", "exec", ns, process.execPath, `${ROOT}tests/fixtures/ping.ts`, "127.0.0.1", "8", "ping"]);
+      const r = await run(["ip", "netns", "exec", ns, process.execPath, ECHO, JSON.stringify({ prefer: "ping" })]);
       const out = JSON.parse(r.stdout);
       expect(out.socket.kind).toBe("ping");
-      expect([out.outcome.sent, out.outcome.received]).toEqual([8, 8]);
+      expect([out.rounds[0].outcome.sent, out.rounds[0].outcome.received]).toEqual([8, 8]);
     } finally {
       await $`ip netns del ${ns}`.quiet().nothrow();
     }
@@ -79,7 +96,7 @@ describe("socket choice", () => {
     await $`ip netns add ${ns}`.quiet();
     try {
       await $`ip netns exec ${ns} sysctl -qw net.ipv4.ping_group_range=${"1 0"}`.quiet();
-      const r = await run(["ip", "netns", "exec", ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, `${ROOT}tests/fixtures/ping.ts`, "127.0.0.1"]);
+      const r = await run(["ip", "netns", "exec", ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, ECHO]);
       const out = JSON.parse(r.stdout);
       expect(out.socket.error).toContain("net.ipv4.ping_group_range");
       expect(out.socket.error).toContain("CAP_NET_RAW");

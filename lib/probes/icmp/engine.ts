@@ -48,6 +48,8 @@ export interface EchoOutcome {
   corrupted: number;
   /** RTT of each answered request in send order, seconds (kernel rx timestamp − time before sendto). */
   rttsSeconds: number[];
+  /** RTT per request, seconds, NaN when unanswered: index i is sequence (firstSequence + i) mod 2^16. */
+  requestRttsSeconds: number[];
   /** Sequence number of the first request (the others follow, modulo 2^16). */
   firstSequence: number;
   /** First send error, "" if none. */
@@ -305,10 +307,15 @@ export class IcmpEngine {
     if (list.length === 1) this.byDest.delete(r.destKey);
     else list.splice(list.indexOf(r), 1);
     const rttsSeconds: number[] = [];
-    for (const v of r.rttNs) if (!Number.isNaN(v)) rttsSeconds.push(v / 1e9);
+    const requestRttsSeconds = new Array<number>(r.sent);
+    for (let i = 0; i < r.sent; i++) {
+      const v = r.rttNs[i]! / 1e9;
+      requestRttsSeconds[i] = v;
+      if (!Number.isNaN(v)) rttsSeconds.push(v);
+    }
     r.done({
       sent: r.sent, received: r.received, duplicates: r.duplicates, corrupted: r.corrupted,
-      rttsSeconds, firstSequence: r.seqBase, error: r.error,
+      rttsSeconds, requestRttsSeconds, firstSequence: r.seqBase, error: r.error,
     });
   }
 }

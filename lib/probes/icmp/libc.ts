@@ -67,15 +67,15 @@ export function addressOf(buf: Uint8Array | BigUint64Array | Int32Array, byteOff
  * @throws Error for a string that is not an IP literal
  */
 export function encodeSockaddr(ip: string): Uint8Array {
-  if (ip.includes(":")) {
-    const sa = new Uint8Array(28);
-    new DataView(sa.buffer).setUint16(0, AF_INET6, true);
-    sa.set(ipv6Bytes(ip), 8);
-    return sa;
-  }
-  const sa = new Uint8Array(16);
-  new DataView(sa.buffer).setUint16(0, AF_INET, true);
-  sa.set(ipv4Bytes(ip), 4);
+  return sockaddrOf(ip.includes(":") ? ipv6Bytes(ip) : ipv4Bytes(ip));
+}
+
+/** `struct sockaddr_in` (16 bytes) for 4 address bytes, `sockaddr_in6` (28 bytes) for 16; port 0. */
+export function sockaddrOf(addr: Uint8Array): Uint8Array {
+  const v6 = addr.length === 16;
+  const sa = new Uint8Array(v6 ? 28 : 16);
+  new DataView(sa.buffer).setUint16(0, v6 ? AF_INET6 : AF_INET, true);
+  sa.set(addr, v6 ? 8 : 4);
   return sa;
 }
 

@@ -11,11 +11,14 @@ import {
   SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOL_RAW, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_TIMESTAMPNS,
   addressOf, errno, libc, strerror,
 } from "./libc.ts";
-import { ICMP6_ECHO_REPLY, ICMP_ECHO_REPLY } from "./packet.ts";
+import { ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST } from "./packet.ts";
 import { readFileSync } from "node:fs";
 
 /** "ping": SOCK_DGRAM ICMP (unprivileged, net.ipv4.ping_group_range); "raw": SOCK_RAW (CAP_NET_RAW). */
 export type SocketKind = "ping" | "raw";
+
+/** Which echo messages a raw socket lets through its ICMP filter: replies (a pinger) or requests (a responder). */
+export type EchoDirection = "replies" | "requests";
 
 /** Why no ICMP socket could be opened, with the exact sysctl / capability to fix it. */
 export class IcmpUnavailableError extends Error {
@@ -69,9 +72,10 @@ export class IcmpSocket {
   /**
    * Opens a socket for the family: a ping socket first, a raw socket otherwise.
    * @param rcvbufBytes requested receive buffer (SO_RCVBUFFORCE when privileged)
+   * @param accept raw sockets only: pass echo replies (default) or echo requests (test responders)
    * @throws IcmpUnavailableError naming the sysctl and capability that would allow ICMP
    */
-  constructor(v6: boolean, rcvbufBytes = 4 << 20, prefer: SocketKind | "auto" = "auto") {
+  constructor(v6: boolean, rcvbufBytes = 4 << 20, prefer: SocketKind | "auto" = "auto", accept: EchoDirection = "replies") {
     this.v6 = v6;
     const family = v6 ? AF_INET6 : AF_INET;
     const proto = v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP;
@@ -98,7 +102,7 @@ export class IcmpSocket {
     this.setInt(SOL_SOCKET, SO_SNDBUF, 1 << 20);
     this.rcvbuf = this.getRcvbuf(rcvbufBytes);
     if (kind === "raw") {
-      this.installEchoReplyFilter();
+      this.installEchoFilter(accept === "replies" ? (v6 ? ICMP6_ECHO_REPLY : ICMP_ECHO_REPLY) : v6 ? ICMP6_ECHO_REQUEST : ICMP_ECHO_REQUEST);
       this.identifier = (Math.random() * 0xffff) | 0;
     } else {
       this.identifier = this.boundIdentifier();
@@ -216,14 +220,14 @@ export class IcmpSocket {
     }
   }
 
-  /** Raw sockets see every ICMP message of the host: let the kernel pass only echo replies. */
-  private installEchoReplyFilter(): void {
+  /** Raw sockets see every ICMP message of the host: let the kernel pass only one ICMP type. */
+  private installEchoFilter(type: number): void {
     if (this.v6) {
       const f = new Uint32Array(8).fill(0xffffffff); // ICMP6_FILTER: a set bit blocks the type
-      f[ICMP6_ECHO_REPLY >> 5]! &= ~(1 << (ICMP6_ECHO_REPLY & 31));
+      f[type >> 5]! &= ~(1 << (type & 31));
       libc.setsockopt(this.fd, IPPROTO_ICMPV6, ICMP6_FILTER, f, 32);
     } else {
-      const f = new Uint32Array([~(1 << ICMP_ECHO_REPLY) >>> 0]); // ICMP_FILTER: a set bit blocks the type
+      const f = new Uint32Array([~(1 << type) >>> 0]); // ICMP_FILTER: a set bit blocks the type
       libc.setsockopt(this.fd, SOL_RAW, ICMP_FILTER, f, 4);
     }
   }

@@ -1,0 +1,108 @@
+/**
+ * The ICMP ground-truth test bed: a namespace pair (tests/helpers/netns.ts) whose "far" side has
+ * the kernel's echo replies turned off and answers from tests/fixtures/responder.ts instead, with
+ * seeded delay / drop / duplicate / corruption and a per-packet log of what it did. The engine
+ * under test runs in the "near" namespace through tests/fixtures/echo.ts. Needs root.
+ */
+import { $ } from "bun";
+import { rmSync } from "node:fs";
+import type { EchoOptions, EchoOutcome } from "../../lib/probes/icmp/engine.ts";
+import { createNsPair, type NsPair } from "./netns.ts";
+import { ROOT, run, start } from "./procs.ts";
+
+/** What the responder does with echo requests (durations in ms, fractions 0..1). */
+export interface ResponderParams {
+  meanMs: number;
+  stddevMs: number;
+  drop: number;
+  dup?: number;
+  corrupt?: number;
+  seed: number;
+}
+
+/** One responder log line (see tests/fixtures/responder.ts); times in ns. */
+export interface ResponderEntry {
+  seq: number;
+  id: number;
+  action: "drop" | "reply";
+  dup: boolean;
+  corrupt: boolean;
+  rxNs: number;
+  txNs: number | null;
+  holdNs: number | null;
+}
+
+/** One round run by the engine in the near namespace. */
+export interface RoundRun {
+  ip: string;
+  outcome: EchoOutcome;
+  startMs: number;
+  endMs: number;
+}
+
+export interface EchoBed {
+  pair: NsPair;
+  /** Median RTT of the bare veth path with the kernel answering, seconds (measured by the engine). */
+  bareRttSeconds: number;
+  /** Runs rounds concurrently on one engine in the near namespace while a responder answers. */
+  pingThrough(params: ResponderParams, rounds: (Partial<EchoOptions> & { ip: string })[]): Promise<{ rounds: RoundRun[]; log: ResponderEntry[] }>;
+  remove(): Promise<void>;
+}
+
+const ECHO = `${ROOT}tests/fixtures/echo.ts`;
+const RESPONDER = `${ROOT}tests/fixtures/responder.ts`;
+
+/** Runs rounds on one engine inside `ns`. */
+export async function echoIn(pair: NsPair, rounds: (Partial<EchoOptions> & { ip: string })[]): Promise<RoundRun[]> {
+  const r = await run([...pair.inNear, process.execPath, ECHO, JSON.stringify({ prefer: "raw", rounds })]);
+  if (r.code !== 0) throw new Error(`echo fixture failed: ${r.stderr}`);
+  return JSON.parse(r.stdout).rounds;
+}
+
+/** Creates the bed: namespaces, the bare-path RTT (kernel replies), then kernel replies off in `far`. */
+export async function createEchoBed(tag: string): Promise<EchoBed> {
+  const pair = await createNsPair(tag);
+  try {
+    const [bare] = await echoIn(pair, [{ ip: pair.farIp, count: 200, intervalMs: 1 }]);
+    const sorted = [...bare!.outcome.rttsSeconds].sort((a, b) => a - b);
+    const bareRttSeconds = sorted[sorted.length >> 1]!;
+    await $`ip netns exec ${pair.far} sysctl -qw net.ipv4.icmp_echo_ignore_all=1`.quiet();
+    return {
+      pair,
+      bareRttSeconds,
+      async pingThrough(params, rounds) {
+        const logFile = `/tmp/pm-responder-${process.pid}-${Date.now()}.jsonl`;
+        const responder = start([process.execPath, RESPONDER, JSON.stringify({ ...params, log: logFile })], pair.inFar);
+        try {
+          for (let i = 0; i < 100 && !responder.output().includes("ready"); i++) await Bun.sleep(50);
+          if (!responder.output().includes("ready")) throw new Error(`responder did not start: ${responder.output()}`);
+          const runs = await echoIn(pair, rounds);
+          responder.proc.kill("SIGTERM");
+          await responder.exited;
+          const text = await Bun.file(logFile).text();
+          const log = text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as ResponderEntry);
+          return { rounds: runs, log };
+        } finally {
+          await responder.kill();
+          rmSync(logFile, { force: true });
+        }
+      },
+      remove: () => pair.remove(),
+    };
+  } catch (e) {
+    await pair.remove();
+    throw e;
+  }
+}
+
+/** The q-quantile (0..1) of `xs` by nearest rank. */
+export function quantile(xs: readonly number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+}
+
+/** Population standard deviation. */
+export function stddev(xs: readonly number[]): number {
+  const m = xs.reduce((a, b) => a + b, 0) / xs.length;
+  return Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / xs.length);
+}
