@@ -7,7 +7,7 @@ import { $ } from "bun";
 import { IcmpEngine } from "../lib/probes/icmp/engine.ts";
 import { parseEchoReply, writeEchoRequest, internetChecksum } from "../lib/probes/icmp/packet.ts";
 import { IS_ROOT, ROOT, run, skipReason } from "./helpers/procs.ts";
-import { netnsAvailable } from "./helpers/netns.ts";
+import { createNsPair, netnsAvailable } from "./helpers/netns.ts";
 
 const ECHO = `${ROOT}tests/fixtures/echo.ts`;
 const opts = { count: 32, intervalMs: 2, payloadSize: 56, timeoutMs: 1000 };
@@ -69,6 +69,23 @@ describe.skipIf(!IS_ROOT)("raw sockets (root)", () => {
     } finally {
       a.close();
       b.close();
+    }
+  });
+});
+
+describe("across a veth pair", () => {
+  test("IPv4 and ICMPv6 echo to namespace addresses", async () => {
+    if (!(await netnsAvailable())) return skipReason("needs root and ip netns for the namespace pair");
+    const pair = await createNsPair("v6");
+    try {
+      const r = await run([...pair.inNear, process.execPath, ECHO, JSON.stringify({ prefer: "raw", rounds: [{ ip: pair.farIp6, count: 20 }, { ip: pair.farIp, count: 20 }] })]);
+      const out = JSON.parse(r.stdout);
+      for (const { outcome } of out.rounds) {
+        expect([outcome.sent, outcome.received, outcome.error]).toEqual([20, 20, ""]);
+        for (const rtt of outcome.rttsSeconds) expect(rtt).toBeGreaterThan(0);
+      }
+    } finally {
+      await pair.remove();
     }
   });
 });

@@ -63,7 +63,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   const v4 = icmp.engine.describe(false);
   const icmpError = "error" in v4 ? v4.error : "";
   if ("error" in v4) log.error({ reason: v4.error }, "ICMP probes disabled; HTTP probes continue");
-  else log.info({ socket: v4.kind, identifier: v4.identifier }, `ICMP through ${v4.kind === "ping" ? "an unprivileged ping socket (SOCK_DGRAM)" : "a raw socket (SOCK_RAW)"}`);
+  else log.info({ socket: v4.kind, identifier: v4.identifier, rcvbufBytes: v4.rcvbufBytes }, `ICMP through ${v4.kind === "ping" ? "an unprivileged ping socket (SOCK_DGRAM)" : "a raw socket (SOCK_RAW)"}`);
 
   const first = await pRetry(() => client.heartbeat({ agent: me }), {
     retries: Infinity, minTimeout: 500, maxTimeout: 30_000, signal: abort.signal,

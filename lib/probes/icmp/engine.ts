@@ -141,11 +141,11 @@ export class IcmpEngine {
     return s;
   }
 
-  /** Which kind of socket a family uses, or the reason none is available. */
-  describe(v6: boolean): { kind: SocketKind; identifier: number } | { error: string } {
+  /** Which kind of socket a family uses (and its estimated receive buffer, bytes), or why none is available. */
+  describe(v6: boolean): { kind: SocketKind; identifier: number; rcvbufBytes: number } | { error: string } {
     try {
       const s = this.socket(v6);
-      return { kind: s.kind, identifier: s.identifier };
+      return { kind: s.kind, identifier: s.identifier, rcvbufBytes: s.rcvbuf };
     } catch (e) {
       return { error: (e as Error).message };
     }

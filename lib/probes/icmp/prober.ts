@@ -59,7 +59,7 @@ export class IcmpEchoProber implements IcmpProber {
       const o = await this.engine.echo(result.resolvedIp, opts);
       const s = rttStats(o.rttsSeconds);
       Object.assign(result, {
-        sent: o.sent, received: o.received, duplicates: o.duplicates, rttsSeconds: o.rttsSeconds,
+        sent: o.sent, received: o.received, duplicates: o.duplicates, corrupted: o.corrupted, rttsSeconds: o.rttsSeconds,
         minSeconds: s.min, meanSeconds: s.mean, maxSeconds: s.max, stddevSeconds: s.stddev, error: o.error,
       });
     } catch (e) {
