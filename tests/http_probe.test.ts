@@ -5,64 +5,33 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import http from "node:http";
-import https from "node:https";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { $ } from "bun";
 import { HttpPhaseProber } from "../lib/probes/http/prober.ts";
 import { HttpTargetSchema, type HttpModule } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { startTestServers, withinPhaseTolerance, type TestServers } from "./helpers/http_servers.ts";
 
 const DELAY_MS = 200;
 const CHUNK_GAP_MS = 100;
-let plain: http.Server, secure: https.Server;
+let srv: TestServers;
 let hp = 0, sp = 0;
 
-/** Routes: /slow holds the first byte DELAY_MS; /stream sends two chunks CHUNK_GAP_MS apart. */
-function handler(req: http.IncomingMessage, res: http.ServerResponse) {
-  const u = req.url ?? "/";
-  if (u === "/slow") setTimeout(() => res.end("slow body"), DELAY_MS);
-  else if (u === "/stream") {
-    res.writeHead(200, { "Content-Type": "text/plain" });
-    res.write("first ");
-    setTimeout(() => res.end("second"), CHUNK_GAP_MS);
-  } else if (u.startsWith("/redirect/")) {
-    const n = Number(u.split("/")[2]);
-    res.writeHead(302, { Location: n > 0 ? `/redirect/${n - 1}` : "/ok" }).end();
-  } else if (u === "/500") res.writeHead(500).end("boom");
-  else if (u === "/hang") {
-    /* never answers */
-  } else res.end("ok body");
-}
-
 beforeAll(async () => {
-  const dir = mkdtempSync(`${tmpdir()}/pm-tls-`);
-  await $`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${dir}/k.pem -out ${dir}/c.pem -days 2 -subj /CN=localhost`.quiet();
-  plain = http.createServer(handler);
-  secure = https.createServer({ key: readFileSync(`${dir}/k.pem`), cert: readFileSync(`${dir}/c.pem`) }, handler);
-  await new Promise<void>((r) => plain.listen(0, "127.0.0.1", r));
-  await new Promise<void>((r) => secure.listen(0, "127.0.0.1", r));
-  hp = (plain.address() as { port: number }).port;
-  sp = (secure.address() as { port: number }).port;
+  srv = await startTestServers();
+  hp = srv.httpPort;
+  sp = srv.httpsPort;
 });
-afterAll(() => {
-  plain.closeAllConnections();
-  secure.closeAllConnections();
-  plain.close();
-  secure.close();
-});
+afterAll(() => srv.close());
 
 const prober = new HttpPhaseProber();
 const probe = (url: string, module: Omit<Partial<HttpModule>, "$typeName" | "$unknown"> = {}) =>
   prober.probe(create(HttpTargetSchema, { targetRegion: "t", url, module: { timeout: durationFromMs(3000), insecureSkipVerify: true, ...module } }));
 
 describe("phases", () => {
-  test("processing is within 10 % of the server's delay, tls only for https", async () => {
+  test("processing is within max(1 ms, 5 %) of the server's delay, tls only for https", async () => {
     for (const [url, isTls] of [[`http://127.0.0.1:${hp}/slow`, false], [`https://localhost:${sp}/slow`, true]] as const) {
       const r = await probe(url);
       expect(r.success).toBe(true);
       expect(r.statusCode).toBe(200);
-      expect(Math.abs(r.processingSeconds - DELAY_MS / 1000)).toBeLessThan((DELAY_MS / 1000) * 0.1);
+      expect(withinPhaseTolerance(r.processingSeconds, DELAY_MS / 1000)).toBe(true);
       expect(r.connectSeconds).toBeGreaterThan(0);
       if (isTls) {
         expect(r.tlsSeconds).toBeGreaterThan(0);
@@ -87,7 +56,7 @@ describe("phases", () => {
   test("transfer covers a body streamed in delayed chunks", async () => {
     const r = await probe(`http://127.0.0.1:${hp}/stream`);
     expect(r.success).toBe(true);
-    expect(Math.abs(r.transferSeconds - CHUNK_GAP_MS / 1000)).toBeLessThan((CHUNK_GAP_MS / 1000) * 0.1);
+    expect(withinPhaseTolerance(r.transferSeconds, CHUNK_GAP_MS / 1000)).toBe(true);
     expect(r.contentLength).toBe(12n);
   });
 });
@@ -120,6 +89,8 @@ describe("outcomes", () => {
     const refused = await probe(`http://127.0.0.1:1/`);
     expect(refused.failedReason).toBe("connect");
     expect((await probe(`https://localhost:${sp}/ok`, { insecureSkipVerify: false })).failedReason).toBe("tls");
+    const cut = await probe(`http://127.0.0.1:${hp}/close-mid-body`);
+    expect([cut.success, cut.failedReason, cut.error]).toEqual([false, "http_protocol", "connection closed before the response was complete"]);
     const t0 = performance.now();
     const hang = await probe(`http://127.0.0.1:${hp}/hang`, { timeout: durationFromMs(500) });
     expect(performance.now() - t0).toBeLessThan(1000);

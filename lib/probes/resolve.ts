@@ -15,17 +15,18 @@ export interface Resolved {
 }
 
 /**
- * Resolves `host` (a name or IP literal; IPv6 may be bracketed).
- * @throws Error with the resolver's message (ENOTFOUND, EAI_AGAIN, ...)
+ * Resolves `host` (a name or IP literal; IPv6 may be bracketed) to one address of the preferred
+ * family, or of the other family when `fallback` (blackbox's ip_protocol_fallback).
+ * @throws Error with the resolver's message (ENOTFOUND, EAI_AGAIN, ...) or "no ip6 address for NAME"
  */
-export async function resolveHost(host: string, prefer: IpPreference = "ip4"): Promise<Resolved> {
+export async function resolveHost(host: string, prefer: IpPreference = "ip4", fallback = true): Promise<Resolved> {
   const bare = host.replace(/^\[|\]$/g, "");
   if (isIP(bare)) return { ip: bare, seconds: 0 };
   const start = performance.now();
   const all = await lookup(bare, { all: true });
   const seconds = (performance.now() - start) / 1000;
   const want = prefer === "ip4" ? 4 : 6;
-  const pick = all.find((a) => a.family === want) ?? all[0];
-  if (!pick) throw new Error(`no address for ${bare}`);
+  const pick = all.find((a) => a.family === want) ?? (fallback ? all[0] : undefined);
+  if (!pick) throw new Error(`no ${fallback ? "" : `${prefer} `}address for ${bare}`);
   return { ip: pick.address, seconds };
 }

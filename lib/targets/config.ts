@@ -6,12 +6,15 @@ import { isIP } from "node:net";
 import { readFileSync } from "node:fs";
 import { LineCounter, parseDocument, isMap, isPair, isScalar, type Node } from "yaml";
 import { z } from "zod";
+import { dirname } from "node:path";
 import { parseDurationMs } from "../cli/duration.ts";
+import { httpModuleSchema, ModuleError, resolveHttpModule, type HttpModuleConfig } from "./http_module.ts";
+import { durationString } from "./schema_types.ts";
+
+export { HTTP_DEFAULT_TIMEOUT_MS, type HttpModuleConfig } from "./http_module.ts";
 
 /** ICMP module defaults (SPEC.md): 64 echoes, 15 ms apart, 64-byte payload, 5 s per-packet timeout. */
 export const ICMP_DEFAULTS = { packetCount: 64, intervalMs: 15, payloadSize: 64, timeoutMs: 5000 } as const;
-/** HTTP module default whole-probe timeout (blackbox_exporter's default is 10 s too). */
-export const HTTP_DEFAULT_TIMEOUT_MS = 10_000;
 
 /** Resolved ICMP module; all durations in milliseconds. */
 export interface IcmpModuleConfig {
@@ -19,19 +22,6 @@ export interface IcmpModuleConfig {
   intervalMs: number;
   payloadSize: number;
   timeoutMs: number;
-}
-
-/** Resolved HTTP module (blackbox_exporter http module subset); timeout in milliseconds. */
-export interface HttpModuleConfig {
-  method: string;
-  validStatusCodes: number[];
-  headers: Record<string, string>;
-  body: string;
-  noFollowRedirects: boolean;
-  failIfBodyMatchesRegexp: string[];
-  failIfBodyNotMatchesRegexp: string[];
-  timeoutMs: number;
-  insecureSkipVerify: boolean;
 }
 
 /** One `prober_configs` entry after validation. `region` is the TARGET region. */
@@ -49,42 +39,11 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-const duration = z.string().refine((s) => {
-  try {
-    return parseDurationMs(s) > 0;
-  } catch {
-    return false;
-  }
-}, "must be a positive duration such as 15ms, 5s or 1m30s");
-
-const regexList = z.array(
-  z.string().refine((s) => {
-    try {
-      new RegExp(s);
-      return true;
-    } catch {
-      return false;
-    }
-  }, "is not a valid regular expression"),
-);
-
 const icmpSchema = z.strictObject({
   packet_count: z.int().min(1).max(10_000).optional(),
-  interval: duration.optional(),
+  interval: durationString.optional(),
   payload_size: z.int().min(16).max(65_000).optional(),
-  timeout: duration.optional(),
-});
-
-const httpSchema = z.strictObject({
-  method: z.string().regex(/^[A-Z]+$/, "must be an upper-case HTTP method").optional(),
-  valid_status_codes: z.array(z.int().min(100).max(599)).optional(),
-  headers: z.record(z.string(), z.string()).optional(),
-  body: z.string().optional(),
-  no_follow_redirects: z.boolean().optional(),
-  fail_if_body_matches_regexp: regexList.optional(),
-  fail_if_body_not_matches_regexp: regexList.optional(),
-  timeout: duration.optional(),
-  insecure_skip_verify: z.boolean().optional(),
+  timeout: durationString.optional(),
 });
 
 const HOSTNAME = /^(?=.{1,253}$)([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?)*\.?$/;
@@ -114,7 +73,7 @@ const blockSchema = z
   .strictObject({
     prober_type: z.enum(["http", "icmp"]),
     region: z.string().min(1, "must not be empty"),
-    http: httpSchema.optional(),
+    http: httpModuleSchema.optional(),
     icmp: icmpSchema.optional(),
     targets: z.array(z.string().min(1)).min(1, "must list at least one target"),
   })
@@ -193,23 +152,15 @@ export function parseProbeFile(text: string, file: string): ProbeFile {
         },
       };
     }
-    const h = b.http ?? {};
-    return {
-      proberType: "http",
-      region: b.region,
-      targets,
-      http: {
-        method: h.method ?? "GET",
-        validStatusCodes: h.valid_status_codes ?? [],
-        headers: h.headers ?? {},
-        body: h.body ?? "",
-        noFollowRedirects: h.no_follow_redirects ?? false,
-        failIfBodyMatchesRegexp: h.fail_if_body_matches_regexp ?? [],
-        failIfBodyNotMatchesRegexp: h.fail_if_body_not_matches_regexp ?? [],
-        timeoutMs: h.timeout ? parseDurationMs(h.timeout) : HTTP_DEFAULT_TIMEOUT_MS,
-        insecureSkipVerify: h.insecure_skip_verify ?? false,
-      },
-    };
+    let http: HttpModuleConfig;
+    try {
+      http = resolveHttpModule(b.http ?? {}, dirname(file));
+    } catch (e) {
+      if (!(e instanceof ModuleError)) throw e;
+      const line = lineOf(doc, lc, ["prober_configs", i, "http", ...e.path]);
+      throw new ConfigError(`${file}:${line}: prober_configs.${i}.http.${e.path.join(".")}: ${e.message}`);
+    }
+    return { proberType: "http", region: b.region, targets, http };
   });
   return { blocks };
 }

@@ -13,7 +13,8 @@ import {
   type GetTargetPoolResponse, type HttpModule, type IcmpModule,
 } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import type { AgentRegistry } from "../server/registry.ts";
-import { ICMP_DEFAULTS, type HttpModuleConfig, type IcmpModuleConfig, type ProbeFile } from "./config.ts";
+import { ICMP_DEFAULTS, type IcmpModuleConfig, type ProbeFile } from "./config.ts";
+import { httpModuleProto } from "./http_module.ts";
 
 /** ICMP target discovery mode (-server.icmp.discovery). */
 export type Discovery = "static" | "dynamic";
@@ -21,15 +22,6 @@ export type Discovery = "static" | "dynamic";
 /** Converts a config ICMP module into its protobuf form. */
 export function icmpModuleProto(m: IcmpModuleConfig): IcmpModule {
   return create(IcmpModuleSchema, { packetCount: m.packetCount, interval: durationFromMs(m.intervalMs), payloadSize: m.payloadSize, timeout: durationFromMs(m.timeoutMs) });
-}
-
-/** Converts a config HTTP module into its protobuf form. */
-export function httpModuleProto(m: HttpModuleConfig): HttpModule {
-  return create(HttpModuleSchema, {
-    method: m.method, validStatusCodes: m.validStatusCodes, headers: m.headers, body: m.body, noFollowRedirects: m.noFollowRedirects,
-    failIfBodyMatchesRegexp: m.failIfBodyMatchesRegexp, failIfBodyNotMatchesRegexp: m.failIfBodyNotMatchesRegexp,
-    timeout: durationFromMs(m.timeoutMs), insecureSkipVerify: m.insecureSkipVerify,
-  });
 }
 
 /** Builds pools from the current probe file and the live agents. */

@@ -20,13 +20,13 @@ import { HTTP_DEFAULT_TIMEOUT_MS } from "../../targets/config.ts";
 import { VERSION } from "../../version.ts";
 import { resolveHost } from "../resolve.ts";
 import type { HttpProber } from "../types.ts";
+import { checkResponse, requestHeaders, type FailedReason } from "./checks.ts";
 import { HttpProtocolError, ResponseParser, type ResponseHead } from "./response.ts";
+
 
 /** Redirect hops followed at most (as Go's http.Client and blackbox_exporter). */
 export const MAX_REDIRECTS = 10;
 
-/** failed_reason values (label of prober_http_failed). */
-export type FailedReason = "resolve" | "connect" | "tls" | "timeout" | "status_code" | "body_regexp" | "http_protocol" | "redirects";
 
 class ProbeFailure extends Error {
   constructor(readonly reason: FailedReason, message: string) {
@@ -38,6 +38,7 @@ interface HopOutcome {
   head: ResponseHead;
   body: string;
   bodyBytes: number;
+  tls: boolean;
 }
 
 /** Waits for `ok` on `emitter`; rejects on "error", on "close" first, or at the deadline. */
@@ -92,7 +93,11 @@ export class HttpPhaseProber implements HttpProber {
           r.redirects++;
           continue;
         }
-        this.check(out, m, r);
+        const failure = checkResponse(out.head, out.body, out.tls, m);
+        if (failure) {
+          r.failedReason = failure.reason;
+          r.error = failure.message;
+        }
         break;
       }
       r.success = r.failedReason === "";
@@ -107,30 +112,6 @@ export class HttpPhaseProber implements HttpProber {
 
   close(): void {}
 
-  private check(out: HopOutcome, m: HttpModule | undefined, r: HttpResult): void {
-    const codes = m?.validStatusCodes ?? [];
-    const valid = codes.length ? codes.includes(out.head.status) : out.head.status >= 200 && out.head.status < 300;
-    if (!valid) {
-      r.failedReason = "status_code";
-      r.error = `status code ${out.head.status} not accepted`;
-      return;
-    }
-    for (const re of m?.failIfBodyMatchesRegexp ?? []) {
-      if (new RegExp(re).test(out.body)) {
-        r.failedReason = "body_regexp";
-        r.error = `body matched /${re}/`;
-        return;
-      }
-    }
-    for (const re of m?.failIfBodyNotMatchesRegexp ?? []) {
-      if (!new RegExp(re).test(out.body)) {
-        r.failedReason = "body_regexp";
-        r.error = `body did not match /${re}/`;
-        return;
-      }
-    }
-  }
-
   /** One request on a fresh connection; adds its phase durations to `acc` as they complete. */
   private async hop(url: URL, method: string, body: string, m: HttpModule | undefined, deadline: number, acc: HttpResult): Promise<HopOutcome> {
     const https = url.protocol === "https:";
@@ -138,7 +119,7 @@ export class HttpPhaseProber implements HttpProber {
     const port = Number(url.port || (https ? 443 : 80));
     let t = performance.now();
     const resolved = await Promise.race([
-      resolveHost(host).catch((e: Error) => Promise.reject(new ProbeFailure("resolve", e.message))),
+      resolveHost(host, m?.preferredIpProtocol === "ip6" ? "ip6" : "ip4", m?.ipProtocolFallback ?? true).catch((e: Error) => Promise.reject(new ProbeFailure("resolve", e.message))),
       new Promise<never>((_, rej) => setTimeout(() => rej(new ProbeFailure("timeout", "timed out resolving")), Math.max(0, deadline - t)).unref?.()),
     ]);
     acc.resolveSeconds += resolved.seconds;
@@ -150,10 +131,14 @@ export class HttpPhaseProber implements HttpProber {
       acc.connectSeconds += (now - t) / 1000;
       if (https) {
         t = now;
+        const tc = m?.tlsConfig;
+        const serverName = tc?.serverName || (net.isIP(host) ? undefined : host);
         const tsock = tls.connect({
           socket: sock,
-          servername: net.isIP(host) ? undefined : host,
-          rejectUnauthorized: !m?.insecureSkipVerify,
+          host: serverName ?? host, // the name the certificate is checked against
+          servername: serverName, // SNI (never an IP literal)
+          ca: tc?.caPem || undefined,
+          rejectUnauthorized: !(m?.insecureSkipVerify || tc?.insecureSkipVerify),
           ALPNProtocols: ["http/1.1"],
         });
         sock = tsock;
@@ -171,8 +156,7 @@ export class HttpPhaseProber implements HttpProber {
   }
 
   private exchange(sock: net.Socket, url: URL, method: string, body: string, m: HttpModule | undefined, deadline: number, acc: HttpResult): Promise<HopOutcome> {
-    const headers: Record<string, string> = { Host: url.host, "User-Agent": `ProberMesh/${VERSION}`, Accept: "*/*", Connection: "close" };
-    for (const [k, v] of Object.entries(m?.headers ?? {})) headers[k] = v;
+    const headers = requestHeaders(url, m, `ProberMesh/${VERSION}`);
     if (body || ["POST", "PUT", "PATCH"].includes(method)) headers["Content-Length"] = String(Buffer.byteLength(body));
     const head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
     const parser = new ResponseParser(method === "HEAD");
@@ -184,7 +168,7 @@ export class HttpPhaseProber implements HttpProber {
         clearTimeout(timer);
         sock.removeAllListeners("data");
         acc.transferSeconds += (performance.now() - firstByteAt) / 1000;
-        resolve({ head: parser.head!, body: Buffer.concat(parser.body).toString("utf8"), bodyBytes: parser.bodyBytes });
+        resolve({ head: parser.head!, body: Buffer.concat(parser.body).toString("utf8"), bodyBytes: parser.bodyBytes, tls: url.protocol === "https:" });
       };
       const fail = (e: Error) => {
         clearTimeout(timer);
@@ -202,6 +186,8 @@ export class HttpPhaseProber implements HttpProber {
         } catch (e) {
           return fail(new ProbeFailure("http_protocol", (e as HttpProtocolError).message));
         }
+        const limit = Number(m?.bodySizeLimit ?? 0n);
+        if (limit > 0 && parser.bodyBytes > limit) return fail(new ProbeFailure("body_size_limit", `body larger than body_size_limit (${limit} bytes)`));
         if (parser.done) finish();
       });
       sock.once("end", () => (parser.end() ? finish() : fail(new ProbeFailure("http_protocol", "connection closed before the response was complete"))));

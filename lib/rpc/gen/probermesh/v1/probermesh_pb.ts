@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file probermesh/v1/probermesh.proto.
  */
 export const file_probermesh_v1_probermesh: GenFile = /*@__PURE__*/
-  fileDesc("Ch5wcm9iZXJtZXNoL3YxL3Byb2Jlcm1lc2gucHJvdG8SDXByb2Jlcm1lc2gudjEiRgoFQWdlbnQSDgoGcmVnaW9uGAEgASgJEgoKAmlwGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkiNwoQSGVhcnRiZWF0UmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQimwEKEUhlYXJ0YmVhdFJlc3BvbnNlEhYKDnNlcnZlcl92ZXJzaW9uGAEgASgJEjcKFGFnZ3JlZ2F0aW9uX2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI7ChRHZXRUYXJnZXRQb29sUmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQiaQoVR2V0VGFyZ2V0UG9vbFJlc3BvbnNlEicKBGljbXAYASADKAsyGS5wcm9iZXJtZXNoLnYxLkljbXBUYXJnZXQSJwoEaHR0cBgCIAMoCzIZLnByb2Jlcm1lc2gudjEuSHR0cFRhcmdldCKRAQoKSWNtcE1vZHVsZRIUCgxwYWNrZXRfY291bnQYASABKA0SKwoIaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMcGF5bG9hZF9zaXplGAMgASgNEioKB3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iXwoKSWNtcFRhcmdldBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKQoGbW9kdWxlGAMgASgLMhkucHJvYmVybWVzaC52MS5JY21wTW9kdWxlIuQCCgpIdHRwTW9kdWxlEg4KBm1ldGhvZBgBIAEoCRIaChJ2YWxpZF9zdGF0dXNfY29kZXMYAiADKA0SNwoHaGVhZGVycxgDIAMoCzImLnByb2Jlcm1lc2gudjEuSHR0cE1vZHVsZS5IZWFkZXJzRW50cnkSDAoEYm9keRgEIAEoCRIbChNub19mb2xsb3dfcmVkaXJlY3RzGAUgASgIEiMKG2ZhaWxfaWZfYm9keV9tYXRjaGVzX3JlZ2V4cBgGIAMoCRInCh9mYWlsX2lmX2JvZHlfbm90X21hdGNoZXNfcmVnZXhwGAcgAygJEioKB3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHAoUaW5zZWN1cmVfc2tpcF92ZXJpZnkYCSABKAgaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWwoKSHR0cFRhcmdldBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEgsKA3VybBgCIAEoCRIpCgZtb2R1bGUYAyABKAsyGS5wcm9iZXJtZXNoLnYxLkh0dHBNb2R1bGUi0AIKCkljbXBSZXN1bHQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhMKC3Jlc29sdmVkX2lwGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHNlbnQYBSABKA0SEAoIcmVjZWl2ZWQYBiABKA0SEgoKZHVwbGljYXRlcxgHIAEoDRIUCgxydHRzX3NlY29uZHMYCCADKAESEwoLbWluX3NlY29uZHMYCSABKAESFAoMbWVhbl9zZWNvbmRzGAogASgBEhMKC21heF9zZWNvbmRzGAsgASgBEhYKDnN0ZGRldl9zZWNvbmRzGAwgASgBEhcKD3Jlc29sdmVfc2Vjb25kcxgNIAEoARINCgVlcnJvchgOIAEoCRIRCgljb3JydXB0ZWQYDyABKA0imwMKCkh0dHBSZXN1bHQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRILCgN1cmwYAiABKAkSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3VjY2VzcxgEIAEoCBIVCg1mYWlsZWRfcmVhc29uGAUgASgJEhcKD3Jlc29sdmVfc2Vjb25kcxgGIAEoARIXCg9jb25uZWN0X3NlY29uZHMYByABKAESEwoLdGxzX3NlY29uZHMYCCABKAESGgoScHJvY2Vzc2luZ19zZWNvbmRzGAkgASgBEhgKEHRyYW5zZmVyX3NlY29uZHMYCiABKAESEwoLc3RhdHVzX2NvZGUYCyABKA0SFAoMaHR0cF92ZXJzaW9uGAwgASgJEhMKC3Rsc192ZXJzaW9uGA0gASgJEiAKGHNzbF9lYXJsaWVzdF9jZXJ0X2V4cGlyeRgOIAEoAxIRCglyZWRpcmVjdHMYDyABKA0SFgoOY29udGVudF9sZW5ndGgYECABKAMSDQoFZXJyb3IYESABKAkiiwEKElB1c2hSZXN1bHRzUmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQSJwoEaWNtcBgCIAMoCzIZLnByb2Jlcm1lc2gudjEuSWNtcFJlc3VsdBInCgRodHRwGAMgAygLMhkucHJvYmVybWVzaC52MS5IdHRwUmVzdWx0IlEKE1B1c2hSZXN1bHRzUmVzcG9uc2USEAoIYWNjZXB0ZWQYASABKA0SEAoIcmVqZWN0ZWQYAiABKA0SFgoOcmVqZWN0X3JlYXNvbnMYAyADKAkymwIKEVByb2Jlck1lc2hTZXJ2aWNlElAKCUhlYXJ0YmVhdBIfLnByb2Jlcm1lc2gudjEuSGVhcnRiZWF0UmVxdWVzdBogLnByb2Jlcm1lc2gudjEuSGVhcnRiZWF0UmVzcG9uc2UiABJcCg1HZXRUYXJnZXRQb29sEiMucHJvYmVybWVzaC52MS5HZXRUYXJnZXRQb29sUmVxdWVzdBokLnByb2Jlcm1lc2gudjEuR2V0VGFyZ2V0UG9vbFJlc3BvbnNlIgASVgoLUHVzaFJlc3VsdHMSIS5wcm9iZXJtZXNoLnYxLlB1c2hSZXN1bHRzUmVxdWVzdBoiLnByb2Jlcm1lc2gudjEuUHVzaFJlc3VsdHNSZXNwb25zZSIAYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ch5wcm9iZXJtZXNoL3YxL3Byb2Jlcm1lc2gucHJvdG8SDXByb2Jlcm1lc2gudjEiRgoFQWdlbnQSDgoGcmVnaW9uGAEgASgJEgoKAmlwGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkiNwoQSGVhcnRiZWF0UmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQimwEKEUhlYXJ0YmVhdFJlc3BvbnNlEhYKDnNlcnZlcl92ZXJzaW9uGAEgASgJEjcKFGFnZ3JlZ2F0aW9uX2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI7ChRHZXRUYXJnZXRQb29sUmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQiaQoVR2V0VGFyZ2V0UG9vbFJlc3BvbnNlEicKBGljbXAYASADKAsyGS5wcm9iZXJtZXNoLnYxLkljbXBUYXJnZXQSJwoEaHR0cBgCIAMoCzIZLnByb2Jlcm1lc2gudjEuSHR0cFRhcmdldCKRAQoKSWNtcE1vZHVsZRIUCgxwYWNrZXRfY291bnQYASABKA0SKwoIaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMcGF5bG9hZF9zaXplGAMgASgNEioKB3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iXwoKSWNtcFRhcmdldBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKQoGbW9kdWxlGAMgASgLMhkucHJvYmVybWVzaC52MS5JY21wTW9kdWxlIvMFCgpIdHRwTW9kdWxlEg4KBm1ldGhvZBgBIAEoCRIaChJ2YWxpZF9zdGF0dXNfY29kZXMYAiADKA0SNwoHaGVhZGVycxgDIAMoCzImLnByb2Jlcm1lc2gudjEuSHR0cE1vZHVsZS5IZWFkZXJzRW50cnkSDAoEYm9keRgEIAEoCRIbChNub19mb2xsb3dfcmVkaXJlY3RzGAUgASgIEiMKG2ZhaWxfaWZfYm9keV9tYXRjaGVzX3JlZ2V4cBgGIAMoCRInCh9mYWlsX2lmX2JvZHlfbm90X21hdGNoZXNfcmVnZXhwGAcgAygJEioKB3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHAoUaW5zZWN1cmVfc2tpcF92ZXJpZnkYCSABKAgSGwoTdmFsaWRfaHR0cF92ZXJzaW9ucxgKIAMoCRITCgtmYWlsX2lmX3NzbBgLIAEoCBIXCg9mYWlsX2lmX25vdF9zc2wYDCABKAgSOgoWZmFpbF9pZl9oZWFkZXJfbWF0Y2hlcxgNIAMoCzIaLnByb2Jlcm1lc2gudjEuSGVhZGVyTWF0Y2gSPgoaZmFpbF9pZl9oZWFkZXJfbm90X21hdGNoZXMYDiADKAsyGi5wcm9iZXJtZXNoLnYxLkhlYWRlck1hdGNoEiwKCnRsc19jb25maWcYDyABKAsyGC5wcm9iZXJtZXNoLnYxLlRsc0NvbmZpZxIsCgpiYXNpY19hdXRoGBAgASgLMhgucHJvYmVybWVzaC52MS5CYXNpY0F1dGgSFAoMYmVhcmVyX3Rva2VuGBEgASgJEhcKD2JvZHlfc2l6ZV9saW1pdBgSIAEoAxIdChVwcmVmZXJyZWRfaXBfcHJvdG9jb2wYEyABKAkSHAoUaXBfcHJvdG9jb2xfZmFsbGJhY2sYFCABKAgaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiRAoLSGVhZGVyTWF0Y2gSDgoGaGVhZGVyGAEgASgJEg4KBnJlZ2V4cBgCIAEoCRIVCg1hbGxvd19taXNzaW5nGAMgASgIIk4KCVRsc0NvbmZpZxIcChRpbnNlY3VyZV9za2lwX3ZlcmlmeRgBIAEoCBIOCgZjYV9wZW0YAiABKAkSEwoLc2VydmVyX25hbWUYAyABKAkiLwoJQmFzaWNBdXRoEhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIlsKCkh0dHBUYXJnZXQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRILCgN1cmwYAiABKAkSKQoGbW9kdWxlGAMgASgLMhkucHJvYmVybWVzaC52MS5IdHRwTW9kdWxlItACCgpJY21wUmVzdWx0EhUKDXRhcmdldF9yZWdpb24YASABKAkSDwoHYWRkcmVzcxgCIAEoCRITCgtyZXNvbHZlZF9pcBgDIAEoCRIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRzZW50GAUgASgNEhAKCHJlY2VpdmVkGAYgASgNEhIKCmR1cGxpY2F0ZXMYByABKA0SFAoMcnR0c19zZWNvbmRzGAggAygBEhMKC21pbl9zZWNvbmRzGAkgASgBEhQKDG1lYW5fc2Vjb25kcxgKIAEoARITCgttYXhfc2Vjb25kcxgLIAEoARIWCg5zdGRkZXZfc2Vjb25kcxgMIAEoARIXCg9yZXNvbHZlX3NlY29uZHMYDSABKAESDQoFZXJyb3IYDiABKAkSEQoJY29ycnVwdGVkGA8gASgNIpsDCgpIdHRwUmVzdWx0EhUKDXRhcmdldF9yZWdpb24YASABKAkSCwoDdXJsGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3N1Y2Nlc3MYBCABKAgSFQoNZmFpbGVkX3JlYXNvbhgFIAEoCRIXCg9yZXNvbHZlX3NlY29uZHMYBiABKAESFwoPY29ubmVjdF9zZWNvbmRzGAcgASgBEhMKC3Rsc19zZWNvbmRzGAggASgBEhoKEnByb2Nlc3Npbmdfc2Vjb25kcxgJIAEoARIYChB0cmFuc2Zlcl9zZWNvbmRzGAogASgBEhMKC3N0YXR1c19jb2RlGAsgASgNEhQKDGh0dHBfdmVyc2lvbhgMIAEoCRITCgt0bHNfdmVyc2lvbhgNIAEoCRIgChhzc2xfZWFybGllc3RfY2VydF9leHBpcnkYDiABKAMSEQoJcmVkaXJlY3RzGA8gASgNEhYKDmNvbnRlbnRfbGVuZ3RoGBAgASgDEg0KBWVycm9yGBEgASgJIosBChJQdXNoUmVzdWx0c1JlcXVlc3QSIwoFYWdlbnQYASABKAsyFC5wcm9iZXJtZXNoLnYxLkFnZW50EicKBGljbXAYAiADKAsyGS5wcm9iZXJtZXNoLnYxLkljbXBSZXN1bHQSJwoEaHR0cBgDIAMoCzIZLnByb2Jlcm1lc2gudjEuSHR0cFJlc3VsdCJRChNQdXNoUmVzdWx0c1Jlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgNEhAKCHJlamVjdGVkGAIgASgNEhYKDnJlamVjdF9yZWFzb25zGAMgAygJMpsCChFQcm9iZXJNZXNoU2VydmljZRJQCglIZWFydGJlYXQSHy5wcm9iZXJtZXNoLnYxLkhlYXJ0YmVhdFJlcXVlc3QaIC5wcm9iZXJtZXNoLnYxLkhlYXJ0YmVhdFJlc3BvbnNlIgASXAoNR2V0VGFyZ2V0UG9vbBIjLnByb2Jlcm1lc2gudjEuR2V0VGFyZ2V0UG9vbFJlcXVlc3QaJC5wcm9iZXJtZXNoLnYxLkdldFRhcmdldFBvb2xSZXNwb25zZSIAElYKC1B1c2hSZXN1bHRzEiEucHJvYmVybWVzaC52MS5QdXNoUmVzdWx0c1JlcXVlc3QaIi5wcm9iZXJtZXNoLnYxLlB1c2hSZXN1bHRzUmVzcG9uc2UiAGIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Agent identifies one agent process.
@@ -275,11 +275,80 @@ export type HttpModule = Message<"probermesh.v1.HttpModule"> & {
   timeout?: Duration | undefined;
 
   /**
-   * Skip TLS certificate verification (self-signed test servers).
+   * Skip TLS certificate verification (self-signed test servers). Same as tls_config.insecure_skip_verify.
    *
    * @generated from field: bool insecure_skip_verify = 9;
    */
   insecureSkipVerify: boolean;
+
+  /**
+   * Accepted HTTP versions of the final response, e.g. "HTTP/1.1"; empty accepts any.
+   *
+   * @generated from field: repeated string valid_http_versions = 10;
+   */
+  validHttpVersions: string[];
+
+  /**
+   * Fail when the final response came over TLS / over plain HTTP.
+   *
+   * @generated from field: bool fail_if_ssl = 11;
+   */
+  failIfSsl: boolean;
+
+  /**
+   * @generated from field: bool fail_if_not_ssl = 12;
+   */
+  failIfNotSsl: boolean;
+
+  /**
+   * Fail when a header of the final response matches / does not match a regexp.
+   *
+   * @generated from field: repeated probermesh.v1.HeaderMatch fail_if_header_matches = 13;
+   */
+  failIfHeaderMatches: HeaderMatch[];
+
+  /**
+   * @generated from field: repeated probermesh.v1.HeaderMatch fail_if_header_not_matches = 14;
+   */
+  failIfHeaderNotMatches: HeaderMatch[];
+
+  /**
+   * @generated from field: probermesh.v1.TlsConfig tls_config = 15;
+   */
+  tlsConfig?: TlsConfig | undefined;
+
+  /**
+   * @generated from field: probermesh.v1.BasicAuth basic_auth = 16;
+   */
+  basicAuth?: BasicAuth | undefined;
+
+  /**
+   * Sent as "Authorization: Bearer <token>".
+   *
+   * @generated from field: string bearer_token = 17;
+   */
+  bearerToken: string;
+
+  /**
+   * Fail when the body (after transfer decoding) exceeds this many bytes; 0 means no limit.
+   *
+   * @generated from field: int64 body_size_limit = 18;
+   */
+  bodySizeLimit: bigint;
+
+  /**
+   * "ip4" or "ip6": the address family tried first when a name has both.
+   *
+   * @generated from field: string preferred_ip_protocol = 19;
+   */
+  preferredIpProtocol: string;
+
+  /**
+   * Use the other family when the preferred one has no address.
+   *
+   * @generated from field: bool ip_protocol_fallback = 20;
+   */
+  ipProtocolFallback: boolean;
 };
 
 /**
@@ -288,6 +357,94 @@ export type HttpModule = Message<"probermesh.v1.HttpModule"> & {
  */
 export const HttpModuleSchema: GenMessage<HttpModule> = /*@__PURE__*/
   messageDesc(file_probermesh_v1_probermesh, 7);
+
+/**
+ * HeaderMatch is blackbox_exporter's header regexp check.
+ *
+ * @generated from message probermesh.v1.HeaderMatch
+ */
+export type HeaderMatch = Message<"probermesh.v1.HeaderMatch"> & {
+  /**
+   * Header name, case-insensitive.
+   *
+   * @generated from field: string header = 1;
+   */
+  header: string;
+
+  /**
+   * @generated from field: string regexp = 2;
+   */
+  regexp: string;
+
+  /**
+   * A missing header passes fail_if_header_matches and, with allow_missing, fail_if_header_not_matches.
+   *
+   * @generated from field: bool allow_missing = 3;
+   */
+  allowMissing: boolean;
+};
+
+/**
+ * Describes the message probermesh.v1.HeaderMatch.
+ * Use `create(HeaderMatchSchema)` to create a new message.
+ */
+export const HeaderMatchSchema: GenMessage<HeaderMatch> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_probermesh, 8);
+
+/**
+ * TlsConfig is blackbox_exporter's tls_config; the server reads ca_file and sends its PEM text.
+ *
+ * @generated from message probermesh.v1.TlsConfig
+ */
+export type TlsConfig = Message<"probermesh.v1.TlsConfig"> & {
+  /**
+   * @generated from field: bool insecure_skip_verify = 1;
+   */
+  insecureSkipVerify: boolean;
+
+  /**
+   * PEM certificates trusted instead of the system roots ("" = system roots).
+   *
+   * @generated from field: string ca_pem = 2;
+   */
+  caPem: string;
+
+  /**
+   * Name checked against the certificate and sent as SNI ("" = the URL's host).
+   *
+   * @generated from field: string server_name = 3;
+   */
+  serverName: string;
+};
+
+/**
+ * Describes the message probermesh.v1.TlsConfig.
+ * Use `create(TlsConfigSchema)` to create a new message.
+ */
+export const TlsConfigSchema: GenMessage<TlsConfig> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_probermesh, 9);
+
+/**
+ * @generated from message probermesh.v1.BasicAuth
+ */
+export type BasicAuth = Message<"probermesh.v1.BasicAuth"> & {
+  /**
+   * @generated from field: string username = 1;
+   */
+  username: string;
+
+  /**
+   * @generated from field: string password = 2;
+   */
+  password: string;
+};
+
+/**
+ * Describes the message probermesh.v1.BasicAuth.
+ * Use `create(BasicAuthSchema)` to create a new message.
+ */
+export const BasicAuthSchema: GenMessage<BasicAuth> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_probermesh, 10);
 
 /**
  * @generated from message probermesh.v1.HttpTarget
@@ -316,7 +473,7 @@ export type HttpTarget = Message<"probermesh.v1.HttpTarget"> & {
  * Use `create(HttpTargetSchema)` to create a new message.
  */
 export const HttpTargetSchema: GenMessage<HttpTarget> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 8);
+  messageDesc(file_probermesh_v1_probermesh, 11);
 
 /**
  * IcmpResult is one ICMP round against one target.
@@ -419,7 +576,7 @@ export type IcmpResult = Message<"probermesh.v1.IcmpResult"> & {
  * Use `create(IcmpResultSchema)` to create a new message.
  */
 export const IcmpResultSchema: GenMessage<IcmpResult> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 9);
+  messageDesc(file_probermesh_v1_probermesh, 12);
 
 /**
  * HttpResult is one HTTP probe of one URL; phases follow blackbox_exporter / httpstat.
@@ -450,8 +607,8 @@ export type HttpResult = Message<"probermesh.v1.HttpResult"> & {
   success: boolean;
 
   /**
-   * "" on success; otherwise one of resolve, connect, tls, timeout, status_code,
-   * body_regexp, http_protocol, redirects.
+   * "" on success; otherwise one of resolve, connect, tls, timeout, status_code, http_version,
+   * ssl, header_regexp, body_regexp, body_size_limit, http_protocol, redirects.
    *
    * @generated from field: string failed_reason = 5;
    */
@@ -531,7 +688,7 @@ export type HttpResult = Message<"probermesh.v1.HttpResult"> & {
  * Use `create(HttpResultSchema)` to create a new message.
  */
 export const HttpResultSchema: GenMessage<HttpResult> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 10);
+  messageDesc(file_probermesh_v1_probermesh, 13);
 
 /**
  * @generated from message probermesh.v1.PushResultsRequest
@@ -558,7 +715,7 @@ export type PushResultsRequest = Message<"probermesh.v1.PushResultsRequest"> & {
  * Use `create(PushResultsRequestSchema)` to create a new message.
  */
 export const PushResultsRequestSchema: GenMessage<PushResultsRequest> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 11);
+  messageDesc(file_probermesh_v1_probermesh, 14);
 
 /**
  * @generated from message probermesh.v1.PushResultsResponse
@@ -587,7 +744,7 @@ export type PushResultsResponse = Message<"probermesh.v1.PushResultsResponse"> &
  * Use `create(PushResultsResponseSchema)` to create a new message.
  */
 export const PushResultsResponseSchema: GenMessage<PushResultsResponse> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 12);
+  messageDesc(file_probermesh_v1_probermesh, 15);
 
 /**
  * ProberMeshService is served by `server` on -server.rpc.listen.addr and called by every agent.

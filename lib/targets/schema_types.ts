@@ -1,0 +1,22 @@
+/** zod building blocks shared by the probe-file schemas (config.ts, http_module.ts). */
+import { z } from "zod";
+import { parseDurationMs } from "../cli/duration.ts";
+
+/** A positive duration string ("15ms", "5s", "1m30s"). */
+export const durationString = z.string().refine((s) => {
+  try {
+    return parseDurationMs(s) > 0;
+  } catch {
+    return false;
+  }
+}, "must be a positive duration such as 15ms, 5s or 1m30s");
+
+/** A JavaScript regular expression source (RE2 / Go syntax mostly agrees for the common cases). */
+export const regexString = z.string().refine((s) => {
+  try {
+    new RegExp(s);
+    return true;
+  } catch {
+    return false;
+  }
+}, "is not a valid regular expression");

@@ -1,0 +1,88 @@
+/**
+ * Local HTTP and HTTPS servers for the HTTP probe tests and bench/http.ts (loopback only).
+ * HTTPS uses a throw-away CA and a leaf certificate for DNS:localhost and DNS:probe.test (no IP
+ * SAN, so https://127.0.0.1 needs tls_config.server_name), made with openssl.
+ *
+ * Routes (delays in ms from the `ms` query parameter, defaults in brackets):
+ *   /ok                 "ok body"
+ *   /slow?ms=200        holds the whole response (so the first byte) for ms: processing
+ *   /stream?ms=100      "first " now, "second" ms later (chunked): transfer
+ *   /redirect/N         302 chain down to /ok
+ *   /500                status 500
+ *   /hang               never answers
+ *   /close-mid-body     promises 100 bytes, sends 10, closes
+ *   /auth               200 only with Authorization "Basic dTpw" (u:p) or "Bearer tok", else 401
+ *   /headers            sets X-Probe: mesh-1 and Cache-Control: no-store
+ *   /big?kb=64          a body of kb KiB
+ */
+import http from "node:http";
+import https from "node:https";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { $ } from "bun";
+
+/** Running servers and the CA that signed the HTTPS certificate. */
+export interface TestServers {
+  httpPort: number;
+  httpsPort: number;
+  /** PEM of the throw-away CA. */
+  caPem: string;
+  caFile: string;
+  close(): void;
+}
+
+function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const u = new URL(req.url ?? "/", "http://x");
+  const ms = (d: number) => Number(u.searchParams.get("ms") ?? d);
+  const p = u.pathname;
+  if (p === "/slow") setTimeout(() => res.end("slow body"), ms(200));
+  else if (p === "/stream") {
+    res.writeHead(200, { "Content-Type": "text/plain" });
+    res.write("first ");
+    setTimeout(() => res.end("second"), ms(100));
+  } else if (p.startsWith("/redirect/")) {
+    const n = Number(p.split("/")[2]);
+    res.writeHead(302, { Location: n > 0 ? `/redirect/${n - 1}` : "/ok" }).end();
+  } else if (p === "/500") res.writeHead(500).end("boom");
+  else if (p === "/hang") {
+    /* never answers */
+  } else if (p === "/close-mid-body") {
+    res.writeHead(200, { "Content-Length": "100" });
+    res.write("0123456789", () => res.socket?.destroy());
+  } else if (p === "/auth") {
+    const ok = ["Basic dTpw", "Bearer tok"].includes(req.headers.authorization ?? "");
+    res.writeHead(ok ? 200 : 401).end(ok ? "welcome" : "who are you");
+  } else if (p === "/headers") res.writeHead(200, { "X-Probe": "mesh-1", "Cache-Control": "no-store" }).end("ok");
+  else if (p === "/big") res.end("x".repeat(Number(u.searchParams.get("kb") ?? 64) * 1024));
+  else res.end("ok body");
+}
+
+/** Starts both servers on 127.0.0.1 (ephemeral ports). */
+export async function startTestServers(): Promise<TestServers> {
+  const dir = mkdtempSync(`${tmpdir()}/pm-tls-`);
+  await $`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${dir}/ca.key -out ${dir}/ca.pem -days 2 -subj /CN=ProberMesh-test-CA`.quiet();
+  await $`openssl req -newkey rsa:2048 -nodes -keyout ${dir}/k.pem -out ${dir}/r.csr -subj /CN=localhost`.quiet();
+  await Bun.write(`${dir}/ext.cnf`, "subjectAltName=DNS:localhost,DNS:probe.test\n");
+  await $`openssl x509 -req -in ${dir}/r.csr -CA ${dir}/ca.pem -CAkey ${dir}/ca.key -CAcreateserial -out ${dir}/c.pem -days 2 -extfile ${dir}/ext.cnf`.quiet();
+  const plain = http.createServer(handler);
+  const secure = https.createServer({ key: readFileSync(`${dir}/k.pem`), cert: readFileSync(`${dir}/c.pem`) }, handler);
+  await new Promise<void>((r) => plain.listen(0, "127.0.0.1", r));
+  await new Promise<void>((r) => secure.listen(0, "127.0.0.1", r));
+  return {
+    httpPort: (plain.address() as { port: number }).port,
+    httpsPort: (secure.address() as { port: number }).port,
+    caPem: readFileSync(`${dir}/ca.pem`, "utf8"),
+    caFile: `${dir}/ca.pem`,
+    close() {
+      for (const s of [plain, secure]) {
+        s.closeAllConnections();
+        s.close();
+      }
+    },
+  };
+}
+
+/** |actual − expected| ≤ max(1 ms, 5 % of expected): the issue's phase tolerance (seconds). */
+export function withinPhaseTolerance(actual: number, expected: number): boolean {
+  return Math.abs(actual - expected) <= Math.max(0.001, 0.05 * expected);
+}
