@@ -1,0 +1,44 @@
+/**
+ * The HTTP resolve phase against a DNS server that answers after a known delay, inside a network
+ * namespace with its own resolv.conf (tests/helpers/dnsns.ts). Also shows that names are resolved
+ * every round (no cache hides the phase) and that NXDOMAIN is failed_reason "resolve".
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createDnsNamespace, type DnsNamespace } from "./helpers/dnsns.ts";
+import { withinPhaseTolerance } from "./helpers/http_servers.ts";
+import { netnsAvailable } from "./helpers/netns.ts";
+import { ROOT, run, skipReason } from "./helpers/procs.ts";
+
+const available = await netnsAvailable();
+if (!available) skipReason("http_resolve needs root and ip netns (a namespace with its own resolv.conf)");
+const DELAY_MS = 100;
+
+describe.skipIf(!available)("resolve phase with a delaying DNS server", () => {
+  let dns: DnsNamespace;
+  beforeAll(async () => {
+    dns = await createDnsNamespace("dns", DELAY_MS);
+  });
+  afterAll(async () => {
+    await dns?.remove();
+  });
+
+  const probeInNs = async (url: string, rounds: number) => {
+    const r = await run([...dns.inNs, process.execPath, `${ROOT}tests/fixtures/http_probe.ts`, JSON.stringify({ url, rounds })]);
+    if (r.code !== 0) throw new Error(r.stderr);
+    return JSON.parse(r.stdout) as { success?: boolean; failedReason?: string; resolveSeconds?: number; connectSeconds?: number }[];
+  };
+
+  test("every round's resolve is within max(1 ms, 5 %) of the DNS delay", async () => {
+    const results = await probeInNs("http://delayed.test:{port}/ok", 5);
+    for (const r of results) {
+      expect(r.success).toBe(true);
+      expect(withinPhaseTolerance(r.resolveSeconds!, DELAY_MS / 1000)).toBe(true);
+    }
+  });
+
+  test("NXDOMAIN fails with failed_reason resolve and no later phase", async () => {
+    const [r] = await probeInNs("http://nx.test:{port}/ok", 1);
+    expect([r!.success ?? false, r!.failedReason]).toEqual([false, "resolve"]);
+    expect(r!.connectSeconds ?? 0).toBe(0);
+  });
+});
