@@ -1,0 +1,140 @@
+/**
+ * The part of bench/http.ts that runs inside the benchmark namespace: the phase comparison against
+ * curl and blackbox_exporter, and the throughput / leak run. Phases in the tables are milliseconds.
+ */
+import { create } from "@bufbuild/protobuf";
+import { readdirSync, writeFileSync } from "node:fs";
+import pLimit from "p-limit";
+import { HTTP_CONCURRENCY } from "../lib/agent/agent.ts";
+import { HttpPhaseProber } from "../lib/probes/http/prober.ts";
+import { HttpTargetSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { httpModuleProto, resolveHttpModule } from "../lib/targets/http_module.ts";
+import { startTestServers } from "../tests/helpers/http_servers.ts";
+import { freePort, start } from "../tests/helpers/procs.ts";
+
+const PHASES = ["resolve", "connect", "tls", "processing", "transfer"] as const;
+type Phases = Record<(typeof PHASES)[number], number>;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[s.length >> 1]! : NaN;
+}
+
+/**
+ * `n` probes of `url` by one curl process (warm, like a long-running prober), each on a fresh
+ * connection (Connection: close) with a full TLS handshake (--no-sessionid); curl's cumulative
+ * -w timers turned into blackbox's phases (seconds).
+ */
+async function curlPhases(url: string, caFile: string, n: number, freshProcessEach = false): Promise<Phases[]> {
+  if (freshProcessEach) {
+    const out: Phases[] = [];
+    for (let i = 0; i < n; i++) out.push(...(await curlPhases(url, caFile, 1)));
+    return out;
+  }
+  const fmt = "%{time_namelookup} %{time_connect} %{time_appconnect} %{time_starttransfer} %{time_total}\\n";
+  const urls = Array.from({ length: n }, () => ["-o", "/dev/null", url]).flat();
+  const p = Bun.spawn(["curl", "-s", "--no-sessionid", "-H", "Connection: close", "--cacert", caFile, "-w", fmt, ...urls], { stdout: "pipe" });
+  const text = await new Response(p.stdout).text();
+  await p.exited;
+  return text.trim().split("\n").map((line) => {
+    const [dns, conn, app, start, total] = line.split(" ").map(Number) as [number, number, number, number, number];
+    const ready = app > 0 ? app : conn;
+    return { resolve: dns, connect: conn - dns, tls: app > 0 ? app - conn : 0, processing: start - ready, transfer: total - start };
+  });
+}
+
+/** One blackbox_exporter /probe, its probe_http_duration_seconds by phase. */
+async function blackboxPhases(port: number, module: string, url: string): Promise<Phases> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/probe?module=${module}&target=${encodeURIComponent(url)}`)).text();
+  const out = {} as Phases;
+  for (const ph of PHASES) out[ph] = Number(new RegExp(`probe_http_duration_seconds\\{phase="${ph}"\\} (\\S+)`).exec(text)?.[1] ?? NaN);
+  if (!/probe_success 1/.test(text)) throw new Error(`blackbox probe of ${url} failed:\n${text.slice(0, 400)}`);
+  return out;
+}
+
+/** Phase medians of ours, curl and blackbox_exporter on four targets; a markdown table. */
+export async function runComparison(n: number): Promise<string> {
+  const srv = await startTestServers();
+  const bbPort = await freePort();
+  const bbConfig = `/tmp/pm-bench-bb-${process.pid}.yml`;
+  writeFileSync(bbConfig, `modules:\n  http:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n      tls_config: {ca_file: "${srv.caFile}"}\n`);
+  const bb = start(["prometheus-blackbox-exporter", `--config.file=${bbConfig}`, `--web.listen-address=127.0.0.1:${bbPort}`]);
+  for (let i = 0; i < 100; i++) {
+    if (await fetch(`http://127.0.0.1:${bbPort}/-/healthy`).then((r) => r.ok, () => false)) break;
+    await Bun.sleep(50);
+  }
+  const module = httpModuleProto(resolveHttpModule({ timeout: "5s", tls_config: { ca_file: srv.caFile } }, "/"));
+  const prober = new HttpPhaseProber();
+  const targets: [string, string][] = [
+    ["resolve (DNS answers after 20 ms)", `http://dns.test:${srv.httpPort}/ok`],
+    ["processing (first byte after 50 ms)", `http://127.0.0.1:${srv.httpPort}/slow?ms=50`],
+    ["transfer (second chunk after 50 ms)", `http://127.0.0.1:${srv.httpPort}/stream?ms=50`],
+    ["tls (HTTPS, CA-signed)", `https://localhost:${srv.httpsPort}/ok`],
+  ];
+  const rows = [
+    `## HTTP phases, median of ${n} probes per tool (ms)\n`,
+    "Every probe uses a fresh connection and a full TLS handshake. curl runs the probes of a target in one",
+    "process (`--no-sessionid`, `Connection: close`), except for the resolve row (a process per probe, since",
+    "curl caches DNS answers); blackbox_exporter is queried through `/probe`.\n",
+    "| target | phase | ProberMesh | curl -w | blackbox_exporter | ours − curl | ours − blackbox | within max(1 ms, 10 %) of both |",
+    "|---|---|---|---|---|---|---|---|",
+  ];
+  try {
+    for (const [label, url] of targets) {
+      const samples: Record<string, Phases[]> = { ours: [], curl: [], bb: [] };
+      for (let i = 0; i < n; i++) {
+        const r = await prober.probe(create(HttpTargetSchema, { targetRegion: "b", url, module }));
+        if (!r.success) throw new Error(`ours failed on ${url}: ${r.error}`);
+        samples.ours!.push({ resolve: r.resolveSeconds, connect: r.connectSeconds, tls: r.tlsSeconds, processing: r.processingSeconds, transfer: r.transferSeconds });
+        samples.bb!.push(await blackboxPhases(bbPort, "http", url));
+      }
+      // curl caches DNS answers within a process: the resolve row needs a process per probe.
+      samples.curl = await curlPhases(url, srv.caFile, n, label.startsWith("resolve"));
+      for (const ph of PHASES) {
+        const [o, c, b] = (["ours", "curl", "bb"] as const).map((t) => median(samples[t]!.map((s) => s[ph])) * 1000) as [number, number, number];
+        const ok = [c, b].every((x) => Math.abs(o - x) <= Math.max(1, 0.1 * x));
+        rows.push(`| ${label} | ${ph} | ${o.toFixed(3)} | ${c.toFixed(3)} | ${b.toFixed(3)} | ${(o - c).toFixed(3)} | ${(o - b).toFixed(3)} | ${ok ? "yes" : "NO"} |`);
+      }
+    }
+  } finally {
+    await bb.kill();
+    srv.close();
+  }
+  return rows.join("\n");
+}
+
+/** 1,000 targets per round with the agent's concurrency; CPU and open fds early vs late. */
+export async function runThroughput(targets: number, rounds: number): Promise<string> {
+  const srv = await startTestServers();
+  const module = httpModuleProto(resolveHttpModule({ timeout: "5s", tls_config: { ca_file: srv.caFile } }, "/"));
+  const urls = Array.from({ length: targets }, (_, i) =>
+    i % 10 === 9 ? `https://localhost:${srv.httpsPort}/ok?t=${i}` : `http://127.0.0.1:${srv.httpPort}/ok?t=${i}`);
+  const list = urls.map((url) => create(HttpTargetSchema, { targetRegion: "b", url, module }));
+  const prober = new HttpPhaseProber();
+  const limit = pLimit(HTTP_CONCURRENCY);
+  const fds = () => readdirSync("/proc/self/fd").length;
+  const perRound: { wall: number; cpu: number; fds: number; ok: number; phases: number }[] = [];
+  for (let k = 0; k < rounds; k++) {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    const results = await Promise.all(list.map((t) => limit(() => prober.probe(t))));
+    const cpu = process.cpuUsage(c0);
+    const ok = results.filter((r) => r.success).length;
+    const phases = results.filter((r) => r.connectSeconds > 0 && r.processingSeconds > 0 && (r.url.startsWith("http:") || r.tlsSeconds > 0)).length;
+    perRound.push({ wall: (performance.now() - t0) / 1000, cpu: (cpu.user + cpu.system) / 1e6, fds: fds(), ok, phases });
+  }
+  srv.close();
+  const avg = (xs: typeof perRound, f: (x: (typeof perRound)[number]) => number) => xs.reduce((a, x) => a + f(x), 0) / xs.length;
+  const early = perRound.slice(0, Math.min(10, rounds));
+  const late = perRound.slice(-10);
+  const rss = process.memoryUsage().rss / 1e6;
+  return [
+    `\n## HTTP throughput: ${targets.toLocaleString("en")} targets per round (10 % HTTPS), ${HTTP_CONCURRENCY} at a time, ${rounds} rounds back to back\n`,
+    "| rounds | wall s per round | CPU s per round | successes | all phases recorded | open fds after |",
+    "|---|---|---|---|---|---|",
+    `| 1-${early.length} | ${avg(early, (x) => x.wall).toFixed(2)} | ${avg(early, (x) => x.cpu).toFixed(2)} | ${Math.min(...early.map((x) => x.ok))}/${targets} | ${Math.min(...early.map((x) => x.phases))}/${targets} | ${early.at(-1)!.fds} |`,
+    `| ${rounds - late.length + 1}-${rounds} | ${avg(late, (x) => x.wall).toFixed(2)} | ${avg(late, (x) => x.cpu).toFixed(2)} | ${Math.min(...late.map((x) => x.ok))}/${targets} | ${Math.min(...late.map((x) => x.phases))}/${targets} | ${late.at(-1)!.fds} |`,
+    "",
+    `Slowest round ${Math.max(...perRound.map((x) => x.wall)).toFixed(2)} s (limit: one 15 s interval); RSS at the end ${rss.toFixed(0)} MB.`,
+  ].join("\n");
+}

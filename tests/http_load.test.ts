@@ -1,0 +1,63 @@
+/**
+ * The HTTP prober under an agent's load: bounded concurrency (the agent's HTTP_CONCURRENCY), a
+ * hanging server among many good ones, and no socket / file-descriptor leak over many rounds with
+ * every kind of failure in the mix.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { create } from "@bufbuild/protobuf";
+import { readdirSync } from "node:fs";
+import pLimit from "p-limit";
+import { HTTP_CONCURRENCY } from "../lib/agent/agent.ts";
+import { HttpPhaseProber } from "../lib/probes/http/prober.ts";
+import { HttpTargetSchema, type HttpTarget } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { httpModuleProto, resolveHttpModule } from "../lib/targets/http_module.ts";
+import { startTestServers, type TestServers } from "./helpers/http_servers.ts";
+
+let srv: TestServers;
+beforeAll(async () => {
+  srv = await startTestServers();
+});
+afterAll(() => srv.close());
+
+const prober = new HttpPhaseProber();
+const target = (url: string, timeout = "2s"): HttpTarget =>
+  create(HttpTargetSchema, { targetRegion: "b", url, module: httpModuleProto(resolveHttpModule({ timeout, tls_config: { ca_file: srv.caFile } }, "/")) });
+
+/** Runs one round the way the agent does: all targets at once, HTTP_CONCURRENCY at a time; completion times in ms. */
+async function round(targets: HttpTarget[]) {
+  const limit = pLimit(HTTP_CONCURRENCY);
+  const t0 = performance.now();
+  return Promise.all(targets.map((t) => limit(async () => ({ r: await prober.probe(t), doneMs: performance.now() - t0 }))));
+}
+
+test("a hanging server never delays the other targets of the round", async () => {
+  const good = Array.from({ length: 300 }, (_, i) => target(`http://127.0.0.1:${srv.httpPort}/ok?i=${i}`));
+  const out = await round([target(`http://127.0.0.1:${srv.httpPort}/hang`, "2s"), ...good]);
+  const [hang, ...rest] = out;
+  expect(hang!.r.failedReason).toBe("timeout");
+  expect(hang!.doneMs).toBeGreaterThan(1900);
+  for (const x of rest) expect(x.r.success).toBe(true);
+  expect(Math.max(...rest.map((x) => x.doneMs))).toBeLessThan(1000);
+});
+
+test("no file descriptor leak over 40 rounds of successes, timeouts, refusals, TLS and truncated bodies", async () => {
+  const mix = [
+    ...Array.from({ length: 100 }, (_, i) => target(`http://127.0.0.1:${srv.httpPort}/ok?i=${i}`)),
+    ...Array.from({ length: 20 }, () => target(`https://localhost:${srv.httpsPort}/ok`)),
+    ...Array.from({ length: 20 }, () => target(`https://127.0.0.1:${srv.httpsPort}/ok`)), // tls failure (no IP SAN)
+    ...Array.from({ length: 10 }, () => target(`http://127.0.0.1:${srv.httpPort}/hang`, "200ms")),
+    ...Array.from({ length: 10 }, () => target(`http://127.0.0.1:${srv.httpPort}/close-mid-body`)),
+    ...Array.from({ length: 10 }, () => target(`http://127.0.0.1:1/refused`)),
+  ];
+  const fds = () => readdirSync("/proc/self/fd").length;
+  let after5 = 0;
+  for (let k = 1; k <= 40; k++) {
+    const out = await round(mix);
+    const reasons = new Map<string, number>();
+    for (const { r } of out) reasons.set(r.failedReason || "ok", (reasons.get(r.failedReason || "ok") ?? 0) + 1);
+    expect(Object.fromEntries(reasons)).toEqual({ ok: 120, tls: 20, timeout: 10, http_protocol: 10, connect: 10 });
+    await Bun.sleep(20); // let closed sockets be reaped
+    if (k === 5) after5 = fds();
+  }
+  expect(fds()).toBeLessThanOrEqual(after5);
+}, 120_000);
