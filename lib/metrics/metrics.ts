@@ -30,6 +30,8 @@ export class ServerMetrics {
 
   /** Last update (ms) per metric and label set, for expiry. */
   private readonly touched = new Map<Metric, Map<string, { labels: LabelValues<string>; at: number }>>();
+  /** failed_reason values published per HTTP target (JSON of its labels), so publishHttp is O(targets). */
+  private readonly failedReasons = new Map<string, Set<string>>();
 
   /** @param expireAfterMs ratio x aggregation interval, milliseconds */
   constructor(private readonly expireAfterMs: number, private readonly now = () => Date.now()) {
@@ -69,12 +71,19 @@ export class ServerMetrics {
   publishHttp(aggs: readonly HttpAggregate[]): void {
     for (const a of aggs) {
       const l = { source_region: a.sourceRegion, target_region: a.targetRegion, target_addr: a.targetAddr };
+      // Reasons seen before for this target and absent now go to 0 (while their series lives).
       const key = JSON.stringify(l);
-      for (const { labels } of this.touched.get(this.httpFailed)?.values() ?? []) {
-        const { failed_reason, ...rest } = labels as Record<string, string>;
-        if (JSON.stringify(rest) === key && !a.failedByReason.has(failed_reason!)) this.set(this.httpFailed, labels, 0);
+      let reasons = this.failedReasons.get(key);
+      if (!reasons) this.failedReasons.set(key, (reasons = new Set()));
+      const live = this.touched.get(this.httpFailed);
+      for (const reason of reasons) {
+        const labels = { ...l, failed_reason: reason };
+        if (!a.failedByReason.has(reason) && live?.has(JSON.stringify(labels))) this.set(this.httpFailed, labels, 0);
       }
-      for (const [reason, n] of a.failedByReason) this.set(this.httpFailed, { ...l, failed_reason: reason }, n);
+      for (const [reason, n] of a.failedByReason) {
+        reasons.add(reason);
+        this.set(this.httpFailed, { ...l, failed_reason: reason }, n);
+      }
       this.set(this.httpStatus, l, a.statusCode);
       if (a.certExpiry > 0) this.set(this.httpCertExpiry, l, a.certExpiry);
       if (a.phases) for (const [phase, v] of Object.entries(a.phases)) this.set(this.httpDuration, { ...l, phase }, v);
