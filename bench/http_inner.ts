@@ -11,14 +11,10 @@ import { HttpTargetSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts"
 import { httpModuleProto, resolveHttpModule } from "../lib/targets/http_module.ts";
 import { startTestServers } from "../tests/helpers/http_servers.ts";
 import { freePort, start } from "../tests/helpers/procs.ts";
+import { quantile } from "../tests/helpers/stats.ts";
 
 const PHASES = ["resolve", "connect", "tls", "processing", "transfer"] as const;
 type Phases = Record<(typeof PHASES)[number], number>;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[s.length >> 1]! : NaN;
-}
 
 /**
  * `n` probes of `url` by one curl process (warm, like a long-running prober), each on a fresh
@@ -91,7 +87,7 @@ export async function runComparison(n: number): Promise<string> {
       // curl caches DNS answers within a process: the resolve row needs a process per probe.
       samples.curl = await curlPhases(url, srv.caFile, n, label.startsWith("resolve"));
       for (const ph of PHASES) {
-        const [o, c, b] = (["ours", "curl", "bb"] as const).map((t) => median(samples[t]!.map((s) => s[ph])) * 1000) as [number, number, number];
+        const [o, c, b] = (["ours", "curl", "bb"] as const).map((t) => quantile(samples[t]!.map((s) => s[ph]), 0.5) * 1000) as [number, number, number];
         const ok = [c, b].every((x) => Math.abs(o - x) <= Math.max(1, 0.1 * x));
         rows.push(`| ${label} | ${ph} | ${o.toFixed(3)} | ${c.toFixed(3)} | ${b.toFixed(3)} | ${(o - c).toFixed(3)} | ${(o - b).toFixed(3)} | ${ok ? "yes" : "NO"} |`);
       }

@@ -15,6 +15,7 @@
 import { spawn } from "bun";
 import { writeFileSync, rmSync } from "node:fs";
 import { createNsPair } from "../tests/helpers/netns.ts";
+import { quantile } from "../tests/helpers/stats.ts";
 import { loopbackTargets } from "./targets.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -31,11 +32,6 @@ async function measure(cmd: string[]): Promise<Measured> {
   const wallS = (performance.now() - t0) / 1000;
   const ru = p.resourceUsage()!;
   return { code, stdout, stderr, wallS, cpuS: Number(ru.cpuTime.total) / 1e6, rssMB: ru.maxRSS / 1e6 };
-}
-
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
 }
 
 /** fping -C output lines "ip : 0.031 - 0.020" → RTTs in seconds and the count of "-" (lost). */

@@ -7,6 +7,7 @@ import { $ } from "bun";
 import { IcmpEngine } from "../lib/probes/icmp/engine.ts";
 import { parseEchoReply, writeEchoRequest, internetChecksum } from "../lib/probes/icmp/packet.ts";
 import { IS_ROOT, ROOT, run, skipReason } from "./helpers/procs.ts";
+import { echoIn } from "./helpers/echobed.ts";
 import { createNsPair, netnsAvailable } from "./helpers/netns.ts";
 
 const ECHO = `${ROOT}tests/fixtures/echo.ts`;
@@ -78,9 +79,7 @@ describe("across a veth pair", () => {
     if (!(await netnsAvailable())) return skipReason("needs root and ip netns for the namespace pair");
     const pair = await createNsPair("v6");
     try {
-      const r = await run([...pair.inNear, process.execPath, ECHO, JSON.stringify({ prefer: "raw", rounds: [{ ip: pair.farIp6, count: 20 }, { ip: pair.farIp, count: 20 }] })]);
-      const out = JSON.parse(r.stdout);
-      for (const { outcome } of out.rounds) {
+      for (const { outcome } of await echoIn(pair, [{ ip: pair.farIp6, count: 20 }, { ip: pair.farIp, count: 20 }])) {
         expect([outcome.sent, outcome.received, outcome.error]).toEqual([20, 20, ""]);
         for (const rtt of outcome.rttsSeconds) expect(rtt).toBeGreaterThan(0);
       }

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
 import { aggregateIcmp } from "../lib/aggregation/aggregate.ts";
 import { IcmpResultSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
-import { createEchoBed, quantile, stddev, type EchoBed, type ResponderEntry, type RoundRun } from "./helpers/echobed.ts";
+import { createEchoBed, type EchoBed, type ResponderEntry, type RoundRun } from "./helpers/echobed.ts";
+import { quantile, stddev } from "./helpers/stats.ts";
 import { netnsAvailable } from "./helpers/netns.ts";
 import { skipReason } from "./helpers/procs.ts";
 

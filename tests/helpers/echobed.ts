@@ -9,6 +9,7 @@ import { rmSync } from "node:fs";
 import type { EchoOptions, EchoOutcome } from "../../lib/probes/icmp/engine.ts";
 import { createNsPair, type NsPair } from "./netns.ts";
 import { ROOT, run, start } from "./procs.ts";
+import { quantile } from "./stats.ts";
 
 /** What the responder does with echo requests (durations in ms, fractions 0..1). */
 export interface ResponderParams {
@@ -64,8 +65,7 @@ export async function createEchoBed(tag: string): Promise<EchoBed> {
   const pair = await createNsPair(tag);
   try {
     const [bare] = await echoIn(pair, [{ ip: pair.farIp, count: 200, intervalMs: 1 }]);
-    const sorted = [...bare!.outcome.rttsSeconds].sort((a, b) => a - b);
-    const bareRttSeconds = sorted[sorted.length >> 1]!;
+    const bareRttSeconds = quantile(bare!.outcome.rttsSeconds, 0.5);
     await $`ip netns exec ${pair.far} sysctl -qw net.ipv4.icmp_echo_ignore_all=1`.quiet();
     return {
       pair,
@@ -93,16 +93,4 @@ export async function createEchoBed(tag: string): Promise<EchoBed> {
     await pair.remove();
     throw e;
   }
-}
-
-/** The q-quantile (0..1) of `xs` by nearest rank. */
-export function quantile(xs: readonly number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
-}
-
-/** Population standard deviation. */
-export function stddev(xs: readonly number[]): number {
-  const m = xs.reduce((a, b) => a + b, 0) / xs.length;
-  return Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / xs.length);
 }

@@ -23,10 +23,8 @@ import type { HttpProber } from "../types.ts";
 import { checkResponse, requestHeaders, type FailedReason } from "./checks.ts";
 import { HttpProtocolError, ResponseParser, type ResponseHead } from "./response.ts";
 
-
 /** Redirect hops followed at most (as Go's http.Client and blackbox_exporter). */
 export const MAX_REDIRECTS = 10;
-
 
 class ProbeFailure extends Error {
   constructor(readonly reason: FailedReason, message: string) {
@@ -160,6 +158,7 @@ export class HttpPhaseProber implements HttpProber {
     if (body || ["POST", "PUT", "PATCH"].includes(method)) headers["Content-Length"] = String(Buffer.byteLength(body));
     const head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
     const parser = new ResponseParser(method === "HEAD");
+    const bodyLimit = Number(m?.bodySizeLimit ?? 0n);
     return new Promise((resolve, reject) => {
       let firstByteAt = 0;
       const sentAt = performance.now();
@@ -186,8 +185,7 @@ export class HttpPhaseProber implements HttpProber {
         } catch (e) {
           return fail(new ProbeFailure("http_protocol", (e as HttpProtocolError).message));
         }
-        const limit = Number(m?.bodySizeLimit ?? 0n);
-        if (limit > 0 && parser.bodyBytes > limit) return fail(new ProbeFailure("body_size_limit", `body larger than body_size_limit (${limit} bytes)`));
+        if (bodyLimit > 0 && parser.bodyBytes > bodyLimit) return fail(new ProbeFailure("body_size_limit", `body larger than body_size_limit (${bodyLimit} bytes)`));
         if (parser.done) finish();
       });
       sock.once("end", () => (parser.end() ? finish() : fail(new ProbeFailure("http_protocol", "connection closed before the response was complete"))));
