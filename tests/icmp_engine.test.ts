@@ -35,6 +35,7 @@ describe.skipIf(!IS_ROOT)("raw sockets (root)", () => {
     try {
       const [v4, v6] = await Promise.all([e.echo("127.0.0.1", opts), e.echo("::1", opts)]);
       for (const o of [v4, v6]) {
+        if (o.received !== o.sent) console.log(`loss on loopback: first sequence ${o.firstSequence}, answered ${o.requestRttsSeconds.map((x) => (Number.isNaN(x) ? "-" : "+")).join("")}, engine ${JSON.stringify(e.stats)}`);
         expect([o.sent, o.received, o.duplicates, o.corrupted, o.error]).toEqual([32, 32, 0, 0, ""]);
         expect(o.rttsSeconds).toHaveLength(32);
         for (const r of o.rttsSeconds) expect(r).toBeGreaterThan(0);

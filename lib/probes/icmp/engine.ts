@@ -88,6 +88,8 @@ export interface EngineStats {
   unmatched: number;
   /** Send attempts deferred because the socket buffer was full. */
   deferred: number;
+  /** Replies matched to a request but later than its timeout by the CLOCK_REALTIME timestamps (counted lost). */
+  late: number;
 }
 
 /** Sends between two drains of the receive sockets inside one burst. */
@@ -98,7 +100,7 @@ const DEFER_NS = 200_000;
 /** Shared ICMP engine; create one per agent. */
 export class IcmpEngine {
   /** Engine statistics (counters only grow). */
-  readonly stats: EngineStats = { sent: 0, received: 0, unmatched: 0, deferred: 0 };
+  readonly stats: EngineStats = { sent: 0, received: 0, unmatched: 0, deferred: 0, late: 0 };
   private readonly token = randomBytes(8);
   private sockets: [IcmpSocket | Error | undefined, IcmpSocket | Error | undefined] = [undefined, undefined];
   private readonly sendQueue = new MinHeap<Round>((r) => r.dueNs);
@@ -293,7 +295,10 @@ export class IcmpEngine {
       return;
     }
     const rtt = d.rxNs - r.sentAt[index]!;
-    if (!(rtt <= r.opts.timeoutMs * 1e6)) return; // too late (or send failed): stays lost
+    if (!(rtt <= r.opts.timeoutMs * 1e6)) {
+      this.stats.late++; // too late (or its send failed): stays lost
+      return;
+    }
     r.rttNs[index] = Math.max(rtt, 0);
     r.received++;
     this.stats.received++;
