@@ -37,7 +37,8 @@ test("a hanging server never delays the other targets of the round", async () =>
   expect(hang!.r.failedReason).toBe("timeout");
   expect(hang!.doneMs).toBeGreaterThan(1900);
   for (const x of rest) expect(x.r.success).toBe(true);
-  expect(Math.max(...rest.map((x) => x.doneMs))).toBeLessThan(1000);
+  // Every good target is done before the hanging one gives up: none waited for it.
+  expect(Math.max(...rest.map((x) => x.doneMs))).toBeLessThan(hang!.doneMs);
 });
 
 test("no file descriptor leak over 40 rounds of successes, timeouts, refusals, TLS and truncated bodies", async () => {

@@ -30,7 +30,7 @@ test("echo request encoding round-trips and corruption is detected (RFC 792 chec
 });
 
 describe.skipIf(!IS_ROOT)("raw sockets (root)", () => {
-  test("loopback IPv4 and IPv6: every request answered, RTT under 1 ms", async () => {
+  test("loopback IPv4 and IPv6: every request answered, every RTT positive and inside the timeout", async () => {
     const e = new IcmpEngine();
     try {
       const [v4, v6] = await Promise.all([e.echo("127.0.0.1", opts), e.echo("::1", opts)]);
@@ -39,7 +39,7 @@ describe.skipIf(!IS_ROOT)("raw sockets (root)", () => {
         expect([o.sent, o.received, o.duplicates, o.corrupted, o.error]).toEqual([32, 32, 0, 0, ""]);
         expect(o.rttsSeconds).toHaveLength(32);
         for (const r of o.rttsSeconds) expect(r).toBeGreaterThan(0);
-        for (const r of o.rttsSeconds) expect(r).toBeLessThan(0.001);
+        for (const r of o.rttsSeconds) expect(r).toBeLessThan(opts.timeoutMs / 1000);
       }
     } finally {
       e.close();

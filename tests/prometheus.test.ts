@@ -54,7 +54,7 @@ scrape_configs:
       const r = await query("histogram_quantile(0.99, sum by (le) (rate(prober_icmp_duration_seconds_total_bucket[10s])))");
       return r.length === 1 && Number(r[0]!.value[1]) > 0 ? r : undefined;
     });
-    expect(Number(p99[0]!.value[1])).toBeLessThan(0.01);
+    expect(Number(p99[0]!.value[1])).toBeLessThan(0.1); // loopback: sanity only
     expect((await query("sum(prober_agent_is_alive)"))[0]!.value[1]).toBe("2");
   }, 60_000);
 });

@@ -11,9 +11,10 @@ import { z } from "zod";
 import { parseDurationMs } from "../cli/duration.ts";
 import { durationString, regexString } from "./schema_types.ts";
 import { HttpModuleSchema, type HttpModule } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { HTTP_DEFAULTS } from "../probes/http/defaults.ts";
 
 /** HTTP module default whole-probe timeout (blackbox_exporter's default is 10 s too). */
-export const HTTP_DEFAULT_TIMEOUT_MS = 10_000;
+export const HTTP_DEFAULT_TIMEOUT_MS = HTTP_DEFAULTS.timeoutMs;
 
 /** blackbox_exporter's header regexp check. */
 export interface HeaderMatchConfig {

@@ -14,9 +14,17 @@
  *   /auth               200 only with Authorization "Basic dTpw" (u:p) or "Bearer tok", else 401
  *   /headers            sets X-Probe: mesh-1 and Cache-Control: no-store
  *   /big?kb=64          a body of kb KiB
+ *
+ * Two more raw servers (finPort: TCP, finsPort: TLS with the same certificate) answer every
+ * request with a chunked body whose first chunk leaves at once and whose last chunk leaves `ms`
+ * later (default 90) in the same write as the connection's FIN (`Connection: close`), the way
+ * most servers end a response to a prober that asked for `Connection: close`. Each response's
+ * send times go to `finLog` (performance.now() ms of this process).
  */
 import http from "node:http";
 import https from "node:https";
+import net from "node:net";
+import tls from "node:tls";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { $ } from "bun";
@@ -28,7 +36,34 @@ export interface TestServers {
   /** PEM of the throw-away CA. */
   caPem: string;
   caFile: string;
+  /** Raw servers ending the body with the FIN (see above): TCP and TLS ports. */
+  finPort: number;
+  finsPort: number;
+  /** What the FIN servers sent: first byte and last chunk + FIN, performance.now() ms. */
+  finLog: { firstMs: number; lastMs: number }[];
   close(): void;
+}
+
+/** Answers one request on a raw socket: first chunk now, last chunk + FIN in one write `ms` later. */
+function finResponder(log: TestServers["finLog"]) {
+  return (sock: net.Socket) => {
+    let buf = "";
+    sock.on("error", () => sock.destroy());
+    sock.on("data", (d) => {
+      buf += d.toString("latin1");
+      if (!buf.includes("\r\n\r\n")) return;
+      sock.removeAllListeners("data");
+      const ms = Number(/[?&]ms=(\d+)/.exec(buf)?.[1] ?? 90);
+      const first = "first-chunk-";
+      sock.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${first.length.toString(16)}\r\n${first}\r\n`);
+      const entry = { firstMs: performance.now(), lastMs: 0 };
+      setTimeout(() => {
+        entry.lastMs = performance.now();
+        log.push(entry);
+        sock.end("4\r\nlast\r\n0\r\n\r\n");
+      }, ms);
+    });
+  };
 }
 
 function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -68,21 +103,26 @@ export async function startTestServers(): Promise<TestServers> {
   const secure = https.createServer({ key: readFileSync(`${dir}/k.pem`), cert: readFileSync(`${dir}/c.pem`) }, handler);
   await new Promise<void>((r) => plain.listen(0, "127.0.0.1", r));
   await new Promise<void>((r) => secure.listen(0, "127.0.0.1", r));
+  const finLog: TestServers["finLog"] = [];
+  const fin = net.createServer(finResponder(finLog));
+  const fins = tls.createServer({ key: readFileSync(`${dir}/k.pem`), cert: readFileSync(`${dir}/c.pem`) }, finResponder(finLog));
+  await new Promise<void>((r) => fin.listen(0, "127.0.0.1", r));
+  await new Promise<void>((r) => fins.listen(0, "127.0.0.1", r));
   return {
     httpPort: (plain.address() as { port: number }).port,
     httpsPort: (secure.address() as { port: number }).port,
     caPem: readFileSync(`${dir}/ca.pem`, "utf8"),
     caFile: `${dir}/ca.pem`,
+    finPort: (fin.address() as net.AddressInfo).port,
+    finsPort: (fins.address() as net.AddressInfo).port,
+    finLog,
     close() {
       for (const s of [plain, secure]) {
         s.closeAllConnections();
         s.close();
       }
+      fin.close();
+      fins.close();
     },
   };
-}
-
-/** |actual − expected| ≤ max(1 ms, 5 % of expected): the issue's phase tolerance (seconds). */
-export function withinPhaseTolerance(actual: number, expected: number): boolean {
-  return Math.abs(actual - expected) <= Math.max(0.001, 0.05 * expected);
 }

@@ -16,7 +16,7 @@ import tls from "node:tls";
 import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { HttpResultSchema, type HttpModule, type HttpResult, type HttpTarget } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
-import { HTTP_DEFAULT_TIMEOUT_MS } from "../../targets/config.ts";
+import { HTTP_DEFAULTS } from "./defaults.ts";
 import { VERSION } from "../../version.ts";
 import { resolveHost } from "../resolve.ts";
 import type { HttpProber } from "../types.ts";
@@ -32,37 +32,75 @@ class ProbeFailure extends Error {
   }
 }
 
+/** Phase durations of one probe, seconds, summed over its hops (blackbox_exporter's phase names). */
+interface PhaseTimes {
+  resolve: number;
+  connect: number;
+  tls: number;
+  processing: number;
+  transfer: number;
+}
+
+/** What a hop learned besides its phases. */
 interface HopOutcome {
   head: ResponseHead;
   body: string;
   bodyBytes: number;
   tls: boolean;
+  tlsVersion: string;
+  /** Earliest NotAfter of the peer chain, unix seconds; 0 for plain HTTP. */
+  certExpiry: number;
 }
 
-/** Waits for `ok` on `emitter`; rejects on "error", on "close" first, or at the deadline. */
-function waitFor(emitter: net.Socket, ok: string, deadline: number, reason: FailedReason): Promise<void> {
+/**
+ * Waits for `ok` on `sock`; rejects on "error", on "close" first, or at the deadline. Settles
+ * exactly once and leaves no listener or timer behind.
+ */
+function waitFor(sock: net.Socket, ok: string, deadline: number, reason: FailedReason): Promise<void> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => finish(new ProbeFailure("timeout", `timed out waiting for ${reason}`)), Math.max(0, deadline - performance.now()));
-    const onOk = () => finish();
-    const onErr = (e: Error) => finish(new ProbeFailure(reason, e.message));
-    const onClose = () => finish(new ProbeFailure(reason, "connection closed"));
-    function finish(err?: Error) {
+    let settled = false;
+    const timer = setTimeout(() => settle(new ProbeFailure("timeout", `timed out waiting for ${reason}`)), Math.max(0, deadline - performance.now()));
+    const onOk = () => settle();
+    const onErr = (e: Error) => settle(new ProbeFailure(reason, e.message));
+    const onClose = () => settle(new ProbeFailure(reason, "connection closed"));
+    function settle(err?: Error) {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      emitter.off(ok, onOk).off("error", onErr).off("close", onClose);
+      sock.off(ok, onOk).off("error", onErr).off("close", onClose);
       if (err) reject(err);
       else resolve();
     }
-    emitter.once(ok, onOk).once("error", onErr).once("close", onClose);
+    sock.once(ok, onOk).once("error", onErr).once("close", onClose);
   });
 }
 
-/** The HTTP prober. Stateless apart from settings; safe to share across targets. */
+/** Resolves `host` within the probe's deadline; failures become failed_reason resolve / timeout. */
+async function resolveWithin(host: string, m: HttpModule | undefined, deadline: number) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ProbeFailure("timeout", "timed out resolving")), Math.max(0, deadline - performance.now()));
+  });
+  try {
+    return await Promise.race([
+      resolveHost(host, m?.preferredIpProtocol === "ip6" ? "ip6" : "ip4", m?.ipProtocolFallback ?? true).catch((e: Error) => Promise.reject(new ProbeFailure("resolve", e.message))),
+      expired,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The HTTP prober. Stateless apart from settings; safe to share across targets. The result a
+ * probe() call resolves with is final: no socket event, timer or later probe can change it.
+ */
 export class HttpPhaseProber implements HttpProber {
   readonly type = "http" as const;
 
   async probe(target: HttpTarget, signal?: AbortSignal): Promise<HttpResult> {
     const m = target.module;
-    const timeoutMs = m?.timeout ? durationMs(m.timeout) : HTTP_DEFAULT_TIMEOUT_MS;
+    const timeoutMs = m?.timeout ? durationMs(m.timeout) : HTTP_DEFAULTS.timeoutMs;
     const deadline = performance.now() + timeoutMs;
     const r = create(HttpResultSchema, { targetRegion: target.targetRegion, url: target.url, time: timestampNow() });
     let url: URL;
@@ -71,15 +109,19 @@ export class HttpPhaseProber implements HttpProber {
     } catch {
       return Object.assign(r, { failedReason: "http_protocol", error: `bad URL ${target.url}` });
     }
+    // Owned by this call only; copied into the result once, below.
+    const phases: PhaseTimes = { resolve: 0, connect: 0, tls: 0, processing: 0, transfer: 0 };
     let method = m?.method || "GET";
     let body = m?.body ?? "";
     try {
       for (let hop = 0; ; hop++) {
         if (signal?.aborted) throw new ProbeFailure("timeout", "aborted");
-        const out = await this.hop(url, method, body, m, deadline, r);
+        const out = await this.hop(url, method, body, m, deadline, phases);
         r.statusCode = out.head.status;
         r.httpVersion = out.head.version;
         r.contentLength = BigInt(out.bodyBytes);
+        if (out.tls) r.tlsVersion = out.tlsVersion;
+        if (out.certExpiry > 0 && (r.sslEarliestCertExpiry === 0n || BigInt(out.certExpiry) < r.sslEarliestCertExpiry)) r.sslEarliestCertExpiry = BigInt(out.certExpiry);
         const loc = out.head.headers.get("location");
         if (!m?.noFollowRedirects && loc && [301, 302, 303, 307, 308].includes(out.head.status)) {
           if (hop + 1 > MAX_REDIRECTS) throw new ProbeFailure("redirects", `stopped after ${MAX_REDIRECTS} redirects`);
@@ -98,35 +140,37 @@ export class HttpPhaseProber implements HttpProber {
         }
         break;
       }
-      r.success = r.failedReason === "";
     } catch (e) {
       const f = e instanceof ProbeFailure ? e : new ProbeFailure("http_protocol", (e as Error).message);
-      r.success = false;
       r.failedReason = f.reason;
       r.error = f.message;
     }
+    r.success = r.failedReason === "";
+    r.resolveSeconds = phases.resolve;
+    r.connectSeconds = phases.connect;
+    r.tlsSeconds = phases.tls;
+    r.processingSeconds = phases.processing;
+    r.transferSeconds = phases.transfer;
     return r;
   }
 
   close(): void {}
 
-  /** One request on a fresh connection; adds its phase durations to `acc` as they complete. */
-  private async hop(url: URL, method: string, body: string, m: HttpModule | undefined, deadline: number, acc: HttpResult): Promise<HopOutcome> {
+  /** One request on a fresh connection; adds its phase durations to `phases` as they complete. */
+  private async hop(url: URL, method: string, body: string, m: HttpModule | undefined, deadline: number, phases: PhaseTimes): Promise<HopOutcome> {
     const https = url.protocol === "https:";
     const host = url.hostname.replace(/^\[|\]$/g, "");
     const port = Number(url.port || (https ? 443 : 80));
+    const resolved = await resolveWithin(host, m, deadline);
+    phases.resolve += resolved.seconds;
     let t = performance.now();
-    const resolved = await Promise.race([
-      resolveHost(host, m?.preferredIpProtocol === "ip6" ? "ip6" : "ip4", m?.ipProtocolFallback ?? true).catch((e: Error) => Promise.reject(new ProbeFailure("resolve", e.message))),
-      new Promise<never>((_, rej) => setTimeout(() => rej(new ProbeFailure("timeout", "timed out resolving")), Math.max(0, deadline - t)).unref?.()),
-    ]);
-    acc.resolveSeconds += resolved.seconds;
-    t = performance.now();
     let sock: net.Socket = net.connect({ host: resolved.ip, port, noDelay: true });
     try {
       await waitFor(sock, "connect", deadline, "connect");
       let now = performance.now();
-      acc.connectSeconds += (now - t) / 1000;
+      phases.connect += (now - t) / 1000;
+      let tlsVersion = "";
+      let certExpiry = 0;
       if (https) {
         t = now;
         const tc = m?.tlsConfig;
@@ -142,57 +186,64 @@ export class HttpPhaseProber implements HttpProber {
         sock = tsock;
         await waitFor(tsock, "secureConnect", deadline, "tls");
         now = performance.now();
-        acc.tlsSeconds += (now - t) / 1000;
-        acc.tlsVersion = tsock.getProtocol() ?? "";
-        const expiry = earliestExpiry(tsock.getPeerCertificate(true));
-        if (expiry > 0 && (acc.sslEarliestCertExpiry === 0n || BigInt(expiry) < acc.sslEarliestCertExpiry)) acc.sslEarliestCertExpiry = BigInt(expiry);
+        phases.tls += (now - t) / 1000;
+        tlsVersion = tsock.getProtocol() ?? "";
+        certExpiry = earliestExpiry(tsock.getPeerCertificate(true));
       }
-      return await this.exchange(sock, url, method, body, m, deadline, acc);
+      const out = await exchange(sock, url, method, body, m, deadline, phases);
+      return { ...out, tls: https, tlsVersion, certExpiry };
     } finally {
       sock.destroy();
     }
   }
+}
 
-  private exchange(sock: net.Socket, url: URL, method: string, body: string, m: HttpModule | undefined, deadline: number, acc: HttpResult): Promise<HopOutcome> {
-    const headers = requestHeaders(url, m, `ProberMesh/${VERSION}`);
-    if (body || ["POST", "PUT", "PATCH"].includes(method)) headers["Content-Length"] = String(Buffer.byteLength(body));
-    const head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
-    const parser = new ResponseParser(method === "HEAD");
-    const bodyLimit = Number(m?.bodySizeLimit ?? 0n);
-    return new Promise((resolve, reject) => {
-      let firstByteAt = 0;
-      const sentAt = performance.now();
-      const timer = setTimeout(() => fail(new ProbeFailure("timeout", firstByteAt ? "timed out reading the body" : "timed out waiting for the first byte")), Math.max(0, deadline - sentAt));
-      const finish = () => {
-        clearTimeout(timer);
-        sock.removeAllListeners("data");
-        acc.transferSeconds += (performance.now() - firstByteAt) / 1000;
-        resolve({ head: parser.head!, body: Buffer.concat(parser.body).toString("utf8"), bodyBytes: parser.bodyBytes, tls: url.protocol === "https:" });
-      };
-      const fail = (e: Error) => {
-        clearTimeout(timer);
-        sock.removeAllListeners("data");
-        if (firstByteAt && !parser.done) acc.transferSeconds += (performance.now() - firstByteAt) / 1000;
-        reject(e);
-      };
-      sock.on("data", (d: Buffer) => {
-        if (!firstByteAt) {
-          firstByteAt = performance.now();
-          acc.processingSeconds += (firstByteAt - sentAt) / 1000;
-        }
-        try {
-          parser.push(d);
-        } catch (e) {
-          return fail(new ProbeFailure("http_protocol", (e as HttpProtocolError).message));
-        }
-        if (bodyLimit > 0 && parser.bodyBytes > bodyLimit) return fail(new ProbeFailure("body_size_limit", `body larger than body_size_limit (${bodyLimit} bytes)`));
-        if (parser.done) finish();
-      });
-      sock.once("end", () => (parser.end() ? finish() : fail(new ProbeFailure("http_protocol", "connection closed before the response was complete"))));
-      sock.once("error", (e) => fail(new ProbeFailure("http_protocol", e.message)));
-      sock.write(body ? head + body : head);
-    });
-  }
+/**
+ * Writes the request and reads the response: processing (request written -> first byte) and
+ * transfer (first byte -> body complete, or -> failure once the body had started). Settles exactly
+ * once, whichever of body-complete, "end", "close", "error" or the deadline comes first, and
+ * removes every listener and the timer when it does: a FIN arriving with the last chunk must not
+ * finish the exchange a second time.
+ */
+function exchange(sock: net.Socket, url: URL, method: string, body: string, m: HttpModule | undefined, deadline: number, phases: PhaseTimes): Promise<Omit<HopOutcome, "tls" | "tlsVersion" | "certExpiry">> {
+  const headers = requestHeaders(url, m, `ProberMesh/${VERSION}`);
+  if (body || ["POST", "PUT", "PATCH"].includes(method)) headers["Content-Length"] = String(Buffer.byteLength(body));
+  const head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
+  const parser = new ResponseParser(method === "HEAD");
+  const bodyLimit = Number(m?.bodySizeLimit ?? 0n);
+  return new Promise((resolve, reject) => {
+    let firstByteAt = 0;
+    let settled = false;
+    const sentAt = performance.now();
+    const settle = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      const at = performance.now();
+      clearTimeout(timer);
+      sock.off("data", onData).off("end", onEnd).off("close", onEnd).off("error", onError);
+      if (firstByteAt) phases.transfer += (at - firstByteAt) / 1000;
+      if (err) reject(err);
+      else resolve({ head: parser.head!, body: Buffer.concat(parser.body).toString("utf8"), bodyBytes: parser.bodyBytes });
+    };
+    const timer = setTimeout(() => settle(new ProbeFailure("timeout", firstByteAt ? "timed out reading the body" : "timed out waiting for the first byte")), Math.max(0, deadline - sentAt));
+    const onData = (d: Buffer) => {
+      if (!firstByteAt) {
+        firstByteAt = performance.now();
+        phases.processing += (firstByteAt - sentAt) / 1000;
+      }
+      try {
+        parser.push(d);
+      } catch (e) {
+        return settle(new ProbeFailure("http_protocol", (e as HttpProtocolError).message));
+      }
+      if (bodyLimit > 0 && parser.bodyBytes > bodyLimit) return settle(new ProbeFailure("body_size_limit", `body larger than body_size_limit (${bodyLimit} bytes)`));
+      if (parser.done) settle();
+    };
+    const onEnd = () => settle(parser.end() ? undefined : new ProbeFailure("http_protocol", "connection closed before the response was complete"));
+    const onError = (e: Error) => settle(new ProbeFailure("http_protocol", e.message));
+    sock.on("data", onData).once("end", onEnd).once("close", onEnd).once("error", onError);
+    sock.write(body ? head + body : head);
+  });
 }
 
 const contexts = new Map<string, tls.SecureContext>();
