@@ -5,10 +5,10 @@
 import { create } from "@bufbuild/protobuf";
 import { readdirSync, writeFileSync } from "node:fs";
 import pLimit from "p-limit";
-import { HTTP_CONCURRENCY } from "../lib/agent/agent.ts";
+import { HTTP_CONCURRENCY } from "../lib/agent/kinds.ts";
 import { HttpPhaseProber } from "../lib/probes/http/prober.ts";
 import { HttpTargetSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
-import { httpModuleProto, resolveHttpModule } from "../lib/targets/http_module.ts";
+import { httpKind } from "../lib/probes/http/kind.ts";
 import { startTestServers } from "../tests/helpers/http_servers.ts";
 import { freePort, start } from "../tests/helpers/procs.ts";
 import { quantile } from "../tests/helpers/stats.ts";
@@ -59,7 +59,7 @@ export async function runComparison(n: number): Promise<string> {
     if (await fetch(`http://127.0.0.1:${bbPort}/-/healthy`).then((r) => r.ok, () => false)) break;
     await Bun.sleep(50);
   }
-  const module = httpModuleProto(resolveHttpModule({ timeout: "5s", tls_config: { ca_file: srv.caFile } }, "/"));
+  const module = httpKind.moduleSchema("/").parse({ timeout: "5s", tls_config: { ca_file: srv.caFile } });
   const prober = new HttpPhaseProber();
   const targets: [string, string][] = [
     ["resolve (DNS answers after 20 ms)", `http://dns.test:${srv.httpPort}/ok`],
@@ -102,7 +102,7 @@ export async function runComparison(n: number): Promise<string> {
 /** 1,000 targets per round with the agent's concurrency; CPU and open fds early vs late. */
 export async function runThroughput(targets: number, rounds: number): Promise<string> {
   const srv = await startTestServers();
-  const module = httpModuleProto(resolveHttpModule({ timeout: "5s", tls_config: { ca_file: srv.caFile } }, "/"));
+  const module = httpKind.moduleSchema("/").parse({ timeout: "5s", tls_config: { ca_file: srv.caFile } });
   const urls = Array.from({ length: targets }, (_, i) =>
     i % 10 === 9 ? `https://localhost:${srv.httpsPort}/ok?t=${i}` : `http://127.0.0.1:${srv.httpPort}/ok?t=${i}`);
   const list = urls.map((url) => create(HttpTargetSchema, { targetRegion: "b", url, module }));

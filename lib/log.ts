@@ -7,7 +7,7 @@ import pino from "pino";
 export type Logger = pino.Logger;
 
 /** Levels accepted by `-log.level`. */
-export const LOG_LEVELS = ["debug", "info", "warn", "error"];
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 
 /** Creates the process logger, writing synchronously to stderr so nothing is lost on exit. */
 export function createLogger(component: string, level: string): Logger {

@@ -1,37 +1,119 @@
 /**
- * SPEC.md's aggregation formulas on hand-computed inputs.
+ * docs/aggregation.md on hand-computed inputs, through the server's real aggregation path
+ * (ingests, windows, series store) and read back as exposition text.
  */
 import { expect, test } from "bun:test";
-import { create } from "@bufbuild/protobuf";
-import { aggregateHttp, aggregateIcmp } from "../lib/aggregation/aggregate.ts";
-import { HttpResultSchema, IcmpResultSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { Moments } from "../lib/aggregation/moments.ts";
+import { httpResult, icmpResult, pipeline } from "./helpers/aggregate.ts";
+import { samples } from "./helpers/procs.ts";
 
-const icmp = (agentIp: string, address: string, sent: number, rtts: number[], error = "") => ({
-  sourceRegion: "s", agentIp,
-  result: create(IcmpResultSchema, { targetRegion: "t", address, resolvedIp: error ? "" : address, sent, received: rtts.length, rttsSeconds: rtts, error }),
+const PAIR = { source_region: "s", target_region: "t" };
+const val = (m: Awaited<ReturnType<ReturnType<typeof pipeline>["scrape"]>>, name: string, labels: Record<string, string> = {}) => {
+  const s = samples(m, name, labels);
+  return s.length === 1 ? Number(s[0]!.value) : s.length === 0 ? undefined : NaN;
+};
+
+test("ICMP: loss = Σlost/Σsent, rtt = mean over packets, jitter = mean of per-(agent,target) stddevs, failed", async () => {
+  const p = pipeline();
+  const t = p.now();
+  const add = (agentIp: string, r: ReturnType<typeof icmpResult>) => p.windows.add("icmp", { sourceRegion: "s", agentIp, result: r }, t);
+  add("10.0.0.1", icmpResult("x", 4, [0.001, 0.003], t)); // stddev 0.001
+  add("10.0.0.2", icmpResult("x", 4, [0.002, 0.002, 0.002, 0.002], t)); // stddev 0
+  add("10.0.0.1", icmpResult("y", 2, [], t)); // 100 % loss: a failure
+  add("10.0.0.1", icmpResult("z", 0, [], t, { resolvedIp: "", error: "resolve: ENOTFOUND" })); // resolve failure
+  expect(p.closeCurrent()).toBe(1);
+  const m = await p.scrape();
+  expect(val(m, "prober_icmp_packet_loss_rate", PAIR)).toBeCloseTo(4 / 10, 12);
+  expect(val(m, "prober_icmp_duration_seconds", { ...PAIR, phase: "rtt" })).toBeCloseTo(0.012 / 6, 12);
+  expect(val(m, "prober_icmp_duration_seconds", { ...PAIR, phase: "min" })).toBe(0.001);
+  expect(val(m, "prober_icmp_duration_seconds", { ...PAIR, phase: "max" })).toBe(0.003);
+  expect(val(m, "prober_icmp_jitter_stddev_seconds", PAIR)).toBeCloseTo(0.0005, 12);
+  expect(val(m, "prober_icmp_failed", PAIR)).toBe(2);
+  expect(val(m, "prober_icmp_duration_seconds_total_count", PAIR)).toBe(6);
+  expect(val(m, "prober_icmp_packets_sent_total", PAIR)).toBe(10);
+  expect(val(m, "prober_icmp_packets_received_total", PAIR)).toBe(6);
 });
 
-test("ICMP: loss = Σlost/Σsent, rtt = mean over packets, jitter = mean of per-(agent,target) stddevs", () => {
-  const [a] = aggregateIcmp([
-    icmp("10.0.0.1", "x", 4, [0.001, 0.003]), // stddev 0.001
-    icmp("10.0.0.2", "x", 4, [0.002, 0.002, 0.002, 0.002]), // stddev 0
-    icmp("10.0.0.1", "y", 2, []), // 100 % loss: a failure
-    icmp("10.0.0.1", "z", 0, [], "resolve: ENOTFOUND"), // resolve failure
-  ]);
-  expect(a!.lossRatio).toBeCloseTo(4 / 10, 12);
-  expect(a!.rttMean).toBeCloseTo(0.012 / 6, 12);
-  expect([a!.rttMin, a!.rttMax]).toEqual([0.001, 0.003]);
-  expect(a!.jitter).toBeCloseTo(0.0005, 12);
-  expect(a!.failed).toBe(2);
-  expect(a!.rtts).toHaveLength(6);
+test("ICMP: two rounds of one (agent, target) in a window merge into the stddev of all their packets", async () => {
+  const p = pipeline();
+  const t = p.now();
+  const a = [0.010, 0.012, 0.011], b = [0.020, 0.030];
+  for (const rtts of [a, b]) p.windows.add("icmp", { sourceRegion: "s", agentIp: "10.0.0.1", result: icmpResult("x", 3, rtts, t) }, t);
+  p.closeCurrent();
+  const m = await p.scrape();
+  expect(val(m, "prober_icmp_jitter_stddev_seconds", PAIR)).toBeCloseTo(Moments.of([...a, ...b]).stddev, 12);
+  expect(val(m, "prober_icmp_duration_seconds", { ...PAIR, phase: "rtt" })).toBeCloseTo(Moments.of([...a, ...b]).mean, 12);
 });
 
-test("HTTP: phases are means over successful results; failures counted by reason; earliest expiry", () => {
-  const r = (success: boolean, processing: number, reason = "", expiry = 0n) =>
-    ({ sourceRegion: "s", agentIp: "a", result: create(HttpResultSchema, { targetRegion: "t", url: "http://u/", success, failedReason: reason, processingSeconds: processing, statusCode: success ? 200 : 500, sslEarliestCertExpiry: expiry }) });
-  const [a] = aggregateHttp([r(true, 0.1, "", 2000n), r(true, 0.3, "", 1000n), r(false, 9, "status_code"), r(false, 9, "timeout"), r(false, 9, "timeout")]);
-  expect(a!.phases!.processing).toBeCloseTo(0.2, 12);
-  expect(Object.fromEntries(a!.failedByReason)).toEqual({ status_code: 1, timeout: 2 });
-  expect(a!.certExpiry).toBe(1000);
-  expect(a!.statusCode).toBe(500);
+test("honest windows: a pair that received nothing has loss 1 and no rtt/min/max/jitter, not the last good values", async () => {
+  const p = pipeline();
+  p.windows.add("icmp", { sourceRegion: "s", agentIp: "a", result: icmpResult("x", 4, [0.001, 0.002, 0.001, 0.002], p.now()) }, p.now());
+  p.closeCurrent();
+  expect(val(await p.scrape(), "prober_icmp_duration_seconds", { ...PAIR, phase: "rtt" })).toBeCloseTo(0.0015, 12);
+  p.windows.add("icmp", { sourceRegion: "s", agentIp: "a", result: icmpResult("x", 4, [], p.now()) }, p.now());
+  p.closeCurrent();
+  const m = await p.scrape();
+  expect(val(m, "prober_icmp_packet_loss_rate", PAIR)).toBe(1);
+  for (const phase of ["rtt", "min", "max"]) expect(val(m, "prober_icmp_duration_seconds", { ...PAIR, phase })).toBeUndefined();
+  expect(val(m, "prober_icmp_jitter_stddev_seconds", PAIR)).toBeUndefined();
+  expect(val(m, "prober_icmp_duration_seconds_total_count", PAIR)).toBe(4); // cumulative: kept
+});
+
+test("HTTP: phases are means over successes, failures by reason, earliest expiry, latest status; no success, no phases", async () => {
+  const p = pipeline();
+  const T = { source_region: "s", target_region: "t", target_addr: "http://u/" };
+  const add = (dt: number, x: Parameters<typeof httpResult>[1]) => p.windows.add("http", { sourceRegion: "s", agentIp: "a", result: httpResult(p.now() + dt, x) }, p.now());
+  add(0, { processingSeconds: 0.1, sslEarliestCertExpiry: 2000n });
+  add(1, { processingSeconds: 0.3, sslEarliestCertExpiry: 1000n });
+  add(3, { success: false, failedReason: "status_code", statusCode: 500, processingSeconds: 9 });
+  add(2, { success: false, failedReason: "timeout", statusCode: 0 });
+  add(2, { success: false, failedReason: "timeout", statusCode: 0 });
+  p.closeCurrent();
+  let m = await p.scrape();
+  expect(val(m, "prober_http_duration_seconds", { ...T, phase: "processing" })).toBeCloseTo(0.2, 12);
+  expect(val(m, "prober_http_failed", { ...T, failed_reason: "status_code" })).toBe(1);
+  expect(val(m, "prober_http_failed", { ...T, failed_reason: "timeout" })).toBe(2);
+  expect(val(m, "prober_http_ssl_earliest_cert_expiry", T)).toBe(1000);
+  expect(val(m, "prober_http_status_code", T)).toBe(500); // the latest by probe time
+  expect(val(m, "prober_http_probes_total", T)).toBe(5);
+  expect(val(m, "prober_http_probes_failed_total", { ...T, failed_reason: "timeout" })).toBe(2);
+  add(0, { success: false, failedReason: "connect", statusCode: 0 });
+  p.closeCurrent();
+  m = await p.scrape();
+  for (const phase of ["resolve", "connect", "tls", "processing", "transfer"]) expect(val(m, "prober_http_duration_seconds", { ...T, phase })).toBeUndefined();
+  expect(val(m, "prober_http_failed", { ...T, failed_reason: "timeout" })).toBe(0); // seen before, absent now
+  expect(val(m, "prober_http_failed", { ...T, failed_reason: "connect" })).toBe(1);
+});
+
+test("windows: a result counts in the window its round ended in while it is open; a backlog goes to cumulative series only", async () => {
+  const I = 1000;
+  const p = pipeline(I);
+  const start = p.now();
+  // A result of this window, delivered just before lateness runs out: counted in the window.
+  p.advance(I + p.windows.latenessMs_ - 1);
+  expect(p.windows.add("icmp", { sourceRegion: "s", agentIp: "a", result: icmpResult("x", 2, [0.001, 0.001], start) }, start)).toBe(true);
+  // An hour-old result (an outage backlog): late.
+  expect(p.windows.add("icmp", { sourceRegion: "s", agentIp: "a", result: icmpResult("x", 8, [], start - 3600_000) }, start - 3600_000)).toBe(false);
+  p.closeCurrent();
+  const m = await p.scrape();
+  expect(val(m, "prober_icmp_packet_loss_rate", PAIR)).toBe(0); // the backlog's 100 % loss is not in the window
+  expect(val(m, "prober_icmp_packets_sent_total", PAIR)).toBe(10); // but it is in the counters
+  // Nothing is published before the window's end + lateness.
+  const q = pipeline(I);
+  q.windows.add("icmp", { sourceRegion: "s", agentIp: "a", result: icmpResult("x", 1, [0.001], q.now()) }, q.now());
+  q.advance(I);
+  expect(q.windows.tick()).toBe(0);
+  expect(val(await q.scrape(), "prober_icmp_packet_loss_rate", PAIR)).toBeUndefined();
+  expect(q.closeCurrent()).toBe(1);
+  expect(val(await q.scrape(), "prober_icmp_packet_loss_rate", PAIR)).toBe(0);
+});
+
+test("Moments: adding samples and merging summaries give the same statistics", () => {
+  const xs = [0.3, 0.1, 0.7, 0.2, 0.9, 0.4];
+  const merged = new Moments().merge(Moments.of(xs.slice(0, 2))).merge(Moments.of([])).merge(Moments.of(xs.slice(2)));
+  const all = Moments.of(xs);
+  expect(merged.n).toBe(6);
+  expect(merged.mean).toBeCloseTo(all.mean, 14);
+  expect(merged.stddev).toBeCloseTo(all.stddev, 14);
+  expect([merged.min, merged.max]).toEqual([0.1, 0.9]);
 });

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { parseFlags, type FlagSpec } from "../lib/cli/flags.ts";
+import { VERSION } from "../lib/version.ts";
 import { AGENT_BIN, SERVER_BIN, freePort, killAll, run, start, waitFor } from "./helpers/procs.ts";
 
 const dir = mkdtempSync(`${tmpdir()}/pm-cli-`);
@@ -62,7 +63,7 @@ describe("binaries reject bad input with exit 2 and a one-line reason", () => {
     expect(h.stdout).toContain("-server.rpc.listen.addr");
     expect(h.stdout).toContain('(default "localhost:6000")');
     const v = await run([AGENT_BIN, "-v"]);
-    expect(v.stdout.trim()).toBe("agent 0.1.0");
+    expect(v.stdout.trim()).toBe(`agent ${VERSION}`);
   });
 
   const files: [string, string, RegExp][] = [

@@ -7,10 +7,10 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
 import { readdirSync } from "node:fs";
 import pLimit from "p-limit";
-import { HTTP_CONCURRENCY } from "../lib/agent/agent.ts";
+import { HTTP_CONCURRENCY } from "../lib/agent/kinds.ts";
 import { HttpPhaseProber } from "../lib/probes/http/prober.ts";
 import { HttpTargetSchema, type HttpTarget } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
-import { httpModuleProto, resolveHttpModule } from "../lib/targets/http_module.ts";
+import { httpKind } from "../lib/probes/http/kind.ts";
 import { startTestServers, type TestServers } from "./helpers/http_servers.ts";
 
 let srv: TestServers;
@@ -21,7 +21,7 @@ afterAll(() => srv.close());
 
 const prober = new HttpPhaseProber();
 const target = (url: string, timeout = "2s"): HttpTarget =>
-  create(HttpTargetSchema, { targetRegion: "b", url, module: httpModuleProto(resolveHttpModule({ timeout, tls_config: { ca_file: srv.caFile } }, "/")) });
+  create(HttpTargetSchema, { targetRegion: "b", url, module: httpKind.moduleSchema("/").parse({ timeout, tls_config: { ca_file: srv.caFile } }) });
 
 /** Runs one round the way the agent does: all targets at once, HTTP_CONCURRENCY at a time; completion times in ms. */
 async function round(targets: HttpTarget[]) {

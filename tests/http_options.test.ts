@@ -10,7 +10,6 @@ import { tmpdir } from "node:os";
 import { HttpPhaseProber } from "../lib/probes/http/prober.ts";
 import { HttpTargetSchema, type HttpResult } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { ConfigError, parseProbeFile } from "../lib/targets/config.ts";
-import { httpModuleProto } from "../lib/targets/http_module.ts";
 import { startTestServers, type TestServers } from "./helpers/http_servers.ts";
 
 let srv: TestServers;
@@ -30,7 +29,7 @@ async function probeWith(url: string, moduleYaml: string): Promise<HttpResult> {
   writeFileSync(file, text);
   const block = parseProbeFile(text, file).blocks[0]!;
   if (block.proberType !== "http") throw new Error("not http");
-  return prober.probe(create(HttpTargetSchema, { targetRegion: "r", url, module: httpModuleProto(block.http) }));
+  return prober.probe(create(HttpTargetSchema, { targetRegion: "r", url, module: block.module }));
 }
 
 const reasonOf = (r: HttpResult) => (r.success ? "ok" : r.failedReason);

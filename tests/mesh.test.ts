@@ -3,6 +3,7 @@
  * 127.0.0.x (dynamic discovery), real ICMP between them, then one agent killed.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { VERSION } from "../lib/version.ts";
 import { AGENT_BIN, IS_ROOT, SERVER_BIN, freePort, killAll, samples, scrape, skipReason, start, waitFor, type Proc } from "./helpers/procs.ts";
 
 const INTERVAL = "1s";
@@ -52,7 +53,7 @@ describe.skipIf(!IS_ROOT)("mesh of three agents (compiled binaries)", () => {
     }
     for (const s of REGIONS) expect(samples(m, "prober_icmp_packet_loss_rate", { source_region: s, target_region: s })).toHaveLength(0);
     REGIONS.forEach((region, i) => {
-      const alive = samples(m, "prober_agent_is_alive", { region, ip: IPS[i]!, version: "0.1.0" });
+      const alive = samples(m, "prober_agent_is_alive", { region, ip: IPS[i]!, version: VERSION });
       expect(alive).toHaveLength(1);
       expect(alive[0]!.value).toBe("1");
     });

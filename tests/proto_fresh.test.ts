@@ -16,6 +16,9 @@ function files(dir: string, base = dir): Map<string, string> {
   return out;
 }
 
+// buf runs the protoc-gen-es plugin from node_modules/.bin (npm scripts put it on PATH; bun test alone does not).
+process.env.PATH = `${ROOT}node_modules/.bin:${process.env.PATH}`;
+
 test("lib/rpc/gen is up to date with proto/ (run `npm run gen` to refresh)", async () => {
   const tmp = mkdtempSync(`${tmpdir()}/pm-gen-`);
   for (const f of ["proto", "buf.yaml", "buf.gen.yaml"]) cpSync(`${ROOT}${f}`, `${tmp}/${f}`, { recursive: true });

@@ -4,26 +4,24 @@
  * interval's results once per interval, keeping unsent batches while the server is down.
  */
 import { hostname, networkInterfaces } from "node:os";
-import { create, toJsonString } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
+import { durationMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import pLimit from "p-limit";
 import pRetry from "p-retry";
-import { durationMs } from "@bufbuild/protobuf/wkt";
-import { HEARTBEAT_INTERVAL_MS } from "../rpc/heartbeat.ts";
 import type { Logger } from "../log.ts";
-import { HttpPhaseProber } from "../probes/http/prober.ts";
-import { IcmpEchoProber } from "../probes/icmp/prober.ts";
+import { PROBER_TYPES, type ModuleOf, type ProbeKind, type Prober, type ProberType, type ResultOf, type TargetOf } from "../probes/kind.ts";
+import { PROBE_KINDS } from "../probes/kinds.ts";
+import { HEARTBEAT_INTERVAL_MS } from "../rpc/heartbeat.ts";
 import {
-  AgentSchema, HttpModuleSchema, IcmpModuleSchema, ProberMeshService, PushResultsRequestSchema,
-  type Agent, type GetTargetPoolResponse, type HttpResult, type IcmpResult,
+  AgentSchema, ProberMeshService, PushResultsRequestSchema,
+  type Agent, type GetTargetPoolResponse, type HeartbeatResponse,
 } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { VERSION } from "../version.ts";
+import { AGENT_KINDS } from "./kinds.ts";
 import { Outbox } from "./outbox.ts";
 import { Scheduler, type Job } from "./scheduler.ts";
-
-/** HTTP probes running at once per agent. */
-export const HTTP_CONCURRENCY = 64;
 
 /** Agent settings (the agent flags of SPEC.md); durations in milliseconds. */
 export interface AgentOptions {
@@ -51,52 +49,66 @@ export function serverBaseUrl(addr: string): string {
   return /^https?:\/\//.test(addr) ? addr.replace(/\/+$/, "") : `http://${addr}`;
 }
 
+/** Results probed since the last push, per kind. */
+type Batch = { [K in ProberType]: ResultOf<K>[] };
+const emptyBatch = () => Object.fromEntries(PROBER_TYPES.map((t) => [t, []])) as unknown as Batch;
+
 /** Starts an agent; resolves once the first heartbeat succeeded. */
 export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   const log = o.log;
   const client: Client<typeof ProberMeshService> = createClient(ProberMeshService, createConnectTransport({ baseUrl: serverBaseUrl(o.serverAddr), httpVersion: "1.1", useBinaryFormat: true }));
   const me: Agent = create(AgentSchema, { region: o.region, ip: o.ip, version: VERSION, hostname: hostname() });
-  const icmp = new IcmpEchoProber();
-  const http = new HttpPhaseProber();
-  const httpLimit = pLimit(HTTP_CONCURRENCY);
   const abort = new AbortController();
-  const v4 = icmp.engine.describe(false);
-  const icmpError = "error" in v4 ? v4.error : "";
-  if ("error" in v4) log.error({ reason: v4.error }, "ICMP probes disabled; HTTP probes continue");
-  else log.info({ socket: v4.kind, identifier: v4.identifier, rcvbufBytes: v4.rcvbufBytes }, `ICMP through ${v4.kind === "ping" ? "an unprivileged ping socket (SOCK_DGRAM)" : "a raw socket (SOCK_RAW)"}`);
+  const probers = Object.fromEntries(PROBER_TYPES.map((t) => [t, AGENT_KINDS[t].create()])) as { [K in ProberType]: Prober<K> };
+  const ready = new Set<ProberType>();
+  for (const t of PROBER_TYPES) {
+    const st = probers[t].status();
+    if (st.ready) ready.add(t);
+    if (st.ready) log.info(st.fields ?? {}, st.message);
+    else log.error(st.fields ?? {}, `${st.message}; the other probe types continue`);
+  }
 
+  let instanceId = "";
+  const registered = (r: HeartbeatResponse) => {
+    const changed = instanceId !== "" && r.instanceId !== instanceId;
+    instanceId = r.instanceId;
+    return changed;
+  };
   const first = await pRetry(() => client.heartbeat({ agent: me }), {
     retries: Infinity, minTimeout: 500, maxTimeout: 30_000, signal: abort.signal,
     onFailedAttempt: ({ error, attemptNumber }) => log.warn({ attempt: attemptNumber, err: error.message }, "register failed; retrying"),
   });
+  registered(first);
   const heartbeatMs = first.heartbeatInterval ? durationMs(first.heartbeatInterval) : HEARTBEAT_INTERVAL_MS;
-  log.info({ region: o.region, ip: o.ip, server: o.serverAddr, serverVersion: first.serverVersion, heartbeatMs }, "registered");
+  // Push at least once per server window, so every result reaches its window before it closes (docs/aggregation.md).
+  const aggregationMs = first.aggregationInterval ? durationMs(first.aggregationInterval) : o.probeIntervalMs;
+  const pushMs = Math.min(o.probeIntervalMs, aggregationMs);
+  log.info({ region: o.region, ip: o.ip, server: o.serverAddr, serverVersion: first.serverVersion, heartbeatMs, pushMs }, "registered");
 
-  let icmpBatch: IcmpResult[] = [];
-  let httpBatch: HttpResult[] = [];
+  let batch = emptyBatch();
   const outbox = new Outbox();
   const scheduler = new Scheduler(o.probeIntervalMs, (key, e) => log.error({ target: key, err: String(e) }, "probe crashed"));
+  const limits = Object.fromEntries(PROBER_TYPES.map((t) => [t, pLimit(AGENT_KINDS[t].concurrency)])) as { [K in ProberType]: ReturnType<typeof pLimit> };
 
-  const jobsFor = (pool: GetTargetPoolResponse): Job[] => {
+  /** One job per target of one kind: probe, then add the (final) result to the current batch. */
+  const kindJobs = <K extends ProberType>(type: K, pool: GetTargetPoolResponse): Job[] => {
+    if (!ready.has(type)) return [];
+    const kind = PROBE_KINDS[type] as ProbeKind<K>;
+    const prober = probers[type] as Prober<K>;
     const jobs: Job[] = [];
-    if (!icmpError) {
-      for (const t of pool.icmp) {
-        if (t.address === o.ip) continue;
-        jobs.push({ key: `icmp/${t.targetRegion}/${t.address}`, fingerprint: t.module ? toJsonString(IcmpModuleSchema, t.module) : "", run: async () => {
-            const r = await icmp.probe(t);
-            log.debug({ target: t.address, region: t.targetRegion, sent: r.sent, received: r.received, err: r.error || undefined }, "icmp round");
-            icmpBatch.push(r);
-          },
-        });
-      }
-    }
-    for (const t of pool.http) {
-      jobs.push({ key: `http/${t.targetRegion}/${t.url}`, fingerprint: t.module ? toJsonString(HttpModuleSchema, t.module) : "", run: () =>
-          httpLimit(async () => {
-            // Read httpBatch only after the await: push() swaps in a new array every interval.
-            const r = await http.probe(t, abort.signal);
-            log.debug({ target: t.url, region: t.targetRegion, success: r.success, reason: r.failedReason || undefined }, "http probe");
-            httpBatch.push(r);
+    for (const t of pool[type] as TargetOf<K>[]) {
+      const address = kind.addressOf(t);
+      if (address === o.ip) continue;
+      jobs.push({
+        key: `${type}/${t.targetRegion}/${address}`,
+        // A changed module restarts the target's job with it.
+        fingerprint: t.module ? JSON.stringify(kind.moduleJson(t.module as ModuleOf<K>)) : "",
+        run: () =>
+          limits[type](async () => {
+            const r = await prober.probe(t, abort.signal);
+            log.debug({ type, target: address, region: t.targetRegion }, "round done");
+            // Read `batch` only after the await: push() swaps in a new one every push period.
+            (batch[type] as ResultOf<K>[]).push(r);
           }),
       });
     }
@@ -109,8 +121,8 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
     syncing = true;
     try {
       const pool = await client.getTargetPool({ agent: me });
-      const { started, stopped } = scheduler.sync(jobsFor(pool));
-      if (started || stopped) log.info({ icmp: pool.icmp.length, http: pool.http.length, started, stopped }, "target pool updated");
+      const { started, stopped } = scheduler.sync(PROBER_TYPES.flatMap((t) => kindJobs(t, pool)));
+      if (started || stopped) log.info({ ...Object.fromEntries(PROBER_TYPES.map((t) => [t, pool[t].length])), started, stopped }, "target pool updated");
     } catch (e) {
       log.warn({ err: (e as Error).message, targets: scheduler.size }, "target sync failed; keeping the last pool");
     } finally {
@@ -118,41 +130,53 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
     }
   };
 
+  /** Heartbeats; a new server instance (a restart) gets our pool requested again at once. @returns success */
+  const heartbeat = async (): Promise<boolean> => {
+    try {
+      if (registered(await client.heartbeat({ agent: me }))) {
+        log.info({ instanceId }, "server restarted; registered again");
+        void sync();
+      }
+      return true;
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, "heartbeat failed");
+      return false;
+    }
+  };
+
   let pushing = false;
+  let lastPushFailed = false;
   const push = async () => {
-    outbox.add(create(PushResultsRequestSchema, { agent: me, icmp: icmpBatch, http: httpBatch }));
-    icmpBatch = [];
-    httpBatch = [];
-    if (pushing) return;
+    outbox.add(create(PushResultsRequestSchema, { agent: me, ...batch }));
+    batch = emptyBatch();
+    if (pushing || outbox.size === 0) return;
     pushing = true;
     try {
+      // After a failure the server may have restarted without knowing us: register first.
+      if (lastPushFailed && !(await heartbeat())) throw new Error("server unreachable");
       await outbox.flush(async (b) => {
+        b.sentTime = timestampNow(); // per attempt: the server derives our clock offset from it
         const r = await client.pushResults(b);
         if (r.rejected) log.warn({ accepted: r.accepted, rejected: r.rejected, reasons: r.rejectReasons }, "server rejected results");
+        if (r.instanceId && instanceId && r.instanceId !== instanceId) void heartbeat();
       });
+      lastPushFailed = false;
     } catch (e) {
+      lastPushFailed = true;
       log.warn({ err: (e as Error).message, queuedBatches: outbox.size, droppedBatches: outbox.dropped }, "push failed; results kept for the next attempt");
     } finally {
       pushing = false;
     }
   };
 
-  const heartbeat = async () => {
-    try {
-      await client.heartbeat({ agent: me });
-    } catch (e) {
-      log.warn({ err: (e as Error).message }, "heartbeat failed");
-    }
-  };
-
   await sync();
-  const timers = [setInterval(heartbeat, heartbeatMs), setInterval(sync, o.syncIntervalMs), setInterval(push, o.probeIntervalMs)];
+  const timers = [setInterval(heartbeat, heartbeatMs), setInterval(sync, o.syncIntervalMs), setInterval(push, pushMs)];
   return {
     stop() {
       abort.abort();
       for (const t of timers) clearInterval(t);
       scheduler.stop();
-      icmp.close();
+      for (const t of PROBER_TYPES) probers[t].close();
     },
   };
 }

@@ -1,28 +1,117 @@
 /**
- * The aggregation window: results accepted since the last flush. flush() hands them to the
- * aggregate functions and starts a new window.
+ * Aggregation windows (docs/aggregation.md "Windows"). Generic over probe kinds: each kind
+ * supplies a KindIngest (lib/probes/<kind>/ingest.ts) that counts cumulative series and folds
+ * results into per-window accumulators.
+ *
+ * The rule:
+ * - Windows are fixed slices [k·I, (k+1)·I) of wall time, I = -server.aggregation.interval.
+ * - A result belongs to the window in which its round ended (the agent's time + duration,
+ *   corrected by the agent's clock offset). A round "in the future" counts as ending now.
+ * - A window stays open for results until lateness L after its end, then it is published once
+ *   to the gauges and closed. L covers one agent push period plus delivery (see latenessMs).
+ * - A result whose window is already closed (an outage backlog, a badly skewed clock) goes to the
+ *   cumulative series only (counters, histograms) and never into a window's gauges.
+ *
+ * Memory: one accumulator per open window and kind; at most ceil(L / I) + 2 windows are open.
  */
-import type { HttpResult, IcmpResult } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
-import { aggregateHttp, aggregateIcmp, type HttpAggregate, type IcmpAggregate, type Received } from "./aggregate.ts";
 
-/** Buffer of one window's results. */
-export class AggregationWindow {
-  private icmp: Received<IcmpResult>[] = [];
-  private http: Received<HttpResult>[] = [];
+/** A result as accepted: who sent it and what it says. */
+export interface Received<R> {
+  sourceRegion: string;
+  agentIp: string;
+  result: R;
+}
 
-  addIcmp(x: Received<IcmpResult>): void {
-    this.icmp.push(x);
+/** One window's accumulator of one kind. */
+export interface KindWindow<R> {
+  add(x: Received<R>): void;
+  /** Sets the kind's gauges from this window (called once, when the window closes). */
+  publish(): void;
+}
+
+/** What the window needs from a probe kind on the server. */
+export interface KindIngest<R> {
+  /** Cumulative series (counters, histograms): every accepted result, at once, in or out of a window. */
+  count(x: Received<R>): void;
+  openWindow(): KindWindow<R>;
+}
+
+/**
+ * How long a window stays open after its end, milliseconds: one agent push period (agents push
+ * every min(probe interval, aggregation interval)) plus a delivery margin of min(I, 5 s).
+ */
+export function latenessMs(intervalMs: number): number {
+  return intervalMs + Math.min(intervalMs, 5000);
+}
+
+/** Open windows of every kind, keyed by window index k (start k·I). */
+export class AggregationWindows<K extends string> {
+  private readonly open = new Map<number, Map<K, KindWindow<unknown>>>();
+  /** Highest window index already published (or skipped): results for it or earlier are late. */
+  private closedThrough: number;
+
+  /**
+   * @param intervalMs I, milliseconds
+   * @param ingests one ingest per kind
+   * @param now wall clock, unix milliseconds
+   */
+  constructor(
+    readonly intervalMs: number,
+    private readonly ingests: Record<K, KindIngest<unknown>>,
+    private readonly now = () => Date.now(),
+    readonly latenessMs_ = latenessMs(intervalMs),
+  ) {
+    // At start, windows that would already be published count as closed: a backlog delivered
+    // to a fresh server goes to the cumulative series, as it would have on a running one.
+    this.closedThrough = this.lastClosable(this.now());
   }
 
-  addHttp(x: Received<HttpResult>): void {
-    this.http.push(x);
+  /** Highest window index whose end + lateness is <= t. */
+  private lastClosable(t: number): number {
+    return Math.floor((t - this.latenessMs_) / this.intervalMs) - 1;
   }
 
-  /** Aggregates and clears the window. */
-  flush(): { icmp: IcmpAggregate[]; http: HttpAggregate[] } {
-    const out = { icmp: aggregateIcmp(this.icmp), http: aggregateHttp(this.http) };
-    this.icmp = [];
-    this.http = [];
-    return out;
+  /**
+   * Files an accepted result.
+   * @param endMs when its round ended, unix milliseconds on the server's clock
+   * @returns true when it went into an open window, false when it was late (cumulative only)
+   */
+  add<R>(kind: K, x: Received<R>, endMs: number): boolean {
+    const ingest = this.ingests[kind] as KindIngest<R>;
+    ingest.count(x);
+    const k = Math.floor(Math.min(endMs, this.now()) / this.intervalMs);
+    if (!(k > this.closedThrough)) return false; // also false for NaN
+    let w = this.open.get(k);
+    if (!w) this.open.set(k, (w = new Map()));
+    let acc = w.get(kind);
+    if (!acc) w.set(kind, (acc = ingest.openWindow()));
+    (acc as KindWindow<R>).add(x);
+    return true;
+  }
+
+  /** Publishes, in order, every open window whose end + lateness has passed. @returns windows published */
+  tick(): number {
+    const through = this.lastClosable(this.now());
+    let n = 0;
+    for (const k of [...this.open.keys()].sort((a, b) => a - b)) {
+      if (k > through) break;
+      for (const acc of this.open.get(k)!.values()) acc.publish();
+      this.open.delete(k);
+      n++;
+    }
+    if (through > this.closedThrough) this.closedThrough = through;
+    return n;
+  }
+
+  /** Milliseconds from now until the next window can be published (for an aligned timer). */
+  msUntilNextTick(): number {
+    const t = this.now();
+    const next = (this.lastClosable(t) + 2) * this.intervalMs + this.latenessMs_;
+    return Math.max(1, next - t);
+  }
+
+  /** Number of open windows (for tests and logs). */
+  get openWindows(): number {
+    return this.open.size;
   }
 }

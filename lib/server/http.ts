@@ -4,21 +4,23 @@
  */
 import { toJson } from "@bufbuild/protobuf";
 import { Hono } from "hono";
-import type { IcmpAggregate } from "../aggregation/aggregate.ts";
-import type { ServerMetrics } from "../metrics/metrics.ts";
+import type { SeriesStore } from "../metrics/series.ts";
+import type { IcmpAggregate } from "../probes/icmp/ingest.ts";
+import type { ProbeKind } from "../probes/kind.ts";
+import { PROBE_KINDS } from "../probes/kinds.ts";
 import { GetTargetPoolResponseSchema } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
-import type { TargetPool } from "../targets/pool.ts";
+import type { ProbeFile } from "../targets/config.ts";
+import type { TargetPool } from "./pool.ts";
 import type { AgentRegistry } from "./registry.ts";
 
 /** What the HTTP side reads from the server. */
 export interface HttpDeps {
-  metrics: ServerMetrics;
+  store: SeriesStore;
   registry: AgentRegistry;
   pool: TargetPool;
-  discovery: string;
   /** Reloads the probe file; @throws ConfigError with file:line: reason */
   reload(): void;
-  /** The last window's ICMP aggregates, for the web view. */
+  /** The last published window's ICMP aggregates, for the web view. */
   latestIcmp(): readonly IcmpAggregate[];
   ready(): boolean;
 }
@@ -44,17 +46,25 @@ function matrixHtml(aggs: readonly IcmpAggregate[], agents: ReturnType<AgentRegi
 <p><a href="/metrics">/metrics</a> · <a href="/-/targets">/-/targets</a></p></body></html>`;
 }
 
+/** The probe file as JSON: blocks with their modules in protobuf JSON form (defaults filled in). */
+function fileJson(f: ProbeFile): unknown[] {
+  return f.blocks.map((b) => ({
+    proberType: b.proberType, region: b.region, targets: b.targets,
+    module: (PROBE_KINDS[b.proberType] as ProbeKind<typeof b.proberType>).moduleJson(b.module),
+  }));
+}
+
 /** Builds the hono app. */
 export function httpApp(d: HttpDeps): Hono {
   const app = new Hono();
-  app.get("/metrics", async (c) => c.body(await d.metrics.registry.metrics(), 200, { "Content-Type": d.metrics.registry.contentType }));
+  app.get("/metrics", async (c) => c.body(await d.store.metrics(), 200, { "Content-Type": d.store.contentType }));
   app.get("/-/healthy", (c) => c.text("ProberMesh server is Healthy.\n"));
   app.get("/-/ready", (c) => (d.ready() ? c.text("ProberMesh server is Ready.\n") : c.text("not ready\n", 503)));
   app.get("/-/targets", (c) => {
     const regions = [...new Set(d.registry.live().map((a) => a.region))].sort();
     const pools: Record<string, unknown> = {};
     for (const r of regions) pools[r] = toJson(GetTargetPoolResponseSchema, d.pool.poolFor(r));
-    return c.json({ discovery: d.discovery, file: d.pool.probeFile.blocks, agents: d.registry.all(), pools });
+    return c.json({ discovery: d.pool.discovery, file: fileJson(d.pool.probeFile), agents: d.registry.all(), pools });
   });
   app.post("/-/reload", (c) => {
     try {

@@ -2,16 +2,19 @@
  * Server wiring: probe file, registry, pools, Connect-RPC listener, aggregation loop and the HTTP
  * side. server.ts only parses flags and calls startServer().
  */
+import { randomUUID } from "node:crypto";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import type { IcmpAggregate } from "../aggregation/aggregate.ts";
-import { AggregationWindow } from "../aggregation/window.ts";
+import { AggregationWindows } from "../aggregation/window.ts";
 import type { Logger } from "../log.ts";
-import { ServerMetrics } from "../metrics/metrics.ts";
+import { serverMetrics } from "../metrics/server.ts";
+import { SeriesStore } from "../metrics/series.ts";
+import { PROBER_TYPES, type ProberType } from "../probes/kind.ts";
 import { ProberMeshService } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { listenH1H2c, splitHostPort, type Listener } from "../rpc/listen.ts";
 import { loadProbeFile, type ProbeFile } from "../targets/config.ts";
-import { TargetPool, type Discovery } from "../targets/pool.ts";
 import { httpApp } from "./http.ts";
+import { createIngests } from "./kinds.ts";
+import { TargetPool, type Discovery } from "./pool.ts";
 import { AgentRegistry } from "./registry.ts";
 import { proberMeshService } from "./service.ts";
 
@@ -40,7 +43,9 @@ export interface RunningServer {
 export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const file: ProbeFile = o.probeFile ? loadProbeFile(o.probeFile) : { blocks: [] };
   const expireMs = o.seriesCacheRatio * o.aggregationIntervalMs;
-  const metrics = new ServerMetrics(expireMs);
+  const startedMs = Date.now();
+  const store = new SeriesStore(expireMs);
+  const metrics = serverMetrics(store, PROBER_TYPES);
   const registry = new AgentRegistry(expireMs, {
     onChange: (e, prev) => {
       metrics.agentChanged(e, prev);
@@ -49,17 +54,17 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     onForget: (e) => metrics.agentForgotten(e),
   });
   const pool = new TargetPool(file, o.discovery, o.probeSelf, registry);
-  const window = new AggregationWindow();
-  let latestIcmp: IcmpAggregate[] = [];
+  const ingests = createIngests(store);
+  const windows = new AggregationWindows<ProberType>(o.aggregationIntervalMs, ingests);
   let ready = false;
 
   const rpcHandler = connectNodeAdapter({
-    routes: (router) => router.service(ProberMeshService, proberMeshService({ registry, pool, window, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs, log: o.log })),
+    routes: (router) => router.service(ProberMeshService, proberMeshService({ registry, pool, windows, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs, instanceId: randomUUID(), startedMs, log: o.log })),
     readMaxBytes: 64 << 20,
   });
   const rpc: Listener = await listenH1H2c(o.rpcListenAddr, rpcHandler);
   const app = httpApp({
-    metrics, registry, pool, discovery: o.discovery, latestIcmp: () => latestIcmp, ready: () => ready,
+    store, registry, pool, latestIcmp: ingests.icmp.latest, ready: () => ready,
     reload: () => {
       if (!o.probeFile) return;
       pool.replaceFile(loadProbeFile(o.probeFile));
@@ -76,14 +81,15 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   }
 
   const sweep = setInterval(() => registry.sweep(), Math.min(1000, o.aggregationIntervalMs));
-  const aggregate = setInterval(() => {
-    const { icmp, http } = window.flush();
-    metrics.publishIcmp(icmp);
-    metrics.publishHttp(http);
-    metrics.expire();
-    if (icmp.length) latestIcmp = icmp;
-    o.log.debug({ icmpPairs: icmp.length, httpTargets: http.length }, "aggregated window");
-  }, o.aggregationIntervalMs);
+  // Windows are published on a timer aligned to window ends + lateness (docs/aggregation.md).
+  let publishTimer: ReturnType<typeof setTimeout>;
+  const publish = () => {
+    const n = windows.tick();
+    const expired = store.expire();
+    o.log.debug({ windowsPublished: n, seriesExpired: expired, openWindows: windows.openWindows }, "aggregation tick");
+    publishTimer = setTimeout(publish, windows.msUntilNextTick());
+  };
+  publishTimer = setTimeout(publish, windows.msUntilNextTick());
   ready = true;
   o.log.info({ rpc: `${splitHostPort(o.rpcListenAddr).host}:${rpc.port}`, http: `${host}:${web.port}`, discovery: o.discovery, file: o.probeFile || null, blocks: file.blocks.length }, "server started");
   return {
@@ -91,7 +97,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     httpPort: web.port!,
     async close() {
       clearInterval(sweep);
-      clearInterval(aggregate);
+      clearTimeout(publishTimer);
       web.stop(true);
       await rpc.close();
     },

@@ -1,38 +1,104 @@
 /**
- * The server's Connect-RPC implementation of probermesh.v1.ProberMeshService.
+ * The server's Connect-RPC implementation of probermesh.v1.ProberMeshService (docs/protocol.md).
+ * Pushed results are handled per kind through the registries (lib/probes/kinds.ts,
+ * lib/server/kinds.ts): check, assignment, then the aggregation windows.
  */
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import type { AggregationWindow } from "../aggregation/window.ts";
-import type { ServerMetrics } from "../metrics/metrics.ts";
-import { HeartbeatResponseSchema, PushResultsResponseSchema, type ProberMeshService } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
-import { checkAgent, checkHttpResult, checkIcmpResult } from "../rpc/validate.ts";
-import type { TargetPool } from "../targets/pool.ts";
+import { isIP } from "node:net";
+import type { AggregationWindows } from "../aggregation/window.ts";
 import type { Logger } from "../log.ts";
-import { VERSION } from "../version.ts";
+import type { ServerMetrics } from "../metrics/server.ts";
+import { PROBER_TYPES, type ProbeKind, type ProberType, type ResultOf, type ServerKind } from "../probes/kind.ts";
+import { PROBE_KINDS } from "../probes/kinds.ts";
+import { roundEndMs } from "../probes/result_common.ts";
 import { heartbeatIntervalMs } from "../rpc/heartbeat.ts";
+import {
+  HeartbeatResponseSchema, PushResultsResponseSchema,
+  type Agent, type ProberMeshService, type PushResultsRequest, type PushResultsResponse,
+} from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { VERSION } from "../version.ts";
+import { SERVER_KINDS } from "./kinds.ts";
+import type { TargetPool } from "./pool.ts";
 import type { AgentRegistry } from "./registry.ts";
 
 /** What the service needs from the server. */
 export interface ServiceDeps {
   registry: AgentRegistry;
   pool: TargetPool;
-  window: AggregationWindow;
+  windows: AggregationWindows<ProberType>;
   metrics: ServerMetrics;
   aggregationIntervalMs: number;
   /** An agent silent this long is dead (ratio x aggregation interval), milliseconds. */
   deadAfterMs: number;
+  /** HeartbeatResponse.instance_id of this process. */
+  instanceId: string;
+  /** When this process started, unix ms: the warm-up lasts deadAfterMs from here. */
+  startedMs: number;
   log: Logger;
+  now?: () => number;
+}
+
+/** Reject reasons sent back to the agent at most per push (the counts are complete). */
+const MAX_REASONS = 5;
+
+/** Checks an Agent message. @returns "" or why it is unusable */
+export function checkAgent(a: Agent | undefined): string {
+  if (!a) return "agent is missing";
+  if (!a.region || a.region.length > 256) return "agent.region must be 1..256 characters";
+  if (a.ip && isIP(a.ip) === 0) return `agent.ip "${a.ip.slice(0, 64)}" is not an IP address`;
+  if (a.version.length > 64 || a.hostname.length > 256) return "agent.version or agent.hostname too long";
+  return "";
 }
 
 /** Builds the service implementation. Invalid requests get INVALID_ARGUMENT; nothing throws past it. */
 export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMeshService> {
-  const requireAgent = (a: Parameters<typeof checkAgent>[0]) => {
+  const now = d.now ?? (() => Date.now());
+  const requireAgent = (a: Agent | undefined) => {
     const why = checkAgent(a);
     if (why) throw new ConnectError(why, Code.InvalidArgument);
     return a!;
   };
+
+  /**
+   * Restart without loss: for deadAfterMs after a start, the registry may not yet know agents that
+   * were live before it (they heartbeat within that time). A push naming such a target is not
+   * rejected but deferred whole (`unavailable`): the agent keeps it and sends it again.
+   */
+  const unverifiableInWarmUp = (a: Agent, req: PushResultsRequest): number => {
+    if (now() - d.startedMs >= d.deadAfterMs) return 0;
+    let n = 0;
+    for (const type of PROBER_TYPES) {
+      if (!d.pool.mayNameAnAgent(type)) continue;
+      const kind = PROBE_KINDS[type] as ProbeKind<typeof type>;
+      for (const r of req[type] as ResultOf<typeof type>[]) if (!d.pool.isAssigned(a.region, type, r.targetRegion, kind.addressOf(r))) n++;
+    }
+    return n;
+  };
+
+  /** Checks, assigns and files one kind's results of a push. */
+  const acceptKind = <K extends ProberType>(type: K, results: ResultOf<K>[], a: Agent, offsetMs: number, res: PushResultsResponse) => {
+    const kind = PROBE_KINDS[type] as ProbeKind<K>;
+    const server = SERVER_KINDS[type] as ServerKind<K>;
+    const reject = (reason: "invalid" | "not_assigned", detail: string) => {
+      res.rejected++;
+      d.metrics.rejected(type, reason);
+      if (res.rejectReasons.length < MAX_REASONS) res.rejectReasons.push(detail);
+    };
+    for (const r of results) {
+      const address = kind.addressOf(r);
+      const bad = server.check(r);
+      if (bad) reject("invalid", `${type} ${address.slice(0, 256)}: ${bad}`);
+      else if (!d.pool.isAssigned(a.region, type, r.targetRegion, address)) reject("not_assigned", `${type} ${r.targetRegion.slice(0, 256)}/${address.slice(0, 256)}: not assigned to region ${a.region}`);
+      else {
+        const inWindow = d.windows.add(type, { sourceRegion: a.region, agentIp: a.ip, result: r }, roundEndMs(r) + offsetMs);
+        d.metrics.accepted(type, !inWindow);
+        res.accepted++;
+      }
+    }
+  };
+
   return {
     heartbeat(req) {
       const a = requireAgent(req.agent);
@@ -42,6 +108,7 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
         serverVersion: VERSION,
         aggregationInterval: durationFromMs(d.aggregationIntervalMs),
         heartbeatInterval: durationFromMs(heartbeatIntervalMs(d.deadAfterMs)),
+        instanceId: d.instanceId,
       });
     },
     getTargetPool(req) {
@@ -50,28 +117,16 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
     },
     pushResults(req) {
       const a = requireAgent(req.agent);
-      const res = create(PushResultsResponseSchema, {});
-      const reject = (type: string, reason: string, detail: string) => {
-        res.rejected++;
-        d.metrics.rejectPoints.inc({ prober_type: type, reason });
-        if (res.rejectReasons.length < 5) res.rejectReasons.push(detail);
-      };
-      /** Accepts each result that passes `check` and targets what was assigned to the agent's region. */
-      const accept = <R>(type: "icmp" | "http", results: R[], check: (r: R) => string, target: (r: R) => [string, string], add: (r: R) => void) => {
-        for (const r of results) {
-          const [targetRegion, addr] = target(r);
-          const bad = check(r);
-          if (bad) reject(type, "invalid", `${type} ${addr}: ${bad}`);
-          else if (!d.pool.isAssigned(a.region, type, targetRegion, addr)) reject(type, "not_assigned", `${type} ${targetRegion}/${addr}: not assigned to region ${a.region}`);
-          else {
-            add(r);
-            res.accepted++;
-            d.metrics.receivePoints.inc({ prober_type: type });
-          }
-        }
-      };
-      accept("icmp", req.icmp, checkIcmpResult, (r) => [r.targetRegion, r.address], (r) => d.window.addIcmp({ sourceRegion: a.region, agentIp: a.ip, result: r }));
-      accept("http", req.http, checkHttpResult, (r) => [r.targetRegion, r.url], (r) => d.window.addHttp({ sourceRegion: a.region, agentIp: a.ip, result: r }));
+      const waiting = unverifiableInWarmUp(a, req);
+      if (waiting) {
+        d.metrics.deferred();
+        throw new ConnectError(`server started ${Math.round((now() - d.startedMs) / 1000)} s ago: ${waiting} results name agents that have not registered again yet; send this batch again later`, Code.Unavailable);
+      }
+      // The agent's clock offset (server − agent), from when it sent this request; agents before 0.2 send none.
+      const sent = req.sentTime ? timestampMs(req.sentTime) : NaN;
+      const offsetMs = Number.isFinite(sent) ? now() - sent : 0;
+      const res = create(PushResultsResponseSchema, { instanceId: d.instanceId });
+      for (const type of PROBER_TYPES) acceptKind(type, req[type] as ResultOf<typeof type>[], a, offsetMs, res);
       if (res.rejected) d.log.warn({ region: a.region, ip: a.ip, rejected: res.rejected, reasons: res.rejectReasons }, "rejected pushed results");
       return res;
     },

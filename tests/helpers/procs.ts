@@ -48,7 +48,7 @@ export async function killAll(): Promise<void> {
 
 /** Runs a command to completion. */
 export async function run(cmd: string[], opts: { stdin?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = spawn(cmd, { stdout: "pipe", stderr: "pipe", stdin: opts.stdin !== undefined ? new TextEncoder().encode(opts.stdin) : undefined, cwd: ROOT });
+  const p = spawn(cmd, { stdout: "pipe", stderr: "pipe", stdin: opts.stdin !== undefined ? new TextEncoder().encode(opts.stdin) : undefined, cwd: ROOT, env: process.env });
   const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   return { code, stdout, stderr };
 }

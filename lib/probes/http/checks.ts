@@ -4,18 +4,8 @@
  * failed_reason (ProberMesh's label of prober_http_failed).
  */
 import type { HttpModule } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import type { FailedReason } from "./failed_reason.ts";
 import type { ResponseHead } from "./response.ts";
-
-/**
- * failed_reason values:
- * resolve, connect, tls, timeout: the phase that failed or ran out of time;
- * status_code, http_version, ssl, header_regexp, body_regexp: a check of the final response;
- * body_size_limit: body larger than body_size_limit; http_protocol: malformed or truncated
- * response; redirects: more than 10 redirects.
- */
-export type FailedReason =
-  | "resolve" | "connect" | "tls" | "timeout" | "status_code" | "http_version" | "ssl"
-  | "header_regexp" | "body_regexp" | "body_size_limit" | "http_protocol" | "redirects";
 
 /** A failed check: the reason label and a human-readable detail. */
 export interface CheckFailure {

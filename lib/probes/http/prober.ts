@@ -14,13 +14,14 @@
 import net from "node:net";
 import tls from "node:tls";
 import { create } from "@bufbuild/protobuf";
-import { durationMs, timestampNow } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { HttpResultSchema, type HttpModule, type HttpResult, type HttpTarget } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { HTTP_DEFAULTS } from "./defaults.ts";
 import { VERSION } from "../../version.ts";
 import { resolveHost } from "../resolve.ts";
-import type { HttpProber } from "../types.ts";
-import { checkResponse, requestHeaders, type FailedReason } from "./checks.ts";
+import type { Prober, ProberStatus } from "../kind.ts";
+import { checkResponse, requestHeaders } from "./checks.ts";
+import type { FailedReason } from "./failed_reason.ts";
 import { HttpProtocolError, ResponseParser, type ResponseHead } from "./response.ts";
 
 /** Redirect hops followed at most (as Go's http.Client and blackbox_exporter). */
@@ -95,19 +96,24 @@ async function resolveWithin(host: string, m: HttpModule | undefined, deadline: 
  * The HTTP prober. Stateless apart from settings; safe to share across targets. The result a
  * probe() call resolves with is final: no socket event, timer or later probe can change it.
  */
-export class HttpPhaseProber implements HttpProber {
+export class HttpPhaseProber implements Prober<"http"> {
   readonly type = "http" as const;
+
+  status(): ProberStatus {
+    return { ready: true, message: "HTTP probes over node:net / node:tls (HTTP/1.1, a fresh connection per hop)" };
+  }
 
   async probe(target: HttpTarget, signal?: AbortSignal): Promise<HttpResult> {
     const m = target.module;
     const timeoutMs = m?.timeout ? durationMs(m.timeout) : HTTP_DEFAULTS.timeoutMs;
-    const deadline = performance.now() + timeoutMs;
-    const r = create(HttpResultSchema, { targetRegion: target.targetRegion, url: target.url, time: timestampNow() });
+    const start = performance.now();
+    const deadline = start + timeoutMs;
+    const r = create(HttpResultSchema, { targetRegion: target.targetRegion, url: target.url, time: timestampFromMs(Date.now()) });
     let url: URL;
     try {
       url = new URL(target.url);
     } catch {
-      return Object.assign(r, { failedReason: "http_protocol", error: `bad URL ${target.url}` });
+      return Object.assign(r, { failedReason: "http_protocol" satisfies FailedReason, error: `bad URL ${target.url}` });
     }
     // Owned by this call only; copied into the result once, below.
     const phases: PhaseTimes = { resolve: 0, connect: 0, tls: 0, processing: 0, transfer: 0 };
@@ -151,6 +157,7 @@ export class HttpPhaseProber implements HttpProber {
     r.tlsSeconds = phases.tls;
     r.processingSeconds = phases.processing;
     r.transferSeconds = phases.transfer;
+    r.durationSeconds = (performance.now() - start) / 1000;
     return r;
   }
 

@@ -1,4 +1,4 @@
-/** zod building blocks shared by the probe-file schemas (config.ts, http_module.ts). */
+/** zod building blocks shared by the kinds' probe-file module schemas (lib/probes/<kind>/kind.ts). */
 import { z } from "zod";
 import { parseDurationMs } from "../cli/duration.ts";
 

@@ -1,0 +1,12 @@
+/** The agent's flags (docs/flags.md is generated from this list by `npm run docs`). */
+import type { FlagSpec } from "../cli/flags.ts";
+import { LOG_LEVELS } from "../log.ts";
+
+export const AGENT_FLAGS: FlagSpec[] = [
+  { name: "agent.region", aliases: ["region"], kind: "string", default: "", help: "region of this agent; empty: env PROBER_REGION, then cloud metadata" },
+  { name: "agent.rpc.report.addr", aliases: ["server.rpc.addr"], kind: "string", default: "localhost:6000", help: "server RPC address, host:port or URL" },
+  { name: "agent.ip", kind: "string", default: "", help: "address other agents ping this agent at (default: first non-loopback IPv4)" },
+  { name: "agent.probe.interval", kind: "duration", default: "15s", min: 100, help: "one probe round per target per interval" },
+  { name: "agent.sync.interval", kind: "duration", default: "1m", min: 100, help: "target pool refresh interval" },
+  { name: "log.level", kind: "string", default: "info", choices: [...LOG_LEVELS], help: "log level: debug, info, warn, error" },
+];

@@ -1,0 +1,64 @@
+/**
+ * Server-wide metrics (docs/metrics.md): agent liveness and what happened to pushed results.
+ * Plain data in: agents are {region, ip, version, alive}, kinds are prober_type strings.
+ */
+import type { SeriesStore } from "./series.ts";
+
+/** An agent as prober_agent_is_alive shows it. */
+export interface AgentLabels {
+  region: string;
+  ip: string;
+  version: string;
+  alive: boolean;
+}
+
+/** Why a pushed result was rejected (label `reason` of prober_server_reject_points_total). */
+export const REJECT_REASONS = {
+  not_assigned: "its target was not handed to the agent's region (or names an agent that is not live)",
+  invalid: "its numbers are unusable (out of range, inconsistent, unknown failed_reason)",
+} as const;
+export type RejectReason = keyof typeof REJECT_REASONS;
+
+/** Creates the server-wide metrics on `store`. */
+export function serverMetrics(store: SeriesStore, proberTypes: readonly string[]) {
+  const agentAlive = store.gauge({
+    name: "prober_agent_is_alive", type: "gauge", labelNames: ["region", "ip", "version"],
+    help: "1 while the agent heartbeats, 0 once silent for ratio x aggregation interval.",
+    doc: "A dead agent's series stays at 0 for an hour, then goes.", expires: false,
+  });
+  const receive = store.counter({ name: "prober_server_receive_points_total", type: "counter", labelNames: ["prober_type"], help: "Probe results accepted by the server.", expires: false });
+  const reject = store.counter({
+    name: "prober_server_reject_points_total", type: "counter", labelNames: ["prober_type", "reason"],
+    help: "Probe results rejected by the server, by reason.", doc: `reason: ${Object.entries(REJECT_REASONS).map(([k, v]) => `\`${k}\` (${v})`).join(", ")}.`, expires: false,
+  });
+  const late = store.counter({
+    name: "prober_server_late_points_total", type: "counter", labelNames: ["prober_type"],
+    help: "Accepted results whose aggregation window was already published (outage backlog, skewed clock): counted in cumulative series only.", expires: false,
+  });
+  const deferred = store.counter({
+    name: "prober_server_deferred_pushes_total", type: "counter", labelNames: [],
+    help: "Pushes answered `unavailable` in the warm-up after a server start because they name agents not yet registered again; agents keep and resend them.", expires: false,
+  });
+  for (const t of proberTypes) {
+    receive.inc({ prober_type: t }, 0);
+    late.inc({ prober_type: t }, 0);
+    for (const reason of Object.keys(REJECT_REASONS)) reject.inc({ prober_type: t, reason }, 0);
+  }
+  deferred.inc({}, 0);
+  return {
+    accepted: (type: string, late_: boolean) => {
+      receive.inc({ prober_type: type });
+      if (late_) late.inc({ prober_type: type });
+    },
+    rejected: (type: string, reason: RejectReason) => reject.inc({ prober_type: type, reason }),
+    deferred: () => deferred.inc({}),
+    /** Reflects an agent's state (removing the label set of its previous version, if given). */
+    agentChanged(a: AgentLabels, previous?: AgentLabels) {
+      if (previous) agentAlive.remove({ region: previous.region, ip: previous.ip, version: previous.version });
+      agentAlive.set({ region: a.region, ip: a.ip, version: a.version }, a.alive ? 1 : 0);
+    },
+    agentForgotten: (a: AgentLabels) => agentAlive.remove({ region: a.region, ip: a.ip, version: a.version }),
+  };
+}
+
+export type ServerMetrics = ReturnType<typeof serverMetrics>;

@@ -1,0 +1,125 @@
+/**
+ * The HTTP kind's common half (lib/probes/kind.ts): the probe file's `http:` module with
+ * blackbox_exporter's option names and meaning (its CONFIGURATION.md), parsed straight into the
+ * protobuf HttpModule handed to agents; and HTTP target addressing (absolute http(s) URLs).
+ */
+import { readFileSync } from "node:fs";
+import { isAbsolute, join } from "node:path";
+import { create, toJson } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { z } from "zod";
+import { parseDurationMs } from "../../cli/duration.ts";
+import { HttpModuleSchema, HttpTargetSchema, type HttpModule } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { isHostOrIp } from "../address.ts";
+import type { ProbeKind } from "../kind.ts";
+import { durationString, regexString } from "../schema_types.ts";
+import { HTTP_DEFAULTS } from "./defaults.ts";
+
+const UNITS: Record<string, number> = { "": 1, B: 1, KB: 1024, KIB: 1024, MB: 1024 ** 2, MIB: 1024 ** 2, GB: 1024 ** 3, GIB: 1024 ** 3 };
+
+/** "1MB", "512KiB", "2048" or a number → bytes (base 2, as blackbox's units.Base2Bytes); null when malformed. */
+export function parseBytes(v: number | string): number | null {
+  if (typeof v === "number") return Number.isInteger(v) && v >= 0 ? v : null;
+  const m = /^\s*(\d+)\s*([a-zA-Z]*)\s*$/.exec(v);
+  const unit = m ? UNITS[m[2]!.toUpperCase()] : undefined;
+  return m && unit !== undefined ? Number(m[1]) * unit : null;
+}
+
+/**
+ * Normalises an HTTP target: a bare host gets `http://` (as ProberMesh did).
+ * @returns the absolute URL, or null when it is not an http(s) URL with a valid host.
+ */
+export function normaliseHttpTarget(s: string): string | null {
+  const withScheme = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(s) ? s : `http://${s}`;
+  try {
+    const u = new URL(withScheme);
+    if (u.protocol !== "http:" && u.protocol !== "https:") return null;
+    return isHostOrIp(u.hostname.replace(/^\[|\]$/g, "")) ? withScheme : null;
+  } catch {
+    return null;
+  }
+}
+
+const headerMatch = z
+  .strictObject({ header: z.string().min(1, "must not be empty"), regexp: regexString, allow_missing: z.boolean().optional() })
+  .transform((x) => ({ header: x.header, regexp: x.regexp, allowMissing: x.allow_missing ?? false }));
+
+/** The `http:` keys as written in the file (snake_case, blackbox_exporter's names). */
+const httpKeys = z.strictObject({
+  method: z.string().regex(/^[A-Z]+$/, "must be an upper-case HTTP method").optional(),
+  valid_status_codes: z.array(z.int().min(100).max(599)).optional(),
+  valid_http_versions: z.array(z.string().regex(/^HTTP\/\d(\.\d)?$/, 'must look like "HTTP/1.1"')).optional(),
+  headers: z.record(z.string(), z.string()).optional(),
+  body: z.string().optional(),
+  no_follow_redirects: z.boolean().optional(),
+  fail_if_ssl: z.boolean().optional(),
+  fail_if_not_ssl: z.boolean().optional(),
+  fail_if_body_matches_regexp: z.array(regexString).optional(),
+  fail_if_body_not_matches_regexp: z.array(regexString).optional(),
+  fail_if_header_matches: z.array(headerMatch).optional(),
+  fail_if_header_not_matches: z.array(headerMatch).optional(),
+  timeout: durationString.optional(),
+  insecure_skip_verify: z.boolean().optional(),
+  tls_config: z.strictObject({ insecure_skip_verify: z.boolean().optional(), ca_file: z.string().min(1).optional(), server_name: z.string().optional() }).optional(),
+  basic_auth: z.strictObject({ username: z.string(), password: z.string() }).optional(),
+  bearer_token: z.string().min(1).optional(),
+  body_size_limit: z.union([z.int(), z.string()]).refine((v) => parseBytes(v) !== null, 'must be a byte count such as 1048576, "512KiB" or "1MB"').optional(),
+  preferred_ip_protocol: z.enum(["ip4", "ip6"]).optional(),
+  ip_protocol_fallback: z.boolean().optional(),
+});
+
+/**
+ * The `http:` module schema: validates the keys, reads tls_config.ca_file (relative to `baseDir`,
+ * the probe file's directory; an unreadable or non-PEM file is an issue at that key) and builds
+ * the HttpModule with defaults filled in.
+ */
+function httpModuleSchema(baseDir: string): z.ZodType<HttpModule, unknown> {
+  return httpKeys.transform((h, ctx): HttpModule => {
+    let caPem = "";
+    const caFile = h.tls_config?.ca_file;
+    if (caFile) {
+      const path = isAbsolute(caFile) ? caFile : join(baseDir, caFile);
+      try {
+        caPem = readFileSync(path, "utf8");
+        if (!caPem.includes("-----BEGIN CERTIFICATE-----")) ctx.addIssue({ code: "custom", path: ["tls_config", "ca_file"], message: `${path} holds no PEM certificate` });
+      } catch (e) {
+        ctx.addIssue({ code: "custom", path: ["tls_config", "ca_file"], message: `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
+      }
+    }
+    const insecure = h.insecure_skip_verify ?? h.tls_config?.insecure_skip_verify ?? false;
+    return create(HttpModuleSchema, {
+      method: h.method ?? HTTP_DEFAULTS.method,
+      validStatusCodes: h.valid_status_codes ?? [],
+      validHttpVersions: h.valid_http_versions ?? [],
+      headers: h.headers ?? {},
+      body: h.body ?? "",
+      noFollowRedirects: h.no_follow_redirects ?? false,
+      failIfSsl: h.fail_if_ssl ?? false,
+      failIfNotSsl: h.fail_if_not_ssl ?? false,
+      failIfBodyMatchesRegexp: h.fail_if_body_matches_regexp ?? [],
+      failIfBodyNotMatchesRegexp: h.fail_if_body_not_matches_regexp ?? [],
+      failIfHeaderMatches: h.fail_if_header_matches ?? [],
+      failIfHeaderNotMatches: h.fail_if_header_not_matches ?? [],
+      timeout: durationFromMs(h.timeout ? parseDurationMs(h.timeout) : HTTP_DEFAULTS.timeoutMs),
+      // Field 9 is kept in step with tls_config for agents of 0.1, which read only field 9.
+      insecureSkipVerify: insecure,
+      tlsConfig: { insecureSkipVerify: insecure, caPem, serverName: h.tls_config?.server_name ?? "" },
+      basicAuth: h.basic_auth,
+      bearerToken: h.bearer_token ?? "",
+      bodySizeLimit: BigInt(h.body_size_limit !== undefined ? parseBytes(h.body_size_limit)! : 0),
+      preferredIpProtocol: h.preferred_ip_protocol ?? HTTP_DEFAULTS.preferredIpProtocol,
+      ipProtocolFallback: h.ip_protocol_fallback ?? HTTP_DEFAULTS.ipProtocolFallback,
+    });
+  });
+}
+
+export const httpKind: ProbeKind<"http"> = {
+  type: "http",
+  moduleSchema: httpModuleSchema,
+  defaultModule: () => httpModuleSchema("/").parse({}),
+  normaliseTarget: normaliseHttpTarget,
+  targetDescription: "http(s) URL",
+  target: (targetRegion, url, module) => create(HttpTargetSchema, { targetRegion, url, module }),
+  moduleJson: (m) => toJson(HttpModuleSchema, m),
+  addressOf: (t) => t.url,
+};

@@ -1,0 +1,155 @@
+/**
+ * The ICMP kind's server half (lib/probes/kind.ts): validation of pushed IcmpResults, the
+ * cumulative series (packet counters, RTT histogram) and the per-window aggregation of
+ * docs/aggregation.md "ICMP", published as ProberMesh's gauges. No FFI: the server loads this,
+ * never the prober.
+ *
+ * A window folds all agents of a source region and all targets of a target region into one
+ * bucket. It keeps running sums, not results: O(1) per result, O(pairs + agent-target pairs) memory.
+ */
+import type { KindIngest, KindWindow, Received } from "../../aggregation/window.ts";
+import { Moments } from "../../aggregation/moments.ts";
+import type { SeriesStore } from "../../metrics/series.ts";
+import type { IcmpResult } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { checkCommon, seconds } from "../result_common.ts";
+
+/** prober_icmp_duration_seconds_total buckets: 5e-05 x 2^k seconds, k = 0..18 (50 µs .. 13.1 s). */
+export const ICMP_HISTOGRAM_BUCKETS: readonly number[] = Array.from({ length: 19 }, (_, k) => 5e-5 * 2 ** k);
+
+/** Upper bound for packets in one ICMP result. */
+const MAX_PACKETS = 100_000;
+
+/** One ICMP region pair over one window (plain data; also what the web view shows). */
+export interface IcmpAggregate {
+  sourceRegion: string;
+  targetRegion: string;
+  sent: number;
+  received: number;
+  /** Σ lost / Σ sent, a ratio 0..1 (ProberMesh published 0..100); 1 when nothing was sent. */
+  lossRatio: number;
+  /** RTT statistics over every received packet, seconds; undefined when none was received. */
+  rttMean?: number;
+  rttMin?: number;
+  rttMax?: number;
+  /** Mean of the per-(agent, target) RTT standard deviations, seconds. */
+  jitter?: number;
+  /** Mean resolve time over results that resolved, seconds. */
+  resolveMean?: number;
+  /** Failed results: resolve error, no socket, or 100 % loss. */
+  failed: number;
+}
+
+/**
+ * Checks the numbers of an ICMP result (assignment is checked by the caller).
+ * @returns "" or why it is unusable
+ */
+export function checkIcmpResult(r: IcmpResult): string {
+  const common = checkCommon(r);
+  if (common) return common;
+  if (r.sent > MAX_PACKETS) return "sent out of range";
+  if (r.received > r.sent) return "received > sent";
+  if (r.rttsSeconds.length !== 0 && r.rttsSeconds.length !== r.received) return "rtts_seconds length != received";
+  if (!r.rttsSeconds.every(seconds)) return "rtt out of range";
+  if (![r.minSeconds, r.meanSeconds, r.maxSeconds, r.stddevSeconds, r.resolveSeconds].every(seconds)) return "statistic out of range";
+  if (r.received > 0 && !(r.minSeconds <= r.meanSeconds + 1e-12 && r.meanSeconds <= r.maxSeconds + 1e-12)) return "min <= mean <= max does not hold";
+  return "";
+}
+
+/** A failed ICMP result: resolve error, no packet sent, or 100 % loss. */
+export function isIcmpFailure(r: IcmpResult): boolean {
+  return r.error.startsWith("resolve") || r.sent === 0 || r.received === 0;
+}
+
+const PAIR = ["source_region", "target_region"] as const;
+
+/** The ICMP metrics on `store` and the ingest that feeds them. */
+export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { latest(): readonly IcmpAggregate[] } {
+  const failed = store.gauge({ name: "prober_icmp_failed", type: "gauge", labelNames: PAIR, help: "ICMP results that failed (resolve error or 100% loss) in the last published aggregation window." });
+  const duration = store.gauge({
+    name: "prober_icmp_duration_seconds", type: "gauge", labelNames: [...PAIR, "phase"],
+    help: "ICMP phase durations in seconds over the last published window: resolve (mean), rtt (mean over received packets), min, max.",
+    doc: "phase=rtt/min/max are absent for a window in which the pair received no packet; resolve is absent when no result resolved a name.",
+  });
+  const loss = store.gauge({ name: "prober_icmp_packet_loss_rate", type: "gauge", labelNames: PAIR, help: "ICMP packet loss ratio 0..1 (lost / sent) in the last published aggregation window." });
+  const jitter = store.gauge({ name: "prober_icmp_jitter_stddev_seconds", type: "gauge", labelNames: PAIR, help: "Mean of per-(agent, target) RTT standard deviations in seconds over the last published window.", doc: "Absent for a window in which the pair received no packet." });
+  const histogram = store.histogram({
+    name: "prober_icmp_duration_seconds_total", type: "histogram", labelNames: PAIR, buckets: ICMP_HISTOGRAM_BUCKETS,
+    help: "RTT of every received ICMP echo reply, seconds (cumulative: every accepted result, backlog included).",
+    doc: "Buckets 50 µs × 2^k, k = 0..18. The name is ProberMesh's (its dashboards keep working).",
+  });
+  const sentTotal = store.counter({ name: "prober_icmp_packets_sent_total", type: "counter", labelNames: PAIR, help: "ICMP echo requests sent (cumulative: every accepted result, backlog included)." });
+  const receivedTotal = store.counter({ name: "prober_icmp_packets_received_total", type: "counter", labelNames: PAIR, help: "ICMP echo replies received (cumulative); loss over any range = 1 - increase(received) / increase(sent)." });
+  let latest: IcmpAggregate[] = [];
+
+  const RTT_PHASES = ["rtt", "min", "max"] as const;
+
+  return {
+    latest: () => latest,
+
+    count({ sourceRegion, result: r }) {
+      const l = { source_region: sourceRegion, target_region: r.targetRegion };
+      sentTotal.inc(l, r.sent);
+      receivedTotal.inc(l, r.received);
+      for (const v of r.rttsSeconds) histogram.observe(l, v);
+    },
+
+    openWindow(): KindWindow<IcmpResult> {
+      type Pair = { agg: IcmpAggregate; rtt: Moments; resolveSum: number; resolveN: number; perAgentTarget: Map<string, Moments> };
+      const pairs = new Map<string, Pair>();
+      return {
+        add({ sourceRegion, agentIp, result: r }) {
+          const k = `${sourceRegion}\u0000${r.targetRegion}`;
+          let p = pairs.get(k);
+          if (!p) {
+            p = { agg: { sourceRegion, targetRegion: r.targetRegion, sent: 0, received: 0, lossRatio: 1, failed: 0 }, rtt: new Moments(), resolveSum: 0, resolveN: 0, perAgentTarget: new Map() };
+            pairs.set(k, p);
+          }
+          p.agg.sent += r.sent;
+          p.agg.received += r.received;
+          if (isIcmpFailure(r)) p.agg.failed++;
+          if (r.resolvedIp) {
+            p.resolveSum += r.resolveSeconds;
+            p.resolveN++;
+          }
+          if (r.received === 0) return;
+          const s = { n: r.received, min: r.minSeconds, mean: r.meanSeconds, max: r.maxSeconds, stddev: r.stddevSeconds };
+          p.rtt.merge(s);
+          const at = `${agentIp}\u0000${r.address}`;
+          let m = p.perAgentTarget.get(at);
+          if (!m) p.perAgentTarget.set(at, (m = new Moments()));
+          m.merge(s);
+        },
+
+        publish() {
+          latest = [];
+          for (const p of pairs.values()) {
+            const a = p.agg;
+            const l = { source_region: a.sourceRegion, target_region: a.targetRegion };
+            a.lossRatio = a.sent > 0 ? (a.sent - a.received) / a.sent : 1;
+            failed.set(l, a.failed);
+            loss.set(l, a.lossRatio);
+            if (p.resolveN) duration.set({ ...l, phase: "resolve" }, (a.resolveMean = p.resolveSum / p.resolveN));
+            else duration.remove({ ...l, phase: "resolve" });
+            if (p.rtt.n > 0) {
+              a.rttMean = p.rtt.mean;
+              a.rttMin = p.rtt.min;
+              a.rttMax = p.rtt.max;
+              let sum = 0;
+              for (const m of p.perAgentTarget.values()) sum += m.stddev;
+              a.jitter = sum / p.perAgentTarget.size;
+              duration.set({ ...l, phase: "rtt" }, a.rttMean);
+              duration.set({ ...l, phase: "min" }, a.rttMin);
+              duration.set({ ...l, phase: "max" }, a.rttMax);
+              jitter.set(l, a.jitter);
+            } else {
+              // Honest windows: no packet came back, so there is no RTT to show (loss 1 remains).
+              for (const phase of RTT_PHASES) duration.remove({ ...l, phase });
+              jitter.remove(l);
+            }
+            latest.push(a);
+          }
+        },
+      };
+    },
+  };
+}

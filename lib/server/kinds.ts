@@ -1,0 +1,15 @@
+/** The registry of probe kinds' server halves (lib/probes/kind.ts), keyed by prober_type. No prober is imported here. */
+import type { SeriesStore } from "../metrics/series.ts";
+import { checkHttpResult, httpIngest } from "../probes/http/ingest.ts";
+import { checkIcmpResult, icmpIngest } from "../probes/icmp/ingest.ts";
+import { PROBER_TYPES, type ProberType, type ServerKind } from "../probes/kind.ts";
+
+export const SERVER_KINDS = {
+  icmp: { check: checkIcmpResult, ingest: icmpIngest },
+  http: { check: checkHttpResult, ingest: httpIngest },
+} satisfies { [K in ProberType]: ServerKind<K> };
+
+/** Every kind's ingest on `store` (declaring its metrics), keyed by prober_type. */
+export function createIngests(store: SeriesStore) {
+  return Object.fromEntries(PROBER_TYPES.map((t) => [t, SERVER_KINDS[t].ingest(store)])) as { [K in ProberType]: ReturnType<(typeof SERVER_KINDS)[K]["ingest"]> };
+}
