@@ -121,8 +121,9 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
     syncing = true;
     try {
       const pool = await client.getTargetPool({ agent: me });
-      const { started, stopped } = scheduler.sync(PROBER_TYPES.flatMap((t) => kindJobs(t, pool)));
-      if (started || stopped) log.info({ ...Object.fromEntries(PROBER_TYPES.map((t) => [t, pool[t].length])), started, stopped }, "target pool updated");
+      // A partial pool (a server in its warm-up) only adds: targets we probe stay.
+      const { started, stopped } = scheduler.sync(PROBER_TYPES.flatMap((t) => kindJobs(t, pool)), pool.partial);
+      if (started || stopped) log.info({ ...Object.fromEntries(PROBER_TYPES.map((t) => [t, pool[t].length])), partial: pool.partial, started, stopped }, "target pool updated");
     } catch (e) {
       log.warn({ err: (e as Error).message, targets: scheduler.size }, "target sync failed; keeping the last pool");
     } finally {
@@ -154,12 +155,14 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
     try {
       // After a failure the server may have restarted without knowing us: register first.
       if (lastPushFailed && !(await heartbeat())) throw new Error("server unreachable");
+      const backlog = outbox.size;
       await outbox.flush(async (b) => {
         b.sentTime = timestampNow(); // per attempt: the server derives our clock offset from it
         const r = await client.pushResults(b);
         if (r.rejected) log.warn({ accepted: r.accepted, rejected: r.rejected, reasons: r.rejectReasons }, "server rejected results");
         if (r.instanceId && instanceId && r.instanceId !== instanceId) void heartbeat();
       });
+      if (lastPushFailed) log.info({ batches: backlog }, "push recovered; queued batches delivered");
       lastPushFailed = false;
     } catch (e) {
       lastPushFailed = true;

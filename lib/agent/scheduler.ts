@@ -31,13 +31,16 @@ export class Scheduler {
     return (fnv1a(key) / 0x100000000) * this.intervalMs;
   }
 
-  /** Makes the running set equal to `jobs`. */
-  sync(jobs: Job[]): { started: number; stopped: number } {
+  /**
+   * Makes the running set equal to `jobs`; with `keepMissing`, jobs absent from `jobs` keep
+   * running (a partial pool: only additions and changes apply).
+   */
+  sync(jobs: Job[], keepMissing = false): { started: number; stopped: number } {
     const want = new Map(jobs.map((j) => [j.key, j]));
     let started = 0, stopped = 0;
     for (const [key, s] of this.jobs) {
       const w = want.get(key);
-      if (!w || w.fingerprint !== s.job.fingerprint) {
+      if ((!w && !keepMissing) || (w && w.fingerprint !== s.job.fingerprint)) {
         clearTimeout(s.timer);
         this.jobs.delete(key);
         stopped++;

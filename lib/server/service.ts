@@ -66,8 +66,9 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
    * were live before it (they heartbeat within that time). A push naming such a target is not
    * rejected but deferred whole (`unavailable`): the agent keeps it and sends it again.
    */
+  const inWarmUp = () => now() - d.startedMs < d.deadAfterMs;
   const unverifiableInWarmUp = (a: Agent, req: PushResultsRequest): number => {
-    if (now() - d.startedMs >= d.deadAfterMs) return 0;
+    if (!inWarmUp()) return 0;
     let n = 0;
     for (const type of PROBER_TYPES) {
       if (!d.pool.mayNameAnAgent(type)) continue;
@@ -113,7 +114,9 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
     },
     getTargetPool(req) {
       const a = requireAgent(req.agent);
-      return d.pool.poolFor(a.region, a.ip);
+      const pool = d.pool.poolFor(a.region, a.ip);
+      pool.partial = inWarmUp() && PROBER_TYPES.some((t) => d.pool.mayNameAnAgent(t));
+      return pool;
     },
     pushResults(req) {
       const a = requireAgent(req.agent);

@@ -6,7 +6,7 @@
  */
 import { $ } from "bun";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { ROOT, start, type Proc } from "./procs.ts";
+import { ROOT, start } from "./procs.ts";
 
 export interface DnsNamespace {
   ns: string;
@@ -16,25 +16,40 @@ export interface DnsNamespace {
   remove(): Promise<void>;
 }
 
+/**
+ * Gives namespace `ns` (loopback up) its own resolver: /etc/netns/NS/resolv.conf pointing at the
+ * delaying DNS fixture, started on the namespace's 127.0.0.1. Processes started with
+ * `ip netns exec NS` afterwards use it. @returns a function that stops it and removes the file
+ */
+export async function serveDns(ns: string, dnsDelayMs: number): Promise<() => Promise<void>> {
+  mkdirSync(`/etc/netns/${ns}`, { recursive: true });
+  writeFileSync(`/etc/netns/${ns}/resolv.conf`, "nameserver 127.0.0.1\noptions attempts:1 timeout:5\n");
+  const dns = start([process.execPath, `${ROOT}tests/fixtures/dns.ts`, JSON.stringify({ delayMs: dnsDelayMs })], ["ip", "netns", "exec", ns]);
+  const stop = async () => {
+    await dns.kill();
+    rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
+  };
+  for (let i = 0; i < 100 && !dns.output().includes("ready"); i++) await Bun.sleep(50);
+  if (!dns.output().includes("ready")) {
+    await stop();
+    throw new Error(`DNS fixture did not start: ${dns.output()}`);
+  }
+  return stop;
+}
+
 /** Creates the namespace (loopback up), its resolv.conf, and starts the delaying DNS server. */
 export async function createDnsNamespace(tag: string, dnsDelayMs: number): Promise<DnsNamespace> {
   const ns = `pm-${tag}-${process.pid}`;
   await $`ip netns add ${ns}`.quiet();
-  let dns: Proc | undefined;
+  let stopDns: (() => Promise<void>) | undefined;
   const remove = async () => {
-    await dns?.kill();
-    rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
+    await stopDns?.();
     await $`ip netns del ${ns}`.quiet().nothrow();
   };
   try {
     await $`ip -n ${ns} link set lo up`.quiet();
-    mkdirSync(`/etc/netns/${ns}`, { recursive: true });
-    writeFileSync(`/etc/netns/${ns}/resolv.conf`, "nameserver 127.0.0.1\noptions attempts:1 timeout:5\n");
-    const inNs = ["ip", "netns", "exec", ns];
-    dns = start([process.execPath, `${ROOT}tests/fixtures/dns.ts`, JSON.stringify({ delayMs: dnsDelayMs })], inNs);
-    for (let i = 0; i < 100 && !dns.output().includes("ready"); i++) await Bun.sleep(50);
-    if (!dns.output().includes("ready")) throw new Error(`DNS fixture did not start: ${dns.output()}`);
-    return { ns, inNs, dnsDelayMs, remove };
+    stopDns = await serveDns(ns, dnsDelayMs);
+    return { ns, inNs: ["ip", "netns", "exec", ns], dnsDelayMs, remove };
   } catch (e) {
     await remove();
     throw e;

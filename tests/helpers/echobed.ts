@@ -8,7 +8,7 @@ import { $ } from "bun";
 import { rmSync } from "node:fs";
 import type { EchoOptions, EchoOutcome } from "../../lib/probes/icmp/engine.ts";
 import { createNsPair, type NsPair } from "./netns.ts";
-import { ROOT, run, start } from "./procs.ts";
+import { ROOT, run, start, type Proc } from "./procs.ts";
 import { quantile } from "./stats.ts";
 
 /** What the responder does with echo requests (durations in ms, fractions 0..1). */
@@ -16,6 +16,8 @@ export interface ResponderParams {
   meanMs: number;
   stddevMs: number;
   drop: number;
+  /** Drop every request whose sequence number is a multiple of this (instead of `drop`). */
+  dropEvery?: number;
   dup?: number;
   corrupt?: number;
   seed: number;
@@ -53,6 +55,26 @@ export interface EchoBed {
 const ECHO = `${ROOT}tests/fixtures/echo.ts`;
 const RESPONDER = `${ROOT}tests/fixtures/responder.ts`;
 
+/**
+ * Starts the responder in `pair.far` (whose kernel echo replies must be off) and waits until it
+ * listens. Stop it with SIGTERM, then read `log` (JSON lines of ResponderEntry).
+ */
+export async function startResponder(pair: NsPair, params: ResponderParams, log: string): Promise<Proc> {
+  const responder = start([process.execPath, RESPONDER, JSON.stringify({ ...params, log })], pair.inFar);
+  for (let i = 0; i < 100 && !responder.output().includes("ready"); i++) await Bun.sleep(50);
+  if (!responder.output().includes("ready")) {
+    await responder.kill();
+    throw new Error(`responder did not start: ${responder.output()}`);
+  }
+  return responder;
+}
+
+/** Reads a responder log written on SIGTERM. */
+export async function readResponderLog(log: string): Promise<ResponderEntry[]> {
+  const text = await Bun.file(log).text();
+  return text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as ResponderEntry);
+}
+
 /** Runs rounds on one engine inside `ns`. */
 export async function echoIn(pair: NsPair, rounds: (Partial<EchoOptions> & { ip: string })[]): Promise<RoundRun[]> {
   const r = await run([...pair.inNear, process.execPath, ECHO, JSON.stringify({ prefer: "raw", rounds })]);
@@ -72,16 +94,12 @@ export async function createEchoBed(tag: string): Promise<EchoBed> {
       bareRttSeconds,
       async pingThrough(params, rounds) {
         const logFile = `/tmp/pm-responder-${process.pid}-${Date.now()}.jsonl`;
-        const responder = start([process.execPath, RESPONDER, JSON.stringify({ ...params, log: logFile })], pair.inFar);
+        const responder = await startResponder(pair, params, logFile);
         try {
-          for (let i = 0; i < 100 && !responder.output().includes("ready"); i++) await Bun.sleep(50);
-          if (!responder.output().includes("ready")) throw new Error(`responder did not start: ${responder.output()}`);
           const runs = await echoIn(pair, rounds);
           responder.proc.kill("SIGTERM");
           await responder.exited;
-          const text = await Bun.file(logFile).text();
-          const log = text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as ResponderEntry);
-          return { rounds: runs, log };
+          return { rounds: runs, log: await readResponderLog(logFile) };
         } finally {
           await responder.kill();
           rmSync(logFile, { force: true });
