@@ -1,6 +1,6 @@
 /**
  * Server down: the agent keeps probing its last pool, keeps the unsent batches, and sends them
- * when the server is back (SPEC.md "RPC semantics"). Compiled binaries, static targets.
+ * when the server is back (docs/protocol.md "Agents when the server is away"). Compiled binaries, static targets.
  */
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";

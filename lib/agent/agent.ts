@@ -23,7 +23,7 @@ import { AGENT_KINDS } from "./kinds.ts";
 import { Outbox } from "./outbox.ts";
 import { Scheduler, type Job } from "./scheduler.ts";
 
-/** Agent settings (the agent flags of SPEC.md); durations in milliseconds. */
+/** Agent settings (docs/flags.md); durations in milliseconds. */
 export interface AgentOptions {
   region: string;
   serverAddr: string;
@@ -38,7 +38,7 @@ export interface RunningAgent {
   stop(): void;
 }
 
-/** First non-loopback IPv4 address of this host (SPEC.md default of -agent.ip), or "". */
+/** First non-loopback IPv4 address of this host (docs/flags.md default of -agent.ip), or "". */
 export function defaultAgentIp(): string {
   for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
   return "";

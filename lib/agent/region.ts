@@ -56,7 +56,7 @@ export interface RegionSource {
 
 /**
  * Finds the agent's region: the flag value, else PROBER_REGION, else the first metadata answer.
- * @param timeoutMs limit per metadata source (SPEC.md: 1 s)
+ * @param timeoutMs limit per metadata source (docs/flags.md: 1 s)
  * @throws Error listing what was tried when nothing answered
  */
 export async function discoverRegion(flagValue: string, env = process.env, sources = METADATA_SOURCES, timeoutMs = 1000): Promise<RegionSource> {

@@ -1,6 +1,6 @@
-/** Heartbeat timing shared by server and agent (SPEC.md "RPC semantics"). */
+/** Heartbeat timing shared by server and agent (docs/protocol.md "RPCs"). */
 
-/** Default heartbeat period (SPEC.md: every 10 s), milliseconds. */
+/** Default heartbeat period (docs/protocol.md: every 10 s), milliseconds. */
 export const HEARTBEAT_INTERVAL_MS = 10_000;
 
 /**

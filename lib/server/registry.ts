@@ -1,6 +1,6 @@
 /**
  * Agent registry: who heartbeated when. An agent silent for ratio x aggregation interval is dead
- * (SPEC.md, -server.series.cache.ratio); dead agents leave the dynamic ICMP pools at once and are
+ * (docs/flags.md, -server.series.cache.ratio); dead agents leave the dynamic ICMP pools at once and are
  * forgotten FORGET_AFTER_MS later.
  */
 import type { Agent } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";

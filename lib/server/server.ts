@@ -18,7 +18,7 @@ import { TargetPool, type Discovery } from "./pool.ts";
 import { AgentRegistry } from "./registry.ts";
 import { proberMeshService } from "./service.ts";
 
-/** Server settings (the server flags of SPEC.md); durations in milliseconds. */
+/** Server settings (docs/flags.md); durations in milliseconds. */
 export interface ServerOptions {
   rpcListenAddr: string;
   httpListenAddr: string;

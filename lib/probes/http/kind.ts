@@ -42,30 +42,35 @@ export function normaliseHttpTarget(s: string): string | null {
 
 const headerMatch = z
   .strictObject({ header: z.string().min(1, "must not be empty"), regexp: regexString, allow_missing: z.boolean().optional() })
+  .describe("{header, regexp, allow_missing}")
   .transform((x) => ({ header: x.header, regexp: x.regexp, allowMissing: x.allow_missing ?? false }));
 
-/** The `http:` keys as written in the file (snake_case, blackbox_exporter's names). */
-const httpKeys = z.strictObject({
-  method: z.string().regex(/^[A-Z]+$/, "must be an upper-case HTTP method").optional(),
-  valid_status_codes: z.array(z.int().min(100).max(599)).optional(),
-  valid_http_versions: z.array(z.string().regex(/^HTTP\/\d(\.\d)?$/, 'must look like "HTTP/1.1"')).optional(),
-  headers: z.record(z.string(), z.string()).optional(),
-  body: z.string().optional(),
-  no_follow_redirects: z.boolean().optional(),
-  fail_if_ssl: z.boolean().optional(),
-  fail_if_not_ssl: z.boolean().optional(),
-  fail_if_body_matches_regexp: z.array(regexString).optional(),
-  fail_if_body_not_matches_regexp: z.array(regexString).optional(),
-  fail_if_header_matches: z.array(headerMatch).optional(),
-  fail_if_header_not_matches: z.array(headerMatch).optional(),
-  timeout: durationString.optional(),
-  insecure_skip_verify: z.boolean().optional(),
-  tls_config: z.strictObject({ insecure_skip_verify: z.boolean().optional(), ca_file: z.string().min(1).optional(), server_name: z.string().optional() }).optional(),
-  basic_auth: z.strictObject({ username: z.string(), password: z.string() }).optional(),
-  bearer_token: z.string().min(1).optional(),
-  body_size_limit: z.union([z.int(), z.string()]).refine((v) => parseBytes(v) !== null, 'must be a byte count such as 1048576, "512KiB" or "1MB"').optional(),
-  preferred_ip_protocol: z.enum(["ip4", "ip6"]).optional(),
-  ip_protocol_fallback: z.boolean().optional(),
+/** The `http:` keys as written in the file (snake_case, blackbox_exporter's names); docs/configuration.md lists them from here. */
+export const httpKeys = z.strictObject({
+  method: z.string().regex(/^[A-Z]+$/, "must be an upper-case HTTP method").optional().describe(`request method (default ${HTTP_DEFAULTS.method})`),
+  valid_status_codes: z.array(z.int().min(100).max(599)).optional().describe("accepted status codes of the final response (default: any 2xx)"),
+  valid_http_versions: z.array(z.string().regex(/^HTTP\/\d(\.\d)?$/, 'must look like "HTTP/1.1"')).optional().describe('accepted versions of the final response, e.g. ["HTTP/1.1"] (default: any); agents speak HTTP/1.1'),
+  headers: z.record(z.string(), z.string()).optional().describe("request headers, added to Host, User-Agent, Accept and Connection: close"),
+  body: z.string().optional().describe("request body"),
+  no_follow_redirects: z.boolean().optional().describe("do not follow redirects (default: follow up to 10, phases summed over hops)"),
+  fail_if_ssl: z.boolean().optional().describe("fail (ssl) when the final response came over TLS"),
+  fail_if_not_ssl: z.boolean().optional().describe("fail (ssl) when the final response came over plain HTTP"),
+  fail_if_body_matches_regexp: z.array(regexString).optional().describe("fail (body_regexp) when the body matches any of these"),
+  fail_if_body_not_matches_regexp: z.array(regexString).optional().describe("fail (body_regexp) when the body does not match all of these"),
+  fail_if_header_matches: z.array(headerMatch).optional().describe("fail (header_regexp) when a header matches; a missing header passes"),
+  fail_if_header_not_matches: z.array(headerMatch).optional().describe("fail (header_regexp) when a header does not match, or is missing unless allow_missing"),
+  timeout: durationString.optional().describe(`deadline of the whole probe, every hop included (default ${HTTP_DEFAULTS.timeoutMs / 1000}s)`),
+  insecure_skip_verify: z.boolean().optional().describe("shorthand for tls_config.insecure_skip_verify"),
+  tls_config: z
+    .strictObject({ insecure_skip_verify: z.boolean().optional(), ca_file: z.string().min(1).optional(), server_name: z.string().optional() })
+    .optional()
+    .describe("{insecure_skip_verify, ca_file, server_name}: ca_file is read by the server (relative to the probe file) and sent to agents as PEM; server_name is checked and sent as SNI"),
+  basic_auth: z.strictObject({ username: z.string(), password: z.string() }).optional().describe("{username, password}: sent as Authorization: Basic"),
+  bearer_token: z.string().min(1).optional().describe("sent as Authorization: Bearer"),
+  body_size_limit: z.union([z.int(), z.string()]).refine((v) => parseBytes(v) !== null, 'must be a byte count such as 1048576, "512KiB" or "1MB"').optional()
+    .describe('fail (body_size_limit) past this many body bytes: bytes, or "512KiB", "1MB" (base 2); default none'),
+  preferred_ip_protocol: z.enum(["ip4", "ip6"]).optional().describe(`address family tried first for a name (default ${HTTP_DEFAULTS.preferredIpProtocol}; blackbox_exporter defaults to ip6)`),
+  ip_protocol_fallback: z.boolean().optional().describe(`use the other family when the preferred one has no address (default ${HTTP_DEFAULTS.ipProtocolFallback})`),
 });
 
 /**

@@ -1,0 +1,91 @@
+/**
+ * Regenerates the lists in docs/ from the code that defines them, so each is written once: flags
+ * (lib/server/flags.ts, lib/agent/flags.ts), metrics (the MetricSpecs every kind and the server
+ * declare), failed_reason values (lib/probes/http/failed_reason.ts), reject reasons, and the probe
+ * file's module options (the kinds' zod schemas and their descriptions).
+ *
+ *   npm run docs          rewrites the generated blocks in docs/*.md
+ *
+ * A generated block sits between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`; the
+ * text around it is hand-written. tests/docs_fresh.test.ts fails when a block is stale.
+ */
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import type { z } from "zod";
+import { AGENT_FLAGS } from "../lib/agent/flags.ts";
+import type { FlagSpec } from "../lib/cli/flags.ts";
+import { REJECT_REASONS, serverMetrics } from "../lib/metrics/server.ts";
+import { SeriesStore } from "../lib/metrics/series.ts";
+import { FAILED_REASON_DOCS } from "../lib/probes/http/failed_reason.ts";
+import { httpKeys } from "../lib/probes/http/kind.ts";
+import { icmpKeys } from "../lib/probes/icmp/kind.ts";
+import { PROBER_TYPES } from "../lib/probes/kind.ts";
+import { SERVER_FLAGS } from "../lib/server/flags.ts";
+import { createIngests } from "../lib/server/kinds.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
+
+function flagTable(flags: FlagSpec[]): string {
+  const rows = flags.map((f) => {
+    const names = [`\`-${f.name}\``, ...(f.aliases ?? []).map((a) => `\`-${a}\``)].join(", ");
+    const extra = [f.choices ? `one of ${f.choices.map((c) => `\`${c}\``).join(", ")}` : "", f.min !== undefined ? `at least ${f.kind === "duration" ? `${f.min}ms` : f.min}` : ""].filter(Boolean).join("; ");
+    return `| ${names} | ${f.kind} | \`${f.default === "" ? '""' : f.default}\` | ${cell(f.help)}${extra ? ` (${extra})` : ""} |`;
+  });
+  return ["| flag | kind | default | meaning |", "|---|---|---|---|", ...rows].join("\n");
+}
+
+function metricsTable(): string {
+  const store = new SeriesStore(1);
+  serverMetrics(store, PROBER_TYPES);
+  createIngests(store);
+  const rows = store.specs.map((m) => `| \`${m.name}\` | ${m.type} | ${m.labelNames.map((l) => `\`${l}\``).join(", ") || "—"} | ${cell(m.help)}${m.doc ? ` ${cell(m.doc)}` : ""}${m.expires === false ? " Never expires." : ""} |`);
+  return ["| name | type | labels | meaning |", "|---|---|---|---|", ...rows].join("\n");
+}
+
+function keyTable(shape: Record<string, z.ZodType>): string {
+  const rows = Object.entries(shape).map(([k, v]) => `| \`${k}\` | ${cell(v.description ?? "")} |`);
+  return ["| key | meaning |", "|---|---|", ...rows].join("\n");
+}
+
+const reasonTable = (docs: Record<string, string>) => ["| value | meaning |", "|---|---|", ...Object.entries(docs).map(([k, v]) => `| \`${k}\` | ${cell(v)} |`)].join("\n");
+
+/** The generated blocks by name. */
+export function generatedBlocks(): Record<string, string> {
+  return {
+    "flags-server": flagTable(SERVER_FLAGS),
+    "flags-agent": flagTable(AGENT_FLAGS),
+    metrics: metricsTable(),
+    "failed-reasons": reasonTable(FAILED_REASON_DOCS),
+    "reject-reasons": reasonTable(REJECT_REASONS),
+    "icmp-module": keyTable(icmpKeys.shape),
+    "http-module": keyTable(httpKeys.shape),
+  };
+}
+
+/**
+ * Renders docs/*.md with fresh generated blocks. @returns file path -> [current text, fresh text]
+ * @throws Error when a file names a block that does not exist
+ */
+export function renderDocs(): Map<string, [string, string]> {
+  const blocks = generatedBlocks();
+  const out = new Map<string, [string, string]>();
+  for (const name of readdirSync(`${root}docs`).filter((f) => f.endsWith(".md"))) {
+    const path = `${root}docs/${name}`;
+    const text = readFileSync(path, "utf8");
+    const fresh = text.replace(/(<!-- generated:([a-z-]+) -->)[\s\S]*?(<!-- \/generated:\2 -->)/g, (_, open: string, block: string, close: string) => {
+      if (!(block in blocks)) throw new Error(`${path}: unknown generated block "${block}"`);
+      return `${open}\n${blocks[block]}\n${close}`;
+    });
+    out.set(path, [text, fresh]);
+  }
+  return out;
+}
+
+if (import.meta.main) {
+  for (const [path, [text, fresh]] of renderDocs()) {
+    if (text !== fresh) {
+      writeFileSync(path, fresh);
+      console.log(`updated ${path.slice(root.length)}`);
+    }
+  }
+}
