@@ -3,6 +3,7 @@
  * ProberMesh agent: probes the targets the server hands to its region (ICMP mesh and HTTP) and
  * pushes results. Flags in docs/flags.md; logic in lib/agent/.
  */
+import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { parseFlagsOrExit } from "./lib/cli/flags.ts";
 import { AGENT_FLAGS } from "./lib/agent/flags.ts";
@@ -27,14 +28,34 @@ try {
   process.stderr.write(`agent: ${(e as Error).message}\n`);
   process.exit(2);
 }
-const agent = await startAgent({
-  region,
-  serverAddr: f["agent.rpc.report.addr"] as string,
-  ip,
-  probeIntervalMs: f["agent.probe.interval"] as number,
-  syncIntervalMs: f["agent.sync.interval"] as number,
-  log,
-});
+let token = process.env.PROBER_TOKEN?.trim() ?? "";
+const tokenFile = f["agent.token.file"] as string;
+if (tokenFile) {
+  try {
+    token = readFileSync(tokenFile, "utf8").trim();
+  } catch (e) {
+    process.stderr.write(`agent: flag -agent.token.file: cannot read ${tokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`);
+    process.exit(2);
+  }
+}
+let agent: Awaited<ReturnType<typeof startAgent>>;
+try {
+  agent = await startAgent({
+    region,
+    serverAddr: f["agent.rpc.report.addr"] as string,
+    token,
+    tlsCaFile: f["agent.rpc.tls.ca.file"] as string,
+    tlsCertFile: f["agent.rpc.tls.cert.file"] as string,
+    tlsKeyFile: f["agent.rpc.tls.key.file"] as string,
+    ip,
+    probeIntervalMs: f["agent.probe.interval"] as number,
+    syncIntervalMs: f["agent.sync.interval"] as number,
+    log,
+  });
+} catch (e) {
+  process.stderr.write(`agent: ${(e as Error).message}\n`);
+  process.exit(2);
+}
 const stop = () => {
   log.info("shutting down");
   agent.stop();

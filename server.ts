@@ -8,6 +8,7 @@ import { SERVER_FLAGS } from "./lib/server/flags.ts";
 import { createLogger } from "./lib/log.ts";
 import { ConfigError } from "./lib/targets/config.ts";
 import type { Discovery } from "./lib/server/pool.ts";
+import { StartupRefusal } from "./lib/server/security.ts";
 import { startServer } from "./lib/server/server.ts";
 import { VERSION } from "./lib/version.ts";
 
@@ -18,15 +19,25 @@ if (discovery === "static" && !f["server.probe.file"]) {
   process.exit(2);
 }
 const log = createLogger("server", f["log.level"] as string);
+const str = (name: string) => f[name] as string;
 try {
   const srv = await startServer({
-    rpcListenAddr: f["server.rpc.listen.addr"] as string,
-    httpListenAddr: f["server.http.listen.addr"] as string,
-    probeFile: f["server.probe.file"] as string,
+    rpcListenAddr: str("server.rpc.listen.addr"),
+    httpListenAddr: str("server.http.listen.addr"),
+    probeFile: str("server.probe.file"),
     discovery,
     aggregationIntervalMs: f["server.aggregation.interval"] as number,
     seriesCacheRatio: f["server.series.cache.ratio"] as number,
     probeSelf: f["server.probe.self"] as boolean,
+    tokenFile: str("server.rpc.token.file"),
+    rpcTlsCertFile: str("server.rpc.tls.cert.file"),
+    rpcTlsKeyFile: str("server.rpc.tls.key.file"),
+    rpcTlsClientCaFile: str("server.rpc.tls.client.ca.file"),
+    insecure: f["server.rpc.insecure"] as boolean,
+    webConfigFile: str("server.web.config.file"),
+    enableLifecycle: f["server.web.enable-lifecycle"] as boolean,
+    maxAgents: f["server.registry.max.agents"] as number,
+    maxRegions: f["server.registry.max.regions"] as number,
     log,
   });
   const stop = async () => {
@@ -36,7 +47,8 @@ try {
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  process.on("SIGHUP", () => void srv.reload());
 } catch (e) {
   process.stderr.write(`server: ${(e as Error).message}\n`);
-  process.exit(e instanceof ConfigError ? 2 : 1);
+  process.exit(e instanceof ConfigError || e instanceof StartupRefusal || !(e as NodeJS.ErrnoException).code ? 2 : 1);
 }

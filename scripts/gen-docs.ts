@@ -14,11 +14,11 @@ import type { z } from "zod";
 import { AGENT_FLAGS } from "../lib/agent/flags.ts";
 import type { FlagSpec } from "../lib/cli/flags.ts";
 import { REJECT_REASONS, serverMetrics } from "../lib/metrics/server.ts";
+import { SERVER_LABEL_VALUES } from "../lib/server/server.ts";
 import { SeriesStore } from "../lib/metrics/series.ts";
 import { FAILED_REASON_DOCS } from "../lib/probes/http/failed_reason.ts";
 import { httpKeys } from "../lib/probes/http/kind.ts";
 import { icmpKeys } from "../lib/probes/icmp/kind.ts";
-import { PROBER_TYPES } from "../lib/probes/kind.ts";
 import { SERVER_FLAGS } from "../lib/server/flags.ts";
 import { createIngests } from "../lib/server/kinds.ts";
 
@@ -36,7 +36,7 @@ function flagTable(flags: FlagSpec[]): string {
 
 function metricsTable(): string {
   const store = new SeriesStore(1);
-  serverMetrics(store, PROBER_TYPES);
+  serverMetrics(store, SERVER_LABEL_VALUES);
   createIngests(store);
   const rows = store.specs.map((m) => `| \`${m.name}\` | ${m.type} | ${m.labelNames.map((l) => `\`${l}\``).join(", ") || "—"} | ${cell(m.help)}${m.doc ? ` ${cell(m.doc)}` : ""}${m.expires === false ? " Never expires." : ""} |`);
   return ["| name | type | labels | meaning |", "|---|---|---|---|", ...rows].join("\n");

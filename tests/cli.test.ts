@@ -82,10 +82,10 @@ describe("binaries reject bad input with exit 2 and a one-line reason", () => {
   }
 });
 
-test("/-/reload with a bad file answers 400 and keeps the old pool; a good file replaces it", async () => {
+test("/-/reload (with -server.web.enable-lifecycle) answers 400 for a bad file and keeps the old pool; a good file replaces it", async () => {
   const path = file("reload.yaml", "prober_configs:\n  - prober_type: icmp\n    region: far\n    targets: [127.0.30.1]\n");
   const web = await freePort();
-  start([SERVER_BIN, "-server.probe.file", path, "-server.icmp.discovery", "static", "-server.rpc.listen.addr", `127.0.0.1:${await freePort()}`, "-server.http.listen.addr", `127.0.0.1:${web}`]);
+  start([SERVER_BIN, "-server.probe.file", path, "-server.icmp.discovery", "static", "-server.rpc.listen.addr", `127.0.0.1:${await freePort()}`, "-server.http.listen.addr", `127.0.0.1:${web}`, "-server.web.enable-lifecycle"]);
   const url = `http://127.0.0.1:${web}`;
   await waitFor("server ready", 10_000, async () => (await fetch(`${url}/-/ready`)).ok);
   const fileTargets = async () => ((await (await fetch(`${url}/-/targets`)).json()) as { file: { targets: string[] }[] }).file.flatMap((b) => b.targets);
@@ -98,4 +98,20 @@ test("/-/reload with a bad file answers 400 and keeps the old pool; a good file 
   writeFileSync(path, "prober_configs:\n  - prober_type: icmp\n    region: far\n    targets: [127.0.30.3]\n");
   expect((await fetch(`${url}/-/reload`, { method: "POST" })).status).toBe(200);
   expect(await fileTargets()).toEqual(["127.0.30.3"]);
+});
+
+test("without -server.web.enable-lifecycle, POST /-/reload is refused (403) and SIGHUP reloads", async () => {
+  const path = file("hup.yaml", "prober_configs:\n  - prober_type: icmp\n    region: far\n    targets: [127.0.31.1]\n");
+  const web = await freePort();
+  const server = start([SERVER_BIN, "-server.probe.file", path, "-server.icmp.discovery", "static", "-server.rpc.listen.addr", `127.0.0.1:${await freePort()}`, "-server.http.listen.addr", `127.0.0.1:${web}`]);
+  const url = `http://127.0.0.1:${web}`;
+  await waitFor("server ready", 10_000, async () => (await fetch(`${url}/-/ready`)).ok);
+  const fileTargets = async () => ((await (await fetch(`${url}/-/targets`)).json()) as { file: { targets: string[] }[] }).file.flatMap((b) => b.targets);
+  writeFileSync(path, "prober_configs:\n  - prober_type: icmp\n    region: far\n    targets: [127.0.31.2]\n");
+  const refused = await fetch(`${url}/-/reload`, { method: "POST" });
+  expect(refused.status).toBe(403);
+  expect(await refused.text()).toContain("-server.web.enable-lifecycle");
+  expect(await fileTargets()).toEqual(["127.0.31.1"]);
+  server.proc.kill("SIGHUP");
+  await waitFor("SIGHUP reloaded the file", 5000, async () => (await fileTargets())[0] === "127.0.31.2");
 });

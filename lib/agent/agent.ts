@@ -6,8 +6,7 @@
 import { hostname, networkInterfaces } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampNow } from "@bufbuild/protobuf/wkt";
-import { createClient, type Client } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError } from "@connectrpc/connect";
 import pLimit from "p-limit";
 import pRetry from "p-retry";
 import type { Logger } from "../log.ts";
@@ -15,18 +14,19 @@ import { PROBER_TYPES, type ModuleOf, type ProbeKind, type Prober, type ProberTy
 import { PROBE_KINDS } from "../probes/kinds.ts";
 import { HEARTBEAT_INTERVAL_MS } from "../rpc/heartbeat.ts";
 import {
-  AgentSchema, ProberMeshService, PushResultsRequestSchema,
+  AgentSchema,
   type Agent, type GetTargetPoolResponse, type HeartbeatResponse,
 } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { PUSH_SPLIT_BYTES } from "../rpc/limits.ts";
 import { VERSION } from "../version.ts";
 import { AGENT_KINDS } from "./kinds.ts";
-import { Outbox } from "./outbox.ts";
+import { rpcClient, type ClientOptions } from "./client.ts";
+import { emptyBatch, Outbox, splitBatch } from "./outbox.ts";
 import { Scheduler, type Job } from "./scheduler.ts";
 
 /** Agent settings (docs/flags.md); durations in milliseconds. */
-export interface AgentOptions {
+export interface AgentOptions extends ClientOptions {
   region: string;
-  serverAddr: string;
   ip: string;
   probeIntervalMs: number;
   syncIntervalMs: number;
@@ -44,19 +44,15 @@ export function defaultAgentIp(): string {
   return "";
 }
 
-/** "host:port" or a URL to the server's base URL. */
-export function serverBaseUrl(addr: string): string {
-  return /^https?:\/\//.test(addr) ? addr.replace(/\/+$/, "") : `http://${addr}`;
-}
-
-/** Results probed since the last push, per kind. */
-type Batch = { [K in ProberType]: ResultOf<K>[] };
-const emptyBatch = () => Object.fromEntries(PROBER_TYPES.map((t) => [t, []])) as unknown as Batch;
+/** Push failures that no retry can fix: the batch is dropped (and logged) so that the queue moves on. */
+const BATCH_FATAL = new Set([Code.InvalidArgument, Code.ResourceExhausted, Code.OutOfRange, Code.Unimplemented]);
+/** Push failures that need the operator (token, region): logged as errors; batches stay queued. */
+const NEEDS_OPERATOR = new Set([Code.Unauthenticated, Code.PermissionDenied]);
 
 /** Starts an agent; resolves once the first heartbeat succeeded. */
 export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   const log = o.log;
-  const client: Client<typeof ProberMeshService> = createClient(ProberMeshService, createConnectTransport({ baseUrl: serverBaseUrl(o.serverAddr), httpVersion: "1.1", useBinaryFormat: true }));
+  const client = rpcClient(o);
   const me: Agent = create(AgentSchema, { region: o.region, ip: o.ip, version: VERSION, hostname: hostname() });
   const abort = new AbortController();
   const probers = Object.fromEntries(PROBER_TYPES.map((t) => [t, AGENT_KINDS[t].create()])) as { [K in ProberType]: Prober<K> };
@@ -76,7 +72,11 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   };
   const first = await pRetry(() => client.heartbeat({ agent: me }), {
     retries: Infinity, minTimeout: 500, maxTimeout: 30_000, signal: abort.signal,
-    onFailedAttempt: ({ error, attemptNumber }) => log.warn({ attempt: attemptNumber, err: error.message }, "register failed; retrying"),
+    onFailedAttempt: ({ error, attemptNumber }) => {
+      const code = ConnectError.from(error).code;
+      if (NEEDS_OPERATOR.has(code)) log.error({ attempt: attemptNumber, err: error.message }, "register refused: check the token (-agent.token.file or PROBER_TOKEN) and the regions it may act for; retrying");
+      else log.warn({ attempt: attemptNumber, err: error.message }, "register failed; retrying");
+    },
   });
   registered(first);
   const heartbeatMs = first.heartbeatInterval ? durationMs(first.heartbeatInterval) : HEARTBEAT_INTERVAL_MS;
@@ -148,7 +148,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   let pushing = false;
   let lastPushFailed = false;
   const push = async () => {
-    outbox.add(create(PushResultsRequestSchema, { agent: me, ...batch }));
+    for (const req of splitBatch(me, batch, PUSH_SPLIT_BYTES)) outbox.add(req);
     batch = emptyBatch();
     if (pushing || outbox.size === 0) return;
     pushing = true;
@@ -158,15 +158,24 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
       const backlog = outbox.size;
       await outbox.flush(async (b) => {
         b.sentTime = timestampNow(); // per attempt: the server derives our clock offset from it
-        const r = await client.pushResults(b);
-        if (r.rejected) log.warn({ accepted: r.accepted, rejected: r.rejected, reasons: r.rejectReasons }, "server rejected results");
-        if (r.instanceId && instanceId && r.instanceId !== instanceId) void heartbeat();
+        try {
+          const r = await client.pushResults(b);
+          if (r.rejected) log.warn({ accepted: r.accepted, rejected: r.rejected, reasons: r.rejectReasons }, "server rejected results");
+          if (r.instanceId && instanceId && r.instanceId !== instanceId) void heartbeat();
+        } catch (e) {
+          const err = ConnectError.from(e);
+          if (!BATCH_FATAL.has(err.code)) throw err;
+          // The server will never take this batch: drop it, so the queue behind it moves on.
+          log.error({ code: Code[err.code], err: err.rawMessage, icmp: b.icmp.length, http: b.http.length }, "server refused a batch for good; dropped it");
+        }
       });
       if (lastPushFailed) log.info({ batches: backlog }, "push recovered; queued batches delivered");
       lastPushFailed = false;
     } catch (e) {
       lastPushFailed = true;
-      log.warn({ err: (e as Error).message, queuedBatches: outbox.size, droppedBatches: outbox.dropped }, "push failed; results kept for the next attempt");
+      const fields = { err: (e as Error).message, queuedBatches: outbox.size, droppedBatches: outbox.dropped };
+      if (NEEDS_OPERATOR.has(ConnectError.from(e).code)) log.error(fields, "push refused: check the token (-agent.token.file or PROBER_TOKEN) and the regions it may act for; results kept, probing goes on");
+      else log.warn(fields, "push failed; results kept for the next attempt");
     } finally {
       pushing = false;
     }

@@ -8,5 +8,9 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { name: "agent.ip", kind: "string", default: "", help: "address other agents ping this agent at (default: first non-loopback IPv4)" },
   { name: "agent.probe.interval", kind: "duration", default: "15s", min: 100, help: "one probe round per target per interval" },
   { name: "agent.sync.interval", kind: "duration", default: "1m", min: 100, help: "target pool refresh interval" },
+  { name: "agent.token.file", kind: "string", default: "", help: "file holding the agent token sent as Authorization: Bearer (default: env PROBER_TOKEN)" },
+  { name: "agent.rpc.tls.ca.file", kind: "string", default: "", help: "CA bundle (PEM) trusted for an https:// server address (default: the system roots)" },
+  { name: "agent.rpc.tls.cert.file", kind: "string", default: "", help: "client certificate (PEM) for mutual TLS with the server" },
+  { name: "agent.rpc.tls.key.file", kind: "string", default: "", help: "client private key (PEM) for mutual TLS with the server" },
   { name: "log.level", kind: "string", default: "info", choices: [...LOG_LEVELS], help: "log level: debug, info, warn, error" },
 ];

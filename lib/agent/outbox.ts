@@ -2,7 +2,42 @@
  * Bounded store of result batches not yet accepted by the server. While the server is down the
  * agent keeps probing and queues batches; the oldest are dropped beyond the bound (and counted).
  */
-import type { PushResultsRequest } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { PROBER_TYPES, type ProbeKind, type ProberType, type ResultOf } from "../probes/kind.ts";
+import { PROBE_KINDS } from "../probes/kinds.ts";
+import { PushResultsRequestSchema, type Agent, type PushResultsRequest } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+
+/** Results probed since the last push, per kind. */
+export type Batch = { [K in ProberType]: ResultOf<K>[] };
+
+/** An empty batch. */
+export const emptyBatch = () => Object.fromEntries(PROBER_TYPES.map((t) => [t, []])) as unknown as Batch;
+
+/**
+ * Splits a batch into push requests of at most `maxBytes` of encoded results each (in order; a
+ * single result larger than that still gets a request of its own).
+ */
+export function splitBatch(agent: Agent, batch: Batch, maxBytes: number): PushResultsRequest[] {
+  const out: PushResultsRequest[] = [];
+  let cur = create(PushResultsRequestSchema, { agent });
+  let size = 0;
+  const addKind = <K extends ProberType>(type: K) => {
+    const kind = PROBE_KINDS[type] as ProbeKind<K>;
+    for (const r of batch[type]) {
+      const n = toBinary(kind.resultSchema, r).byteLength + 8;
+      if (size > 0 && size + n > maxBytes) {
+        out.push(cur);
+        cur = create(PushResultsRequestSchema, { agent });
+        size = 0;
+      }
+      (cur[type] as ResultOf<K>[]).push(r);
+      size += n;
+    }
+  };
+  for (const t of PROBER_TYPES) addKind(t);
+  if (size > 0) out.push(cur);
+  return out;
+}
 
 /** FIFO of unsent batches. */
 export class Outbox {

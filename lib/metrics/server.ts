@@ -19,8 +19,20 @@ export const REJECT_REASONS = {
 } as const;
 export type RejectReason = keyof typeof REJECT_REASONS;
 
+/** The label values the server-wide metrics pre-declare, each with what it means (defined where they arise). */
+export interface ServerLabelValues {
+  proberTypes: readonly string[];
+  /** Reasons an RPC is refused by authentication (lib/server/auth/tokens.ts). */
+  authFailures: Record<string, string>;
+  /** Reasons the registry refuses a new agent (lib/server/registry.ts). */
+  registryRefusals: Record<string, string>;
+}
+
+const reasonDoc = (r: Record<string, string>) => Object.entries(r).map(([k, v]) => `\`${k}\` (${v})`).join(", ");
+
 /** Creates the server-wide metrics on `store`. */
-export function serverMetrics(store: SeriesStore, proberTypes: readonly string[]) {
+export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
+  const { proberTypes } = values;
   const agentAlive = store.gauge({
     name: "prober_agent_is_alive", type: "gauge", labelNames: ["region", "ip", "version"],
     help: "1 while the agent heartbeats, 0 once silent for ratio x aggregation interval.",
@@ -29,7 +41,7 @@ export function serverMetrics(store: SeriesStore, proberTypes: readonly string[]
   const receive = store.counter({ name: "prober_server_receive_points_total", type: "counter", labelNames: ["prober_type"], help: "Probe results accepted by the server.", expires: false });
   const reject = store.counter({
     name: "prober_server_reject_points_total", type: "counter", labelNames: ["prober_type", "reason"],
-    help: "Probe results rejected by the server, by reason.", doc: `reason: ${Object.entries(REJECT_REASONS).map(([k, v]) => `\`${k}\` (${v})`).join(", ")}.`, expires: false,
+    help: "Probe results rejected by the server, by reason.", doc: `reason: ${reasonDoc(REJECT_REASONS)}.`, expires: false,
   });
   const late = store.counter({
     name: "prober_server_late_points_total", type: "counter", labelNames: ["prober_type"],
@@ -39,6 +51,16 @@ export function serverMetrics(store: SeriesStore, proberTypes: readonly string[]
     name: "prober_server_deferred_pushes_total", type: "counter", labelNames: [],
     help: "Pushes answered `unavailable` in the warm-up after a server start because they name agents not yet registered again; agents keep and resend them.", expires: false,
   });
+  const authFailures = store.counter({
+    name: "prober_server_rpc_auth_failures_total", type: "counter", labelNames: ["reason"],
+    help: "RPCs refused by agent authentication (unauthenticated or permission_denied).", doc: `reason: ${reasonDoc(values.authFailures)}.`, expires: false,
+  });
+  const registryRefusals = store.counter({
+    name: "prober_server_registry_refusals_total", type: "counter", labelNames: ["reason"],
+    help: "Heartbeats of new agents refused with resource_exhausted because a registry cap was reached.", doc: `reason: ${reasonDoc(values.registryRefusals)}.`, expires: false,
+  });
+  for (const reason of Object.keys(values.authFailures)) authFailures.inc({ reason }, 0);
+  for (const reason of Object.keys(values.registryRefusals)) registryRefusals.inc({ reason }, 0);
   for (const t of proberTypes) {
     receive.inc({ prober_type: t }, 0);
     late.inc({ prober_type: t }, 0);
@@ -52,6 +74,8 @@ export function serverMetrics(store: SeriesStore, proberTypes: readonly string[]
     },
     rejected: (type: string, reason: RejectReason) => reject.inc({ prober_type: type, reason }),
     deferred: () => deferred.inc({}),
+    authFailed: (reason: string) => authFailures.inc({ reason }),
+    registryRefused: (reason: string) => registryRefusals.inc({ reason }),
     /** Reflects an agent's state (removing the label set of its previous version, if given). */
     agentChanged(a: AgentLabels, previous?: AgentLabels) {
       if (previous) agentAlive.remove({ region: previous.region, ip: previous.ip, version: previous.version });

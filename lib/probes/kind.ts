@@ -12,6 +12,7 @@
  * lib/server/kinds.ts) typed `{ [K in ProberType]: ... }`, so a kind missing a half does not
  * compile. The server never imports a prober (the ICMP prober loads libc through FFI).
  */
+import type { GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { z } from "zod";
 import type { KindIngest } from "../aggregation/window.ts";
 import type { SeriesStore } from "../metrics/series.ts";
@@ -46,14 +47,18 @@ export interface ProbeKind<K extends ProberType> {
   moduleSchema(baseDir: string): z.ZodType<ModuleOf<K>, unknown>;
   /** The module of a block that has none. */
   defaultModule(): ModuleOf<K>;
+  /** The result message's schema (sizes, encoding). */
+  readonly resultSchema: GenMessage<ResultOf<K>>;
   /** A probe-file target in canonical form, or null when it is not one (e.g. not a URL). */
   normaliseTarget(s: string): string | null;
   /** What a target must be, for error messages ("IP address or host name"). */
   readonly targetDescription: string;
   /** The pool entry for `address` of `targetRegion`. */
   target(targetRegion: string, address: string, module: ModuleOf<K>): TargetOf<K>;
-  /** The module in protobuf JSON form, for /-/targets (docs/protocol.md). */
+  /** The module in protobuf JSON form (for /-/targets, after redactModule). */
   moduleJson(m: ModuleOf<K>): unknown;
+  /** A copy of the module with every secret (tokens, passwords, credential headers) replaced by `placeholder`. */
+  redactModule(m: ModuleOf<K>, placeholder: string): ModuleOf<K>;
   /** The address a pool entry or a result names (IcmpTarget.address, HttpTarget.url, ...). */
   addressOf(t: TargetOf<K> | ResultOf<K>): string;
 }

@@ -1,18 +1,48 @@
 /**
- * One TCP listener that serves HTTP/1.1 and h2c (HTTP/2 with prior knowledge) with the same
- * Node-style handler: connections are told apart by the HTTP/2 client preface (RFC 9113 §3.4).
- * Connect-RPC needs both: `curl` speaks HTTP/1.1, `buf curl` and gRPC-style clients h2c.
+ * One TCP listener that serves HTTP/1.1 and HTTP/2 with the same Node-style handler, as
+ * Connect-RPC needs (`curl` speaks HTTP/1.1, `buf curl` and gRPC-style clients HTTP/2):
+ *
+ * - plaintext: connections are told apart by the HTTP/2 client preface (h2c with prior knowledge,
+ *   RFC 9113 §3.4);
+ * - TLS: by ALPN (`h2` or `http/1.1`), with optional client certificates (mutual TLS); the
+ *   certificate can be replaced while running (setTls, on SIGHUP).
+ *
+ * Every stage has a deadline so that idle or trickling clients (slowloris) cannot hold sockets:
+ * the first bytes or the TLS handshake, the request headers, the whole request, and idle time.
  */
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import tls from "node:tls";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n");
+
+/** Deadlines of the listener, milliseconds (docs/security.md "Limits"). */
+export const LISTENER_TIMEOUTS = {
+  /** From accept to the first request bytes (plaintext) or to the end of the TLS handshake. */
+  handshakeMs: 10_000,
+  /** From the first byte of a request to the end of its headers (HTTP/1.1). */
+  headersMs: 10_000,
+  /** From the first byte of a request to the end of its body (HTTP/1.1). */
+  requestMs: 60_000,
+  /** A connection or HTTP/2 session with no traffic for this long is closed. */
+  idleMs: 120_000,
+} as const;
+
+/** TLS settings of a listener: PEM text. */
+export interface ListenerTls {
+  cert: string;
+  key: string;
+  /** Client CA bundle: when set, clients must present a certificate it signed (mutual TLS). */
+  clientCa?: string;
+}
 
 /** A started listener. */
 export interface Listener {
   /** The bound port (useful with port 0). */
   port: number;
+  /** Replaces the TLS certificate, key and client CA (new connections only). No-op without TLS. */
+  setTls(t: ListenerTls): void;
   close(): Promise<void>;
 }
 
@@ -23,33 +53,68 @@ export function splitHostPort(addr: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port: Number(m[3]) };
 }
 
+/** True for a host name or address that only this machine can reach (localhost, 127.0.0.0/8, ::1). */
+export function isLoopbackHost(host: string): boolean {
+  return host === "localhost" || /^127\.\d+\.\d+\.\d+$/.test(host) || host === "::1" || /^::ffff:127\./.test(host);
+}
+
+const tlsOptions = (t: ListenerTls): tls.SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } => ({
+  cert: t.cert, key: t.key, ca: t.clientCa, requestCert: !!t.clientCa, rejectUnauthorized: !!t.clientCa,
+});
+
+type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
+
 /**
- * Listens on `addr` ("host:port") and serves `handler` over HTTP/1.1 and h2c.
- * @throws Error (EADDRINUSE etc.) when the address cannot be bound
+ * Listens on `addr` ("host:port") and serves `handler` over HTTP/1.1 and HTTP/2, in plaintext or
+ * with `tlsConfig`. @throws Error (EADDRINUSE, a bad certificate, ...) when it cannot start
  */
-export async function listenH1H2c(addr: string, handler: (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void): Promise<Listener> {
+export async function listenH1H2c(addr: string, handler: Handler, tlsConfig?: ListenerTls): Promise<Listener> {
   const { host, port } = splitHostPort(addr);
   const h1 = http.createServer(handler as http.RequestListener);
+  h1.headersTimeout = LISTENER_TIMEOUTS.headersMs;
+  h1.requestTimeout = LISTENER_TIMEOUTS.requestMs;
+  h1.keepAliveTimeout = LISTENER_TIMEOUTS.idleMs;
+  h1.timeout = LISTENER_TIMEOUTS.idleMs;
   const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  h2.setTimeout(LISTENER_TIMEOUTS.idleMs); // no listener: an idle session is destroyed
   const sockets = new Set<net.Socket>();
-  const srv = net.createServer((sock) => {
+  const track = (sock: net.Socket) => {
     sockets.add(sock);
     sock.once("close", () => sockets.delete(sock));
     sock.on("error", () => sock.destroy());
-    sock.once("readable", () => {
-      const head = sock.read(PREFACE.length) as Buffer | null ?? (sock.read() as Buffer | null);
-      if (head) sock.unshift(head);
-      if (head && head.equals(PREFACE)) h2.emit("connection", sock);
-      else h1.emit("connection", sock);
+  };
+  const handOff = (sock: net.Socket, isH2: boolean) => {
+    sock.setTimeout(LISTENER_TIMEOUTS.idleMs);
+    (isH2 ? h2 : h1).emit("connection", sock);
+  };
+
+  let srv: net.Server;
+  if (tlsConfig) {
+    const s = tls.createServer({ ...tlsOptions(tlsConfig), ALPNProtocols: ["h2", "http/1.1"], handshakeTimeout: LISTENER_TIMEOUTS.handshakeMs }, (sock) => handOff(sock, sock.alpnProtocol === "h2"));
+    s.on("connection", track);
+    s.on("tlsClientError", (_e, sock) => sock.destroy());
+    srv = s;
+  } else {
+    srv = net.createServer((sock) => {
+      track(sock);
+      // Nothing within the handshake time: an idle connection, closed.
+      sock.setTimeout(LISTENER_TIMEOUTS.handshakeMs, () => sock.destroy());
+      sock.once("readable", () => {
+        const head = (sock.read(PREFACE.length) as Buffer | null) ?? (sock.read() as Buffer | null);
+        if (head) sock.unshift(head);
+        handOff(sock, !!head && head.equals(PREFACE));
+      });
     });
-  });
+  }
   await new Promise<void>((resolve, reject) => {
     srv.once("error", reject);
     srv.listen(port, host, () => resolve());
   });
-  const bound = (srv.address() as net.AddressInfo).port;
   return {
-    port: bound,
+    port: (srv.address() as net.AddressInfo).port,
+    setTls(t) {
+      if (srv instanceof tls.Server) srv.setSecureContext(tlsOptions(t));
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();

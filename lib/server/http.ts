@@ -1,6 +1,7 @@
 /**
- * The server's HTTP side (hono): /metrics, /-/healthy, /-/ready, /-/targets, /-/reload (POST)
- * and a web view of the latest ICMP matrix at /.
+ * The server's HTTP side (hono): /metrics, /-/healthy, /-/ready, /-/targets, /-/reload (POST,
+ * with -server.web.enable-lifecycle) and a web view of the latest ICMP matrix at /. With a web
+ * config file, every path needs basic auth when users are configured (docs/security.md).
  */
 import { toJson } from "@bufbuild/protobuf";
 import { Hono } from "hono";
@@ -10,6 +11,7 @@ import type { ProbeKind } from "../probes/kind.ts";
 import { PROBE_KINDS } from "../probes/kinds.ts";
 import { GetTargetPoolResponseSchema } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import type { ProbeFile } from "../targets/config.ts";
+import type { BasicAuth } from "./auth/basic_auth.ts";
 import type { TargetPool } from "./pool.ts";
 import type { AgentRegistry } from "./registry.ts";
 
@@ -18,8 +20,13 @@ export interface HttpDeps {
   store: SeriesStore;
   registry: AgentRegistry;
   pool: TargetPool;
-  /** Reloads the probe file; @throws ConfigError with file:line: reason */
+  /** Reloads what SIGHUP reloads; @throws Error with every reason when something could not be reloaded */
   reload(): void;
+  /** POST /-/reload is served (-server.web.enable-lifecycle). */
+  lifecycle: boolean;
+  basicAuth: BasicAuth;
+  /** Response headers of the web config (current). */
+  headers(): Record<string, string>;
   /** The last published window's ICMP aggregates, for the web view. */
   latestIcmp(): readonly IcmpAggregate[];
   ready(): boolean;
@@ -46,27 +53,40 @@ function matrixHtml(aggs: readonly IcmpAggregate[], agents: ReturnType<AgentRegi
 <p><a href="/metrics">/metrics</a> · <a href="/-/targets">/-/targets</a></p></body></html>`;
 }
 
+/** What a secret is shown as: never its value. */
+export const SECRET = "<secret>";
+
 /** The probe file as JSON: blocks with their modules in protobuf JSON form (defaults filled in). */
 function fileJson(f: ProbeFile): unknown[] {
   return f.blocks.map((b) => ({
     proberType: b.proberType, region: b.region, targets: b.targets,
-    module: (PROBE_KINDS[b.proberType] as ProbeKind<typeof b.proberType>).moduleJson(b.module),
+    module: (PROBE_KINDS[b.proberType] as ProbeKind<typeof b.proberType>).moduleJson((PROBE_KINDS[b.proberType] as ProbeKind<typeof b.proberType>).redactModule(b.module, SECRET)),
   }));
 }
 
 /** Builds the hono app. */
 export function httpApp(d: HttpDeps): Hono {
   const app = new Hono();
+  app.use(async (c, next) => {
+    for (const [k, v] of Object.entries(d.headers())) c.header(k, v);
+    if (d.basicAuth.enabled) {
+      const outcome = await d.basicAuth.check(c.req.header("authorization"));
+      if (outcome === "busy") return c.text("too many authentication attempts at once\n", 503, { "Retry-After": "1" });
+      if (outcome !== "ok") return c.text("Unauthorized\n", 401, { "WWW-Authenticate": 'Basic realm="ProberMesh", charset="UTF-8"' });
+    }
+    await next();
+  });
   app.get("/metrics", async (c) => c.body(await d.store.metrics(), 200, { "Content-Type": d.store.contentType }));
   app.get("/-/healthy", (c) => c.text("ProberMesh server is Healthy.\n"));
   app.get("/-/ready", (c) => (d.ready() ? c.text("ProberMesh server is Ready.\n") : c.text("not ready\n", 503)));
   app.get("/-/targets", (c) => {
     const regions = [...new Set(d.registry.live().map((a) => a.region))].sort();
     const pools: Record<string, unknown> = {};
-    for (const r of regions) pools[r] = toJson(GetTargetPoolResponseSchema, d.pool.poolFor(r));
+    for (const r of regions) pools[r] = toJson(GetTargetPoolResponseSchema, d.pool.poolFor(r, "", SECRET));
     return c.json({ discovery: d.pool.discovery, file: fileJson(d.pool.probeFile), agents: d.registry.all(), pools });
   });
   app.post("/-/reload", (c) => {
+    if (!d.lifecycle) return c.text("Lifecycle API is not enabled (-server.web.enable-lifecycle); send SIGHUP to reload.\n", 403);
     try {
       d.reload();
       return c.text("reloaded\n");

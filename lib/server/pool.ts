@@ -18,11 +18,12 @@ import type { AgentRegistry } from "./registry.ts";
 export const DISCOVERY_MODES = ["static", "dynamic"] as const;
 export type Discovery = (typeof DISCOVERY_MODES)[number];
 
-/** Appends `addresses` of `region` to the pool's list of `type`. */
-function addTargets<K extends ProberType>(pool: GetTargetPoolResponse, type: K, region: string, addresses: Iterable<string>, module: ModuleOf<K>, skip = ""): void {
+/** Appends `addresses` of `region` to the pool's list of `type`; secrets replaced by `redact` when given. */
+function addTargets<K extends ProberType>(pool: GetTargetPoolResponse, type: K, region: string, addresses: Iterable<string>, module: ModuleOf<K>, skip = "", redact?: string): void {
   const kind = PROBE_KINDS[type] as ProbeKind<K>;
   const list = pool[type] as TargetOf<K>[];
-  for (const a of addresses) if (a !== skip) list.push(kind.target(region, a, module));
+  const m = redact === undefined ? module : kind.redactModule(module, redact);
+  for (const a of addresses) if (a !== skip) list.push(kind.target(region, a, m));
 }
 
 /** The addresses of a pool's list of `type`. */
@@ -52,8 +53,12 @@ export class TargetPool {
     return this.file;
   }
 
-  /** The pool for agents of `sourceRegion`; `agentIp` (if given) is left out of the ICMP targets. */
-  poolFor(sourceRegion: string, agentIp = ""): GetTargetPoolResponse {
+  /**
+   * The pool for agents of `sourceRegion`; `agentIp` (if given) is left out of the ICMP targets.
+   * With `redact`, module secrets are replaced by it ("<secret>" for display, "" for an agent that
+   * may not have them).
+   */
+  poolFor(sourceRegion: string, agentIp = "", redact?: string): GetTargetPoolResponse {
     const pool = create(GetTargetPoolResponseSchema, {});
     const wanted = (region: string) => this.probeSelf || region !== sourceRegion;
     // The mesh: ICMP targets per region, the file's merged with live agents' IPs.
@@ -72,8 +77,8 @@ export class TargetPool {
         entry.targets.add(a.ip);
       }
     }
-    for (const [region, { module, targets }] of [...mesh].sort(([a], [b]) => a.localeCompare(b))) addTargets(pool, "icmp", region, targets, module, agentIp);
-    for (const b of fileBlocks) addTargets(pool, b.proberType, b.region, b.targets, b.module as ModuleOf<typeof b.proberType>);
+    for (const [region, { module, targets }] of [...mesh].sort(([a], [b]) => a.localeCompare(b))) addTargets(pool, "icmp", region, targets, module, agentIp, redact);
+    for (const b of fileBlocks) addTargets(pool, b.proberType, b.region, b.targets, b.module as ModuleOf<typeof b.proberType>, "", redact);
     return pool;
   }
 

@@ -19,6 +19,26 @@ export interface AgentEntry {
   alive: boolean;
 }
 
+/** Why the registry refused a new entry (label `reason` of prober_server_registry_refusals_total). */
+export const REGISTRY_REFUSALS = {
+  max_agents: "-server.registry.max.agents agents are known already",
+  max_regions: "-server.registry.max.regions regions are known already",
+} as const;
+export type RegistryRefusal = keyof typeof REGISTRY_REFUSALS;
+
+/** Thrown by heartbeat() when a new agent would exceed a cap. */
+export class RegistryFull extends Error {
+  constructor(readonly reason: RegistryRefusal) {
+    super(`registry full: ${REGISTRY_REFUSALS[reason]}`);
+  }
+}
+
+/** Caps on what heartbeats can add (outside input must not grow memory without bound). */
+export interface RegistryLimits {
+  maxAgents: number;
+  maxRegions: number;
+}
+
 /** Change notifications for metrics and pools. */
 export interface RegistryEvents {
   /** An agent's alive state or labels changed; `previous` is set when its version changed. */
@@ -30,17 +50,29 @@ export interface RegistryEvents {
 /** In-memory registry keyed by region + ip. */
 export class AgentRegistry {
   private readonly agents = new Map<string, AgentEntry>();
+  /** Known agents (live or dead) per region. */
+  private readonly perRegion = new Map<string, number>();
   /** Bumped whenever the set of live agents changes (pools depend on it). */
   generation = 0;
 
   /** @param deadAfterMs ratio x aggregation interval, milliseconds */
-  constructor(private readonly deadAfterMs: number, private readonly events: RegistryEvents = {}, private readonly now = () => Date.now()) {}
+  constructor(
+    private readonly deadAfterMs: number,
+    private readonly events: RegistryEvents = {},
+    private readonly now = () => Date.now(),
+    private readonly limits: RegistryLimits = { maxAgents: 10_000, maxRegions: 1_000 },
+  ) {}
 
-  /** Records a heartbeat. @returns the entry */
+  /** Records a heartbeat. @returns the entry @throws RegistryFull when a new agent would exceed a cap */
   heartbeat(a: Agent): AgentEntry {
     const key = `${a.region}\u0000${a.ip}`;
     const t = this.now();
     const old = this.agents.get(key);
+    if (!old) {
+      if (this.agents.size >= this.limits.maxAgents) throw new RegistryFull("max_agents");
+      if (!this.perRegion.has(a.region) && this.perRegion.size >= this.limits.maxRegions) throw new RegistryFull("max_regions");
+      this.perRegion.set(a.region, (this.perRegion.get(a.region) ?? 0) + 1);
+    }
     const entry: AgentEntry = { region: a.region, ip: a.ip, version: a.version, hostname: a.hostname, firstSeenMs: old?.firstSeenMs ?? t, lastSeenMs: t, alive: true };
     this.agents.set(key, entry);
     if (!old || !old.alive || old.version !== a.version) {
@@ -60,6 +92,9 @@ export class AgentRegistry {
         this.events.onChange?.(e);
       } else if (!e.alive && t - e.lastSeenMs > this.deadAfterMs + FORGET_AFTER_MS) {
         this.agents.delete(key);
+        const n = (this.perRegion.get(e.region) ?? 1) - 1;
+        if (n > 0) this.perRegion.set(e.region, n);
+        else this.perRegion.delete(e.region);
         this.events.onForget?.(e);
       }
     }
@@ -68,6 +103,11 @@ export class AgentRegistry {
   /** Live agents, optionally of one region. */
   live(region?: string): AgentEntry[] {
     return [...this.agents.values()].filter((e) => e.alive && (region === undefined || e.region === region));
+  }
+
+  /** True when the agent (region, ip) heartbeated within the dead-after time. */
+  isLive(region: string, ip: string): boolean {
+    return this.agents.get(`${region}\u0000${ip}`)?.alive === true;
   }
 
   /** Every known agent, live or dead. */

@@ -6,27 +6,38 @@ import { randomUUID } from "node:crypto";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AggregationWindows } from "../aggregation/window.ts";
 import type { Logger } from "../log.ts";
-import { serverMetrics } from "../metrics/server.ts";
+import { serverMetrics, type ServerLabelValues } from "../metrics/server.ts";
 import { SeriesStore } from "../metrics/series.ts";
 import { PROBER_TYPES, type ProberType } from "../probes/kind.ts";
 import { ProberMeshService } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { listenH1H2c, splitHostPort, type Listener } from "../rpc/listen.ts";
+import { MAX_RPC_BYTES } from "../rpc/limits.ts";
 import { loadProbeFile, type ProbeFile } from "../targets/config.ts";
+import { BasicAuth } from "./auth/basic_auth.ts";
+import { requestContext, rpcGate } from "./auth/gate.ts";
+import { AUTH_FAILURE_REASONS } from "./auth/tokens.ts";
 import { httpApp } from "./http.ts";
 import { createIngests } from "./kinds.ts";
 import { TargetPool, type Discovery } from "./pool.ts";
-import { AgentRegistry } from "./registry.ts";
+import { AgentRegistry, REGISTRY_REFUSALS } from "./registry.ts";
+import { checkExposure, Security, type SecurityOptions } from "./security.ts";
 import { proberMeshService } from "./service.ts";
 
+/** The label values of the server-wide metrics, from where each list is defined. */
+export const SERVER_LABEL_VALUES: ServerLabelValues = { proberTypes: PROBER_TYPES, authFailures: AUTH_FAILURE_REASONS, registryRefusals: REGISTRY_REFUSALS };
+
 /** Server settings (docs/flags.md); durations in milliseconds. */
-export interface ServerOptions {
-  rpcListenAddr: string;
+export interface ServerOptions extends SecurityOptions {
   httpListenAddr: string;
   probeFile: string;
   discovery: Discovery;
   aggregationIntervalMs: number;
   seriesCacheRatio: number;
   probeSelf: boolean;
+  /** POST /-/reload is served (-server.web.enable-lifecycle). */
+  enableLifecycle: boolean;
+  maxAgents: number;
+  maxRegions: number;
   log: Logger;
 }
 
@@ -34,47 +45,71 @@ export interface ServerOptions {
 export interface RunningServer {
   rpcPort: number;
   httpPort: number;
+  /** Reloads the probe file, tokens, RPC certificate and web config (SIGHUP). @returns the errors, empty on success */
+  reload(): string[];
   close(): Promise<void>;
 }
 
 /**
- * Starts the server. @throws ConfigError for a bad probe file, Error when a port cannot be bound.
+ * Starts the server. @throws StartupRefusal (exit 2) when the RPC port would be exposed without
+ * authentication, ConfigError for a bad probe file, Error for a bad security file or a port that
+ * cannot be bound.
  */
 export async function startServer(o: ServerOptions): Promise<RunningServer> {
+  const exposureWarning = checkExposure(o);
+  if (exposureWarning) o.log.warn(exposureWarning);
+  const security = new Security(o);
   const file: ProbeFile = o.probeFile ? loadProbeFile(o.probeFile) : { blocks: [] };
   const expireMs = o.seriesCacheRatio * o.aggregationIntervalMs;
   const startedMs = Date.now();
   const store = new SeriesStore(expireMs);
-  const metrics = serverMetrics(store, PROBER_TYPES);
+  const metrics = serverMetrics(store, SERVER_LABEL_VALUES);
   const registry = new AgentRegistry(expireMs, {
     onChange: (e, prev) => {
       metrics.agentChanged(e, prev);
       o.log.info({ region: e.region, ip: e.ip, version: e.version, alive: e.alive }, e.alive ? "agent alive" : "agent dead");
     },
     onForget: (e) => metrics.agentForgotten(e),
-  });
+  }, undefined, { maxAgents: o.maxAgents, maxRegions: o.maxRegions });
   const pool = new TargetPool(file, o.discovery, o.probeSelf, registry);
   const ingests = createIngests(store);
   const windows = new AggregationWindows<ProberType>(o.aggregationIntervalMs, ingests);
   let ready = false;
 
-  const rpcHandler = connectNodeAdapter({
-    routes: (router) => router.service(ProberMeshService, proberMeshService({ registry, pool, windows, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs, instanceId: randomUUID(), startedMs, log: o.log })),
-    readMaxBytes: 64 << 20,
+  const service = proberMeshService({
+    registry, pool, windows, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
+    instanceId: randomUUID(), startedMs, authenticated: () => security.tokens !== undefined, log: o.log,
   });
-  const rpc: Listener = await listenH1H2c(o.rpcListenAddr, rpcHandler);
+  const connect = connectNodeAdapter({ routes: (router) => router.service(ProberMeshService, service), readMaxBytes: MAX_RPC_BYTES, contextValues: requestContext });
+  const rpc: Listener = await listenH1H2c(o.rpcListenAddr, rpcGate(() => security.tokens, (reason) => metrics.authFailed(reason), connect), security.rpcTls);
+
+  const reload = (): string[] => {
+    const errors = security.reload();
+    if (security.rpcTls) rpc.setTls(security.rpcTls);
+    if (o.probeFile) {
+      try {
+        pool.replaceFile(loadProbeFile(o.probeFile));
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
+    }
+    if (errors.length) o.log.error({ errors }, "reload incomplete; what failed keeps its previous state");
+    else o.log.info({ file: o.probeFile || null, tokens: !!security.tokens, rpcTls: !!security.rpcTls, webConfig: o.webConfigFile || null }, "reloaded");
+    return errors;
+  };
   const app = httpApp({
-    store, registry, pool, latestIcmp: ingests.icmp.latest, ready: () => ready,
+    store, registry, pool, latestIcmp: ingests.icmp.latest, ready: () => ready, lifecycle: o.enableLifecycle,
+    basicAuth: new BasicAuth(() => security.web.users), headers: () => security.web.headers,
     reload: () => {
-      if (!o.probeFile) return;
-      pool.replaceFile(loadProbeFile(o.probeFile));
-      o.log.info({ file: o.probeFile }, "probe file reloaded");
+      const errors = reload();
+      if (errors.length) throw new Error(errors.join("\n"));
     },
   });
   const { host, port } = splitHostPort(o.httpListenAddr);
   let web: ReturnType<typeof Bun.serve>;
   try {
-    web = Bun.serve({ hostname: host, port, fetch: app.fetch });
+    // The HTTP side only receives tiny requests; idle connections are closed after 30 s.
+    web = Bun.serve({ hostname: host, port, fetch: app.fetch, tls: security.web.tls, maxRequestBodySize: 1 << 20, idleTimeout: 30 });
   } catch (e) {
     await rpc.close();
     throw e;
@@ -91,10 +126,15 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   };
   publishTimer = setTimeout(publish, windows.msUntilNextTick());
   ready = true;
-  o.log.info({ rpc: `${splitHostPort(o.rpcListenAddr).host}:${rpc.port}`, http: `${host}:${web.port}`, discovery: o.discovery, file: o.probeFile || null, blocks: file.blocks.length }, "server started");
+  o.log.info({
+    rpc: `${splitHostPort(o.rpcListenAddr).host}:${rpc.port}`, rpcTls: !!security.rpcTls, mutualTls: !!security.rpcTls?.clientCa, agentTokens: !!security.tokens,
+    http: `${host}:${web.port}`, httpTls: !!security.web.tls, basicAuth: security.web.users.size > 0, lifecycle: o.enableLifecycle,
+    discovery: o.discovery, file: o.probeFile || null, blocks: file.blocks.length,
+  }, "server started");
   return {
     rpcPort: rpc.port,
     httpPort: web.port!,
+    reload,
     async close() {
       clearInterval(sweep);
       clearTimeout(publishTimer);

@@ -5,7 +5,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { isIP } from "node:net";
 import type { AggregationWindows } from "../aggregation/window.ts";
 import type { Logger } from "../log.ts";
@@ -14,14 +14,17 @@ import { PROBER_TYPES, type ProbeKind, type ProberType, type ResultOf, type Serv
 import { PROBE_KINDS } from "../probes/kinds.ts";
 import { roundEndMs } from "../probes/result_common.ts";
 import { heartbeatIntervalMs } from "../rpc/heartbeat.ts";
+import { isLoopbackHost } from "../rpc/listen.ts";
 import {
   HeartbeatResponseSchema, PushResultsResponseSchema,
   type Agent, type ProberMeshService, type PushResultsRequest, type PushResultsResponse,
 } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { VERSION } from "../version.ts";
+import { kPeer, kToken } from "./auth/gate.ts";
+import { regionAllowed } from "./auth/tokens.ts";
 import { SERVER_KINDS } from "./kinds.ts";
 import type { TargetPool } from "./pool.ts";
-import type { AgentRegistry } from "./registry.ts";
+import { RegistryFull, type AgentRegistry } from "./registry.ts";
 
 /** What the service needs from the server. */
 export interface ServiceDeps {
@@ -36,6 +39,8 @@ export interface ServiceDeps {
   instanceId: string;
   /** When this process started, unix ms: the warm-up lasts deadAfterMs from here. */
   startedMs: number;
+  /** True when agents authenticate with tokens (-server.rpc.token.file). */
+  authenticated: () => boolean;
   log: Logger;
   now?: () => number;
 }
@@ -55,9 +60,15 @@ export function checkAgent(a: Agent | undefined): string {
 /** Builds the service implementation. Invalid requests get INVALID_ARGUMENT; nothing throws past it. */
 export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMeshService> {
   const now = d.now ?? (() => Date.now());
-  const requireAgent = (a: Agent | undefined) => {
+  /** A usable agent message whose region the request's token may act for. */
+  const requireAgent = (a: Agent | undefined, ctx: HandlerContext) => {
     const why = checkAgent(a);
     if (why) throw new ConnectError(why, Code.InvalidArgument);
+    const token = ctx.values.get(kToken);
+    if (token && !regionAllowed(token, a!.region)) {
+      d.metrics.authFailed("region");
+      throw new ConnectError(`this token may not act for region "${a!.region.slice(0, 256)}"`, Code.PermissionDenied);
+    }
     return a!;
   };
 
@@ -101,10 +112,16 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
   };
 
   return {
-    heartbeat(req) {
-      const a = requireAgent(req.agent);
+    heartbeat(req, ctx) {
+      const a = requireAgent(req.agent, ctx);
       if (!a.ip) throw new ConnectError("agent.ip is required", Code.InvalidArgument);
-      d.registry.heartbeat(a);
+      try {
+        d.registry.heartbeat(a);
+      } catch (e) {
+        if (!(e instanceof RegistryFull)) throw e;
+        d.metrics.registryRefused(e.reason);
+        throw new ConnectError(e.message, Code.ResourceExhausted);
+      }
       return create(HeartbeatResponseSchema, {
         serverVersion: VERSION,
         aggregationInterval: durationFromMs(d.aggregationIntervalMs),
@@ -112,14 +129,18 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
         instanceId: d.instanceId,
       });
     },
-    getTargetPool(req) {
-      const a = requireAgent(req.agent);
-      const pool = d.pool.poolFor(a.region, a.ip);
+    getTargetPool(req, ctx) {
+      const a = requireAgent(req.agent, ctx);
+      // Secrets (bearer tokens, passwords) go only to authenticated agents, or to this machine's.
+      const withSecrets = d.authenticated() || isLoopbackHost(ctx.values.get(kPeer));
+      const pool = d.pool.poolFor(a.region, a.ip, withSecrets ? undefined : "");
       pool.partial = inWarmUp() && PROBER_TYPES.some((t) => d.pool.mayNameAnAgent(t));
       return pool;
     },
-    pushResults(req) {
-      const a = requireAgent(req.agent);
+    pushResults(req, ctx) {
+      const a = requireAgent(req.agent, ctx);
+      // Only a registered agent pushes: a made-up region never reaches a series.
+      if (!d.registry.isLive(a.region, a.ip)) throw new ConnectError(`agent ${a.region.slice(0, 256)}/${a.ip.slice(0, 64)} is not registered: heartbeat first`, Code.FailedPrecondition);
       const waiting = unverifiableInWarmUp(a, req);
       if (waiting) {
         d.metrics.deferred();

@@ -5,11 +5,11 @@
  */
 import { readFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
-import { create, toJson } from "@bufbuild/protobuf";
+import { clone, create, toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { z } from "zod";
 import { parseDurationMs } from "../../cli/duration.ts";
-import { HttpModuleSchema, HttpTargetSchema, type HttpModule } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { HttpModuleSchema, HttpResultSchema, HttpTargetSchema, type HttpModule } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { isHostOrIp } from "../address.ts";
 import type { ProbeKind } from "../kind.ts";
 import { durationString, regexString } from "../schema_types.ts";
@@ -34,6 +34,8 @@ export function normaliseHttpTarget(s: string): string | null {
   try {
     const u = new URL(withScheme);
     if (u.protocol !== "http:" && u.protocol !== "https:") return null;
+    // Credentials in a URL would be shown in target_addr labels: basic_auth takes them.
+    if (u.username || u.password) return null;
     return isHostOrIp(u.hostname.replace(/^\[|\]$/g, "")) ? withScheme : null;
   } catch {
     return null;
@@ -65,8 +67,13 @@ export const httpKeys = z.strictObject({
     .strictObject({ insecure_skip_verify: z.boolean().optional(), ca_file: z.string().min(1).optional(), server_name: z.string().optional() })
     .optional()
     .describe("{insecure_skip_verify, ca_file, server_name}: ca_file is read by the server (relative to the probe file) and sent to agents as PEM; server_name is checked and sent as SNI"),
-  basic_auth: z.strictObject({ username: z.string(), password: z.string() }).optional().describe("{username, password}: sent as Authorization: Basic"),
+  basic_auth: z
+    .strictObject({ username: z.string(), password: z.string().optional(), password_file: z.string().min(1).optional() })
+    .refine((b) => !(b.password !== undefined && b.password_file !== undefined), "give password or password_file, not both")
+    .optional()
+    .describe("{username, password | password_file}: sent as Authorization: Basic; password_file is read by the server (relative to the probe file)"),
   bearer_token: z.string().min(1).optional().describe("sent as Authorization: Bearer"),
+  bearer_token_file: z.string().min(1).optional().describe("file holding the bearer token, read by the server (relative to the probe file); instead of bearer_token"),
   body_size_limit: z.union([z.int(), z.string()]).refine((v) => parseBytes(v) !== null, 'must be a byte count such as 1048576, "512KiB" or "1MB"').optional()
     .describe('fail (body_size_limit) past this many body bytes: bytes, or "512KiB", "1MB" (base 2); default none'),
   preferred_ip_protocol: z.enum(["ip4", "ip6"]).optional().describe(`address family tried first for a name (default ${HTTP_DEFAULTS.preferredIpProtocol}; blackbox_exporter defaults to ip6)`),
@@ -80,17 +87,23 @@ export const httpKeys = z.strictObject({
  */
 function httpModuleSchema(baseDir: string): z.ZodType<HttpModule, unknown> {
   return httpKeys.transform((h, ctx): HttpModule => {
-    let caPem = "";
-    const caFile = h.tls_config?.ca_file;
-    if (caFile) {
-      const path = isAbsolute(caFile) ? caFile : join(baseDir, caFile);
+    /** Reads a file the module names (relative to the probe file); a failure is an issue at `at`. */
+    const readModuleFile = (file: string | undefined, at: string[]): string => {
+      if (!file) return "";
+      const path = isAbsolute(file) ? file : join(baseDir, file);
       try {
-        caPem = readFileSync(path, "utf8");
-        if (!caPem.includes("-----BEGIN CERTIFICATE-----")) ctx.addIssue({ code: "custom", path: ["tls_config", "ca_file"], message: `${path} holds no PEM certificate` });
+        return readFileSync(path, "utf8");
       } catch (e) {
-        ctx.addIssue({ code: "custom", path: ["tls_config", "ca_file"], message: `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
+        ctx.addIssue({ code: "custom", path: at, message: `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
+        return "";
       }
-    }
+    };
+    const caPem = readModuleFile(h.tls_config?.ca_file, ["tls_config", "ca_file"]);
+    if (h.tls_config?.ca_file && caPem && !caPem.includes("-----BEGIN CERTIFICATE-----")) ctx.addIssue({ code: "custom", path: ["tls_config", "ca_file"], message: `${h.tls_config.ca_file} holds no PEM certificate` });
+    if (h.bearer_token !== undefined && h.bearer_token_file !== undefined) ctx.addIssue({ code: "custom", path: ["bearer_token_file"], message: "give bearer_token or bearer_token_file, not both" });
+    // Secret files: one value, the trailing newline of `echo secret > file` dropped.
+    const bearerToken = h.bearer_token ?? readModuleFile(h.bearer_token_file, ["bearer_token_file"]).trim();
+    const password = h.basic_auth?.password ?? readModuleFile(h.basic_auth?.password_file, ["basic_auth", "password_file"]).replace(/\r?\n$/, "");
     const insecure = h.insecure_skip_verify ?? h.tls_config?.insecure_skip_verify ?? false;
     return create(HttpModuleSchema, {
       method: h.method ?? HTTP_DEFAULTS.method,
@@ -109,8 +122,8 @@ function httpModuleSchema(baseDir: string): z.ZodType<HttpModule, unknown> {
       // Field 9 is kept in step with tls_config for agents of 0.1, which read only field 9.
       insecureSkipVerify: insecure,
       tlsConfig: { insecureSkipVerify: insecure, caPem, serverName: h.tls_config?.server_name ?? "" },
-      basicAuth: h.basic_auth,
-      bearerToken: h.bearer_token ?? "",
+      basicAuth: h.basic_auth ? { username: h.basic_auth.username, password } : undefined,
+      bearerToken,
       bodySizeLimit: BigInt(h.body_size_limit !== undefined ? parseBytes(h.body_size_limit)! : 0),
       preferredIpProtocol: h.preferred_ip_protocol ?? HTTP_DEFAULTS.preferredIpProtocol,
       ipProtocolFallback: h.ip_protocol_fallback ?? HTTP_DEFAULTS.ipProtocolFallback,
@@ -118,13 +131,27 @@ function httpModuleSchema(baseDir: string): z.ZodType<HttpModule, unknown> {
   });
 }
 
+/** Request headers whose values are credentials (compared case-insensitively). */
+const SECRET_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"]);
+
+/** A copy of `m` with bearer_token, basic_auth.password and credential headers replaced by `placeholder`. */
+export function redactHttpModule(m: HttpModule, placeholder: string): HttpModule {
+  const r = clone(HttpModuleSchema, m);
+  if (r.bearerToken) r.bearerToken = placeholder;
+  if (r.basicAuth?.password) r.basicAuth.password = placeholder;
+  for (const k of Object.keys(r.headers)) if (SECRET_HEADERS.has(k.toLowerCase())) r.headers[k] = placeholder;
+  return r;
+}
+
 export const httpKind: ProbeKind<"http"> = {
   type: "http",
+  resultSchema: HttpResultSchema,
   moduleSchema: httpModuleSchema,
   defaultModule: () => httpModuleSchema("/").parse({}),
   normaliseTarget: normaliseHttpTarget,
   targetDescription: "http(s) URL",
   target: (targetRegion, url, module) => create(HttpTargetSchema, { targetRegion, url, module }),
   moduleJson: (m) => toJson(HttpModuleSchema, m),
+  redactModule: redactHttpModule,
   addressOf: (t) => t.url,
 };

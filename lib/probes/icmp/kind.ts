@@ -2,11 +2,11 @@
  * The ICMP kind's common half (lib/probes/kind.ts): the probe file's `icmp:` module, parsed
  * straight into the protobuf IcmpModule, and ICMP target addressing (IP literal or host name).
  */
-import { create, toJson } from "@bufbuild/protobuf";
+import { clone, create, toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { z } from "zod";
 import { parseDurationMs } from "../../cli/duration.ts";
-import { IcmpModuleSchema, IcmpTargetSchema, type IcmpModule } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { IcmpModuleSchema, IcmpResultSchema, IcmpTargetSchema, type IcmpModule } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { isHostOrIp } from "../address.ts";
 import type { ProbeKind } from "../kind.ts";
 import { durationString } from "../schema_types.ts";
@@ -32,11 +32,13 @@ const icmpModuleSchema = icmpKeys.transform((m): IcmpModule =>
 
 export const icmpKind: ProbeKind<"icmp"> = {
   type: "icmp",
+  resultSchema: IcmpResultSchema,
   moduleSchema: () => icmpModuleSchema,
   defaultModule: () => icmpModuleSchema.parse({}),
   normaliseTarget: (s) => (isHostOrIp(s) ? s : null),
   targetDescription: "IP address or host name",
   target: (targetRegion, address, module) => create(IcmpTargetSchema, { targetRegion, address, module }),
   moduleJson: (m) => toJson(IcmpModuleSchema, m),
+  redactModule: (m) => clone(IcmpModuleSchema, m), // no secrets
   addressOf: (t) => t.address,
 };
