@@ -144,7 +144,8 @@ describe.skipIf(!available)("feature matrix through the binaries", () => {
     const m = await waitFor("lossy, dark and mesh measured", 20_000, async () => {
       const m = await scrape();
       const sent = one(m, "prober_icmp_packets_sent_total", PAIR) ?? 0;
-      return sent >= 60 && one(m, "prober_icmp_packet_loss_rate", { source_region: "src", target_region: "dark" }) !== undefined && one(m, "prober_icmp_packet_loss_rate", { source_region: "src", target_region: "peer" }) !== undefined ? m : undefined;
+      const mesh = [["src", "peer"], ["peer", "src"]].every(([s, t]) => one(m, "prober_icmp_packet_loss_rate", { source_region: s!, target_region: t! }) !== undefined);
+      return sent >= 60 && mesh && one(m, "prober_icmp_packet_loss_rate", { source_region: "src", target_region: "dark" }) !== undefined ? m : undefined;
     });
     const sent = one(m, "prober_icmp_packets_sent_total", PAIR)!;
     const received = one(m, "prober_icmp_packets_received_total", PAIR)!;

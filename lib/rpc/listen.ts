@@ -21,9 +21,9 @@ const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n");
 export const LISTENER_TIMEOUTS = {
   /** From accept to the first request bytes (plaintext) or to the end of the TLS handshake. */
   handshakeMs: 10_000,
-  /** From the first byte of a request to the end of its headers (HTTP/1.1). */
+  /** HTTP/1.1: from the connection's start, or the end of its previous response, to a complete request head (an absolute deadline: trickling bytes do not extend it). */
   headersMs: 10_000,
-  /** From the first byte of a request to the end of its body (HTTP/1.1). */
+  /** HTTP/1.1: from a complete request head to the end of its response. */
   requestMs: 60_000,
   /** A connection or HTTP/2 session with no traffic for this long is closed. */
   idleMs: 120_000,
@@ -71,6 +71,17 @@ type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.
 export async function listenH1H2c(addr: string, handler: Handler, tlsConfig?: ListenerTls): Promise<Listener> {
   const { host, port } = splitHostPort(addr);
   const h1 = http.createServer(handler as http.RequestListener);
+  // Absolute deadlines per HTTP/1.1 connection, enforced here (the runtime's own headersTimeout
+  // does not cover connections handed over with emit("connection")).
+  const deadlines = new WeakMap<net.Socket, ReturnType<typeof setTimeout>>();
+  const arm = (sock: net.Socket, ms: number) => {
+    clearTimeout(deadlines.get(sock));
+    deadlines.set(sock, setTimeout(() => sock.destroy(), ms));
+  };
+  h1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    arm(req.socket, LISTENER_TIMEOUTS.requestMs);
+    res.once("finish", () => arm(req.socket, LISTENER_TIMEOUTS.headersMs));
+  });
   h1.headersTimeout = LISTENER_TIMEOUTS.headersMs;
   h1.requestTimeout = LISTENER_TIMEOUTS.requestMs;
   h1.keepAliveTimeout = LISTENER_TIMEOUTS.idleMs;
@@ -85,6 +96,10 @@ export async function listenH1H2c(addr: string, handler: Handler, tlsConfig?: Li
   };
   const handOff = (sock: net.Socket, isH2: boolean) => {
     sock.setTimeout(LISTENER_TIMEOUTS.idleMs);
+    if (!isH2) {
+      arm(sock, LISTENER_TIMEOUTS.headersMs);
+      sock.once("close", () => clearTimeout(deadlines.get(sock)));
+    }
     (isH2 ? h2 : h1).emit("connection", sock);
   };
 

@@ -3,7 +3,6 @@
  * side. server.ts only parses flags and calls startServer().
  */
 import { randomUUID } from "node:crypto";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AggregationWindows } from "../aggregation/window.ts";
 import type { Logger } from "../log.ts";
 import { serverMetrics, type ServerLabelValues } from "../metrics/server.ts";
@@ -21,6 +20,7 @@ import { createIngests } from "./kinds.ts";
 import { TargetPool, type Discovery } from "./pool.ts";
 import { AgentRegistry, REGISTRY_REFUSALS } from "./registry.ts";
 import { checkExposure, Security, type SecurityOptions } from "./security.ts";
+import { rpcHandler } from "./rpc_adapter.ts";
 import { proberMeshService } from "./service.ts";
 
 /** The label values of the server-wide metrics, from where each list is defined. */
@@ -80,7 +80,10 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     registry, pool, windows, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
     instanceId: randomUUID(), startedMs, authenticated: () => security.tokens !== undefined, log: o.log,
   });
-  const connect = connectNodeAdapter({ routes: (router) => router.service(ProberMeshService, service), readMaxBytes: MAX_RPC_BYTES, contextValues: requestContext });
+  const connect = rpcHandler({
+    routes: (router) => router.service(ProberMeshService, service), readMaxBytes: MAX_RPC_BYTES, contextValues: requestContext,
+    log: (msg, err) => o.log.error({ err: String(err) }, msg),
+  });
   const rpc: Listener = await listenH1H2c(o.rpcListenAddr, rpcGate(() => security.tokens, (reason) => metrics.authFailed(reason), connect), security.rpcTls);
 
   const reload = (): string[] => {
