@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { makeCerts, type TestCerts } from "./helpers/certs.ts";
+import { createNsPair, netnsAvailable } from "./helpers/netns.ts";
 import { AGENT_BIN, SERVER_BIN, freePort, killAll, run, samples, scrape, start, waitFor, type Proc } from "./helpers/procs.ts";
 
 const SVC = "probermesh.v1.ProberMeshService";
@@ -138,6 +139,30 @@ describe("agent tokens", () => {
     expect((await call(rpcUrl, "Heartbeat", hb("src9"), bearer(TOKEN_NEW))).status).toBe(200);
     await waitFor("the agent reports the refusal", 15_000, () => agents[0]!.output().includes("check the token"));
     expect(agents[0]!.proc.exitCode).toBeNull(); // it keeps running (and probing)
+    // Its batches stayed queued: once its token is accepted again they are all delivered.
+    const before = agents[0]!.output().length;
+    writeFileSync(tokenFile, `${TOKEN_NEW}\n${TOKEN_A}\n`);
+    server.proc.kill("SIGHUP");
+    await waitFor("the queued batches delivered", 15_000, () => /"batches":[1-9]\d*,"msg":"push recovered; queued batches delivered"/.test(agents[0]!.output().slice(before)));
+  }, 40_000);
+});
+
+const nsAvailable = await netnsAvailable();
+describe.skipIf(!nsAvailable)("without tokens, secrets go only to agents on this machine", () => {
+  test("a peer in another namespace gets the module without its secret; a loopback peer gets it", async () => {
+    const pair = await createNsPair("secret");
+    try {
+      const probe = file("secret.yaml", `prober_configs:\n  - prober_type: http\n    region: web\n    http: {bearer_token: ${BEARER_SECRET}}\n    targets: ["http://127.0.0.1:9/"]\n`);
+      start([SERVER_BIN, "-server.rpc.insecure", "-server.probe.file", probe, "-server.rpc.listen.addr", "0.0.0.0:16200", "-server.http.listen.addr", "127.0.0.1:16201"], pair.inNear);
+      const pool = (prefix: string[], host: string) => run([...prefix, "curl", "-sS", "-H", "Content-Type: application/json", "--data-binary", JSON.stringify(hb("asker")), `http://${host}:16200/${SVC}/GetTargetPool`]);
+      await waitFor("server ready", 10_000, async () => (await run([...pair.inNear, "curl", "-sf", "http://127.0.0.1:16201/-/ready"])).code === 0);
+      const remote = await pool(pair.inFar, pair.nearIp);
+      expect(remote.stdout).toContain('"url":"http://127.0.0.1:9/"');
+      expect(remote.stdout).not.toContain(BEARER_SECRET);
+      expect((await pool(pair.inNear, "127.0.0.1")).stdout).toContain(BEARER_SECRET);
+    } finally {
+      await pair.remove();
+    }
   }, 30_000);
 });
 
