@@ -117,3 +117,28 @@ test("Moments: adding samples and merging summaries give the same statistics", (
   expect(merged.stddev).toBeCloseTo(all.stddev, 14);
   expect([merged.min, merged.max]).toEqual([0.1, 0.9]);
 });
+
+test("rtt_bucket_counts (agents since 0.2) and rtts_seconds (0.1) give the same published series", async () => {
+  const { rttBucketCounts, rttBucket, RTT_BUCKET_BOUNDS } = await import("../lib/probes/icmp/buckets.ts");
+  // Edges: exactly on a bound belongs to that bound's bucket (le is inclusive).
+  expect(rttBucket(5e-5)).toBe(0);
+  expect(rttBucket(5.0001e-5)).toBe(1);
+  expect(rttBucket(RTT_BUCKET_BOUNDS[18]!)).toBe(18);
+  expect(rttBucket(100)).toBe(19);
+  const rtts = [0.00004, 0.0001, 0.0003, 0.002, 0.002, 0.05, 20];
+  const out: string[] = [];
+  for (const form of ["rtts", "counts"] as const) {
+    const p = pipeline();
+    const r = icmpResult("x", 10, rtts, p.now());
+    if (form === "counts") {
+      r.rttBucketCounts = rttBucketCounts(r.rttsSeconds);
+      r.rttsSeconds = [];
+    }
+    expect(p.windows.add("icmp", { sourceRegion: "s", agentIp: "a", result: r }, p.now())).toBe(true);
+    p.closeCurrent();
+    out.push((await p.store.metrics()).split("\n").filter((l) => l.startsWith("prober_icmp")).join("\n"));
+  }
+  expect(out[1]).toEqual(out[0]!);
+  expect(out[0]).toContain('prober_icmp_duration_seconds_total_bucket{source_region="s",target_region="t",le="0.00005"} 1');
+  expect(out[0]).toContain('prober_icmp_duration_seconds_total_bucket{source_region="s",target_region="t",le="+Inf"} 7');
+});

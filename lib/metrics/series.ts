@@ -7,7 +7,8 @@
  *
  * Plain data only: label values are strings, values numbers (seconds, ratios, counts).
  */
-import { Counter, Gauge, Histogram, Registry, type LabelValues } from "prom-client";
+import { Counter, Gauge, Registry, type LabelValues } from "prom-client";
+import { BucketHistogram } from "./histogram.ts";
 
 /** A metric's definition (Prometheus naming: base units, `_total` for counters). */
 export interface MetricSpec<L extends string = string> {
@@ -40,10 +41,12 @@ export interface CounterSeries<L extends string> {
 /** A histogram whose label sets expire. */
 export interface HistogramSeries<L extends string> {
   observe(labels: Labels<L>, v: number): void;
+  /** Adds per-bucket counts (one per bound, then +Inf) whose observations sum to `sum`. */
+  addCounts(labels: Labels<L>, counts: readonly number[], sum: number): void;
   remove(labels: Labels<L>): void;
 }
 
-type AnyMetric = Gauge<string> | Counter<string> | Histogram<string>;
+type AnyMetric = Gauge<string> | Counter<string> | BucketHistogram;
 
 /** The registry, the specs, and the last write time of every label set. */
 export class SeriesStore {
@@ -102,10 +105,15 @@ export class SeriesStore {
 
   histogram<L extends string>(spec: MetricSpec<L> & { type: "histogram" }): HistogramSeries<L> {
     this.register(spec);
-    const h = new Histogram({ name: spec.name, help: spec.help, labelNames: spec.labelNames, buckets: [...(spec.buckets ?? [])], registers: [this.registry] });
+    const h = new BucketHistogram(spec.name, spec.help, spec.buckets ?? []);
+    this.registry.registerMetric(h as never);
     return {
       observe: (l, v) => {
         h.observe(l, v);
+        this.touch(h, l, spec);
+      },
+      addCounts: (l, counts, sum) => {
+        h.addCounts(l, counts, sum);
         this.touch(h, l, spec);
       },
       remove: (l) => {
@@ -122,7 +130,7 @@ export class SeriesStore {
     for (const [metric, map] of this.touched) {
       for (const [k, { labels, at }] of map) {
         if (at < cutoff) {
-          metric.remove(labels);
+          metric.remove(labels as Record<string, string>);
           map.delete(k);
           n++;
         }

@@ -9,7 +9,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { GetTargetPoolResponseSchema, type GetTargetPoolResponse, type IcmpModule } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
-import { PROBER_TYPES, type ModuleOf, type ProbeKind, type ProberType, type TargetOf } from "../probes/kind.ts";
+import type { ModuleOf, ProbeKind, ProberType, TargetOf } from "../probes/kind.ts";
 import { PROBE_KINDS } from "../probes/kinds.ts";
 import type { ProbeBlock, ProbeFile } from "../targets/config.ts";
 import type { AgentRegistry } from "./registry.ts";
@@ -26,26 +26,51 @@ function addTargets<K extends ProberType>(pool: GetTargetPoolResponse, type: K, 
   for (const a of addresses) if (a !== skip) list.push(kind.target(region, a, m));
 }
 
-/** The addresses of a pool's list of `type`. */
-function addressesOf<K extends ProberType>(pool: GetTargetPoolResponse, type: K): string[] {
-  const kind = PROBE_KINDS[type] as ProbeKind<K>;
-  return (pool[type] as TargetOf<K>[]).map((t) => `${t.targetRegion}\u0000${kind.addressOf(t)}`);
-}
-
-/** Source regions whose assignment sets are cached at most (region names come from agents). */
+/** Source regions whose pools are cached at most (region names come from agents). */
 const MAX_CACHED_REGIONS = 4096;
 
-/** Builds pools from the current probe file and the live agents. */
-export class TargetPool {
-  private cache = new Map<string, { gen: string; keys: Set<string> }>();
-  private fileGeneration = 0;
+const key = (type: ProberType, region: string, address: string) => `${type}\u0000${region}\u0000${address}`;
 
-  constructor(private file: ProbeFile, readonly discovery: Discovery, private readonly probeSelf: boolean, private readonly registry: AgentRegistry) {}
+/**
+ * Builds pools from the current probe file and the live agents. Assignment checks are O(1): a
+ * set of (kind, target region, address) kept up to date from the file and from registry events
+ * (agentChanged), not rebuilt per push or per registry change. A region's pool is built once per
+ * change of the file or of the live agents and then served from a cache.
+ */
+export class TargetPool {
+  private readonly cache = new Map<string, GetTargetPoolResponse>();
+  private fileKeys = new Set<string>();
+  /** Live agents' mesh targets: key -> how many live agents of that region have that IP (normally 1). */
+  private readonly agentKeys = new Map<string, number>();
+
+  constructor(private file: ProbeFile, readonly discovery: Discovery, private readonly probeSelf: boolean, private readonly registry: AgentRegistry) {
+    this.indexFile();
+    for (const a of registry.live()) this.agentChanged(a.region, a.ip, true);
+  }
+
+  private indexFile(): void {
+    this.fileKeys = new Set(this.file.blocks.flatMap((b) => b.targets.map((t) => key(b.proberType, b.region, t))));
+  }
+
+  private changed(): void {
+    this.cache.clear();
+  }
 
   /** Replaces the probe file (after /-/reload validated it). */
   replaceFile(file: ProbeFile): void {
     this.file = file;
-    this.fileGeneration++;
+    this.indexFile();
+    this.changed();
+  }
+
+  /** An agent became live (`alive`) or dead / forgotten; call from the registry's change events. */
+  agentChanged(region: string, ip: string, alive: boolean): void {
+    if (this.discovery !== "dynamic") return;
+    const k = key("icmp", region, ip);
+    const n = (this.agentKeys.get(k) ?? 0) + (alive ? 1 : -1);
+    if (n > 0) this.agentKeys.set(k, n);
+    else this.agentKeys.delete(k);
+    this.changed();
   }
 
   /** The current probe file. */
@@ -56,9 +81,20 @@ export class TargetPool {
   /**
    * The pool for agents of `sourceRegion`; `agentIp` (if given) is left out of the ICMP targets.
    * With `redact`, module secrets are replaced by it ("<secret>" for display, "" for an agent that
-   * may not have them).
+   * may not have them). The result is a fresh message the caller may change.
    */
   poolFor(sourceRegion: string, agentIp = "", redact?: string): GetTargetPoolResponse {
+    const ck = `${sourceRegion}\u0000${redact ?? "\u0001"}`;
+    let full = this.cache.get(ck);
+    if (!full) {
+      full = this.build(sourceRegion, redact);
+      if (this.cache.size >= MAX_CACHED_REGIONS) this.cache.clear();
+      this.cache.set(ck, full);
+    }
+    return create(GetTargetPoolResponseSchema, { icmp: agentIp ? full.icmp.filter((t) => t.address !== agentIp) : full.icmp, http: full.http });
+  }
+
+  private build(sourceRegion: string, redact?: string): GetTargetPoolResponse {
     const pool = create(GetTargetPoolResponseSchema, {});
     const wanted = (region: string) => this.probeSelf || region !== sourceRegion;
     // The mesh: ICMP targets per region, the file's merged with live agents' IPs.
@@ -69,32 +105,23 @@ export class TargetPool {
       if (b.proberType === "icmp") mesh.set(b.region, { module: b.module, targets: new Set(b.targets) });
       else fileBlocks.push(b);
     }
-    if (this.discovery === "dynamic") {
-      for (const a of this.registry.live()) {
-        if (!wanted(a.region)) continue;
-        let entry = mesh.get(a.region);
-        if (!entry) mesh.set(a.region, (entry = { module: PROBE_KINDS.icmp.defaultModule(), targets: new Set() }));
-        entry.targets.add(a.ip);
-      }
+    for (const k of this.agentKeys.keys()) {
+      const [, region, ip] = k.split("\u0000") as [string, string, string];
+      if (!wanted(region)) continue;
+      let entry = mesh.get(region);
+      if (!entry) mesh.set(region, (entry = { module: PROBE_KINDS.icmp.defaultModule(), targets: new Set() }));
+      entry.targets.add(ip);
     }
-    for (const [region, { module, targets }] of [...mesh].sort(([a], [b]) => a.localeCompare(b))) addTargets(pool, "icmp", region, targets, module, agentIp, redact);
+    for (const [region, { module, targets }] of [...mesh].sort(([a], [b]) => a.localeCompare(b))) addTargets(pool, "icmp", region, targets, module, "", redact);
     for (const b of fileBlocks) addTargets(pool, b.proberType, b.region, b.targets, b.module as ModuleOf<typeof b.proberType>, "", redact);
     return pool;
   }
 
-  /** True when `address` of `targetRegion` is in `sourceRegion`'s pool (push validation). */
+  /** True when `address` of `targetRegion` is in `sourceRegion`'s pool (push validation). O(1). */
   isAssigned(sourceRegion: string, type: ProberType, targetRegion: string, address: string): boolean {
-    const gen = `${this.fileGeneration}/${this.registry.generation}`;
-    let c = this.cache.get(sourceRegion);
-    if (!c || c.gen !== gen) {
-      const p = this.poolFor(sourceRegion);
-      const keys = new Set<string>();
-      for (const t of PROBER_TYPES) for (const k of addressesOf(p, t)) keys.add(`${t}\u0000${k}`);
-      c = { gen, keys };
-      if (this.cache.size >= MAX_CACHED_REGIONS) this.cache.clear();
-      this.cache.set(sourceRegion, c);
-    }
-    return c.keys.has(`${type}\u0000${targetRegion}\u0000${address}`);
+    if (!this.probeSelf && targetRegion === sourceRegion) return false;
+    const k = key(type, targetRegion, address);
+    return this.fileKeys.has(k) || this.agentKeys.has(k);
   }
 
   /**

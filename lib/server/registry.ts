@@ -52,8 +52,6 @@ export class AgentRegistry {
   private readonly agents = new Map<string, AgentEntry>();
   /** Known agents (live or dead) per region. */
   private readonly perRegion = new Map<string, number>();
-  /** Bumped whenever the set of live agents changes (pools depend on it). */
-  generation = 0;
 
   /** @param deadAfterMs ratio x aggregation interval, milliseconds */
   constructor(
@@ -76,7 +74,6 @@ export class AgentRegistry {
     const entry: AgentEntry = { region: a.region, ip: a.ip, version: a.version, hostname: a.hostname, firstSeenMs: old?.firstSeenMs ?? t, lastSeenMs: t, alive: true };
     this.agents.set(key, entry);
     if (!old || !old.alive || old.version !== a.version) {
-      this.generation++;
       this.events.onChange?.(entry, old && old.version !== a.version ? old : undefined);
     }
     return entry;
@@ -88,7 +85,6 @@ export class AgentRegistry {
     for (const [key, e] of this.agents) {
       if (e.alive && t - e.lastSeenMs > this.deadAfterMs) {
         e.alive = false;
-        this.generation++;
         this.events.onChange?.(e);
       } else if (!e.alive && t - e.lastSeenMs > this.deadAfterMs + FORGET_AFTER_MS) {
         this.agents.delete(key);

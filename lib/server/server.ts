@@ -64,14 +64,17 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const startedMs = Date.now();
   const store = new SeriesStore(expireMs);
   const metrics = serverMetrics(store, SERVER_LABEL_VALUES);
+  let pool: TargetPool | undefined;
   const registry = new AgentRegistry(expireMs, {
     onChange: (e, prev) => {
       metrics.agentChanged(e, prev);
+      // A version change of a live agent (prev set, alive before and after) changes no pool.
+      if (!(prev && prev.alive === e.alive)) pool?.agentChanged(e.region, e.ip, e.alive);
       o.log.info({ region: e.region, ip: e.ip, version: e.version, alive: e.alive }, e.alive ? "agent alive" : "agent dead");
     },
     onForget: (e) => metrics.agentForgotten(e),
   }, undefined, { maxAgents: o.maxAgents, maxRegions: o.maxRegions });
-  const pool = new TargetPool(file, o.discovery, o.probeSelf, registry);
+  pool = new TargetPool(file, o.discovery, o.probeSelf, registry);
   const ingests = createIngests(store);
   const windows = new AggregationWindows<ProberType>(o.aggregationIntervalMs, ingests);
   let ready = false;

@@ -12,9 +12,8 @@ import { Moments } from "../../aggregation/moments.ts";
 import type { SeriesStore } from "../../metrics/series.ts";
 import type { IcmpResult } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { checkCommon, seconds } from "../result_common.ts";
+import { RTT_BUCKET_BOUNDS, RTT_BUCKETS, rttBucketCounts } from "./buckets.ts";
 
-/** prober_icmp_duration_seconds_total buckets: 5e-05 x 2^k seconds, k = 0..18 (50 µs .. 13.1 s). */
-export const ICMP_HISTOGRAM_BUCKETS: readonly number[] = Array.from({ length: 19 }, (_, k) => 5e-5 * 2 ** k);
 
 /** Upper bound for packets in one ICMP result. */
 const MAX_PACKETS = 100_000;
@@ -48,7 +47,12 @@ export function checkIcmpResult(r: IcmpResult): string {
   if (common) return common;
   if (r.sent > MAX_PACKETS) return "sent out of range";
   if (r.received > r.sent) return "received > sent";
-  if (r.rttsSeconds.length !== 0 && r.rttsSeconds.length !== r.received) return "rtts_seconds length != received";
+  // The RTTs come as a histogram (agents since 0.2) or one by one (0.1), never both.
+  if (r.rttBucketCounts.length !== 0) {
+    if (r.rttsSeconds.length !== 0) return "rtts_seconds and rtt_bucket_counts both set";
+    if (r.rttBucketCounts.length !== RTT_BUCKETS) return `rtt_bucket_counts must have ${RTT_BUCKETS} entries`;
+    if (r.rttBucketCounts.reduce((a, b) => a + b, 0) !== r.received) return "rtt_bucket_counts do not add up to received";
+  } else if (r.rttsSeconds.length !== r.received) return "rtts_seconds length != received";
   if (!r.rttsSeconds.every(seconds)) return "rtt out of range";
   if (![r.minSeconds, r.meanSeconds, r.maxSeconds, r.stddevSeconds, r.resolveSeconds].every(seconds)) return "statistic out of range";
   if (r.received > 0 && !(r.minSeconds <= r.meanSeconds + 1e-12 && r.meanSeconds <= r.maxSeconds + 1e-12)) return "min <= mean <= max does not hold";
@@ -73,7 +77,7 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
   const loss = store.gauge({ name: "prober_icmp_packet_loss_rate", type: "gauge", labelNames: PAIR, help: "ICMP packet loss ratio 0..1 (lost / sent) in the last published aggregation window." });
   const jitter = store.gauge({ name: "prober_icmp_jitter_stddev_seconds", type: "gauge", labelNames: PAIR, help: "Mean of per-(agent, target) RTT standard deviations in seconds over the last published window.", doc: "Absent for a window in which the pair received no packet." });
   const histogram = store.histogram({
-    name: "prober_icmp_duration_seconds_total", type: "histogram", labelNames: PAIR, buckets: ICMP_HISTOGRAM_BUCKETS,
+    name: "prober_icmp_duration_seconds_total", type: "histogram", labelNames: PAIR, buckets: RTT_BUCKET_BOUNDS,
     help: "RTT of every received ICMP echo reply, seconds (cumulative: every accepted result, backlog included).",
     doc: "Buckets 50 µs × 2^k, k = 0..18. The name is ProberMesh's (its dashboards keep working).",
   });
@@ -90,7 +94,10 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
       const l = { source_region: sourceRegion, target_region: r.targetRegion };
       sentTotal.inc(l, r.sent);
       receivedTotal.inc(l, r.received);
-      for (const v of r.rttsSeconds) histogram.observe(l, v);
+      if (r.received === 0) return;
+      // Counts as sent (0.2 agents), or made from the RTTs (0.1 agents): O(buckets) to publish.
+      const counts = r.rttBucketCounts.length ? r.rttBucketCounts : rttBucketCounts(r.rttsSeconds);
+      histogram.addCounts(l, counts, r.meanSeconds * r.received);
     },
 
     openWindow(): KindWindow<IcmpResult> {
