@@ -47,6 +47,7 @@ try {
     tlsCaFile: f["agent.rpc.tls.ca.file"] as string,
     tlsCertFile: f["agent.rpc.tls.cert.file"] as string,
     tlsKeyFile: f["agent.rpc.tls.key.file"] as string,
+    failbackMs: f["agent.rpc.failback.interval"] as number,
     ip,
     probeIntervalMs: f["agent.probe.interval"] as number,
     syncIntervalMs: f["agent.sync.interval"] as number,

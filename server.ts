@@ -38,6 +38,7 @@ try {
     enableLifecycle: f["server.web.enable-lifecycle"] as boolean,
     maxAgents: f["server.registry.max.agents"] as number,
     maxRegions: f["server.registry.max.regions"] as number,
+    registryUrl: str("server.registry.url"),
     log,
   });
   const stop = async () => {

@@ -52,7 +52,7 @@ const NEEDS_OPERATOR = new Set([Code.Unauthenticated, Code.PermissionDenied]);
 /** Starts an agent; resolves once the first heartbeat succeeded. */
 export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   const log = o.log;
-  const client = rpcClient(o);
+  const client = rpcClient(o, (addr, why) => log.warn({ server: addr, why }, "switched server"));
   const me: Agent = create(AgentSchema, { region: o.region, ip: o.ip, version: VERSION, hostname: hostname() });
   const abort = new AbortController();
   const probers = Object.fromEntries(PROBER_TYPES.map((t) => [t, AGENT_KINDS[t].create()])) as { [K in ProberType]: Prober<K> };

@@ -1,11 +1,15 @@
 /**
- * The agent's Connect-RPC client (docs/protocol.md, docs/security.md): `host:port` or an
- * `http://` URL speaks plaintext, an `https://` URL TLS (the CA of -agent.rpc.tls.ca.file or the
- * system roots; a client certificate for mutual TLS). Every call carries the agent token, when
+ * The agent's Connect-RPC client (docs/protocol.md, docs/security.md, docs/scale.md): `host:port`
+ * or an `http://` URL speaks plaintext, an `https://` URL TLS (the CA of -agent.rpc.tls.ca.file or
+ * the system roots; a client certificate for mutual TLS). Every call carries the agent token, when
  * there is one, and a deadline.
+ *
+ * A comma-separated list of servers (several servers sharing a Redis registry) fails over: calls
+ * go to the current server; `unavailable` or an expired deadline moves to the next one; while not
+ * on the first, the first is tried again every `failbackMs` and a success moves back.
  */
 import { readFileSync } from "node:fs";
-import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { RPC_DEADLINE_MS } from "../rpc/limits.ts";
 import { ProberMeshService } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
@@ -18,6 +22,8 @@ export interface ClientOptions {
   tlsCaFile: string;
   tlsCertFile: string;
   tlsKeyFile: string;
+  /** With several servers: how often to try the first again while on another, milliseconds. */
+  failbackMs: number;
 }
 
 /** "host:port" or a URL to the server's base URL. */
@@ -33,8 +39,62 @@ const read = (file: string, flag: string) => {
   }
 };
 
-/** Builds the client. @throws Error naming the flag of an unreadable file or a TLS flag given for a plaintext address */
-export function rpcClient(o: ClientOptions): Client<typeof ProberMeshService> {
+
+/** Errors after which the next server is tried: the server is away, not refusing. */
+const FAILOVER_CODES = new Set([Code.Unavailable, Code.DeadlineExceeded]);
+
+/** The three RPCs, as the agent uses them. */
+export type AgentClient = Pick<Client<typeof ProberMeshService>, "heartbeat" | "getTargetPool" | "pushResults">;
+
+/**
+ * Builds the client for one server or a comma-separated list of them.
+ * @param onSwitch told the new server's address whenever the agent moves to another server
+ * @throws Error naming the flag of an unreadable file or a TLS flag given for a plaintext address
+ */
+export function rpcClient(o: ClientOptions, onSwitch: (addr: string, why: string) => void = () => {}): AgentClient {
+  const addrs = o.serverAddr.split(",").map((a) => a.trim()).filter(Boolean);
+  if (addrs.length === 0) throw new Error("flag -agent.rpc.report.addr is empty");
+  const clients = addrs.map((serverAddr) => oneClient({ ...o, serverAddr }));
+  if (clients.length === 1) return clients[0]!;
+  let current = 0;
+  let lastFailback = Date.now();
+  const call = async <T>(f: (c: AgentClient) => Promise<T>): Promise<T> => {
+    if (current !== 0 && Date.now() - lastFailback >= o.failbackMs) {
+      lastFailback = Date.now();
+      try {
+        await f(clients[0]!);
+        current = 0;
+        onSwitch(addrs[0]!, "the first server answers again");
+      } catch {
+        /* still away: stay */
+      }
+    }
+    let last: unknown;
+    for (let i = 0; i < clients.length; i++) {
+      const idx = (current + i) % clients.length;
+      try {
+        const r = await f(clients[idx]!);
+        if (idx !== current) {
+          onSwitch(addrs[idx]!, `${addrs[current]} unreachable: ${ConnectError.from(last).rawMessage}`);
+          current = idx;
+          lastFailback = Date.now();
+        }
+        return r;
+      } catch (e) {
+        if (!FAILOVER_CODES.has(ConnectError.from(e).code)) throw e;
+        last = e;
+      }
+    }
+    throw last;
+  };
+  return {
+    heartbeat: (req, opts) => call((c) => c.heartbeat(req, opts)),
+    getTargetPool: (req, opts) => call((c) => c.getTargetPool(req, opts)),
+    pushResults: (req, opts) => call((c) => c.pushResults(req, opts)),
+  };
+}
+
+function oneClient(o: ClientOptions): AgentClient {
   const baseUrl = serverBaseUrl(o.serverAddr);
   const tls = baseUrl.startsWith("https://");
   if (!tls && (o.tlsCaFile || o.tlsCertFile)) throw new Error(`the -agent.rpc.tls.* flags need an https:// address in -agent.rpc.report.addr (got ${o.serverAddr})`);

@@ -59,6 +59,11 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
     name: "prober_server_registry_refusals_total", type: "counter", labelNames: ["reason"],
     help: "Heartbeats of new agents refused with resource_exhausted because a registry cap was reached.", doc: `reason: ${reasonDoc(values.registryRefusals)}.`, expires: false,
   });
+  const backendUp = store.gauge({
+    name: "prober_server_registry_backend_up", type: "gauge", labelNames: [],
+    help: "1 while the agent registry's backend is reachable (always 1 for the in-process registry); 0 while a shared Redis registry is away and the server serves from its last view.", expires: false,
+  });
+  backendUp.set({}, 1);
   for (const reason of Object.keys(values.authFailures)) authFailures.inc({ reason }, 0);
   for (const reason of Object.keys(values.registryRefusals)) registryRefusals.inc({ reason }, 0);
   for (const t of proberTypes) {
@@ -75,6 +80,7 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
     rejected: (type: string, reason: RejectReason) => reject.inc({ prober_type: type, reason }),
     deferred: () => deferred.inc({}),
     authFailed: (reason: string) => authFailures.inc({ reason }),
+    registryBackend: (up: boolean) => backendUp.set({}, up ? 1 : 0),
     registryRefused: (reason: string) => registryRefusals.inc({ reason }),
     /** Reflects an agent's state (removing the label set of its previous version, if given). */
     agentChanged(a: AgentLabels, previous?: AgentLabels) {

@@ -20,5 +20,6 @@ export const SERVER_FLAGS: FlagSpec[] = [
   { name: "server.web.enable-lifecycle", kind: "bool", default: "false", help: "serve POST /-/reload (SIGHUP always reloads)" },
   { name: "server.registry.max.agents", kind: "number", default: "10000", min: 1, help: "agents the registry holds at most; heartbeats of new agents beyond it get resource_exhausted" },
   { name: "server.registry.max.regions", kind: "number", default: "1000", min: 1, help: "distinct regions the registry holds at most; beyond it, resource_exhausted" },
+  { name: "server.registry.url", kind: "string", default: "", help: "shared agent registry for several servers: redis://host:port/db (default: in-process, one server)" },
   { name: "log.level", kind: "string", default: "info", choices: [...LOG_LEVELS], help: "log level: debug, info, warn, error" },
 ];

@@ -43,6 +43,8 @@ export interface RegistryLimits {
 export interface RegistryEvents {
   /** An agent's alive state or labels changed; `previous` is set when its version changed. */
   onChange?(entry: AgentEntry, previous?: AgentEntry): void;
+  /** A heartbeat arrived at this server (to share it with other servers). */
+  onHeartbeat?(entry: AgentEntry): void;
   /** An agent was forgotten (remove its series). */
   onForget?(entry: AgentEntry): void;
 }
@@ -61,17 +63,39 @@ export class AgentRegistry {
     private readonly limits: RegistryLimits = { maxAgents: 10_000, maxRegions: 1_000 },
   ) {}
 
-  /** Records a heartbeat. @returns the entry @throws RegistryFull when a new agent would exceed a cap */
+  /** Records a heartbeat received here. @returns the entry @throws RegistryFull when a new agent would exceed a cap */
   heartbeat(a: Agent): AgentEntry {
+    const e = this.record(a, this.now(), undefined);
+    this.events.onHeartbeat?.(e);
+    return e;
+  }
+
+  /**
+   * Records a heartbeat another server received (the shared registry): applied when newer than
+   * what is known here. @returns false when it was older, or refused by a cap
+   */
+  observe(a: Pick<AgentEntry, "region" | "ip" | "version" | "hostname" | "firstSeenMs" | "lastSeenMs">): boolean {
+    const old = this.agents.get(`${a.region}\u0000${a.ip}`);
+    if (old && old.lastSeenMs >= a.lastSeenMs) return false;
+    if (this.now() - a.lastSeenMs > this.deadAfterMs) return false; // already dead: nothing to learn
+    try {
+      this.record(a, a.lastSeenMs, a.firstSeenMs);
+      return true;
+    } catch (e) {
+      if (e instanceof RegistryFull) return false;
+      throw e;
+    }
+  }
+
+  private record(a: Pick<Agent, "region" | "ip" | "version" | "hostname">, t: number, firstSeenMs: number | undefined): AgentEntry {
     const key = `${a.region}\u0000${a.ip}`;
-    const t = this.now();
     const old = this.agents.get(key);
     if (!old) {
       if (this.agents.size >= this.limits.maxAgents) throw new RegistryFull("max_agents");
       if (!this.perRegion.has(a.region) && this.perRegion.size >= this.limits.maxRegions) throw new RegistryFull("max_regions");
       this.perRegion.set(a.region, (this.perRegion.get(a.region) ?? 0) + 1);
     }
-    const entry: AgentEntry = { region: a.region, ip: a.ip, version: a.version, hostname: a.hostname, firstSeenMs: old?.firstSeenMs ?? t, lastSeenMs: t, alive: true };
+    const entry: AgentEntry = { region: a.region, ip: a.ip, version: a.version, hostname: a.hostname, firstSeenMs: old?.firstSeenMs ?? firstSeenMs ?? t, lastSeenMs: t, alive: true };
     this.agents.set(key, entry);
     if (!old || !old.alive || old.version !== a.version) {
       this.events.onChange?.(entry, old && old.version !== a.version ? old : undefined);

@@ -19,6 +19,7 @@ import { httpApp } from "./http.ts";
 import { createIngests } from "./kinds.ts";
 import { TargetPool, type Discovery } from "./pool.ts";
 import { AgentRegistry, REGISTRY_REFUSALS } from "./registry.ts";
+import { RedisRegistrySync } from "./registry_redis.ts";
 import { checkExposure, Security, type SecurityOptions } from "./security.ts";
 import { rpcHandler } from "./rpc_adapter.ts";
 import { proberMeshService } from "./service.ts";
@@ -38,6 +39,8 @@ export interface ServerOptions extends SecurityOptions {
   enableLifecycle: boolean;
   maxAgents: number;
   maxRegions: number;
+  /** redis://host:port/db of a shared registry, or "" for the in-process one. */
+  registryUrl: string;
   log: Logger;
 }
 
@@ -65,6 +68,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const store = new SeriesStore(expireMs);
   const metrics = serverMetrics(store, SERVER_LABEL_VALUES);
   let pool: TargetPool | undefined;
+  let shared: RedisRegistrySync | undefined;
   const registry = new AgentRegistry(expireMs, {
     onChange: (e, prev) => {
       metrics.agentChanged(e, prev);
@@ -73,7 +77,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       o.log.info({ region: e.region, ip: e.ip, version: e.version, alive: e.alive }, e.alive ? "agent alive" : "agent dead");
     },
     onForget: (e) => metrics.agentForgotten(e),
+    onHeartbeat: (e) => shared?.publish(e),
   }, undefined, { maxAgents: o.maxAgents, maxRegions: o.maxRegions });
+  if (o.registryUrl) {
+    shared = new RedisRegistrySync(o.registryUrl, registry, o.log, expireMs, (up) => metrics.registryBackend(up));
+    await shared.start();
+  }
   pool = new TargetPool(file, o.discovery, o.probeSelf, registry);
   const ingests = createIngests(store);
   const windows = new AggregationWindows<ProberType>(o.aggregationIntervalMs, ingests);
@@ -135,7 +144,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   o.log.info({
     rpc: `${splitHostPort(o.rpcListenAddr).host}:${rpc.port}`, rpcTls: !!security.rpcTls, mutualTls: !!security.rpcTls?.clientCa, agentTokens: !!security.tokens,
     http: `${host}:${web.port}`, httpTls: !!security.web.tls, basicAuth: security.web.users.size > 0, lifecycle: o.enableLifecycle,
-    discovery: o.discovery, file: o.probeFile || null, blocks: file.blocks.length,
+    discovery: o.discovery, file: o.probeFile || null, blocks: file.blocks.length, registry: o.registryUrl ? "redis" : "in-process",
   }, "server started");
   return {
     rpcPort: rpc.port,
@@ -144,6 +153,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     async close() {
       clearInterval(sweep);
       clearTimeout(publishTimer);
+      shared?.close();
       web.stop(true);
       await rpc.close();
     },

@@ -1,0 +1,130 @@
+/**
+ * The shared registry (`-server.registry.url redis://host:port/db`, docs/scale.md): several servers
+ * share heartbeats, live agents and so the dynamic pools, so an agent may talk to any of them.
+ *
+ * - Every heartbeat a server receives is written to one Redis hash (field `region\0ip`, value the
+ *   entry as JSON with its lastSeenMs).
+ * - Every server reads the hash every second into its local AgentRegistry (observe(): newer
+ *   heartbeats win), so pools and assignment checks see agents of every server.
+ * - Entries dead for longer than the registry remembers them are deleted by whichever server sees them.
+ * - If Redis goes away the server keeps serving from its last view plus the heartbeats it receives
+ *   itself, logs it once and sets prober_server_registry_backend_up 0; when Redis is back the
+ *   server writes what it saw meanwhile and reads again.
+ *
+ * Bun's built-in Redis client (Bun.RedisClient) speaks to it.
+ */
+import { RedisClient } from "bun";
+import type { Logger } from "../log.ts";
+import { FORGET_AFTER_MS, type AgentEntry, type AgentRegistry } from "./registry.ts";
+
+/** The hash holding every agent (one per database; several meshes use several databases). */
+export const REDIS_AGENTS_KEY = "probermesh:agents";
+
+/** How often each server reads the shared registry, milliseconds. */
+export const REDIS_POLL_MS = 1000;
+
+/** Stored per agent. */
+type Stored = Pick<AgentEntry, "region" | "ip" | "version" | "hostname" | "firstSeenMs" | "lastSeenMs">;
+
+/** Checks a `redis://host:port/db` URL. @throws Error naming the flag */
+export function checkRedisUrl(url: string): void {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error(`invalid value "${url}" for flag -server.registry.url: not a URL (want redis://host:port/db)`);
+  }
+  if (u.protocol !== "redis:" && u.protocol !== "rediss:") throw new Error(`invalid value "${url}" for flag -server.registry.url: the scheme must be redis:// or rediss://`);
+  if (u.pathname.length > 1 && !/^\/\d+$/.test(u.pathname)) throw new Error(`invalid value "${url}" for flag -server.registry.url: the path must be a database number`);
+}
+
+export class RedisRegistrySync {
+  private readonly client: RedisClient;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  /** Backend state; undefined before the first poll. */
+  private up: boolean | undefined;
+  private polling = false;
+  /** Heartbeats received while Redis was down, written when it is back (latest per agent). */
+  private readonly pending = new Map<string, Stored>();
+
+  /**
+   * @param onState called with true / false when the backend comes up / goes down (metric and log)
+   */
+  constructor(url: string, private readonly registry: AgentRegistry, private readonly log: Logger, private readonly deadAfterMs: number, private readonly onState: (up: boolean) => void) {
+    checkRedisUrl(url);
+    this.client = new RedisClient(url, { autoReconnect: true, enableOfflineQueue: false, connectionTimeout: 2000, maxRetries: 1_000_000 });
+  }
+
+  /** Connects (without failing the start when Redis is away) and starts polling. */
+  async start(): Promise<void> {
+    await this.poll();
+    this.timer = setInterval(() => void this.poll(), REDIS_POLL_MS);
+  }
+
+  /** Shares a heartbeat this server received. Never throws; a failure marks the backend down. */
+  publish(e: AgentEntry): void {
+    const stored: Stored = { region: e.region, ip: e.ip, version: e.version, hostname: e.hostname, firstSeenMs: e.firstSeenMs, lastSeenMs: e.lastSeenMs };
+    const field = `${e.region}\u0000${e.ip}`;
+    if (!this.up) {
+      this.pending.set(field, stored);
+      return;
+    }
+    this.client.send("HSET", [REDIS_AGENTS_KEY, field, JSON.stringify(stored)]).catch((err) => {
+      this.pending.set(field, stored);
+      this.setUp(false, err);
+    });
+  }
+
+  private setUp(up: boolean, err?: unknown): void {
+    if (up === this.up) return;
+    this.up = up;
+    if (up) this.log.info("shared registry (Redis) reachable; agents of every server are shared");
+    else this.log.error({ err: String(err) }, "shared registry (Redis) unreachable; serving from the last known registry and this server's own heartbeats");
+    this.onState(up);
+  }
+
+  /** Reads the shared hash into the local registry; writes pending heartbeats first. */
+  private async poll(): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
+    try {
+      if (!this.client.connected) await this.client.connect();
+      for (const [field, stored] of this.pending) {
+        await this.client.send("HSET", [REDIS_AGENTS_KEY, field, JSON.stringify(stored)]);
+        this.pending.delete(field);
+      }
+      const flat = (await this.client.send("HGETALL", [REDIS_AGENTS_KEY])) as string[] | Record<string, string>;
+      const entries = Array.isArray(flat) ? pairs(flat) : Object.entries(flat);
+      const now = Date.now();
+      const stale: string[] = [];
+      for (const [field, json] of entries) {
+        let s: Stored;
+        try {
+          s = JSON.parse(json) as Stored;
+        } catch {
+          stale.push(field); // not ours: drop it
+          continue;
+        }
+        if (now - s.lastSeenMs > this.deadAfterMs + FORGET_AFTER_MS) stale.push(field);
+        else this.registry.observe(s);
+      }
+      if (stale.length) await this.client.send("HDEL", [REDIS_AGENTS_KEY, ...stale]);
+      this.setUp(true);
+    } catch (err) {
+      this.setUp(false, err);
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.client.close();
+  }
+}
+
+function pairs(flat: string[]): [string, string][] {
+  const out: [string, string][] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
+  return out;
+}
