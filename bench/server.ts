@@ -78,9 +78,11 @@ async function run(agents: number, regions: number, seconds: number, format: "0.
     const t0 = Date.now();
     await Promise.all(pushers);
     const cores = (cpuSeconds(server.proc.pid!) - c0) / ((Date.now() - t0) / 1000);
+    const rssBeforeScrape = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.proc.pid}/status`, "utf8"))![1]) / 1024;
     const s0 = performance.now();
     const text = await (await fetch(`http://127.0.0.1:${web}/metrics`)).text();
     const scrapeMs = performance.now() - s0;
+    if (process.argv.includes("--verbose")) console.error(`${format} ${agents} agents: RSS before the scrape ${rssBeforeScrape.toFixed(0)} MB, peak ${peakRssMb(server.proc.pid!).toFixed(0)} MB`);
     return {
       format, agents, regions, resultsPerSec: (agents * perPush) / (INTERVAL_MS / 1000), cores, peakMb: peakRssMb(server.proc.pid!),
       pushP99Ms: quantile(latencies, 0.99), scrapeMs, metricsMb: text.length / 1e6, rejected,

@@ -7,6 +7,9 @@
 
 type Labels = Record<string, string>;
 
+/** Escapes a label value for the text format: backslash, double quote and newline. */
+const escapeLabel = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+
 interface Series {
   labels: Labels;
   /** Per-bucket (non-cumulative) counts; the last entry is +Inf. */
@@ -62,6 +65,31 @@ export class BucketHistogram {
 
   reset(): void {
     this.series.clear();
+  }
+
+  /**
+   * The exposition text (Prometheus text format 0.0.4) in chunks of about `linesPerChunk` lines,
+   * rendered straight from the counts: a scrape of a large mesh never holds all of it at once.
+   */
+  *render(linesPerChunk = 2000): Generator<string> {
+    yield `# HELP ${this.name} ${this.help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}\n# TYPE ${this.name} histogram\n`;
+    let buf: string[] = [];
+    for (const s of this.series.values()) {
+      const base = Object.entries(s.labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",");
+      const sep = base ? "," : "";
+      let cum = 0;
+      s.counts.forEach((c, i) => {
+        cum += c;
+        buf.push(`${this.name}_bucket{${base}${sep}le="${this.les[i]}"} ${cum}`);
+      });
+      const braces = base ? `{${base}}` : "";
+      buf.push(`${this.name}_sum${braces} ${s.sum}`, `${this.name}_count${braces} ${cum}`);
+      if (buf.length >= linesPerChunk) {
+        yield buf.join("\n") + "\n";
+        buf = [];
+      }
+    }
+    if (buf.length) yield buf.join("\n") + "\n";
   }
 
   /** prom-client's metric interface: the values to render. */

@@ -76,7 +76,17 @@ export function httpApp(d: HttpDeps): Hono {
     }
     await next();
   });
-  app.get("/metrics", async (c) => c.body(await d.store.metrics(), 200, { "Content-Type": d.store.contentType }));
+  app.get("/metrics", (c) => {
+    const chunks = d.store.exposition();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctrl) {
+        const { value, done } = await chunks.next();
+        if (done) ctrl.close();
+        else ctrl.enqueue(new TextEncoder().encode(value));
+      },
+    });
+    return c.body(body, 200, { "Content-Type": d.store.contentType });
+  });
   app.get("/-/healthy", (c) => c.text("ProberMesh server is Healthy.\n"));
   app.get("/-/ready", (c) => (d.ready() ? c.text("ProberMesh server is Ready.\n") : c.text("not ready\n", 503)));
   app.get("/-/targets", (c) => {
