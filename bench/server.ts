@@ -7,6 +7,13 @@
  *
  *   npm run bench:server                                  # 200 agents / 50 regions and 500 / 100
  *   bun run bench/server.ts --agents 200 --regions 50 --seconds 60
+ *   bun run bench/server.ts --servers 2 --agents 500 --regions 100   # two servers + redis-server
+ *
+ * With --servers 2 the simulated agents share two servers through a Redis registry (a real
+ * redis-server), half preferring each, using the agent's own failover client; agent i loses i mod 8
+ * of 64 echoes per result; one server is killed halfway. Prints the loss from the sum of both
+ * servers' counters next to the loss of what the agents had accepted, results accepted and
+ * rejected, pushes that failed on both servers, and each server's CPU and peak RSS.
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -16,7 +23,8 @@ import { readFileSync } from "node:fs";
 import { rttBucketCounts } from "../lib/probes/icmp/buckets.ts";
 import { Moments } from "../lib/aggregation/moments.ts";
 import { IcmpResultSchema, ProberMeshService, type IcmpResult } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
-import { SERVER_BIN, freePort, start, waitFor } from "../tests/helpers/procs.ts";
+import { rpcClient } from "../lib/agent/client.ts";
+import { SERVER_BIN, freePort, run as runCmd, samples, scrape, start, waitFor, type Proc } from "../tests/helpers/procs.ts";
 import { quantile } from "../tests/helpers/stats.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -92,8 +100,97 @@ async function run(agents: number, regions: number, seconds: number, format: "0.
   }
 }
 
+/** Two servers sharing a Redis registry; one killed halfway. */
+async function runPair(agents: number, regions: number, seconds: number): Promise<string> {
+  const redisPort = await freePort();
+  const redis = start(["redis-server", "--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+  const servers: { rpc: number; web: number; proc?: Proc; cores?: number; peakMb?: number }[] = [];
+  try {
+    await waitFor("redis ready", 10_000, async () => (await runCmd(["redis-cli", "-p", String(redisPort), "ping"])).stdout.trim() === "PONG");
+    for (let i = 0; i < 2; i++) {
+      const s = { rpc: await freePort(), web: await freePort() } as (typeof servers)[number];
+      s.proc = start([SERVER_BIN, "-server.registry.url", `redis://127.0.0.1:${redisPort}/0`, "-server.rpc.listen.addr", `127.0.0.1:${s.rpc}`, "-server.http.listen.addr", `127.0.0.1:${s.web}`, "-server.registry.max.agents", String(agents + 10)]);
+      servers.push(s);
+    }
+    for (const s of servers) await waitFor("server ready", 10_000, async () => (await fetch(`http://127.0.0.1:${s.web}/-/ready`)).ok);
+    const addr = (first: number) => [first, 1 - first].map((i) => `127.0.0.1:${servers[i]!.rpc}`).join(",");
+    const clients = [0, 1].map((first) => rpcClient({ serverAddr: addr(first), token: "", tlsCaFile: "", tlsCertFile: "", tlsKeyFile: "", failbackMs: 3_600_000 }));
+    const sim = Array.from({ length: agents }, (_, i) => ({ region: `r${i % regions}`, ip: `127.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, version: "bench", hostname: "bench" }));
+    for (const [i, a] of sim.entries()) await clients[i % 2]!.heartbeat({ agent: a });
+    const batches = sim.map((a, i) => {
+      const rtts = Array.from({ length: PACKETS - (i % 8) }, () => 0.002);
+      const st = Moments.of(rtts);
+      return sim.filter((t) => t.region !== a.region).map((t) => create(IcmpResultSchema, {
+        targetRegion: t.region, address: t.ip, resolvedIp: t.ip, sent: PACKETS, received: rtts.length, durationSeconds: 1,
+        minSeconds: st.min, meanSeconds: st.mean, maxSeconds: st.max, stddevSeconds: st.stddev, rttBucketCounts: rttBucketCounts(rtts),
+      }));
+    });
+    let accepted = 0, rejected = 0, failed = 0, sentOk = 0, receivedOk = 0;
+    let paused: Promise<void> | undefined;
+    const stopAt = Date.now() + seconds * 1000;
+    const pushAll = async (i: number) => {
+      await Bun.sleep((i / agents) * INTERVAL_MS);
+      while (Date.now() < stopAt) {
+        if (paused) await paused;
+        const now = Date.now();
+        for (const r of batches[i]!) r.time = timestampFromMs(now - 1000);
+        try {
+          const res = await clients[i % 2]!.pushResults({ agent: sim[i], icmp: batches[i] });
+          accepted += res.accepted;
+          rejected += res.rejected;
+          if (res.rejected === 0) {
+            sentOk += PACKETS * batches[i]!.length;
+            receivedOk += (PACKETS - (i % 8)) * batches[i]!.length;
+          }
+          await clients[i % 2]!.heartbeat({ agent: sim[i] });
+        } catch {
+          failed++;
+        }
+        await Bun.sleep(Math.max(0, INTERVAL_MS - (Date.now() - now)));
+      }
+    };
+    const c0 = servers.map((s) => cpuSeconds(s.proc!.proc.pid!));
+    const t0 = Date.now();
+    const pushers = sim.map((_, i) => pushAll(i));
+    await Bun.sleep((seconds * 1000) / 2);
+    const pid = (i: number) => servers[i]!.proc!.proc.pid!;
+    servers[1]!.cores = (cpuSeconds(pid(1)) - c0[1]!) / ((Date.now() - t0) / 1000);
+    servers[1]!.peakMb = peakRssMb(pid(1));
+    // Pause pushes, let those in flight land, read server 1's counters, kill it, go on.
+    let resume = () => {};
+    paused = new Promise((r) => (resume = r));
+    await Bun.sleep(2000);
+    const before = await scrape(`http://127.0.0.1:${servers[1]!.web}/metrics`);
+    await servers[1]!.proc!.kill("SIGKILL");
+    paused = undefined;
+    resume();
+    await Promise.all(pushers);
+    servers[0]!.cores = (cpuSeconds(pid(0)) - c0[0]!) / ((Date.now() - t0) / 1000);
+    servers[0]!.peakMb = peakRssMb(pid(0));
+    const after = await scrape(`http://127.0.0.1:${servers[0]!.web}/metrics`);
+    const sum = (n: string) => [before, after].reduce((x, m) => x + samples(m, n).reduce((y, v) => y + Number(v.value), 0), 0);
+    const loss = 1 - sum("prober_icmp_packets_received_total") / sum("prober_icmp_packets_sent_total");
+    const truth = 1 - receivedOk / sentOk;
+    return [
+      `## Two servers sharing a Redis registry: ${agents} simulated agents / ${regions} regions, ${seconds} s, server 1 killed at ${seconds / 2} s\n`,
+      "| server | CPU cores | peak RSS MB |", "|---|---|---|",
+      `| 0 (whole run) | ${servers[0]!.cores!.toFixed(3)} | ${servers[0]!.peakMb!.toFixed(0)} |`,
+      `| 1 (until killed) | ${servers[1]!.cores!.toFixed(3)} | ${servers[1]!.peakMb!.toFixed(0)} |`,
+      "", "| results accepted | rejected | pushes failed on both servers | loss: sum of both servers' counters | loss of what the agents had accepted |", "|---|---|---|---|---|",
+      `| ${accepted} | ${rejected} | ${failed} | ${(loss * 100).toFixed(6)} % | ${(truth * 100).toFixed(6)} % |`,
+    ].join("\n");
+  } finally {
+    for (const s of servers) await s.proc?.kill();
+    await redis.kill();
+  }
+}
+
 const seconds = arg("seconds", 60);
 const sizes: [number, number][] = process.argv.includes("--agents") ? [[arg("agents", 200), arg("regions", 50)]] : [[200, 50], [500, 100]];
+if (arg("servers", 1) === 2) {
+  console.log(await runPair(arg("agents", 500), arg("regions", 100), seconds));
+  process.exit(0);
+}
 const rows: Row[] = [];
 for (const [agents, regions] of sizes) for (const format of ["0.1", "0.2"] as const) rows.push(await run(agents, regions, seconds, format));
 console.log(`## Server: full dynamic mesh of simulated agents, one push per agent per 15 s, ${seconds} s measured after a 15 s warm-up\n`);
