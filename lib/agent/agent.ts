@@ -55,6 +55,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   const client = rpcClient(o, (addr, why) => log.warn({ server: addr, why }, "switched server"));
   const me: Agent = create(AgentSchema, { region: o.region, ip: o.ip, version: VERSION, hostname: hostname() });
   const abort = new AbortController();
+  const debug = log.isLevelEnabled("debug");
   const probers = Object.fromEntries(PROBER_TYPES.map((t) => [t, AGENT_KINDS[t].create()])) as { [K in ProberType]: Prober<K> };
   const ready = new Set<ProberType>();
   for (const t of PROBER_TYPES) {
@@ -96,17 +97,25 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
     const kind = PROBE_KINDS[type] as ProbeKind<K>;
     const prober = probers[type] as Prober<K>;
     const jobs: Job[] = [];
+    // Targets with equal modules share one module object (a mesh of thousands has one module).
+    const modules = new Map<string, ModuleOf<K>>();
     for (const t of pool[type] as TargetOf<K>[]) {
       const address = kind.addressOf(t);
       if (address === o.ip) continue;
+      const fingerprint = t.module ? JSON.stringify(kind.moduleJson(t.module as ModuleOf<K>)) : "";
+      if (t.module) {
+        const shared = modules.get(fingerprint);
+        if (shared) (t as { module?: ModuleOf<K> }).module = shared;
+        else modules.set(fingerprint, t.module as ModuleOf<K>);
+      }
       jobs.push({
         key: `${type}/${t.targetRegion}/${address}`,
         // A changed module restarts the target's job with it.
-        fingerprint: t.module ? JSON.stringify(kind.moduleJson(t.module as ModuleOf<K>)) : "",
+        fingerprint,
         run: () =>
           limits[type](async () => {
             const r = await prober.probe(t, abort.signal);
-            log.debug({ type, target: address, region: t.targetRegion }, "round done");
+            if (debug) log.debug({ type, target: address, region: t.targetRegion }, "round done");
             // Read `batch` only after the await: push() swaps in a new one every push period.
             (batch[type] as ResultOf<K>[]).push(r);
           }),

@@ -46,8 +46,10 @@ export interface EchoOutcome {
   duplicates: number;
   /** Replies carrying our token whose payload or checksum did not match what was sent (ignored). */
   corrupted: number;
-  /** RTT of each answered request in send order, seconds (kernel rx timestamp − time before sendto). */
+  /** RTT of each answered request in send order, seconds (kernel rx timestamp − time before sendto). Built on access. */
   rttsSeconds: number[];
+  /** RTT per request, nanoseconds, NaN when unanswered (index i: sequence firstSequence + i); the round's own buffer, no copy. */
+  rttNs: Float64Array;
   /** RTT per request, seconds, NaN when unanswered: index i is sequence (firstSequence + i) mod 2^16. */
   requestRttsSeconds: number[];
   /** Sequence number of the first request (the others follow, modulo 2^16). */
@@ -311,16 +313,21 @@ export class IcmpEngine {
     const list = this.byDest.get(r.destKey)!;
     if (list.length === 1) this.byDest.delete(r.destKey);
     else list.splice(list.indexOf(r), 1);
-    const rttsSeconds: number[] = [];
-    const requestRttsSeconds = new Array<number>(r.sent);
-    for (let i = 0; i < r.sent; i++) {
-      const v = r.rttNs[i]! / 1e9;
-      requestRttsSeconds[i] = v;
-      if (!Number.isNaN(v)) rttsSeconds.push(v);
-    }
+    const rttNs = r.rttNs.subarray(0, r.sent);
+    const sent = r.sent;
+    // The arrays are built on demand (tests, fixtures): an agent at 10,000 targets reads rttNs and
+    // would otherwise allocate them 10,000 times an interval.
     r.done({
-      sent: r.sent, received: r.received, duplicates: r.duplicates, corrupted: r.corrupted,
-      rttsSeconds, requestRttsSeconds, firstSequence: r.seqBase, error: r.error,
+      sent: r.sent, received: r.received, duplicates: r.duplicates, corrupted: r.corrupted, rttNs,
+      get rttsSeconds() {
+        const out: number[] = [];
+        for (const v of rttNs) if (!Number.isNaN(v)) out.push(v / 1e9);
+        return out;
+      },
+      get requestRttsSeconds() {
+        return Array.from(rttNs.subarray(0, sent), (v) => v / 1e9);
+      },
+      firstSequence: r.seqBase, error: r.error,
     });
   }
 }

@@ -9,7 +9,7 @@ import { Moments } from "../../aggregation/moments.ts";
 import { IcmpResultSchema, type IcmpResult, type IcmpTarget } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import type { Prober, ProberStatus } from "../kind.ts";
 import { resolveHost } from "../resolve.ts";
-import { rttBucketCounts } from "./buckets.ts";
+import { RTT_BUCKETS, rttBucket } from "./buckets.ts";
 import { ICMP_DEFAULTS } from "./defaults.ts";
 import { IcmpEngine } from "./engine.ts";
 
@@ -44,10 +44,18 @@ export class IcmpEchoProber implements Prober<"icmp"> {
       result.resolvedIp = r.ip;
       result.resolveSeconds = r.seconds;
       const o = await this.engine.echo(result.resolvedIp, opts);
-      const s = Moments.of(o.rttsSeconds);
+      // Statistics and the histogram straight from the round's RTT buffer (ns, NaN = lost).
+      const m = new Moments();
+      const counts = new Array<number>(RTT_BUCKETS).fill(0);
+      for (const ns of o.rttNs) {
+        if (Number.isNaN(ns)) continue;
+        m.add(ns / 1e9);
+        counts[rttBucket(ns / 1e9)]!++;
+      }
+      const s = m.stats();
       Object.assign(result, {
         // The histogram, not every RTT, crosses the wire: 20 counts instead of `count` doubles.
-        sent: o.sent, received: o.received, duplicates: o.duplicates, corrupted: o.corrupted, rttBucketCounts: rttBucketCounts(o.rttsSeconds),
+        sent: o.sent, received: o.received, duplicates: o.duplicates, corrupted: o.corrupted, rttBucketCounts: counts,
         minSeconds: s.min, meanSeconds: s.mean, maxSeconds: s.max, stddevSeconds: s.stddev, error: o.error,
       });
     } catch (e) {
