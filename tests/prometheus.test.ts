@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { AGENT_BIN, IS_ROOT, SERVER_BIN, freePort, killAll, skipReason, start, waitFor } from "./helpers/procs.ts";
+import { AGENT_BIN, IS_ROOT, ROOT, SERVER_BIN, freePort, killAll, skipReason, start, waitFor } from "./helpers/procs.ts";
 
 const prometheus = Bun.which("prometheus");
 const ok = IS_ROOT && prometheus !== null;
@@ -21,10 +21,12 @@ describe.skipIf(!ok)("Prometheus scrapes the server", () => {
       start([AGENT_BIN, "-region", region!, "-agent.ip", ip!, "-server.rpc.addr", `127.0.0.1:${rpc}`, "-agent.probe.interval", "1s", "-agent.sync.interval", "500ms"]);
     }
     const dir = mkdtempSync(`${tmpdir()}/pm-prom-`);
-    // The README's scrape config, pointed at the test's port, with a fast scrape interval.
+    // The README's scrape config, pointed at the test's port, with a fast scrape interval, and
+    // deploy/prometheus's rules loaded.
     writeFileSync(
       `${dir}/prometheus.yml`,
       `global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: ["${ROOT}deploy/prometheus/probermesh.rules.yml"]
 scrape_configs:
   - job_name: prober_mesh
     static_configs: [{targets: ["127.0.0.1:${web}"]}]
@@ -57,4 +59,21 @@ scrape_configs:
     expect(Number(p99[0]!.value[1])).toBeLessThan(0.1); // loopback: sanity only
     expect((await query("sum(prober_agent_is_alive)"))[0]!.value[1]).toBe("2");
   }, 60_000);
+
+  test("deploy/prometheus's recording rules give loss, RTT percentiles and no alert on a healthy mesh", async () => {
+    const query = async (q: string) => ((await (await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(q)}`)).json()) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } }).data.result;
+    // The recording group runs every 30 s.
+    const loss = await waitFor("recorded loss", 60_000, async () => {
+      const r = await query("probermesh:icmp_loss:ratio_rate5m");
+      return r.length === 2 ? r : undefined;
+    });
+    for (const s of loss) expect(s.value[1]).toBe("0");
+    for (const rule of ["probermesh:icmp_rtt_seconds:p50_5m", "probermesh:icmp_rtt_seconds:p99_5m", "probermesh:icmp_rtt_seconds:mean_5m"]) {
+      const r = await query(rule);
+      expect({ rule, n: r.length }).toEqual({ rule, n: 2 });
+      for (const s of r) expect(Number(s.value[1])).toBeGreaterThan(0);
+    }
+    const firing = ((await (await fetch(`${promUrl}/api/v1/alerts`)).json()) as { data: { alerts: { labels: { alertname: string }; state: string }[] } }).data.alerts;
+    expect(firing.filter((a) => a.state === "firing").map((a) => a.labels.alertname)).toEqual([]);
+  }, 90_000);
 });
