@@ -1,10 +1,13 @@
 /**
  * A real Prometheus (Debian package `prometheus`) scrapes the compiled server of a two-region
- * mesh, and a PromQL query over its HTTP API returns the mesh's series.
+ * mesh with HTTP targets, with deploy/prometheus's rules loaded: PromQL returns the mesh's series,
+ * the recording rules produce data, and every panel and variable query of every Grafana dashboard
+ * (deploy/grafana/dashboards/*.json) runs without error and returns data.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { startTestServers, type TestServers } from "./helpers/http_servers.ts";
 import { AGENT_BIN, IS_ROOT, ROOT, SERVER_BIN, freePort, killAll, skipReason, start, waitFor } from "./helpers/procs.ts";
 
 const prometheus = Bun.which("prometheus");
@@ -13,14 +16,22 @@ if (!ok) skipReason(`prometheus.test.ts needs root (ICMP) and the prometheus bin
 
 describe.skipIf(!ok)("Prometheus scrapes the server", () => {
   let promUrl = "";
+  let srv: TestServers;
   beforeAll(async () => {
     const [rpc, web, prom] = [await freePort(), await freePort(), await freePort()];
     promUrl = `http://127.0.0.1:${prom}`;
-    start([SERVER_BIN, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`, "-server.aggregation.interval", "1s"]);
+    const dir = mkdtempSync(`${tmpdir()}/pm-prom-`);
+    srv = await startTestServers();
+    writeFileSync(`${dir}/p.yaml`, `prober_configs:
+  - prober_type: http
+    region: web
+    http: {tls_config: {ca_file: "${srv.caFile}"}}
+    targets: ["https://localhost:${srv.httpsPort}/ok", "http://127.0.0.1:${srv.httpPort}/500"]
+`);
+    start([SERVER_BIN, "-server.probe.file", `${dir}/p.yaml`, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`, "-server.aggregation.interval", "1s"]);
     for (const [region, ip] of [["prom-a", "127.0.40.1"], ["prom-b", "127.0.40.2"]]) {
       start([AGENT_BIN, "-region", region!, "-agent.ip", ip!, "-server.rpc.addr", `127.0.0.1:${rpc}`, "-agent.probe.interval", "1s", "-agent.sync.interval", "500ms"]);
     }
-    const dir = mkdtempSync(`${tmpdir()}/pm-prom-`);
     // The README's scrape config, pointed at the test's port, with a fast scrape interval, and
     // deploy/prometheus's rules loaded.
     writeFileSync(
@@ -37,7 +48,10 @@ scrape_configs:
     start([prometheus!, `--config.file=${dir}/prometheus.yml`, `--storage.tsdb.path=${dir}/data`, `--web.listen-address=127.0.0.1:${prom}`]);
     await waitFor("prometheus ready", 30_000, async () => (await fetch(`${promUrl}/-/ready`)).ok);
   }, 60_000);
-  afterAll(killAll);
+  afterAll(async () => {
+    await killAll();
+    srv?.close();
+  });
 
   test("PromQL returns loss, RTT and agent liveness for both directions", async () => {
     const query = async (q: string) => {
@@ -76,4 +90,35 @@ scrape_configs:
     const firing = ((await (await fetch(`${promUrl}/api/v1/alerts`)).json()) as { data: { alerts: { labels: { alertname: string }; state: string }[] } }).data.alerts;
     expect(firing.filter((a) => a.state === "firing").map((a) => a.labels.alertname)).toEqual([]);
   }, 90_000);
+
+  test("every panel and variable query of every Grafana dashboard runs and returns data", async () => {
+    const panels: { dashboard: string; title: string; expr: string }[] = [];
+    const variables: { dashboard: string; query: string }[] = [];
+    for (const name of readdirSync(`${ROOT}deploy/grafana/dashboards`)) {
+      const d = JSON.parse(readFileSync(`${ROOT}deploy/grafana/dashboards/${name}`, "utf8")) as {
+        panels: { title: string; targets?: { expr?: string }[]; panels?: unknown[] }[];
+        templating: { list: { type: string; query?: string | { query: string } }[] };
+      };
+      for (const p of d.panels) for (const t of p.targets ?? []) if (t.expr) panels.push({ dashboard: name, title: p.title, expr: t.expr });
+      for (const v of d.templating.list) if (v.type === "query") variables.push({ dashboard: name, query: typeof v.query === "string" ? v.query : v.query!.query });
+    }
+    expect(panels.length).toBeGreaterThanOrEqual(20);
+    // Grafana's variables as a user who picked "All" would have them.
+    const expand = (e: string) => e.replace(/\$__rate_interval/g, "1m").replace(/\$(source_region|target_region|target_addr)\b/g, ".*");
+    const results = await waitFor("every panel query returns data", 60_000, async () => {
+      const out = await Promise.all(panels.map(async (p) => {
+        const r = (await (await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(expand(p.expr))}`)).json()) as { status: string; error?: string; data?: { result: unknown[] } };
+        return { ...p, status: r.status, error: r.error ?? "", series: r.data?.result.length ?? 0 };
+      }));
+      for (const r of out) if (r.status !== "success") throw new Error(`${r.dashboard} / ${r.title}: ${r.error}`);
+      return out.every((r) => r.series > 0) ? out : undefined;
+    });
+    for (const r of results) expect({ panel: `${r.dashboard} / ${r.title}`, ok: r.status === "success" && r.series > 0 }).toEqual({ panel: `${r.dashboard} / ${r.title}`, ok: true });
+    for (const v of variables) {
+      const m = /^label_values\((\w+),\s*(\w+)\)$/.exec(v.query);
+      expect({ query: v.query, form: !!m }).toEqual({ query: v.query, form: true });
+      const values = ((await (await fetch(`${promUrl}/api/v1/label/${m![2]}/values?match[]=${m![1]}`)).json()) as { data: string[] }).data;
+      expect({ query: v.query, some: values.length > 0 }).toEqual({ query: v.query, some: true });
+    }
+  }, 120_000);
 });

@@ -1,0 +1,129 @@
+/**
+ * ProberMesh's Grafana dashboards as code (Grafana Foundation SDK). `npm run dashboards` writes
+ * them to deploy/grafana/dashboards/*.json for provisioning; tests/dashboards.test.ts checks the
+ * JSON is fresh and runs every panel query against a real Prometheus scraping a real mesh.
+ *
+ * Queries use the recording rules of deploy/prometheus/probermesh.rules.yml where one exists, and
+ * the cumulative counters otherwise, so they are exact across several servers.
+ */
+import { StackingConfigBuilder, StackingMode, GraphDrawStyle } from "@grafana/grafana-foundation-sdk/common";
+import {
+  DashboardBuilder, DatasourceVariableBuilder, QueryVariableBuilder, RowBuilder, ThresholdsConfigBuilder, ThresholdsMode, VariableRefresh, type Dashboard,
+} from "@grafana/grafana-foundation-sdk/dashboard";
+import { PromQueryFormat } from "@grafana/grafana-foundation-sdk/prometheus";
+import { DataqueryBuilder } from "@grafana/grafana-foundation-sdk/prometheus";
+import { PanelBuilder as StatPanel } from "@grafana/grafana-foundation-sdk/stat";
+import { PanelBuilder as TablePanel } from "@grafana/grafana-foundation-sdk/table";
+import { PanelBuilder as TimeseriesPanel } from "@grafana/grafana-foundation-sdk/timeseries";
+
+const DS = { type: "prometheus", uid: "${datasource}" };
+const q = (expr: string, legend = "") => new DataqueryBuilder().datasource(DS).expr(expr).legendFormat(legend);
+const instant = (expr: string) => new DataqueryBuilder().datasource(DS).expr(expr).instant().format(PromQueryFormat.Table);
+const datasourceVar = () => new DatasourceVariableBuilder("datasource").label("Prometheus").type("prometheus");
+const labelVar = (name: string, metric: string, label: string, multi = true) =>
+  new QueryVariableBuilder(name).label(label).datasource(DS).query(`label_values(${metric}, ${name})`).definition(`label_values(${metric}, ${name})`).multi(multi).includeAll(multi).allValue(".*").refresh(VariableRefresh.OnTimeRangeChanged);
+
+/** A region × region matrix: rows source_region, columns target_region, cells colored by thresholds. */
+function matrix(title: string, expr: string, unit: string, steps: { value: number | null; color: string }[]) {
+  return new TablePanel()
+    .title(title)
+    .datasource(DS)
+    .withTarget(instant(expr))
+    .withTransformation({ id: "groupingToMatrix", options: { columnField: "target_region", rowField: "source_region", valueField: "Value" } })
+    .unit(unit)
+    .thresholds(new ThresholdsConfigBuilder().mode(ThresholdsMode.Absolute).steps(steps))
+    .overrides([{ matcher: { id: "byType", options: "number" }, properties: [{ id: "custom.cellOptions", value: { type: "color-background" } }] }])
+    .height(10)
+    .span(12);
+}
+
+function meshOverview(): Dashboard {
+  return new DashboardBuilder("ProberMesh / Mesh overview")
+    .uid("probermesh-mesh")
+    .tags(["probermesh"])
+    .refresh("30s")
+    .time({ from: "now-1h", to: "now" })
+    .withVariable(datasourceVar())
+    .withRow(new RowBuilder("Region × region (rows: source, columns: target)"))
+    .withPanel(matrix("Packet loss (5 min)", "probermesh:icmp_loss:ratio_rate5m", "percentunit", [{ value: null, color: "green" }, { value: 0.01, color: "yellow" }, { value: 0.05, color: "red" }]))
+    .withPanel(matrix("RTT p50 (5 min)", "probermesh:icmp_rtt_seconds:p50_5m", "s", [{ value: null, color: "green" }, { value: 0.1, color: "yellow" }, { value: 0.3, color: "red" }]))
+    .withRow(new RowBuilder("Worst pairs"))
+    .withPanel(new TimeseriesPanel().title("Loss, worst 10 pairs").datasource(DS).unit("percentunit").min(0).span(12)
+      .withTarget(q("topk(10, probermesh:icmp_loss:ratio_rate5m)", "{{source_region}} → {{target_region}}")))
+    .withPanel(new TimeseriesPanel().title("RTT p99, worst 10 pairs").datasource(DS).unit("s").min(0).span(12)
+      .withTarget(q("topk(10, probermesh:icmp_rtt_seconds:p99_5m)", "{{source_region}} → {{target_region}}")))
+    .build();
+}
+
+function pair(): Dashboard {
+  const sel = 'source_region=~"$source_region", target_region=~"$target_region"';
+  return new DashboardBuilder("ProberMesh / Region pair")
+    .uid("probermesh-pair")
+    .tags(["probermesh"])
+    .refresh("30s")
+    .time({ from: "now-6h", to: "now" })
+    .withVariable(datasourceVar())
+    .withVariable(labelVar("source_region", "prober_icmp_packets_sent_total", "Source region"))
+    .withVariable(labelVar("target_region", "prober_icmp_packets_sent_total", "Target region"))
+    .withPanel(new TimeseriesPanel().title("RTT percentiles (from the histogram)").datasource(DS).unit("s").min(0).span(16).height(9)
+      .withTarget(q(`probermesh:icmp_rtt_seconds:p50_5m{${sel}}`, "p50 {{source_region}} → {{target_region}}"))
+      .withTarget(q(`probermesh:icmp_rtt_seconds:p90_5m{${sel}}`, "p90 {{source_region}} → {{target_region}}"))
+      .withTarget(q(`probermesh:icmp_rtt_seconds:p99_5m{${sel}}`, "p99 {{source_region}} → {{target_region}}")))
+    .withPanel(new StatPanel().title("Loss now").datasource(DS).unit("percentunit").span(8).height(9)
+      .withTarget(q(`probermesh:icmp_loss:ratio_rate5m{${sel}}`, "{{source_region}} → {{target_region}}")))
+    .withPanel(new TimeseriesPanel().title("Packet loss").datasource(DS).unit("percentunit").min(0).span(12)
+      .withTarget(q(`probermesh:icmp_loss:ratio_rate5m{${sel}}`, "{{source_region}} → {{target_region}}")))
+    .withPanel(new TimeseriesPanel().title("Jitter (RTT standard deviation)").datasource(DS).unit("s").min(0).span(12)
+      .withTarget(q(`max by (source_region, target_region) (prober_icmp_jitter_stddev_seconds{${sel}})`, "{{source_region}} → {{target_region}}")))
+    .withPanel(new TimeseriesPanel().title("Echo requests sent and replies received per second").datasource(DS).unit("reqps").min(0).span(12)
+      .withTarget(q(`sum by (source_region, target_region) (rate(prober_icmp_packets_sent_total{${sel}}[$__rate_interval]))`, "sent {{source_region}} → {{target_region}}"))
+      .withTarget(q(`sum by (source_region, target_region) (rate(prober_icmp_packets_received_total{${sel}}[$__rate_interval]))`, "received {{source_region}} → {{target_region}}")))
+    .withPanel(new TablePanel().title("Agents of the source region").datasource(DS).span(12)
+      .withTarget(instant('max by (region, ip, version) (prober_agent_is_alive{region=~"$source_region"})')))
+    .build();
+}
+
+function http(): Dashboard {
+  const sel = 'source_region=~"$source_region", target_addr=~"$target_addr"';
+  return new DashboardBuilder("ProberMesh / HTTP targets")
+    .uid("probermesh-http")
+    .tags(["probermesh"])
+    .refresh("30s")
+    .time({ from: "now-6h", to: "now" })
+    .withVariable(datasourceVar())
+    .withVariable(labelVar("source_region", "prober_http_probes_total", "Source region"))
+    .withVariable(labelVar("target_addr", "prober_http_probes_total", "Target"))
+    .withPanel(new TimeseriesPanel().title("Phases (httpstat): resolve, connect, tls, processing, transfer").datasource(DS).unit("s").min(0).span(24).height(10)
+      .drawStyle(GraphDrawStyle.Bars).fillOpacity(80).stacking(new StackingConfigBuilder().mode(StackingMode.Normal))
+      .withTarget(q(`avg by (phase) (prober_http_duration_seconds{${sel}})`, "{{phase}}")))
+    .withPanel(new TimeseriesPanel().title("Success ratio").datasource(DS).unit("percentunit").min(0).max(1).span(12)
+      .withTarget(q(`probermesh:http_success:ratio_rate5m{${sel}}`, "{{source_region}} → {{target_addr}}")))
+    .withPanel(new TimeseriesPanel().title("Failures by reason per second").datasource(DS).unit("reqps").min(0).span(12)
+      .withTarget(q(`sum by (failed_reason) (rate(prober_http_probes_failed_total{${sel}}[$__rate_interval]))`, "{{failed_reason}}")))
+    .withPanel(new TablePanel().title("Status code (latest window)").datasource(DS).span(12)
+      .withTarget(instant(`prober_http_status_code{${sel}}`)))
+    .withPanel(new StatPanel().title("Certificate expires in (days)").datasource(DS).unit("d").span(12)
+      .withTarget(q(`min by (target_addr) ((prober_http_ssl_earliest_cert_expiry{${sel}} - time()) / 86400)`, "{{target_addr}}")))
+    .build();
+}
+
+function agents(): Dashboard {
+  return new DashboardBuilder("ProberMesh / Agents")
+    .uid("probermesh-agents")
+    .tags(["probermesh"])
+    .refresh("30s")
+    .time({ from: "now-6h", to: "now" })
+    .withVariable(datasourceVar())
+    .withPanel(new StatPanel().title("Agents alive").datasource(DS).span(6).withTarget(q("count(max by (region, ip) (prober_agent_is_alive) == 1)")))
+    .withPanel(new StatPanel().title("Agents dead").datasource(DS).span(6).withTarget(q("count(max by (region, ip) (prober_agent_is_alive) == 0) or vector(0)")))
+    .withPanel(new StatPanel().title("Regions").datasource(DS).span(6).withTarget(q("count(count by (region) (prober_agent_is_alive))")))
+    .withPanel(new StatPanel().title("Results accepted per second").datasource(DS).unit("reqps").span(6).withTarget(q("sum(rate(prober_server_receive_points_total[$__rate_interval]))")))
+    .withPanel(new TablePanel().title("Agents: region, IP, version, alive").datasource(DS).span(12).height(12).withTarget(instant("max by (region, ip, version) (prober_agent_is_alive)")))
+    .withPanel(new TimeseriesPanel().title("Agents by version").datasource(DS).span(12).height(12).withTarget(q("count by (version) (max by (region, ip, version) (prober_agent_is_alive) == 1)", "{{version}}")))
+    .build();
+}
+
+/** Every dashboard by file name. */
+export function dashboards(): Record<string, Dashboard> {
+  return { "mesh-overview.json": meshOverview(), "pair.json": pair(), "http.json": http(), "agents.json": agents() };
+}
