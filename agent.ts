@@ -10,15 +10,15 @@ import { AGENT_FLAGS } from "./lib/agent/flags.ts";
 import { createLogger } from "./lib/log.ts";
 import { defaultAgentIp, startAgent } from "./lib/agent/agent.ts";
 import { discoverRegion } from "./lib/agent/region.ts";
-import { VERSION } from "./lib/version.ts";
+import { versionLine } from "./lib/version.ts";
 
-const f = parseFlagsOrExit("agent", "ProberMesh agent", VERSION, AGENT_FLAGS, process.argv.slice(2));
+const f = parseFlagsOrExit("agent", "ProberMesh agent", versionLine(), AGENT_FLAGS, process.argv.slice(2));
 const ip = (f["agent.ip"] as string) || defaultAgentIp();
 if (!ip || isIP(ip) === 0) {
   process.stderr.write(`agent: ${ip ? `invalid value "${ip}" for flag -agent.ip: not an IP address` : "no non-loopback IPv4 address found; set -agent.ip"}\n`);
   process.exit(2);
 }
-const log = createLogger("agent", f["log.level"] as string);
+const log = createLogger("agent", f["log.level"] as string, f["log.format"] as "auto" | "text" | "json");
 let region: string;
 try {
   const r = await discoverRegion(f["agent.region"] as string);

@@ -10,15 +10,15 @@ import { ConfigError } from "./lib/targets/config.ts";
 import type { Discovery } from "./lib/server/pool.ts";
 import { StartupRefusal } from "./lib/server/security.ts";
 import { startServer } from "./lib/server/server.ts";
-import { VERSION } from "./lib/version.ts";
+import { versionLine } from "./lib/version.ts";
 
-const f = parseFlagsOrExit("server", "ProberMesh server", VERSION, SERVER_FLAGS, process.argv.slice(2));
+const f = parseFlagsOrExit("server", "ProberMesh server", versionLine(), SERVER_FLAGS, process.argv.slice(2));
 const discovery = f["server.icmp.discovery"] as Discovery;
 if (discovery === "static" && !f["server.probe.file"]) {
   process.stderr.write("server: flag -server.probe.file is required when -server.icmp.discovery is static\n");
   process.exit(2);
 }
-const log = createLogger("server", f["log.level"] as string);
+const log = createLogger("server", f["log.level"] as string, f["log.format"] as "auto" | "text" | "json");
 const str = (name: string) => f[name] as string;
 try {
   const srv = await startServer({

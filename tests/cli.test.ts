@@ -62,8 +62,32 @@ describe("binaries reject bad input with exit 2 and a one-line reason", () => {
     expect(h.code).toBe(0);
     expect(h.stdout).toContain("-server.rpc.listen.addr");
     expect(h.stdout).toContain('(default "localhost:6000")');
-    const v = await run([AGENT_BIN, "-v"]);
-    expect(v.stdout.trim()).toBe(`agent ${VERSION}`);
+    // The binaries carry the commit they were built from and the build date.
+    const commit = (await run(["git", "rev-parse", "--short", "HEAD"])).stdout.trim();
+    for (const [bin, role] of [[AGENT_BIN, "agent"], [SERVER_BIN, "server"]] as const) {
+      const v = await run([bin, "-v"]);
+      expect(v.code).toBe(0);
+      expect(v.stdout.trim()).toMatch(new RegExp(`^${role} ${VERSION.replace(/\./g, "\\.")} \\(commit \\w+, built \\d{4}-\\d\\d-\\d\\dT[\\d:]+Z\\)$`));
+      if (commit) expect(v.stdout).toContain(`commit ${commit}`);
+    }
+  });
+
+  test("-log.format: text for people, JSON for machines (auto: JSON when stderr is not a terminal)", async () => {
+    const lines = async (format?: string) => {
+      const web = await freePort();
+      const p = start([SERVER_BIN, ...(format ? ["-log.format", format] : []), "-server.rpc.listen.addr", `127.0.0.1:${await freePort()}`, "-server.http.listen.addr", `127.0.0.1:${web}`]);
+      await waitFor("server ready", 10_000, async () => (await fetch(`http://127.0.0.1:${web}/-/ready`)).ok);
+      await p.kill("SIGTERM");
+      return p.output().trim().split("\n");
+    };
+    const text = await lines("text");
+    expect(text.some((l) => /INFO.*server started/.test(l))).toBe(true);
+    expect(text.every((l) => !l.startsWith("{"))).toBe(true);
+    for (const format of [undefined, "json"]) {
+      const json = await lines(format);
+      const started = json.map((l) => JSON.parse(l) as { msg: string; level: number }).find((l) => l.msg === "server started");
+      expect(started?.level).toBe(30);
+    }
   });
 
   const files: [string, string, RegExp][] = [
