@@ -90,7 +90,7 @@ test("windows: a result counts in the window its round ended in while it is open
   const p = pipeline(I);
   const start = p.now();
   // A result of this window, delivered just before lateness runs out: counted in the window.
-  p.advance(I + p.windows.latenessMs_ - 1);
+  p.advance(I + p.windows.allowedLatenessMs - 1);
   expect(p.windows.add("icmp", { sourceRegion: "s", agentIp: "a", result: icmpResult("x", 2, [0.001, 0.001], start) }, start)).toBe(true);
   // An hour-old result (an outage backlog): late.
   expect(p.windows.add("icmp", { sourceRegion: "s", agentIp: "a", result: icmpResult("x", 8, [], start - 3600_000) }, start - 3600_000)).toBe(false);

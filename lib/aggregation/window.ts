@@ -59,7 +59,7 @@ export class AggregationWindows<K extends string> {
     readonly intervalMs: number,
     private readonly ingests: Record<K, KindIngest<unknown>>,
     private readonly now = () => Date.now(),
-    readonly latenessMs_ = latenessMs(intervalMs),
+    readonly allowedLatenessMs = latenessMs(intervalMs),
   ) {
     // At start, windows that would already be published count as closed: a backlog delivered
     // to a fresh server goes to the cumulative series, as it would have on a running one.
@@ -68,7 +68,7 @@ export class AggregationWindows<K extends string> {
 
   /** Highest window index whose end + lateness is <= t. */
   private lastClosable(t: number): number {
-    return Math.floor((t - this.latenessMs_) / this.intervalMs) - 1;
+    return Math.floor((t - this.allowedLatenessMs) / this.intervalMs) - 1;
   }
 
   /**
@@ -106,7 +106,7 @@ export class AggregationWindows<K extends string> {
   /** Milliseconds from now until the next window can be published (for an aligned timer). */
   msUntilNextTick(): number {
     const t = this.now();
-    const next = (this.lastClosable(t) + 2) * this.intervalMs + this.latenessMs_;
+    const next = (this.lastClosable(t) + 2) * this.intervalMs + this.allowedLatenessMs;
     return Math.max(1, next - t);
   }
 

@@ -27,7 +27,7 @@ export function pipeline(intervalMs = 1000, t0 = 1_000_000_000_000) {
     },
     /** Advances past the current window's end + lateness and publishes it. */
     closeCurrent() {
-      t = (Math.floor(t / intervalMs) + 1) * intervalMs + windows.latenessMs_;
+      t = (Math.floor(t / intervalMs) + 1) * intervalMs + windows.allowedLatenessMs;
       return windows.tick();
     },
     async scrape() {
