@@ -36,6 +36,7 @@ try {
     insecure: f["server.rpc.insecure"] as boolean,
     webConfigFile: str("server.web.config.file"),
     enableLifecycle: f["server.web.enable-lifecycle"] as boolean,
+    historyRetentionMs: f["server.web.history.retention"] as number,
     maxAgents: f["server.registry.max.agents"] as number,
     maxRegions: f["server.registry.max.regions"] as number,
     registryUrl: str("server.registry.url"),

@@ -25,8 +25,8 @@ export interface Received<R> {
 /** One window's accumulator of one kind. */
 export interface KindWindow<R> {
   add(x: Received<R>): void;
-  /** Sets the kind's gauges from this window (called once, when the window closes). */
-  publish(): void;
+  /** Sets the kind's gauges from this window (called once, when the window closes). @param windowEndMs the window's end, unix ms */
+  publish(windowEndMs: number): void;
 }
 
 /** What the window needs from a probe kind on the server. */
@@ -95,7 +95,7 @@ export class AggregationWindows<K extends string> {
     let n = 0;
     for (const k of [...this.open.keys()].sort((a, b) => a - b)) {
       if (k > through) break;
-      for (const acc of this.open.get(k)!.values()) acc.publish();
+      for (const acc of this.open.get(k)!.values()) acc.publish((k + 1) * this.intervalMs);
       this.open.delete(k);
       n++;
     }

@@ -17,6 +17,7 @@ export const SERVER_FLAGS: FlagSpec[] = [
   { name: "server.rpc.tls.client.ca.file", kind: "string", default: "", help: "CA bundle (PEM) for mutual TLS: agents must present a certificate it signed" },
   { name: "server.rpc.insecure", kind: "bool", default: "false", help: "allow a non-loopback RPC listener without -server.rpc.token.file (warned at every start)" },
   { name: "server.web.config.file", kind: "string", default: "", help: "exporter-toolkit web config for the HTTP side: tls_server_config, basic_auth_users, http_server_config.headers" },
+  { name: "server.web.history.retention", kind: "duration", default: "1h", min: 1000, help: "how long the web console's per-pair history (/api/v1/pair) is kept in memory" },
   { name: "server.web.enable-lifecycle", kind: "bool", default: "false", help: "serve POST /-/reload (SIGHUP always reloads)" },
   { name: "server.registry.max.agents", kind: "number", default: "10000", min: 1, help: "agents the registry holds at most; heartbeats of new agents beyond it get resource_exhausted" },
   { name: "server.registry.max.regions", kind: "number", default: "1000", min: 1, help: "distinct regions the registry holds at most; beyond it, resource_exhausted" },

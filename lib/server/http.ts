@@ -11,12 +11,13 @@ import type { ProbeKind } from "../probes/kind.ts";
 import { PROBE_KINDS } from "../probes/kinds.ts";
 import { GetTargetPoolResponseSchema } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import type { ProbeFile } from "../targets/config.ts";
+import { apiRoutes, type ApiDeps } from "./api.ts";
 import type { BasicAuth } from "./auth/basic_auth.ts";
 import type { TargetPool } from "./pool.ts";
 import type { AgentRegistry } from "./registry.ts";
 
 /** What the HTTP side reads from the server. */
-export interface HttpDeps {
+export interface HttpDeps extends Omit<ApiDeps, "latestIcmp"> {
   store: SeriesStore;
   registry: AgentRegistry;
   pool: TargetPool;
@@ -104,6 +105,7 @@ export function httpApp(d: HttpDeps): Hono {
       return c.text(`${(e as Error).message}\n`, 400);
     }
   });
+  apiRoutes(app, d);
   app.get("/", (c) => c.html(matrixHtml(d.latestIcmp(), d.registry.all())));
   return app;
 }

@@ -20,6 +20,7 @@ import { createIngests } from "./kinds.ts";
 import { TargetPool, type Discovery } from "./pool.ts";
 import { AgentRegistry, REGISTRY_REFUSALS } from "./registry.ts";
 import { RedisRegistrySync } from "./registry_redis.ts";
+import { MeshHistory } from "./history.ts";
 import { checkExposure, Security, type SecurityOptions } from "./security.ts";
 import { rpcHandler } from "./rpc_adapter.ts";
 import { proberMeshService } from "./service.ts";
@@ -37,6 +38,8 @@ export interface ServerOptions extends SecurityOptions {
   probeSelf: boolean;
   /** POST /-/reload is served (-server.web.enable-lifecycle). */
   enableLifecycle: boolean;
+  /** How long the web console's per-pair history is kept, milliseconds. */
+  historyRetentionMs: number;
   maxAgents: number;
   maxRegions: number;
   /** redis://host:port/db of a shared registry, or "" for the in-process one. */
@@ -86,6 +89,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   pool = new TargetPool(file, o.discovery, o.probeSelf, registry);
   const ingests = createIngests(store);
   const windows = new AggregationWindows<ProberType>(o.aggregationIntervalMs, ingests);
+  const history = new MeshHistory(o.historyRetentionMs);
   let ready = false;
 
   const service = proberMeshService({
@@ -113,7 +117,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     return errors;
   };
   const app = httpApp({
-    store, registry, pool, latestIcmp: ingests.icmp.latest, ready: () => ready, lifecycle: o.enableLifecycle,
+    store, registry, pool, latestIcmp: ingests.icmp.latest, latestHttp: ingests.http.latest, history, staleAfterMs: expireMs, ready: () => ready, lifecycle: o.enableLifecycle,
     basicAuth: new BasicAuth(() => security.web.users), headers: () => security.web.headers,
     reload: () => {
       const errors = reload();
@@ -135,6 +139,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   let publishTimer: ReturnType<typeof setTimeout>;
   const publish = () => {
     const n = windows.tick();
+    if (n > 0) history.record(ingests.icmp.latest());
     const expired = store.expire();
     o.log.debug({ windowsPublished: n, seriesExpired: expired, openWindows: windows.openWindows }, "aggregation tick");
     publishTimer = setTimeout(publish, windows.msUntilNextTick());

@@ -30,6 +30,8 @@ export interface HttpAggregate {
   certExpiry: number;
   /** Failed results by failed_reason. */
   failedByReason: Map<string, number>;
+  /** End of the window, unix ms. */
+  windowEndMs: number;
 }
 
 /** Checks the numbers of an HTTP result (assignment is checked by the caller). @returns "" or why it is unusable */
@@ -47,7 +49,7 @@ export function checkHttpResult(r: HttpResult): string {
 const TARGET = ["source_region", "target_region", "target_addr"] as const;
 
 /** The HTTP metrics on `store` and the ingest that feeds them. */
-export function httpIngest(store: SeriesStore): KindIngest<HttpResult> {
+export function httpIngest(store: SeriesStore): KindIngest<HttpResult> & { latest(): readonly HttpAggregate[] } {
   const failed = store.gauge({
     name: "prober_http_failed", type: "gauge", labelNames: [...TARGET, "failed_reason"],
     help: "HTTP results that failed in the last published aggregation window, by failed_reason.",
@@ -67,8 +69,12 @@ export function httpIngest(store: SeriesStore): KindIngest<HttpResult> {
   });
   /** failed_reason values published per target, so that absent ones drop to 0. */
   const reasonsSeen = new Map<string, Set<string>>();
+  /** The last published window's aggregates, per target (the web console's HTTP table). */
+  const latest = new Map<string, HttpAggregate>();
 
   return {
+    latest: () => [...latest.values()],
+
     count({ sourceRegion, result: r }: Received<HttpResult>) {
       const l = { source_region: sourceRegion, target_region: r.targetRegion, target_addr: r.url };
       probesTotal.inc(l);
@@ -83,7 +89,7 @@ export function httpIngest(store: SeriesStore): KindIngest<HttpResult> {
           const k = `${sourceRegion}\u0000${r.targetRegion}\u0000${r.url}`;
           let b = buckets.get(k);
           if (!b) {
-            b = { sourceRegion, targetRegion: r.targetRegion, targetAddr: r.url, results: 0, statusCode: 0, certExpiry: 0, failedByReason: new Map(), sums: [0, 0, 0, 0, 0], ok: 0, latestMs: -Infinity };
+            b = { sourceRegion, targetRegion: r.targetRegion, targetAddr: r.url, results: 0, statusCode: 0, certExpiry: 0, failedByReason: new Map(), windowEndMs: 0, sums: [0, 0, 0, 0, 0], ok: 0, latestMs: -Infinity };
             buckets.set(k, b);
           }
           b.results++;
@@ -102,10 +108,15 @@ export function httpIngest(store: SeriesStore): KindIngest<HttpResult> {
           }
         },
 
-        publish() {
+        publish(windowEndMs) {
           for (const b of buckets.values()) {
             const l = { source_region: b.sourceRegion, target_region: b.targetRegion, target_addr: b.targetAddr };
             const key = JSON.stringify(l);
+            b.windowEndMs = windowEndMs;
+            if (b.ok > 0) b.phases = Object.fromEntries(HTTP_PHASES.map((ph, i) => [ph, b.sums[i]! / b.ok])) as HttpAggregate["phases"];
+            const { sums: _s, ok: _o, latestMs: _l, ...plain } = b;
+            latest.set(key, plain);
+            if (latest.size > 100_000) latest.delete(latest.keys().next().value!); // bounded: targets come from the probe file
             let reasons = reasonsSeen.get(key);
             if (!reasons) reasonsSeen.set(key, (reasons = new Set()));
             for (const reason of reasons) if (!b.failedByReason.has(reason)) failed.set({ ...l, failed_reason: reason }, 0);

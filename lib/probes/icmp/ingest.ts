@@ -36,6 +36,22 @@ export interface IcmpAggregate {
   resolveMean?: number;
   /** Failed results: resolve error, no socket, or 100 % loss. */
   failed: number;
+  /** End of the window, unix ms. */
+  windowEndMs: number;
+  /** Per (agent, target address): which agent or address makes the pair bad. */
+  links: IcmpLink[];
+}
+
+/** One agent's probing of one target address over one window. RTTs in seconds. */
+export interface IcmpLink {
+  agentIp: string;
+  address: string;
+  sent: number;
+  received: number;
+  lossRatio: number;
+  /** Undefined when nothing came back. */
+  rttMean?: number;
+  jitter?: number;
 }
 
 /**
@@ -101,14 +117,15 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
     },
 
     openWindow(): KindWindow<IcmpResult> {
-      type Pair = { agg: IcmpAggregate; rtt: Moments; resolveSum: number; resolveN: number; perAgentTarget: Map<string, Moments> };
+      type Link = { agentIp: string; address: string; sent: number; received: number; rtt: Moments };
+      type Pair = { agg: IcmpAggregate; rtt: Moments; resolveSum: number; resolveN: number; perAgentTarget: Map<string, Link> };
       const pairs = new Map<string, Pair>();
       return {
         add({ sourceRegion, agentIp, result: r }) {
           const k = `${sourceRegion}\u0000${r.targetRegion}`;
           let p = pairs.get(k);
           if (!p) {
-            p = { agg: { sourceRegion, targetRegion: r.targetRegion, sent: 0, received: 0, lossRatio: 1, failed: 0 }, rtt: new Moments(), resolveSum: 0, resolveN: 0, perAgentTarget: new Map() };
+            p = { agg: { sourceRegion, targetRegion: r.targetRegion, sent: 0, received: 0, lossRatio: 1, failed: 0, windowEndMs: 0, links: [] }, rtt: new Moments(), resolveSum: 0, resolveN: 0, perAgentTarget: new Map() };
             pairs.set(k, p);
           }
           p.agg.sent += r.sent;
@@ -118,19 +135,27 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
             p.resolveSum += r.resolveSeconds;
             p.resolveN++;
           }
+          const at = `${agentIp}\u0000${r.address}`;
+          let link = p.perAgentTarget.get(at);
+          if (!link) p.perAgentTarget.set(at, (link = { agentIp, address: r.address, sent: 0, received: 0, rtt: new Moments() }));
+          link.sent += r.sent;
+          link.received += r.received;
           if (r.received === 0) return;
           const s = { n: r.received, min: r.minSeconds, mean: r.meanSeconds, max: r.maxSeconds, stddev: r.stddevSeconds };
           p.rtt.merge(s);
-          const at = `${agentIp}\u0000${r.address}`;
-          let m = p.perAgentTarget.get(at);
-          if (!m) p.perAgentTarget.set(at, (m = new Moments()));
-          m.merge(s);
+          link.rtt.merge(s);
         },
 
-        publish() {
+        publish(windowEndMs) {
           latest = [];
           for (const p of pairs.values()) {
             const a = p.agg;
+            a.windowEndMs = windowEndMs;
+            a.links = [...p.perAgentTarget.values()].map((x) => ({
+              agentIp: x.agentIp, address: x.address, sent: x.sent, received: x.received,
+              lossRatio: x.sent > 0 ? (x.sent - x.received) / x.sent : 1,
+              ...(x.rtt.n > 0 ? { rttMean: x.rtt.mean, jitter: x.rtt.stddev } : {}),
+            }));
             const l = { source_region: a.sourceRegion, target_region: a.targetRegion };
             a.lossRatio = a.sent > 0 ? (a.sent - a.received) / a.sent : 1;
             failed.set(l, a.failed);
@@ -141,9 +166,10 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
               a.rttMean = p.rtt.mean;
               a.rttMin = p.rtt.min;
               a.rttMax = p.rtt.max;
-              let sum = 0;
-              for (const m of p.perAgentTarget.values()) sum += m.stddev;
-              a.jitter = sum / p.perAgentTarget.size;
+              // Mean over the (agent, target) pairs that received something.
+              let sum = 0, n = 0;
+              for (const x of p.perAgentTarget.values()) if (x.rtt.n > 0) (sum += x.rtt.stddev), n++;
+              a.jitter = sum / n;
               duration.set({ ...l, phase: "rtt" }, a.rttMean);
               duration.set({ ...l, phase: "min" }, a.rttMin);
               duration.set({ ...l, phase: "max" }, a.rttMax);

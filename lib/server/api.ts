@@ -1,0 +1,66 @@
+/**
+ * The JSON API of the web console, /api/v1/... (docs/api.md). Read-only, behind the same web
+ * config (TLS, basic auth) as every path of the HTTP side. Field names are snake_case; durations
+ * are seconds, ratios 0..1, times RFC 3339.
+ */
+import type { Hono } from "hono";
+import type { HttpAggregate } from "../probes/http/ingest.ts";
+import type { IcmpAggregate, IcmpLink } from "../probes/icmp/ingest.ts";
+import type { MeshHistory, PairPoint } from "./history.ts";
+import type { AgentRegistry } from "./registry.ts";
+
+/** What the API reads. */
+export interface ApiDeps {
+  registry: AgentRegistry;
+  history: MeshHistory;
+  latestIcmp(): readonly IcmpAggregate[];
+  latestHttp(): readonly HttpAggregate[];
+  /** Aggregates older than this are stale (ratio x interval), milliseconds. */
+  staleAfterMs: number;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const opt = (v: number | undefined) => (v === undefined ? null : v);
+const point = (p: PairPoint) => ({
+  time: iso(p.timeMs), sent: p.sent, received: p.received, loss_ratio: p.lossRatio,
+  rtt_mean_seconds: opt(p.rttMean), rtt_min_seconds: opt(p.rttMin), rtt_max_seconds: opt(p.rttMax), jitter_seconds: opt(p.jitter),
+});
+const link = (l: IcmpLink) => ({ agent_ip: l.agentIp, address: l.address, sent: l.sent, received: l.received, loss_ratio: l.lossRatio, rtt_mean_seconds: opt(l.rttMean), jitter_seconds: opt(l.jitter) });
+
+/** Adds the /api/v1 routes to `app`. */
+export function apiRoutes(app: Hono, d: ApiDeps): void {
+  app.get("/api/v1/mesh", (c) => {
+    const pairs = d.latestIcmp().map((a) => ({
+      source_region: a.sourceRegion, target_region: a.targetRegion, window_end: iso(a.windowEndMs),
+      sent: a.sent, received: a.received, loss_ratio: a.lossRatio, failed: a.failed,
+      rtt_mean_seconds: opt(a.rttMean), rtt_min_seconds: opt(a.rttMin), rtt_max_seconds: opt(a.rttMax), jitter_seconds: opt(a.jitter),
+      rtt_baseline_seconds: opt(d.history.baselineRtt(a.sourceRegion, a.targetRegion)),
+    }));
+    const regions = [...new Set([...pairs.flatMap((p) => [p.source_region, p.target_region]), ...d.registry.all().map((a) => a.region)])].sort();
+    return c.json({ regions, pairs });
+  });
+
+  app.get("/api/v1/pair", (c) => {
+    const s = c.req.query("source_region"), t = c.req.query("target_region");
+    if (!s || !t) return c.json({ error: "source_region and target_region are required" }, 400);
+    const h = d.history.pair(s, t);
+    if (!h) return c.json({ error: `no data for ${s.slice(0, 256)} -> ${t.slice(0, 256)}` }, 404);
+    return c.json({ source_region: s, target_region: t, retention_seconds: d.history.retentionMs / 1000, history: h.points.map(point), links: h.links.map(link) });
+  });
+
+  app.get("/api/v1/http", (c) => {
+    const fresh = Date.now() - d.staleAfterMs;
+    const targets = d.latestHttp().filter((a) => a.windowEndMs >= fresh).map((a) => ({
+      source_region: a.sourceRegion, target_region: a.targetRegion, target_addr: a.targetAddr, window_end: iso(a.windowEndMs),
+      results: a.results, status_code: a.statusCode,
+      phases_seconds: a.phases ?? null,
+      cert_expiry_days: a.certExpiry > 0 ? (a.certExpiry * 1000 - Date.now()) / 86_400_000 : null,
+      failed: Object.fromEntries(a.failedByReason),
+    }));
+    return c.json({ targets });
+  });
+
+  app.get("/api/v1/agents", (c) =>
+    c.json({ agents: d.registry.all().map((a) => ({ region: a.region, ip: a.ip, version: a.version, hostname: a.hostname, first_seen: iso(a.firstSeenMs), last_seen: iso(a.lastSeenMs), alive: a.alive })) }),
+  );
+}
