@@ -1,0 +1,119 @@
+/**
+ * The web console at `/` (docs/api.md): one self-contained page, every asset inline (it works
+ * air-gapped), polling the JSON API every 5 s. Region × region heat map colored by loss, with RTT
+ * against the pair's own baseline, a legend and the values in the cells; a click opens the pair:
+ * RTT mean with its min-max band and loss over the history, and which agent probed which address.
+ * HTTP targets with httpstat-style phase bars; agents. Text goes in through textContent only.
+ */
+
+export const CONSOLE_HTML = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ProberMesh</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2433;background:#f6f7f9}
+header{background:#1d2433;color:#fff;padding:.6em 1.2em;display:flex;gap:1em;align-items:baseline}
+header h1{font-size:1.2em;margin:0}#updated{color:#aab;font-size:.85em}
+main{padding:1em 1.2em;display:grid;gap:1.2em}section{background:#fff;border:1px solid #dde;border-radius:6px;padding:.8em 1em;overflow:auto}
+h2{font-size:1.05em;margin:.2em 0 .6em}table{border-collapse:collapse}th,td{padding:.25em .5em;border:1px solid #e3e5ea;text-align:left;white-space:nowrap}
+#heatmap td.cell{cursor:pointer;text-align:center;min-width:4.5em;font-variant-numeric:tabular-nums}#heatmap td.cell small{display:block;color:#333}
+.ok{background:#c8ecd0}.warn{background:#fbe7a8}.bad{background:#f5b5b0}.none{background:#f1f2f4;color:#999}.self{background:#fff}
+.slow{outline:2px solid #7b3fe4;outline-offset:-2px}.legend span{display:inline-block;margin-right:1em}.legend i{display:inline-block;width:1em;height:1em;vertical-align:middle;margin-right:.3em;border:1px solid #ccc}
+.bar{display:flex;height:12px;width:240px;background:#eee}.bar span{display:block;height:100%}
+.p-resolve{background:#8ab4f8}.p-connect{background:#81c995}.p-tls{background:#fdd663}.p-processing{background:#f28b82}.p-transfer{background:#c58af9}
+.dead{color:#b3261e;font-weight:600}.alive{color:#137333}#pair[hidden]{display:none}svg{background:#fafbfc;border:1px solid #e3e5ea}
+</style></head>
+<body><header><h1>ProberMesh</h1><span id="updated">loading…</span></header>
+<main>
+<section id="mesh"><h2>Mesh: rows are source regions, columns target regions (last window)</h2>
+<p class="legend"><span><i class="ok"></i>no loss</span><span><i class="warn"></i>loss up to 5 %</span><span><i class="bad"></i>loss over 5 %</span><span><i class="none"></i>no data</span><span><i class="slow"></i>RTT over 1.5 × the pair's baseline</span></p>
+<div id="heatmap"></div></section>
+<section id="pair" hidden><h2 id="pair-title"></h2><svg id="pair-chart" width="720" height="220"></svg>
+<p class="legend"><span><i style="background:#1a73e8"></i>RTT mean</span><span><i style="background:#c6dafc"></i>RTT min–max</span><span><i style="background:#d93025"></i>loss</span></p>
+<table id="links"></table></section>
+<section id="http"><h2>HTTP targets (last window)</h2><p class="legend"><span><i class="p-resolve"></i>resolve</span><span><i class="p-connect"></i>connect</span><span><i class="p-tls"></i>tls</span><span><i class="p-processing"></i>processing</span><span><i class="p-transfer"></i>transfer</span></p><table id="http-table"></table></section>
+<section id="agents"><h2>Agents</h2><table id="agents-table"></table></section>
+</main>
+<script>
+const el = (tag, attrs = {}, ...kids) => { const e = document.createElement(tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); for (const k of kids) e.append(k); return e; };
+const ms = (s) => s === null || s === undefined ? "–" : (s * 1000).toFixed(s < 0.01 ? 3 : 1) + " ms";
+const pct = (r) => (r * 100).toFixed(r > 0 && r < 0.01 ? 2 : 1) + " %";
+const getJson = async (p) => { const r = await fetch(p); if (!r.ok) throw new Error(p + ": " + r.status); return r.json(); };
+function row(cells, head) { const tr = el("tr"); for (const c of cells) tr.append(el(head ? "th" : "td", {}, c)); return tr; }
+let openPair = null;
+
+function renderMesh(m) {
+  const byKey = new Map(m.pairs.map((p) => [p.source_region + "\\u0000" + p.target_region, p]));
+  const t = el("table"); const frag = document.createDocumentFragment();
+  frag.append(row(["source \\\\ target", ...m.regions], true));
+  for (const s of m.regions) {
+    const tr = el("tr", {}, el("th", {}, s));
+    for (const d of m.regions) {
+      const p = byKey.get(s + "\\u0000" + d);
+      if (s === d) { tr.append(el("td", { class: "cell self" }, "")); continue; }
+      if (!p) { tr.append(el("td", { class: "cell none", "data-source": s, "data-target": d }, "–")); continue; }
+      const cls = p.loss_ratio === 0 ? "ok" : p.loss_ratio <= 0.05 ? "warn" : "bad";
+      const slow = p.rtt_mean_seconds !== null && p.rtt_baseline_seconds !== null && p.rtt_mean_seconds > 1.5 * p.rtt_baseline_seconds;
+      const td = el("td", { class: "cell " + cls + (slow ? " slow" : ""), "data-source": s, "data-target": d, title: s + " → " + d + ": loss " + pct(p.loss_ratio) + ", RTT " + ms(p.rtt_mean_seconds) + " (baseline " + ms(p.rtt_baseline_seconds) + ")" },
+        pct(p.loss_ratio), el("small", {}, ms(p.rtt_mean_seconds)));
+      td.addEventListener("click", () => { openPair = [s, d]; loadPair(); });
+      tr.append(td);
+    }
+    frag.append(tr);
+  }
+  t.append(frag); document.getElementById("heatmap").replaceChildren(t);
+}
+
+function renderChart(svg, hist) {
+  const W = 720, H = 220, pad = 40, ns = "http://www.w3.org/2000/svg";
+  const mk = (tag, a) => { const e = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(a)) e.setAttribute(k, v); return e; };
+  svg.replaceChildren();
+  const pts = hist.filter((p) => p.rtt_mean_seconds !== null);
+  const t0 = Date.parse(hist[0].time), t1 = Math.max(t0 + 1, Date.parse(hist[hist.length - 1].time));
+  const maxRtt = Math.max(1e-6, ...pts.map((p) => p.rtt_max_seconds));
+  const x = (t) => pad + ((Date.parse(t) - t0) / (t1 - t0)) * (W - 2 * pad), y = (v) => H - pad - (v / maxRtt) * (H - 2 * pad);
+  for (const p of hist) if (p.loss_ratio > 0) svg.append(mk("rect", { class: "loss", x: x(p.time) - 2, y: H - pad - p.loss_ratio * (H - 2 * pad), width: 4, height: p.loss_ratio * (H - 2 * pad), fill: "#d93025" }));
+  if (pts.length) {
+    const band = pts.map((p) => x(p.time) + "," + y(p.rtt_max_seconds)).concat(pts.slice().reverse().map((p) => x(p.time) + "," + y(p.rtt_min_seconds))).join(" ");
+    svg.append(mk("polygon", { points: band, fill: "#c6dafc" }));
+    svg.append(mk("polyline", { class: "rtt", points: pts.map((p) => x(p.time) + "," + y(p.rtt_mean_seconds)).join(" "), fill: "none", stroke: "#1a73e8", "stroke-width": 2 }));
+  }
+  const label = mk("text", { x: 4, y: pad - 8, "font-size": 11 }); label.textContent = "RTT up to " + ms(maxRtt) + " · loss 0–100 % · last " + hist.length + " windows"; svg.append(label);
+}
+
+async function loadPair() {
+  if (!openPair) return;
+  const [s, d] = openPair; const sec = document.getElementById("pair"); sec.hidden = false;
+  document.getElementById("pair-title").textContent = s + " → " + d;
+  try {
+    const p = await getJson("/api/v1/pair?source_region=" + encodeURIComponent(s) + "&target_region=" + encodeURIComponent(d));
+    renderChart(document.getElementById("pair-chart"), p.history);
+    const t = document.getElementById("links"); t.replaceChildren(row(["agent", "target address", "loss", "RTT mean", "jitter"], true));
+    for (const l of p.links) t.append(row([l.agent_ip, l.address, pct(l.loss_ratio), ms(l.rtt_mean_seconds), ms(l.jitter_seconds)]));
+  } catch (e) { document.getElementById("links").replaceChildren(row(["no data for this pair yet"])); }
+}
+
+function renderHttp(h) {
+  const t = document.getElementById("http-table"); t.replaceChildren(row(["source", "target", "status", "phases", "total", "certificate", "failures"], true));
+  for (const x of h.targets) {
+    const bar = el("div", { class: "bar" }); const ph = x.phases_seconds;
+    const total = ph ? Object.values(ph).reduce((a, b) => a + b, 0) : 0;
+    if (ph) for (const [k, v] of Object.entries(ph)) bar.append(el("span", { class: "p-" + k, style: "width:" + (total ? (v / total) * 100 : 0) + "%", title: k + " " + ms(v) }));
+    const failed = Object.entries(x.failed).map(([r, n]) => r + " × " + n).join(", ") || "none";
+    t.append(row([x.source_region, x.target_addr, String(x.status_code), bar, ph ? ms(total) : "failed", x.cert_expiry_days === null ? "–" : x.cert_expiry_days.toFixed(0) + " days", failed]));
+  }
+}
+
+function renderAgents(a) {
+  const t = document.getElementById("agents-table"); t.replaceChildren(row(["region", "ip", "version", "host", "last seen", "state"], true));
+  for (const x of a.agents) { const tr = row([x.region, x.ip, x.version, x.hostname, new Date(x.last_seen).toLocaleTimeString()]); tr.append(el("td", { class: x.alive ? "alive" : "dead" }, x.alive ? "alive" : "dead")); t.append(tr); }
+}
+
+async function loadAll() {
+  try {
+    const [m, h, a] = await Promise.all([getJson("/api/v1/mesh"), getJson("/api/v1/http"), getJson("/api/v1/agents")]);
+    renderMesh(m); renderHttp(h); renderAgents(a); await loadPair();
+    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  } catch (e) { document.getElementById("updated").textContent = "update failed: " + e.message; }
+}
+loadAll(); setInterval(loadAll, 5000);
+</script></body></html>`;
