@@ -8,18 +8,11 @@ import type { IcmpAggregate, IcmpLink } from "../probes/icmp/ingest.ts";
 /** Pairs remembered at most (a full mesh of 140 regions). */
 export const MAX_PAIRS = 20_000;
 
-/** One published window of one pair. Seconds and ratios. */
-export interface PairPoint {
+/** One published window of one pair (the aggregate's numbers; seconds and ratios) and when it ended. */
+export type PairPoint = Pick<IcmpAggregate, "sent" | "received" | "lossRatio" | "rttMean" | "rttMin" | "rttMax" | "jitter"> & {
   /** Window end, unix ms. */
   timeMs: number;
-  sent: number;
-  received: number;
-  lossRatio: number;
-  rttMean?: number;
-  rttMin?: number;
-  rttMax?: number;
-  jitter?: number;
-}
+};
 
 interface PairHistory {
   sourceRegion: string;
