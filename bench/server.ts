@@ -15,24 +15,21 @@
  * servers' counters next to the loss of what the agents had accepted, results accepted and
  * rejected, pushes that failed on both servers, and each server's CPU and peak RSS.
  */
-import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { readFileSync } from "node:fs";
-import { rttBucketCounts } from "../lib/probes/icmp/buckets.ts";
-import { Moments } from "../lib/aggregation/moments.ts";
-import { IcmpResultSchema, ProberMeshService, type IcmpResult } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { ProberMeshService } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { rpcClient } from "../lib/agent/client.ts";
 import { SERVER_BIN, freePort, run as runCmd, samples, scrape, start, waitFor, type Proc } from "../tests/helpers/procs.ts";
 import { quantile } from "../tests/helpers/stats.ts";
+import { PACKETS, meshBatch, simAgents } from "./sim.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
 };
 const INTERVAL_MS = 15_000;
-const PACKETS = 64;
 
 /** utime + stime of a process, seconds. */
 function cpuSeconds(pid: number): number {
@@ -49,17 +46,10 @@ async function run(agents: number, regions: number, seconds: number, format: "0.
   try {
     await waitFor("server ready", 10_000, async () => (await fetch(`http://127.0.0.1:${web}/-/ready`)).ok);
     const client = createClient(ProberMeshService, createConnectTransport({ baseUrl: `http://127.0.0.1:${rpc}`, httpVersion: "1.1", useBinaryFormat: true }));
-    const sim = Array.from({ length: agents }, (_, i) => ({ region: `r${i % regions}`, ip: `127.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, version: "bench", hostname: "bench" }));
+    const sim = simAgents(agents, regions);
     for (const a of sim) await client.heartbeat({ agent: a });
     // One result per target: every agent of every other region (the full dynamic mesh).
-    const rtts = Array.from({ length: PACKETS }, (_, k) => 0.002 + (k % 7) * 1e-4);
-    const s = Moments.of(rtts);
-    const template = (t: (typeof sim)[number]): IcmpResult => create(IcmpResultSchema, {
-      targetRegion: t.region, address: t.ip, resolvedIp: t.ip, sent: PACKETS, received: PACKETS,
-      minSeconds: s.min, meanSeconds: s.mean, maxSeconds: s.max, stddevSeconds: s.stddev, durationSeconds: 1,
-      ...(format === "0.1" ? { rttsSeconds: rtts } : { rttBucketCounts: rttBucketCounts(rtts) }),
-    });
-    const batches = sim.map((a) => sim.filter((t) => t.region !== a.region).map(template));
+    const batches = sim.map((_, i) => meshBatch(sim, i, format));
     const perPush = batches[0]!.length;
     const latencies: number[] = [];
     let rejected = 0;
@@ -115,16 +105,9 @@ async function runPair(agents: number, regions: number, seconds: number): Promis
     for (const s of servers) await waitFor("server ready", 10_000, async () => (await fetch(`http://127.0.0.1:${s.web}/-/ready`)).ok);
     const addr = (first: number) => [first, 1 - first].map((i) => `127.0.0.1:${servers[i]!.rpc}`).join(",");
     const clients = [0, 1].map((first) => rpcClient({ serverAddr: addr(first), token: "", tlsCaFile: "", tlsCertFile: "", tlsKeyFile: "", failbackMs: 3_600_000 }));
-    const sim = Array.from({ length: agents }, (_, i) => ({ region: `r${i % regions}`, ip: `127.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, version: "bench", hostname: "bench" }));
+    const sim = simAgents(agents, regions);
     for (const [i, a] of sim.entries()) await clients[i % 2]!.heartbeat({ agent: a });
-    const batches = sim.map((a, i) => {
-      const rtts = Array.from({ length: PACKETS - (i % 8) }, () => 0.002);
-      const st = Moments.of(rtts);
-      return sim.filter((t) => t.region !== a.region).map((t) => create(IcmpResultSchema, {
-        targetRegion: t.region, address: t.ip, resolvedIp: t.ip, sent: PACKETS, received: rtts.length, durationSeconds: 1,
-        minSeconds: st.min, meanSeconds: st.mean, maxSeconds: st.max, stddevSeconds: st.stddev, rttBucketCounts: rttBucketCounts(rtts),
-      }));
-    });
+    const batches = sim.map((_, i) => meshBatch(sim, i, "0.2", i % 8));
     let accepted = 0, rejected = 0, failed = 0, sentOk = 0, receivedOk = 0;
     let paused: Promise<void> | undefined;
     const stopAt = Date.now() + seconds * 1000;
