@@ -32,10 +32,10 @@ writeFileSync(
 `,
 );
 
-const procs = [spawn([`${root}dist/server`, "-server.probe.file", file, "-server.aggregation.interval", "5s"], { stdout: "inherit", stderr: "inherit" })];
+const procs = [spawn([`${root}dist/server`, "-server.probe.file", file, "-server.aggregation.interval", "2s"], { stdout: "inherit", stderr: "inherit" })];
 await Bun.sleep(500);
 for (const [region, ip] of [["demo-east", "127.0.0.11"], ["demo-west", "127.0.0.12"], ["demo-north", "127.0.0.13"]]) {
-  procs.push(spawn([`${root}dist/agent`, "-region", region!, "-agent.ip", ip!, "-agent.probe.interval", "5s", "-agent.sync.interval", "5s"], { stdout: "inherit", stderr: "inherit" }));
+  procs.push(spawn([`${root}dist/agent`, "-region", region!, "-agent.ip", ip!, "-agent.probe.interval", "2s", "-agent.sync.interval", "2s"], { stdout: "inherit", stderr: "inherit" }));
 }
 console.log(`
 ProberMesh demo: server + 3 agents (demo-east 127.0.0.11, demo-west 127.0.0.12, demo-north 127.0.0.13)
