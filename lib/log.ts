@@ -5,6 +5,7 @@
  */
 import pino from "pino";
 import pretty from "pino-pretty";
+import type { FlagSpec } from "./cli/flags.ts";
 
 /** The logger type used across lib/. */
 export type Logger = pino.Logger;
@@ -14,6 +15,12 @@ export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 
 /** Formats accepted by `-log.format`. */
 export const LOG_FORMATS = ["auto", "text", "json"] as const;
+
+/** The logging flags, shared by server and agent (docs/flags.md). */
+export const LOG_FLAGS: FlagSpec[] = [
+  { name: "log.level", kind: "string", default: "info", choices: [...LOG_LEVELS], help: "log level: debug, info, warn, error" },
+  { name: "log.format", kind: "string", default: "auto", choices: [...LOG_FORMATS], help: "text (for people), json (for machines), or auto: text on a terminal, JSON otherwise" },
+];
 
 /** Creates the process logger, writing synchronously to stderr so nothing is lost on exit. */
 export function createLogger(component: string, level: string, format: (typeof LOG_FORMATS)[number] = "json"): Logger {

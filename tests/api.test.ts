@@ -4,35 +4,26 @@
  * targets with their phases, and the agents.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { AGENT_BIN, IS_ROOT, SERVER_BIN, freePort, killAll, skipReason, start, waitFor } from "./helpers/procs.ts";
+import { startWebMesh, type WebMesh } from "./helpers/mesh.ts";
+import { IS_ROOT, killAll, skipReason, waitFor } from "./helpers/procs.ts";
 
 if (!IS_ROOT) skipReason("api.test.ts needs root for the agents' raw ICMP sockets");
 
 describe.skipIf(!IS_ROOT)("/api/v1", () => {
   let base = "";
-  let target: ReturnType<typeof Bun.serve>;
+  let mesh: WebMesh;
   const get = async (path: string) => {
     const r = await fetch(`${base}${path}`);
     return { status: r.status, body: (await r.json()) as Record<string, any> };
   };
 
   beforeAll(async () => {
-    target = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
-    const dir = mkdtempSync(`${tmpdir()}/pm-api-`);
-    writeFileSync(`${dir}/p.yaml`, `prober_configs:\n  - prober_type: http\n    region: web\n    targets: ["http://127.0.0.1:${target.port}/"]\n`);
-    const [rpc, web] = [await freePort(), await freePort()];
-    base = `http://127.0.0.1:${web}`;
-    start([SERVER_BIN, "-server.probe.file", `${dir}/p.yaml`, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`, "-server.aggregation.interval", "1s", "-server.web.history.retention", "6s"]);
-    await waitFor("server ready", 10_000, async () => (await fetch(`${base}/-/ready`)).ok);
-    for (const [region, ip] of [["api-a", "127.0.75.1"], ["api-b", "127.0.75.2"]]) {
-      start([AGENT_BIN, "-region", region!, "-agent.ip", ip!, "-server.rpc.addr", `127.0.0.1:${rpc}`, "-agent.probe.interval", "1s", "-agent.sync.interval", "500ms"]);
-    }
+    mesh = await startWebMesh([["api-a", "127.0.75.1"], ["api-b", "127.0.75.2"]], ["-server.web.history.retention", "6s"]);
+    base = mesh.base;
   });
   afterAll(async () => {
     await killAll();
-    target?.stop(true);
+    mesh?.stop();
   });
 
   test("mesh: every region, both pairs with loss and RTT, and a baseline once there is history", async () => {

@@ -5,10 +5,10 @@
  * screenshot to .tmp/artifacts/console.png.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
-import { AGENT_BIN, IS_ROOT, ROOT, SERVER_BIN, freePort, killAll, skipReason, start, waitFor } from "./helpers/procs.ts";
+import { startWebMesh, type WebMesh } from "./helpers/mesh.ts";
+import { IS_ROOT, ROOT, killAll, skipReason, waitFor } from "./helpers/procs.ts";
 
 /** The page's `document`, as the callbacks below (run inside Chromium) use it. */
 declare const document: { querySelectorAll(selector: string): { length: number }; getElementById(id: string): { hidden: boolean } | null };
@@ -22,18 +22,12 @@ const REGIONS = ["ui-a", "ui-b", "ui-c"];
 describe.skipIf(!ok)("web console in Chromium", () => {
   let browser: Browser;
   let page: Page;
-  let target: ReturnType<typeof Bun.serve>;
+  let mesh: WebMesh;
   let base = "";
 
   beforeAll(async () => {
-    target = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
-    const dir = mkdtempSync(`${tmpdir()}/pm-ui-`);
-    writeFileSync(`${dir}/p.yaml`, `prober_configs:\n  - prober_type: http\n    region: web\n    targets: ["http://127.0.0.1:${target.port}/"]\n`);
-    const [rpc, web] = [await freePort(), await freePort()];
-    base = `http://127.0.0.1:${web}`;
-    start([SERVER_BIN, "-server.probe.file", `${dir}/p.yaml`, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`, "-server.aggregation.interval", "1s"]);
-    await waitFor("server ready", 10_000, async () => (await fetch(`${base}/-/ready`)).ok);
-    REGIONS.forEach((region, i) => start([AGENT_BIN, "-region", region, "-agent.ip", `127.0.76.${i + 1}`, "-server.rpc.addr", `127.0.0.1:${rpc}`, "-agent.probe.interval", "1s", "-agent.sync.interval", "500ms"]));
+    mesh = await startWebMesh(REGIONS.map((r, i) => [r, `127.0.76.${i + 1}`]));
+    base = mesh.base;
     // Data for all six pairs and the HTTP target from every region, before the browser looks.
     await waitFor("mesh data", 20_000, async () => {
       const [m, h] = await Promise.all([fetch(`${base}/api/v1/mesh`).then((r) => r.json()), fetch(`${base}/api/v1/http`).then((r) => r.json())]) as [{ pairs: unknown[] }, { targets: unknown[] }];
@@ -53,7 +47,7 @@ describe.skipIf(!ok)("web console in Chromium", () => {
   afterAll(async () => {
     await browser?.close();
     await killAll();
-    target?.stop(true);
+    mesh?.stop();
   });
 
   test("the heat map shows every region and pair, values readable without color", async () => {

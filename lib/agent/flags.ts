@@ -1,6 +1,6 @@
 /** The agent's flags (docs/flags.md is generated from this list by `npm run docs`). */
 import type { FlagSpec } from "../cli/flags.ts";
-import { LOG_FORMATS, LOG_LEVELS } from "../log.ts";
+import { LOG_FLAGS } from "../log.ts";
 
 export const AGENT_FLAGS: FlagSpec[] = [
   { name: "agent.region", aliases: ["region"], kind: "string", default: "", help: "region of this agent; empty: env PROBER_REGION, then cloud metadata" },
@@ -13,6 +13,5 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { name: "agent.rpc.tls.ca.file", kind: "string", default: "", help: "CA bundle (PEM) trusted for an https:// server address (default: the system roots)" },
   { name: "agent.rpc.tls.cert.file", kind: "string", default: "", help: "client certificate (PEM) for mutual TLS with the server" },
   { name: "agent.rpc.tls.key.file", kind: "string", default: "", help: "client private key (PEM) for mutual TLS with the server" },
-  { name: "log.level", kind: "string", default: "info", choices: [...LOG_LEVELS], help: "log level: debug, info, warn, error" },
-  { name: "log.format", kind: "string", default: "auto", choices: [...LOG_FORMATS], help: "text (for people), json (for machines), or auto: text on a terminal, JSON otherwise" },
+  ...LOG_FLAGS,
 ];

@@ -1,6 +1,6 @@
 /** The server's flags (docs/flags.md is generated from this list by `npm run docs`). */
 import type { FlagSpec } from "../cli/flags.ts";
-import { LOG_FORMATS, LOG_LEVELS } from "../log.ts";
+import { LOG_FLAGS } from "../log.ts";
 import { DISCOVERY_MODES } from "./pool.ts";
 
 export const SERVER_FLAGS: FlagSpec[] = [
@@ -22,6 +22,5 @@ export const SERVER_FLAGS: FlagSpec[] = [
   { name: "server.registry.max.agents", kind: "number", default: "10000", min: 1, help: "agents the registry holds at most; heartbeats of new agents beyond it get resource_exhausted" },
   { name: "server.registry.max.regions", kind: "number", default: "1000", min: 1, help: "distinct regions the registry holds at most; beyond it, resource_exhausted" },
   { name: "server.registry.url", kind: "string", default: "", help: "shared agent registry for several servers: redis://host:port/db (default: in-process, one server)" },
-  { name: "log.level", kind: "string", default: "info", choices: [...LOG_LEVELS], help: "log level: debug, info, warn, error" },
-  { name: "log.format", kind: "string", default: "auto", choices: [...LOG_FORMATS], help: "text (for people), json (for machines), or auto: text on a terminal, JSON otherwise" },
+  ...LOG_FLAGS,
 ];

@@ -43,7 +43,7 @@ export class TargetPool {
   /** Live agents' mesh targets: key -> how many live agents of that region have that IP (normally 1). */
   private readonly agentKeys = new Map<string, number>();
 
-  constructor(private file: ProbeFile, readonly discovery: Discovery, private readonly probeSelf: boolean, private readonly registry: AgentRegistry) {
+  constructor(private file: ProbeFile, readonly discovery: Discovery, private readonly probeSelf: boolean, registry: AgentRegistry) {
     this.indexFile();
     for (const a of registry.live()) this.agentChanged(a.region, a.ip, true);
   }

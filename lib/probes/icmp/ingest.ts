@@ -7,7 +7,7 @@
  * A window folds all agents of a source region and all targets of a target region into one
  * bucket. It keeps running sums, not results: O(1) per result, O(pairs + agent-target pairs) memory.
  */
-import type { KindIngest, KindWindow, Received } from "../../aggregation/window.ts";
+import type { KindIngest, KindWindow } from "../../aggregation/window.ts";
 import { Moments } from "../../aggregation/moments.ts";
 import type { SeriesStore } from "../../metrics/series.ts";
 import type { IcmpResult } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
