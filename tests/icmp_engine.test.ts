@@ -62,6 +62,27 @@ describe.skipIf(!IS_ROOT)("raw sockets (root)", () => {
     }
   });
 
+  test("a released round's buffer serves the next round, which starts clean (no RTT carried over)", async () => {
+    const e = new IcmpEngine("raw");
+    try {
+      const a = await e.echo("127.0.0.1", { ...opts, count: 8 });
+      expect(a.received).toBe(8);
+      const buffer = a.rttNs.buffer;
+      e.release(a);
+      e.release(a); // twice is harmless: the buffer is not handed out twice
+      new Float64Array(buffer).fill(-1); // what a careless caller might leave behind
+      // A 1 µs timeout: every loopback reply comes too late, so each request must read "lost".
+      const b = await e.echo("127.0.0.1", { ...opts, count: 8, timeoutMs: 0.001 });
+      expect(b.rttNs.buffer).toBe(buffer);
+      expect([b.sent, b.received]).toEqual([8, 0]);
+      expect(b.requestRttsSeconds.every(Number.isNaN)).toBe(true);
+      const c = await e.echo("127.0.0.1", { ...opts, count: 8 });
+      expect(c.rttNs.buffer).not.toBe(buffer); // b was not released
+    } finally {
+      e.close();
+    }
+  });
+
   test("two engines pinging one target at once never count each other's replies", async () => {
     const a = new IcmpEngine("raw"), b = new IcmpEngine("raw");
     try {

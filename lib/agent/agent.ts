@@ -89,7 +89,10 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   let batch = emptyBatch();
   const outbox = new Outbox();
   const scheduler = new Scheduler(o.probeIntervalMs, (key, e) => log.error({ target: key, err: String(e) }, "probe crashed"));
-  const limits = Object.fromEntries(PROBER_TYPES.map((t) => [t, pLimit(AGENT_KINDS[t].concurrency)])) as { [K in ProberType]: ReturnType<typeof pLimit> };
+  // Unlimited kinds (ICMP) skip p-limit: its queue costs promises per round at 10,000 targets.
+  const limits = Object.fromEntries(
+    PROBER_TYPES.map((t) => [t, AGENT_KINDS[t].concurrency === Infinity ? (f: () => Promise<void>) => f() : pLimit(AGENT_KINDS[t].concurrency)]),
+  ) as { [K in ProberType]: (f: () => Promise<void>) => Promise<void> };
 
   /** One job per target of one kind: probe, then add the (final) result to the current batch. */
   const kindJobs = <K extends ProberType>(type: K, pool: GetTargetPoolResponse): Job[] => {

@@ -48,7 +48,10 @@ export interface EchoOutcome {
   corrupted: number;
   /** RTT of each answered request in send order, seconds (kernel rx timestamp − time before sendto). Built on access. */
   rttsSeconds: number[];
-  /** RTT per request, nanoseconds, NaN when unanswered (index i: sequence firstSequence + i); the round's own buffer, no copy. */
+  /**
+   * RTT per request, nanoseconds, NaN when unanswered (index i: sequence firstSequence + i). The
+   * round's own buffer, no copy: valid until `IcmpEngine.release(outcome)`.
+   */
   rttNs: Float64Array;
   /** RTT per request, seconds, NaN when unanswered: index i is sequence (firstSequence + i) mod 2^16. */
   requestRttsSeconds: number[];
@@ -63,15 +66,18 @@ interface Round {
   sockaddr: Uint8Array;
   destKey: number | string;
   opts: EchoOptions;
-  packet: Uint8Array;
   seqBase: number;
   startNs: number;
   /** Due time of the next request (send heap key), ns. */
   dueNs: number;
   /** lastSendNs + timeout once every request is out (deadline heap key), ns. */
   deadlineNs: number;
+  /** Send time per request, ns (NaN: send failed): the first half of `times`. */
   sentAt: Float64Array;
+  /** RTT per request, ns (NaN: unanswered): the second half of `times`. */
   rttNs: Float64Array;
+  /** One buffer of 2 × count doubles holding sentAt and rttNs, recycled through the free list. */
+  times: Float64Array;
   sent: number;
   received: number;
   duplicates: number;
@@ -98,6 +104,8 @@ export interface EngineStats {
 const DRAIN_EVERY = 64;
 /** Retry delay after EAGAIN/ENOBUFS on send, ns. */
 const DEFER_NS = 200_000;
+/** Released timing buffers kept per request count for reuse. */
+const FREE_PER_COUNT = 4096;
 
 /** Shared ICMP engine; create one per agent. */
 export class IcmpEngine {
@@ -112,6 +120,13 @@ export class IcmpEngine {
   /** Next sequence number per destination. */
   private readonly nextSeq = new Map<number | string, number>();
   private active = 0;
+  /**
+   * Timing buffers of finished rounds given back by release(), per request count: an agent at
+   * 10,000 targets would otherwise allocate and drop 10,000 of them per interval (RSS, not speed).
+   */
+  private readonly free = new Map<number, Float64Array[]>();
+  /** Send scratch: each request is written here right before sendto(), which copies it. */
+  private scratch = new Uint8Array(0);
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly onDatagram4 = (d: Datagram) => this.onDatagram(this.sockets[0] as IcmpSocket, d);
   private readonly onDatagram6 = (d: Datagram) => this.onDatagram(this.sockets[1] as IcmpSocket, d);
@@ -170,12 +185,12 @@ export class IcmpEngine {
     this.nextSeq.set(destKey, (seqBase + opts.count) & 0xffff);
     return new Promise((done) => {
       const now = sock.nowNs();
+      const times = this.free.get(opts.count)?.pop() ?? new Float64Array(2 * opts.count);
+      const rttNs = times.subarray(opts.count).fill(NaN);
       const round: Round = {
         v6, sockaddr, destKey, opts,
-        packet: new Uint8Array(ECHO_HEADER_LEN + opts.payloadSize),
         seqBase, startNs: now, dueNs: now, deadlineNs: Infinity,
-        sentAt: new Float64Array(opts.count),
-        rttNs: new Float64Array(opts.count).fill(NaN),
+        sentAt: times.subarray(0, opts.count), rttNs, times,
         sent: 0, received: 0, duplicates: 0, corrupted: 0, error: "", lastSendNs: 0, finished: false, done,
       };
       const list = this.byDest.get(destKey);
@@ -185,6 +200,20 @@ export class IcmpEngine {
       this.sendQueue.push(round);
       this.schedule(0);
     });
+  }
+
+  /**
+   * Gives a finished round's buffers back for reuse by later rounds. Optional (an outcome never
+   * released is simply garbage-collected); after it, `outcome.rttNs` and the getters are invalid.
+   */
+  release(outcome: EchoOutcome): void {
+    const times = (outcome as Released)[TIMES];
+    if (!times) return;
+    (outcome as Released)[TIMES] = undefined;
+    const count = times.length / 2;
+    let list = this.free.get(count);
+    if (!list) this.free.set(count, (list = []));
+    if (list.length < FREE_PER_COUNT) list.push(times);
   }
 
   /** Closes both sockets; pending rounds finish with what they have. */
@@ -243,8 +272,11 @@ export class IcmpEngine {
   private sendNext(r: Round): boolean {
     const sock = this.socket(r.v6);
     const index = r.sent;
-    writeEchoRequest(r.packet, r.v6, sock.identifier, (r.seqBase + index) & 0xffff, this.token);
-    const t = sock.send(r.packet, r.sockaddr);
+    const size = ECHO_HEADER_LEN + r.opts.payloadSize;
+    if (this.scratch.length < size) this.scratch = new Uint8Array(size);
+    const packet = this.scratch.subarray(0, size);
+    writeEchoRequest(packet, r.v6, sock.identifier, (r.seqBase + index) & 0xffff, this.token);
+    const t = sock.send(packet, r.sockaddr);
     if (t === -EAGAIN || t === -ENOBUFS) return false;
     r.sent++;
     this.stats.sent++;
@@ -317,7 +349,8 @@ export class IcmpEngine {
     const sent = r.sent;
     // The arrays are built on demand (tests, fixtures): an agent at 10,000 targets reads rttNs and
     // would otherwise allocate them 10,000 times an interval.
-    r.done({
+    const outcome: Released = {
+      [TIMES]: r.times,
       sent: r.sent, received: r.received, duplicates: r.duplicates, corrupted: r.corrupted, rttNs,
       get rttsSeconds() {
         const out: number[] = [];
@@ -328,9 +361,14 @@ export class IcmpEngine {
         return Array.from(rttNs.subarray(0, sent), (v) => v / 1e9);
       },
       firstSequence: r.seqBase, error: r.error,
-    });
+    };
+    r.done(outcome);
   }
 }
+
+/** The outcome's hidden link to its round's timing buffer (for release()). */
+const TIMES = Symbol("times");
+type Released = EchoOutcome & { [TIMES]?: Float64Array };
 
 function u32(b: Uint8Array, off: number): number {
   return ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;

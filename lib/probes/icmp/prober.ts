@@ -52,6 +52,7 @@ export class IcmpEchoProber implements Prober<"icmp"> {
         m.add(ns / 1e9);
         counts[rttBucket(ns / 1e9)]!++;
       }
+      this.engine.release(o); // nothing below reads the RTT buffer
       const s = m.stats();
       Object.assign(result, {
         // The histogram, not every RTT, crosses the wire: 20 counts instead of `count` doubles.
