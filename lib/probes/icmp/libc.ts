@@ -25,6 +25,17 @@ export const SO_TIMESTAMPNS = 35;
 export const ICMP_FILTER = 1;
 /** struct icmp6_filter for ICMPv6 raw sockets (netinet/icmp6.h). */
 export const ICMP6_FILTER = 1;
+/** IP-level options for path traces: TTL / hop limit per request, ICMP errors on ping sockets (ip(7), ipv6(7)). */
+export const IPPROTO_IP = 0;
+export const IPPROTO_IPV6 = 41;
+export const IP_TTL = 2;
+export const IP_RECVERR = 11;
+export const IPV6_UNICAST_HOPS = 16;
+export const IPV6_RECVERR = 25;
+export const MSG_ERRQUEUE = 0x2000;
+/** sock_extended_err.ee_origin of an ICMP / ICMPv6 error (linux/errqueue.h). */
+export const SO_EE_ORIGIN_ICMP = 2;
+export const SO_EE_ORIGIN_ICMP6 = 3;
 export const CLOCK_REALTIME = 0;
 export const EAGAIN = 11;
 export const ENOBUFS = 105;

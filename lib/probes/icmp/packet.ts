@@ -7,6 +7,11 @@ export const ICMP_ECHO_REQUEST = 8;
 export const ICMP_ECHO_REPLY = 0;
 export const ICMP6_ECHO_REQUEST = 128;
 export const ICMP6_ECHO_REPLY = 129;
+/** ICMP errors a path trace reads: Time Exceeded (RFC 792 type 11, RFC 4443 type 3) and Destination Unreachable (3 / 1). */
+export const ICMP_TIME_EXCEEDED = 11;
+export const ICMP_DEST_UNREACH = 3;
+export const ICMP6_TIME_EXCEEDED = 3;
+export const ICMP6_DEST_UNREACH = 1;
 /** Length of the ICMP echo header in bytes. */
 export const ECHO_HEADER_LEN = 8;
 /** Bytes of the engine token at the start of every payload (tells our replies from others'). */

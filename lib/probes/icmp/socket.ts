@@ -8,17 +8,39 @@
  */
 import {
   AF_INET, AF_INET6, CLOCK_REALTIME, EACCES, EAGAIN, EPERM, ICMP6_FILTER, ICMP_FILTER, IPPROTO_ICMP, IPPROTO_ICMPV6,
+  IPPROTO_IP, IPPROTO_IPV6, IPV6_RECVERR, IPV6_UNICAST_HOPS, IP_RECVERR, IP_TTL, MSG_ERRQUEUE, SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6,
   SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOL_RAW, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_TIMESTAMPNS,
   addressOf, errno, libc, strerror,
 } from "./libc.ts";
-import { ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST } from "./packet.ts";
+import {
+  ICMP6_DEST_UNREACH, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, ICMP6_TIME_EXCEEDED, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED,
+} from "./packet.ts";
 import { readFileSync } from "node:fs";
 
 /** "ping": SOCK_DGRAM ICMP (unprivileged, net.ipv4.ping_group_range); "raw": SOCK_RAW (CAP_NET_RAW). */
 export type SocketKind = "ping" | "raw";
 
-/** Which echo messages a raw socket lets through its ICMP filter: replies (a pinger) or requests (a responder). */
-export type EchoDirection = "replies" | "requests";
+/**
+ * What a socket is for: "replies" (a pinger: a raw socket passes echo replies only), "requests"
+ * (a test responder), or "trace" (a path tracer: echo replies plus Time Exceeded and Destination
+ * Unreachable; a ping socket gets those through IP_RECVERR, read with drainErrors()).
+ */
+export type EchoDirection = "replies" | "requests" | "trace";
+
+/** An ICMP error about one of our requests, read from a ping socket's error queue (IP_RECVERR). */
+export interface QueuedIcmpError {
+  /** ICMP type and code of the error (IPv4 or ICMPv6 numbering, by the socket's family). */
+  type: number;
+  code: number;
+  /** The router that sent it (SO_EE_OFFENDER): 4 or 16 address bytes. */
+  offender: Uint8Array;
+  /** Destination of the request it is about: 4 or 16 address bytes. */
+  destination: Uint8Array;
+  /** The start of our request as sent: ICMP header (type, code, checksum, identifier, sequence) on. */
+  request: Uint8Array;
+  /** Kernel receive time, ns relative to the socket's epoch. */
+  rxNs: number;
+}
 
 /** Why no ICMP socket could be opened, with the exact sysctl / capability to fix it. */
 export class IcmpUnavailableError extends Error {
@@ -68,6 +90,8 @@ export class IcmpSocket {
   private readonly mmsgView = new DataView(this.mmsg.buffer);
   /** Slots whose namelen/controllen the kernel overwrote and that must be reset before reuse. */
   private dirty = BATCH;
+  /** Error-queue reads (trace sockets of the ping kind): one struct msghdr and its buffers, set up on first use. */
+  private errq?: { msg: Uint8Array; view: DataView; data: Uint8Array; name: Uint8Array; ctrl: Uint8Array; ctrlView: DataView; iov: BigUint64Array };
 
   /**
    * Opens a socket for the family: a ping socket first, a raw socket otherwise.
@@ -102,10 +126,14 @@ export class IcmpSocket {
     this.setInt(SOL_SOCKET, SO_SNDBUF, 1 << 20);
     this.rcvbuf = this.getRcvbuf(rcvbufBytes);
     if (kind === "raw") {
-      this.installEchoFilter(accept === "replies" ? (v6 ? ICMP6_ECHO_REPLY : ICMP_ECHO_REPLY) : v6 ? ICMP6_ECHO_REQUEST : ICMP_ECHO_REQUEST);
+      const types = accept === "requests" ? [v6 ? ICMP6_ECHO_REQUEST : ICMP_ECHO_REQUEST]
+        : accept === "replies" ? [v6 ? ICMP6_ECHO_REPLY : ICMP_ECHO_REPLY]
+        : v6 ? [ICMP6_ECHO_REPLY, ICMP6_TIME_EXCEEDED, ICMP6_DEST_UNREACH] : [ICMP_ECHO_REPLY, ICMP_TIME_EXCEEDED, ICMP_DEST_UNREACH];
+      this.installFilter(types);
       this.identifier = (Math.random() * 0xffff) | 0;
     } else {
       this.identifier = this.boundIdentifier();
+      if (accept === "trace") this.setInt(v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_RECVERR : IP_RECVERR, 1);
     }
     this.clock();
     this.epochSec = this.ts[0]! + this.ts[1]! * 4294967296;
@@ -196,6 +224,73 @@ export class IcmpSocket {
     return { buf, icmpOffset, end: len, source, rxNs };
   }
 
+  /** Sets the TTL (IPv4) or unicast hop limit (IPv6) of the requests sent next. @returns 0 or a negative errno */
+  setHopLimit(ttl: number): number {
+    return this.setInt(this.v6 ? IPPROTO_IPV6 : IPPROTO_IP, this.v6 ? IPV6_UNICAST_HOPS : IP_TTL, ttl) === 0 ? 0 : -errno();
+  }
+
+  /**
+   * Reads every queued ICMP error (MSG_ERRQUEUE) of a ping socket opened for "trace" and hands each
+   * to `onError`; the views are reused by the next read. Raw sockets get ICMP errors as datagrams
+   * (drain) instead. @returns errors read
+   */
+  drainErrors(onError: (e: QueuedIcmpError) => void): number {
+    if (this.kind !== "ping") return 0;
+    const q = (this.errq ??= this.errorQueueBuffers());
+    let count = 0;
+    for (;;) {
+      q.view.setUint32(8, q.name.length, true);
+      q.view.setBigUint64(40, BigInt(q.ctrl.length), true);
+      const n = Number(libc.recvmsg(this.fd, q.msg, MSG_ERRQUEUE));
+      if (n < 0) return count;
+      let rxNs = -1;
+      let ee: QueuedIcmpError | undefined;
+      const ctrlLen = Number(q.view.getBigUint64(40, true));
+      for (let off = 0; off + 16 <= ctrlLen; ) {
+        const clen = q.ctrlView.getUint32(off, true);
+        if (clen < 16) break;
+        const level = q.ctrlView.getInt32(off + 8, true), type = q.ctrlView.getInt32(off + 12, true);
+        if (level === SOL_SOCKET && type === SO_TIMESTAMPNS) {
+          const sec = q.ctrlView.getUint32(off + 16, true) + q.ctrlView.getInt32(off + 20, true) * 4294967296;
+          rxNs = (sec - this.epochSec) * 1e9 + q.ctrlView.getUint32(off + 24, true);
+        } else if ((level === IPPROTO_IP && type === IP_RECVERR) || (level === IPPROTO_IPV6 && type === IPV6_RECVERR)) {
+          // struct sock_extended_err (16 bytes), then the offender's sockaddr (SO_EE_OFFENDER).
+          const origin = q.ctrl[off + 20]!;
+          if (origin === SO_EE_ORIGIN_ICMP || origin === SO_EE_ORIGIN_ICMP6) {
+            const sa = off + 32;
+            ee = {
+              type: q.ctrl[off + 21]!, code: q.ctrl[off + 22]!,
+              offender: this.v6 ? q.ctrl.subarray(sa + 8, sa + 24) : q.ctrl.subarray(sa + 4, sa + 8),
+              destination: this.v6 ? q.name.subarray(8, 24) : q.name.subarray(4, 8),
+              request: q.data.subarray(0, Math.min(n, q.data.length)), rxNs: 0,
+            };
+          }
+        }
+        off += (clen + 7) & ~7;
+      }
+      count++;
+      if (ee) {
+        ee.rxNs = rxNs < 0 ? this.nowNs() : rxNs;
+        onError(ee);
+      }
+    }
+  }
+
+  private errorQueueBuffers() {
+    const data = new Uint8Array(2048), name = new Uint8Array(NAME_LEN), ctrl = new Uint8Array(256);
+    // Views first: asking a small typed array for its .buffer moves its bytes, which would leave a
+    // pointer taken before pointing at the old copy.
+    const ctrlView = new DataView(ctrl.buffer);
+    const msg = new Uint8Array(56); // struct msghdr
+    const view = new DataView(msg.buffer);
+    const iov = new BigUint64Array([BigInt(addressOf(data)), BigInt(data.length)]);
+    view.setBigUint64(0, BigInt(addressOf(name)), true);
+    view.setBigUint64(16, BigInt(addressOf(iov)), true);
+    view.setBigUint64(24, 1n, true);
+    view.setBigUint64(32, BigInt(addressOf(ctrl)), true);
+    return { msg, view, data, name, ctrl, ctrlView, iov };
+  }
+
   /** Closes the socket; further calls fail. */
   close(): void {
     if (this.fd >= 0) libc.close(this.fd);
@@ -220,15 +315,16 @@ export class IcmpSocket {
     }
   }
 
-  /** Raw sockets see every ICMP message of the host: let the kernel pass only one ICMP type. */
-  private installEchoFilter(type: number): void {
+  /** Raw sockets see every ICMP message of the host: let the kernel pass only the types wanted. */
+  private installFilter(types: number[]): void {
     if (this.v6) {
       const f = new Uint32Array(8).fill(0xffffffff); // ICMP6_FILTER: a set bit blocks the type
-      f[type >> 5]! &= ~(1 << (type & 31));
+      for (const t of types) f[t >> 5]! &= ~(1 << (t & 31));
       libc.setsockopt(this.fd, IPPROTO_ICMPV6, ICMP6_FILTER, f, 32);
     } else {
-      const f = new Uint32Array([~(1 << type) >>> 0]); // ICMP_FILTER: a set bit blocks the type
-      libc.setsockopt(this.fd, SOL_RAW, ICMP_FILTER, f, 4);
+      let blocked = 0xffffffff; // ICMP_FILTER: a set bit blocks the type
+      for (const t of types) blocked &= ~(1 << t);
+      libc.setsockopt(this.fd, SOL_RAW, ICMP_FILTER, new Uint32Array([blocked >>> 0]), 4);
     }
   }
 

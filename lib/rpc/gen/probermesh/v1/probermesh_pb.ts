@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file probermesh/v1/probermesh.proto.
  */
 export const file_probermesh_v1_probermesh: GenFile = /*@__PURE__*/
-  fileDesc("Ch5wcm9iZXJtZXNoL3YxL3Byb2Jlcm1lc2gucHJvdG8SDXByb2Jlcm1lc2gudjEiRgoFQWdlbnQSDgoGcmVnaW9uGAEgASgJEgoKAmlwGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkiNwoQSGVhcnRiZWF0UmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQisAEKEUhlYXJ0YmVhdFJlc3BvbnNlEhYKDnNlcnZlcl92ZXJzaW9uGAEgASgJEjcKFGFnZ3JlZ2F0aW9uX2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtpbnN0YW5jZV9pZBgEIAEoCSI7ChRHZXRUYXJnZXRQb29sUmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQiegoVR2V0VGFyZ2V0UG9vbFJlc3BvbnNlEicKBGljbXAYASADKAsyGS5wcm9iZXJtZXNoLnYxLkljbXBUYXJnZXQSJwoEaHR0cBgCIAMoCzIZLnByb2Jlcm1lc2gudjEuSHR0cFRhcmdldBIPCgdwYXJ0aWFsGAMgASgIIpEBCgpJY21wTW9kdWxlEhQKDHBhY2tldF9jb3VudBgBIAEoDRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxwYXlsb2FkX3NpemUYAyABKA0SKgoHdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJfCgpJY21wVGFyZ2V0EhUKDXRhcmdldF9yZWdpb24YASABKAkSDwoHYWRkcmVzcxgCIAEoCRIpCgZtb2R1bGUYAyABKAsyGS5wcm9iZXJtZXNoLnYxLkljbXBNb2R1bGUi8wUKCkh0dHBNb2R1bGUSDgoGbWV0aG9kGAEgASgJEhoKEnZhbGlkX3N0YXR1c19jb2RlcxgCIAMoDRI3CgdoZWFkZXJzGAMgAygLMiYucHJvYmVybWVzaC52MS5IdHRwTW9kdWxlLkhlYWRlcnNFbnRyeRIMCgRib2R5GAQgASgJEhsKE25vX2ZvbGxvd19yZWRpcmVjdHMYBSABKAgSIwobZmFpbF9pZl9ib2R5X21hdGNoZXNfcmVnZXhwGAYgAygJEicKH2ZhaWxfaWZfYm9keV9ub3RfbWF0Y2hlc19yZWdleHAYByADKAkSKgoHdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIcChRpbnNlY3VyZV9za2lwX3ZlcmlmeRgJIAEoCBIbChN2YWxpZF9odHRwX3ZlcnNpb25zGAogAygJEhMKC2ZhaWxfaWZfc3NsGAsgASgIEhcKD2ZhaWxfaWZfbm90X3NzbBgMIAEoCBI6ChZmYWlsX2lmX2hlYWRlcl9tYXRjaGVzGA0gAygLMhoucHJvYmVybWVzaC52MS5IZWFkZXJNYXRjaBI+ChpmYWlsX2lmX2hlYWRlcl9ub3RfbWF0Y2hlcxgOIAMoCzIaLnByb2Jlcm1lc2gudjEuSGVhZGVyTWF0Y2gSLAoKdGxzX2NvbmZpZxgPIAEoCzIYLnByb2Jlcm1lc2gudjEuVGxzQ29uZmlnEiwKCmJhc2ljX2F1dGgYECABKAsyGC5wcm9iZXJtZXNoLnYxLkJhc2ljQXV0aBIUCgxiZWFyZXJfdG9rZW4YESABKAkSFwoPYm9keV9zaXplX2xpbWl0GBIgASgDEh0KFXByZWZlcnJlZF9pcF9wcm90b2NvbBgTIAEoCRIcChRpcF9wcm90b2NvbF9mYWxsYmFjaxgUIAEoCBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJECgtIZWFkZXJNYXRjaBIOCgZoZWFkZXIYASABKAkSDgoGcmVnZXhwGAIgASgJEhUKDWFsbG93X21pc3NpbmcYAyABKAgiTgoJVGxzQ29uZmlnEhwKFGluc2VjdXJlX3NraXBfdmVyaWZ5GAEgASgIEg4KBmNhX3BlbRgCIAEoCRITCgtzZXJ2ZXJfbmFtZRgDIAEoCSIvCglCYXNpY0F1dGgSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiWwoKSHR0cFRhcmdldBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEgsKA3VybBgCIAEoCRIpCgZtb2R1bGUYAyABKAsyGS5wcm9iZXJtZXNoLnYxLkh0dHBNb2R1bGUihQMKCkljbXBSZXN1bHQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhMKC3Jlc29sdmVkX2lwGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHNlbnQYBSABKA0SEAoIcmVjZWl2ZWQYBiABKA0SEgoKZHVwbGljYXRlcxgHIAEoDRIUCgxydHRzX3NlY29uZHMYCCADKAESEwoLbWluX3NlY29uZHMYCSABKAESFAoMbWVhbl9zZWNvbmRzGAogASgBEhMKC21heF9zZWNvbmRzGAsgASgBEhYKDnN0ZGRldl9zZWNvbmRzGAwgASgBEhcKD3Jlc29sdmVfc2Vjb25kcxgNIAEoARINCgVlcnJvchgOIAEoCRIRCgljb3JydXB0ZWQYDyABKA0SGQoRcnR0X2J1Y2tldF9jb3VudHMYECADKA0SGAoQZHVyYXRpb25fc2Vjb25kcxgRIAEoASK1AwoKSHR0cFJlc3VsdBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEgsKA3VybBgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdzdWNjZXNzGAQgASgIEhUKDWZhaWxlZF9yZWFzb24YBSABKAkSFwoPcmVzb2x2ZV9zZWNvbmRzGAYgASgBEhcKD2Nvbm5lY3Rfc2Vjb25kcxgHIAEoARITCgt0bHNfc2Vjb25kcxgIIAEoARIaChJwcm9jZXNzaW5nX3NlY29uZHMYCSABKAESGAoQdHJhbnNmZXJfc2Vjb25kcxgKIAEoARITCgtzdGF0dXNfY29kZRgLIAEoDRIUCgxodHRwX3ZlcnNpb24YDCABKAkSEwoLdGxzX3ZlcnNpb24YDSABKAkSIAoYc3NsX2VhcmxpZXN0X2NlcnRfZXhwaXJ5GA4gASgDEhEKCXJlZGlyZWN0cxgPIAEoDRIWCg5jb250ZW50X2xlbmd0aBgQIAEoAxINCgVlcnJvchgRIAEoCRIYChBkdXJhdGlvbl9zZWNvbmRzGBIgASgBIroBChJQdXNoUmVzdWx0c1JlcXVlc3QSIwoFYWdlbnQYASABKAsyFC5wcm9iZXJtZXNoLnYxLkFnZW50EicKBGljbXAYAiADKAsyGS5wcm9iZXJtZXNoLnYxLkljbXBSZXN1bHQSJwoEaHR0cBgDIAMoCzIZLnByb2Jlcm1lc2gudjEuSHR0cFJlc3VsdBItCglzZW50X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImYKE1B1c2hSZXN1bHRzUmVzcG9uc2USEAoIYWNjZXB0ZWQYASABKA0SEAoIcmVqZWN0ZWQYAiABKA0SFgoOcmVqZWN0X3JlYXNvbnMYAyADKAkSEwoLaW5zdGFuY2VfaWQYBCABKAkymwIKEVByb2Jlck1lc2hTZXJ2aWNlElAKCUhlYXJ0YmVhdBIfLnByb2Jlcm1lc2gudjEuSGVhcnRiZWF0UmVxdWVzdBogLnByb2Jlcm1lc2gudjEuSGVhcnRiZWF0UmVzcG9uc2UiABJcCg1HZXRUYXJnZXRQb29sEiMucHJvYmVybWVzaC52MS5HZXRUYXJnZXRQb29sUmVxdWVzdBokLnByb2Jlcm1lc2gudjEuR2V0VGFyZ2V0UG9vbFJlc3BvbnNlIgASVgoLUHVzaFJlc3VsdHMSIS5wcm9iZXJtZXNoLnYxLlB1c2hSZXN1bHRzUmVxdWVzdBoiLnByb2Jlcm1lc2gudjEuUHVzaFJlc3VsdHNSZXNwb25zZSIAYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ch5wcm9iZXJtZXNoL3YxL3Byb2Jlcm1lc2gucHJvdG8SDXByb2Jlcm1lc2gudjEiRgoFQWdlbnQSDgoGcmVnaW9uGAEgASgJEgoKAmlwGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkiNwoQSGVhcnRiZWF0UmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQisAEKEUhlYXJ0YmVhdFJlc3BvbnNlEhYKDnNlcnZlcl92ZXJzaW9uGAEgASgJEjcKFGFnZ3JlZ2F0aW9uX2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtpbnN0YW5jZV9pZBgEIAEoCSI7ChRHZXRUYXJnZXRQb29sUmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQiegoVR2V0VGFyZ2V0UG9vbFJlc3BvbnNlEicKBGljbXAYASADKAsyGS5wcm9iZXJtZXNoLnYxLkljbXBUYXJnZXQSJwoEaHR0cBgCIAMoCzIZLnByb2Jlcm1lc2gudjEuSHR0cFRhcmdldBIPCgdwYXJ0aWFsGAMgASgIIpEBCgpJY21wTW9kdWxlEhQKDHBhY2tldF9jb3VudBgBIAEoDRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxwYXlsb2FkX3NpemUYAyABKA0SKgoHdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJfCgpJY21wVGFyZ2V0EhUKDXRhcmdldF9yZWdpb24YASABKAkSDwoHYWRkcmVzcxgCIAEoCRIpCgZtb2R1bGUYAyABKAsyGS5wcm9iZXJtZXNoLnYxLkljbXBNb2R1bGUi8wUKCkh0dHBNb2R1bGUSDgoGbWV0aG9kGAEgASgJEhoKEnZhbGlkX3N0YXR1c19jb2RlcxgCIAMoDRI3CgdoZWFkZXJzGAMgAygLMiYucHJvYmVybWVzaC52MS5IdHRwTW9kdWxlLkhlYWRlcnNFbnRyeRIMCgRib2R5GAQgASgJEhsKE25vX2ZvbGxvd19yZWRpcmVjdHMYBSABKAgSIwobZmFpbF9pZl9ib2R5X21hdGNoZXNfcmVnZXhwGAYgAygJEicKH2ZhaWxfaWZfYm9keV9ub3RfbWF0Y2hlc19yZWdleHAYByADKAkSKgoHdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIcChRpbnNlY3VyZV9za2lwX3ZlcmlmeRgJIAEoCBIbChN2YWxpZF9odHRwX3ZlcnNpb25zGAogAygJEhMKC2ZhaWxfaWZfc3NsGAsgASgIEhcKD2ZhaWxfaWZfbm90X3NzbBgMIAEoCBI6ChZmYWlsX2lmX2hlYWRlcl9tYXRjaGVzGA0gAygLMhoucHJvYmVybWVzaC52MS5IZWFkZXJNYXRjaBI+ChpmYWlsX2lmX2hlYWRlcl9ub3RfbWF0Y2hlcxgOIAMoCzIaLnByb2Jlcm1lc2gudjEuSGVhZGVyTWF0Y2gSLAoKdGxzX2NvbmZpZxgPIAEoCzIYLnByb2Jlcm1lc2gudjEuVGxzQ29uZmlnEiwKCmJhc2ljX2F1dGgYECABKAsyGC5wcm9iZXJtZXNoLnYxLkJhc2ljQXV0aBIUCgxiZWFyZXJfdG9rZW4YESABKAkSFwoPYm9keV9zaXplX2xpbWl0GBIgASgDEh0KFXByZWZlcnJlZF9pcF9wcm90b2NvbBgTIAEoCRIcChRpcF9wcm90b2NvbF9mYWxsYmFjaxgUIAEoCBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJECgtIZWFkZXJNYXRjaBIOCgZoZWFkZXIYASABKAkSDgoGcmVnZXhwGAIgASgJEhUKDWFsbG93X21pc3NpbmcYAyABKAgiTgoJVGxzQ29uZmlnEhwKFGluc2VjdXJlX3NraXBfdmVyaWZ5GAEgASgIEg4KBmNhX3BlbRgCIAEoCRITCgtzZXJ2ZXJfbmFtZRgDIAEoCSIvCglCYXNpY0F1dGgSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiWwoKSHR0cFRhcmdldBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEgsKA3VybBgCIAEoCRIpCgZtb2R1bGUYAyABKAsyGS5wcm9iZXJtZXNoLnYxLkh0dHBNb2R1bGUitAMKCkljbXBSZXN1bHQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhMKC3Jlc29sdmVkX2lwGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHNlbnQYBSABKA0SEAoIcmVjZWl2ZWQYBiABKA0SEgoKZHVwbGljYXRlcxgHIAEoDRIUCgxydHRzX3NlY29uZHMYCCADKAESEwoLbWluX3NlY29uZHMYCSABKAESFAoMbWVhbl9zZWNvbmRzGAogASgBEhMKC21heF9zZWNvbmRzGAsgASgBEhYKDnN0ZGRldl9zZWNvbmRzGAwgASgBEhcKD3Jlc29sdmVfc2Vjb25kcxgNIAEoARINCgVlcnJvchgOIAEoCRIRCgljb3JydXB0ZWQYDyABKA0SGQoRcnR0X2J1Y2tldF9jb3VudHMYECADKA0SGAoQZHVyYXRpb25fc2Vjb25kcxgRIAEoARIYChBpbnRlcnZhbF9zZWNvbmRzGBIgASgBEhMKC2Vycm9yX3N0YXRlGBMgASgIIrUDCgpIdHRwUmVzdWx0EhUKDXRhcmdldF9yZWdpb24YASABKAkSCwoDdXJsGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3N1Y2Nlc3MYBCABKAgSFQoNZmFpbGVkX3JlYXNvbhgFIAEoCRIXCg9yZXNvbHZlX3NlY29uZHMYBiABKAESFwoPY29ubmVjdF9zZWNvbmRzGAcgASgBEhMKC3Rsc19zZWNvbmRzGAggASgBEhoKEnByb2Nlc3Npbmdfc2Vjb25kcxgJIAEoARIYChB0cmFuc2Zlcl9zZWNvbmRzGAogASgBEhMKC3N0YXR1c19jb2RlGAsgASgNEhQKDGh0dHBfdmVyc2lvbhgMIAEoCRITCgt0bHNfdmVyc2lvbhgNIAEoCRIgChhzc2xfZWFybGllc3RfY2VydF9leHBpcnkYDiABKAMSEQoJcmVkaXJlY3RzGA8gASgNEhYKDmNvbnRlbnRfbGVuZ3RoGBAgASgDEg0KBWVycm9yGBEgASgJEhgKEGR1cmF0aW9uX3NlY29uZHMYEiABKAEi5AEKElB1c2hSZXN1bHRzUmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQSJwoEaWNtcBgCIAMoCzIZLnByb2Jlcm1lc2gudjEuSWNtcFJlc3VsdBInCgRodHRwGAMgAygLMhkucHJvYmVybWVzaC52MS5IdHRwUmVzdWx0Ei0KCXNlbnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoGdHJhY2VzGAUgAygLMhgucHJvYmVybWVzaC52MS5QYXRoVHJhY2Ui4wEKCVBhdGhUcmFjZRIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSEwoLcmVzb2x2ZWRfaXAYAyABKAkSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAUgASgJEiUKBGhvcHMYBiADKAsyFy5wcm9iZXJtZXNoLnYxLlRyYWNlSG9wEg8KB3JlYWNoZWQYByABKAgSDQoFZXJyb3IYCCABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgJIAEoASLJAQoIVHJhY2VIb3ASCwoDdHRsGAEgASgNEg8KB2FkZHJlc3MYAiABKAkSDAoEc2VudBgDIAEoDRIQCghyZWNlaXZlZBgEIAEoDRIYChBydHRfbWVhbl9zZWNvbmRzGAUgASgBEhcKD3J0dF9taW5fc2Vjb25kcxgGIAEoARIXCg9ydHRfbWF4X3NlY29uZHMYByABKAESGgoScnR0X3N0ZGRldl9zZWNvbmRzGAggASgBEhcKD290aGVyX2FkZHJlc3NlcxgJIAMoCSJmChNQdXNoUmVzdWx0c1Jlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgNEhAKCHJlamVjdGVkGAIgASgNEhYKDnJlamVjdF9yZWFzb25zGAMgAygJEhMKC2luc3RhbmNlX2lkGAQgASgJMpsCChFQcm9iZXJNZXNoU2VydmljZRJQCglIZWFydGJlYXQSHy5wcm9iZXJtZXNoLnYxLkhlYXJ0YmVhdFJlcXVlc3QaIC5wcm9iZXJtZXNoLnYxLkhlYXJ0YmVhdFJlc3BvbnNlIgASXAoNR2V0VGFyZ2V0UG9vbBIjLnByb2Jlcm1lc2gudjEuR2V0VGFyZ2V0UG9vbFJlcXVlc3QaJC5wcm9iZXJtZXNoLnYxLkdldFRhcmdldFBvb2xSZXNwb25zZSIAElYKC1B1c2hSZXN1bHRzEiEucHJvYmVybWVzaC52MS5QdXNoUmVzdWx0c1JlcXVlc3QaIi5wcm9iZXJtZXNoLnYxLlB1c2hSZXN1bHRzUmVzcG9uc2UiAGIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Agent identifies one agent process.
@@ -605,6 +605,23 @@ export type IcmpResult = Message<"probermesh.v1.IcmpResult"> & {
    * @generated from field: double duration_seconds = 17;
    */
   durationSeconds: number;
+
+  /**
+   * The probe interval in force when this round ran, seconds: -agent.probe.interval for a regular
+   * round, -agent.probe.error.interval for a re-probe of a target in error state. A window weights
+   * each round's loss ratio by it, so that densely sampled error periods do not count more than
+   * the time they lasted (docs/aggregation.md). 0 (agents before 0.3): the aggregation interval.
+   *
+   * @generated from field: double interval_seconds = 18;
+   */
+  intervalSeconds: number;
+
+  /**
+   * True for a re-probe of a target in error state (its last round lost packets or failed).
+   *
+   * @generated from field: bool error_state = 19;
+   */
+  errorState: boolean;
 };
 
 /**
@@ -760,6 +777,13 @@ export type PushResultsRequest = Message<"probermesh.v1.PushResultsRequest"> & {
    * @generated from field: google.protobuf.Timestamp sent_time = 4;
    */
   sentTime?: Timestamp | undefined;
+
+  /**
+   * Path traces taken since the last push (agents since 0.3; older servers ignore them).
+   *
+   * @generated from field: repeated probermesh.v1.PathTrace traces = 5;
+   */
+  traces: PathTrace[];
 };
 
 /**
@@ -768,6 +792,146 @@ export type PushResultsRequest = Message<"probermesh.v1.PushResultsRequest"> & {
  */
 export const PushResultsRequestSchema: GenMessage<PushResultsRequest> = /*@__PURE__*/
   messageDesc(file_probermesh_v1_probermesh, 14);
+
+/**
+ * PathTrace is an MTR-style trace of the path from an agent to one of its ICMP targets: echo
+ * requests with TTL (IPv6: hop limit) 1, 2, ... and the ICMP Time Exceeded messages the routers
+ * answer with (RFC 792 type 11, RFC 4443 type 3), several probes per hop.
+ *
+ * @generated from message probermesh.v1.PathTrace
+ */
+export type PathTrace = Message<"probermesh.v1.PathTrace"> & {
+  /**
+   * @generated from field: string target_region = 1;
+   */
+  targetRegion: string;
+
+  /**
+   * The target as handed out in the pool (IcmpTarget.address).
+   *
+   * @generated from field: string address = 2;
+   */
+  address: string;
+
+  /**
+   * The IP traced ("" when resolving failed).
+   *
+   * @generated from field: string resolved_ip = 3;
+   */
+  resolvedIp: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 4;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * Why the trace ran: "error_state" (the target entered error state).
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+
+  /**
+   * One entry per TTL from 1 up to the target (or up to the first TTL after the last answering hop).
+   *
+   * @generated from field: repeated probermesh.v1.TraceHop hops = 6;
+   */
+  hops: TraceHop[];
+
+  /**
+   * True when the target itself answered at some TTL (the last hop is the target).
+   *
+   * @generated from field: bool reached = 7;
+   */
+  reached: boolean;
+
+  /**
+   * Empty on success; why the trace could not run otherwise (e.g. no raw socket and no IP_RECVERR).
+   *
+   * @generated from field: string error = 8;
+   */
+  error: string;
+
+  /**
+   * Wall time of the trace, seconds.
+   *
+   * @generated from field: double duration_seconds = 9;
+   */
+  durationSeconds: number;
+};
+
+/**
+ * Describes the message probermesh.v1.PathTrace.
+ * Use `create(PathTraceSchema)` to create a new message.
+ */
+export const PathTraceSchema: GenMessage<PathTrace> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_probermesh, 15);
+
+/**
+ * TraceHop is what came back for the probes sent with one TTL.
+ *
+ * @generated from message probermesh.v1.TraceHop
+ */
+export type TraceHop = Message<"probermesh.v1.TraceHop"> & {
+  /**
+   * @generated from field: uint32 ttl = 1;
+   */
+  ttl: number;
+
+  /**
+   * The address that answered most often at this TTL ("" when none did).
+   *
+   * @generated from field: string address = 2;
+   */
+  address: string;
+
+  /**
+   * @generated from field: uint32 sent = 3;
+   */
+  sent: number;
+
+  /**
+   * @generated from field: uint32 received = 4;
+   */
+  received: number;
+
+  /**
+   * RTT statistics over the received answers, seconds (0 when none).
+   *
+   * @generated from field: double rtt_mean_seconds = 5;
+   */
+  rttMeanSeconds: number;
+
+  /**
+   * @generated from field: double rtt_min_seconds = 6;
+   */
+  rttMinSeconds: number;
+
+  /**
+   * @generated from field: double rtt_max_seconds = 7;
+   */
+  rttMaxSeconds: number;
+
+  /**
+   * @generated from field: double rtt_stddev_seconds = 8;
+   */
+  rttStddevSeconds: number;
+
+  /**
+   * Other addresses that answered at this TTL (load-balanced paths), at most a few.
+   *
+   * @generated from field: repeated string other_addresses = 9;
+   */
+  otherAddresses: string[];
+};
+
+/**
+ * Describes the message probermesh.v1.TraceHop.
+ * Use `create(TraceHopSchema)` to create a new message.
+ */
+export const TraceHopSchema: GenMessage<TraceHop> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_probermesh, 16);
 
 /**
  * @generated from message probermesh.v1.PushResultsResponse
@@ -803,7 +967,7 @@ export type PushResultsResponse = Message<"probermesh.v1.PushResultsResponse"> &
  * Use `create(PushResultsResponseSchema)` to create a new message.
  */
 export const PushResultsResponseSchema: GenMessage<PushResultsResponse> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 15);
+  messageDesc(file_probermesh_v1_probermesh, 17);
 
 /**
  * ProberMeshService is served by `server` on -server.rpc.listen.addr and called by every agent.

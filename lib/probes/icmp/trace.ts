@@ -1,0 +1,273 @@
+/**
+ * MTR-style path trace on the project's own ICMP sockets: echo requests with TTL (IPv6: hop
+ * limit) 1, 2, ... up to the target, and the ICMP Time Exceeded messages routers answer with
+ * (RFC 792 type 11 / RFC 4443 type 3; RFC 1812 4.3.2.3 says they quote our request's header, so
+ * its identifier and sequence tell which probe expired where). Each cycle sends one request per
+ * TTL; `probes` cycles run `probeIntervalMs` apart, as `mtr --report -c probes -i interval` does.
+ *
+ * Sockets: a raw socket sees the errors as datagrams (its ICMP filter passes echo reply, Time
+ * Exceeded and Destination Unreachable); an unprivileged ping socket gets them through IP_RECVERR
+ * on its error queue, with the router's address in SO_EE_OFFENDER. The tracer owns its sockets,
+ * so setting the TTL never touches the engine's regular rounds.
+ */
+import { randomBytes, randomInt } from "node:crypto";
+import { isIPv6 } from "node:net";
+import { EAGAIN, ENOBUFS, encodeSockaddr, strerror } from "./libc.ts";
+import {
+  ECHO_HEADER_LEN, ICMP6_DEST_UNREACH, ICMP6_ECHO_REQUEST, ICMP6_TIME_EXCEEDED, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED,
+  parseEchoReply, writeEchoRequest,
+} from "./packet.ts";
+import { IcmpSocket, type Datagram, type QueuedIcmpError, type SocketKind } from "./socket.ts";
+
+/** Trace parameters; durations in milliseconds. */
+export interface TraceOptions {
+  /** Highest TTL tried (mtr -m; default 30). */
+  maxHops: number;
+  /** Requests per TTL (mtr --report-cycles; default 10). */
+  probes: number;
+  /** Time between two cycles, ms (mtr -i; default 1000: routers rate-limit ICMP errors, ~1/s each). */
+  probeIntervalMs: number;
+  /** Wait for the last answers after the last cycle, ms. */
+  timeoutMs: number;
+  /** ICMP data bytes after the echo header (≥ 8). */
+  payloadSize: number;
+}
+
+/** The defaults of TraceOptions (the agent's -agent.trace.* flags). */
+export const TRACE_DEFAULTS: TraceOptions = { maxHops: 30, probes: 10, probeIntervalMs: 1000, timeoutMs: 1000, payloadSize: 56 };
+
+/** What came back for one TTL. RTTs in seconds. */
+export interface HopOutcome {
+  ttl: number;
+  /** The address that answered most often ("" when none did). */
+  address: string;
+  sent: number;
+  received: number;
+  rttsSeconds: number[];
+  /** Other addresses that answered at this TTL (load-balanced paths). */
+  otherAddresses: string[];
+}
+
+/** A finished trace. */
+export interface TraceOutcome {
+  hops: HopOutcome[];
+  /** True when the target itself answered (the last hop is the target). */
+  reached: boolean;
+  /** "" on success; the first send error otherwise. */
+  error: string;
+}
+
+interface ActiveTrace {
+  dest: string;
+  opts: TraceOptions;
+  seqBase: number;
+  /** Send time per probe index (cycle × maxHops + ttl − 1), ns; NaN: not sent. */
+  sentAt: Float64Array;
+  /** Answer per probe index: responder address, RTT ns. */
+  answers: ({ from: string; rttNs: number } | undefined)[];
+  /** Lowest TTL at which the target (or a Destination Unreachable) answered; Infinity until then. */
+  lastTtl: number;
+  error: string;
+}
+
+const MAX_OTHER_ADDRESSES = 4;
+const POLL_MS = 2;
+
+/** Runs path traces; share one per agent. One trace per destination at a time. */
+export class PathTracer {
+  private readonly token = randomBytes(8);
+  private sockets: [IcmpSocket | Error | undefined, IcmpSocket | Error | undefined] = [undefined, undefined];
+  private readonly active = new Map<string, ActiveTrace>();
+  private timer: ReturnType<typeof setInterval> | undefined;
+
+  /** @param prefer force a socket kind (tests); "auto" tries a ping socket, then a raw one */
+  constructor(private readonly prefer: SocketKind | "auto" = "auto") {}
+
+  /**
+   * Traces the path to `ip` (an IP literal).
+   * @throws IcmpUnavailableError when the family has no ICMP socket; Error when a trace to `ip` is running
+   */
+  async trace(ip: string, options: Partial<TraceOptions> = {}): Promise<TraceOutcome> {
+    const opts = { ...TRACE_DEFAULTS, ...options };
+    const v6 = isIPv6(ip);
+    const sock = this.socket(v6);
+    const sockaddr = encodeSockaddr(ip);
+    const dest = canonical(v6 ? sockaddr.subarray(8, 24) : sockaddr.subarray(4, 8));
+    if (this.active.has(dest)) throw new Error(`a trace to ${ip} is running`);
+    const n = opts.maxHops * opts.probes;
+    const t: ActiveTrace = {
+      dest, opts, seqBase: randomInt(0x10000), sentAt: new Float64Array(n).fill(NaN), answers: new Array(n), lastTtl: Infinity, error: "",
+    };
+    this.active.set(dest, t);
+    this.timer ??= setInterval(() => this.poll(), POLL_MS);
+    const packet = new Uint8Array(ECHO_HEADER_LEN + opts.payloadSize);
+    try {
+      for (let cycle = 0; cycle < opts.probes; cycle++) {
+        if (cycle > 0) await Bun.sleep(opts.probeIntervalMs);
+        this.poll();
+        const top = Math.min(opts.maxHops, t.lastTtl);
+        for (let ttl = 1; ttl <= top; ttl++) {
+          const i = cycle * opts.maxHops + ttl - 1;
+          writeEchoRequest(packet, v6, sock.identifier, (t.seqBase + i) & 0xffff, this.token);
+          sock.setHopLimit(ttl);
+          let sent = sock.send(packet, sockaddr);
+          // A ping socket with IP_RECVERR reports the last ICMP error once more as the next call's
+          // errno (sk_err), sending nothing: that error is already in the queue, so send again.
+          if (sent < 0 && sock.kind === "ping" && -sent !== EAGAIN && -sent !== ENOBUFS) sent = sock.send(packet, sockaddr);
+          if (sent < 0) {
+            t.error ||= `sendto (ttl ${ttl}): ${strerror(-sent)}`;
+            continue;
+          }
+          t.sentAt[i] = sent;
+        }
+      }
+      await Bun.sleep(opts.timeoutMs);
+      this.poll();
+    } finally {
+      this.active.delete(dest);
+      if (this.active.size === 0 && this.timer) {
+        clearInterval(this.timer);
+        this.timer = undefined;
+      }
+    }
+    return summarise(t);
+  }
+
+  /** Closes the sockets. */
+  close(): void {
+    for (const s of this.sockets) if (s instanceof IcmpSocket) s.close();
+    this.sockets = [undefined, undefined];
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Which kind of socket a family uses, or why none is available. */
+  describe(v6: boolean): { kind: SocketKind } | { error: string } {
+    try {
+      return { kind: this.socket(v6).kind };
+    } catch (e) {
+      return { error: (e as Error).message };
+    }
+  }
+
+  private socket(v6: boolean): IcmpSocket {
+    const i = v6 ? 1 : 0;
+    let s = this.sockets[i];
+    if (s === undefined) {
+      try {
+        s = new IcmpSocket(v6, 1 << 20, this.prefer, "trace");
+      } catch (e) {
+        s = e as Error;
+      }
+      this.sockets[i] = s;
+    }
+    if (s instanceof Error) throw s;
+    return s;
+  }
+
+  private poll(): void {
+    for (const s of this.sockets) {
+      if (!(s instanceof IcmpSocket)) continue;
+      s.drain((d) => this.onDatagram(s, d));
+      s.drainErrors((e) => this.onQueuedError(s, e));
+    }
+  }
+
+  /** Raw sockets: echo replies and ICMP errors quoting our request; ping sockets: echo replies. */
+  private onDatagram(sock: IcmpSocket, d: Datagram): void {
+    const from = canonical(d.source);
+    const type = d.buf[d.icmpOffset];
+    const reply = parseEchoReply(d.buf, d.icmpOffset, d.end, sock.v6, this.token);
+    if (reply) {
+      if (sock.kind === "raw" && reply.identifier !== sock.identifier) return;
+      this.record(this.active.get(from), reply.sequence, from, d.rxNs, true);
+      return;
+    }
+    const te = sock.v6 ? ICMP6_TIME_EXCEEDED : ICMP_TIME_EXCEEDED;
+    const un = sock.v6 ? ICMP6_DEST_UNREACH : ICMP_DEST_UNREACH;
+    if (sock.kind !== "raw" || (type !== te && type !== un)) return;
+    // The quoted request: its IP header (IPv4: IHL words; IPv6: 40 bytes, no extension headers), then its ICMP header.
+    const inner = d.icmpOffset + 8;
+    let dstAt: number, icmpAt: number;
+    if (sock.v6) {
+      if (d.end < inner + 48 || d.buf[inner + 6] !== 58) return;
+      dstAt = inner + 24;
+      icmpAt = inner + 40;
+    } else {
+      if (d.end < inner + 20) return;
+      if (d.buf[inner + 9] !== 1) return;
+      dstAt = inner + 16;
+      icmpAt = inner + (d.buf[inner]! & 0x0f) * 4;
+      if (d.end < icmpAt + 8) return;
+    }
+    if (d.buf[icmpAt] !== (sock.v6 ? ICMP6_ECHO_REQUEST : ICMP_ECHO_REQUEST)) return;
+    if (((d.buf[icmpAt + 4]! << 8) | d.buf[icmpAt + 5]!) !== sock.identifier) return;
+    const dest = canonical(d.buf.subarray(dstAt, dstAt + (sock.v6 ? 16 : 4)));
+    this.record(this.active.get(dest), (d.buf[icmpAt + 6]! << 8) | d.buf[icmpAt + 7]!, from, d.rxNs, type === un);
+  }
+
+  /** Ping sockets: Time Exceeded / Destination Unreachable from the error queue (IP_RECVERR). */
+  private onQueuedError(sock: IcmpSocket, e: QueuedIcmpError): void {
+    const te = sock.v6 ? ICMP6_TIME_EXCEEDED : ICMP_TIME_EXCEEDED;
+    const un = sock.v6 ? ICMP6_DEST_UNREACH : ICMP_DEST_UNREACH;
+    if ((e.type !== te && e.type !== un) || e.request.length < 8) return;
+    const sequence = (e.request[6]! << 8) | e.request[7]!;
+    this.record(this.active.get(canonical(e.destination)), sequence, canonical(e.offender), e.rxNs, e.type === un);
+  }
+
+  /** Files an answer to probe `sequence` of trace `t`; `final`: nothing lies beyond this TTL. */
+  private record(t: ActiveTrace | undefined, sequence: number, from: string, rxNs: number, final: boolean): void {
+    if (!t) return;
+    const i = (sequence - t.seqBase) & 0xffff;
+    if (i >= t.sentAt.length || Number.isNaN(t.sentAt[i]!) || t.answers[i]) return;
+    const rttNs = rxNs - t.sentAt[i]!;
+    if (!(rttNs <= (t.opts.probeIntervalMs * t.opts.probes + t.opts.timeoutMs) * 1e6)) return;
+    t.answers[i] = { from, rttNs: Math.max(rttNs, 0) };
+    if (final) t.lastTtl = Math.min(t.lastTtl, (i % t.opts.maxHops) + 1);
+  }
+}
+
+/** Per-TTL hops of a finished trace: up to the target, else up to one TTL past the last answer. */
+function summarise(t: ActiveTrace): TraceOutcome {
+  const { maxHops, probes } = t.opts;
+  const reached = t.lastTtl !== Infinity && t.answers.some((a) => a?.from === t.dest);
+  let last = 0;
+  for (let i = 0; i < t.answers.length; i++) if (t.answers[i]) last = Math.max(last, (i % maxHops) + 1);
+  const top = t.lastTtl !== Infinity ? t.lastTtl : Math.min(maxHops, last + 1);
+  const hops: HopOutcome[] = [];
+  for (let ttl = 1; ttl <= top; ttl++) {
+    const by = new Map<string, number>();
+    const rtts: number[] = [];
+    let sent = 0;
+    for (let c = 0; c < probes; c++) {
+      const i = c * maxHops + ttl - 1;
+      if (Number.isNaN(t.sentAt[i]!)) continue;
+      sent++;
+      const a = t.answers[i];
+      if (!a) continue;
+      rtts.push(a.rttNs / 1e9);
+      by.set(a.from, (by.get(a.from) ?? 0) + 1);
+    }
+    const ranked = [...by].sort((a, b) => b[1] - a[1]).map(([addr]) => addr);
+    hops.push({ ttl, address: ranked[0] ?? "", sent, received: rtts.length, rttsSeconds: rtts, otherAddresses: ranked.slice(1, 1 + MAX_OTHER_ADDRESSES) });
+  }
+  return { hops, reached, error: t.error };
+}
+
+/** Text form of 4 or 16 address bytes (IPv6 compressed as RFC 5952). */
+function canonical(b: Uint8Array): string {
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((b[i]! << 8) | b[i + 1]!);
+  // Longest run of ≥ 2 zero groups becomes "::".
+  let best = -1, bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) (best = i), (bestLen = j - i);
+    i = j;
+  }
+  const hex = (g: number[]) => g.map((x) => x.toString(16)).join(":");
+  return best < 0 ? hex(groups) : `${hex(groups.slice(0, best))}::${hex(groups.slice(best + bestLen))}`;
+}
