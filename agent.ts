@@ -51,6 +51,17 @@ try {
     ip,
     probeIntervalMs: f["agent.probe.interval"] as number,
     syncIntervalMs: f["agent.sync.interval"] as number,
+    error: {
+      intervalMs: f["agent.probe.error.interval"] as number,
+      clearMs: f["agent.probe.error.clear"] as number,
+      budgetPps: f["agent.probe.error.budget"] as number,
+    },
+    trace: {
+      intervalMs: f["agent.trace.interval"] as number,
+      probes: f["agent.trace.probes"] as number,
+      probeIntervalMs: f["agent.trace.probe.interval"] as number,
+      maxHops: f["agent.trace.max.hops"] as number,
+    },
     log,
   });
 } catch (e) {

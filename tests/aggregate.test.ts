@@ -142,3 +142,19 @@ test("rtt_bucket_counts (agents since 0.2) and rtts_seconds (0.1) give the same 
   expect(out[0]).toContain('prober_icmp_duration_seconds_total_bucket{source_region="s",target_region="t",le="0.00005"} 1');
   expect(out[0]).toContain('prober_icmp_duration_seconds_total_bucket{source_region="s",target_region="t",le="+Inf"} 7');
 });
+
+test("ICMP error-state re-probes count for the time they sample, not their packets; the packet counters count every packet", async () => {
+  const p = pipeline(15_000);
+  const t = p.now();
+  const add = (r: ReturnType<typeof icmpResult>) => p.windows.add("icmp", { sourceRegion: "s", agentIp: "10.0.0.1", result: r }, t);
+  // A 15 s window: the regular round (no loss) samples 15 s before the target entered error state... then
+  // 5 re-probes a second apart lose everything. Packet-weighted this window would read 5×4/(6×4) = 83 % loss.
+  add(icmpResult("x", 4, [0.001, 0.001, 0.001, 0.001], t, { intervalSeconds: 15 }));
+  for (let i = 0; i < 5; i++) add(icmpResult("x", 4, [], t, { intervalSeconds: 1, errorState: true }));
+  p.closeCurrent();
+  const m = await p.scrape();
+  expect(val(m, "prober_icmp_packet_loss_rate", PAIR)).toBeCloseTo((5 * 4 * 1) / (4 * 15 + 5 * 4 * 1), 12); // 25 %
+  expect(val(m, "prober_icmp_error_state_links", PAIR)).toBe(1);
+  expect(val(m, "prober_icmp_packets_sent_total", PAIR)).toBe(24);
+  expect(val(m, "prober_icmp_packets_received_total", PAIR)).toBe(4);
+});

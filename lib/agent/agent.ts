@@ -15,14 +15,16 @@ import { PROBE_KINDS } from "../probes/kinds.ts";
 import { HEARTBEAT_INTERVAL_MS } from "../rpc/heartbeat.ts";
 import {
   AgentSchema,
-  type Agent, type GetTargetPoolResponse, type HeartbeatResponse,
+  type Agent, type GetTargetPoolResponse, type HeartbeatResponse, type IcmpTarget,
 } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { PUSH_SPLIT_BYTES } from "../rpc/limits.ts";
 import { VERSION } from "../version.ts";
-import { AGENT_KINDS } from "./kinds.ts";
+import { AGENT_KINDS, type Reprobe } from "./kinds.ts";
 import { rpcClient, type ClientOptions } from "./client.ts";
 import { emptyBatch, Outbox, splitBatch } from "./outbox.ts";
-import { Scheduler, type Job } from "./scheduler.ts";
+import { Scheduler, type ErrorPolicy, type Job, type RoundReport } from "./scheduler.ts";
+import { Tracing } from "./tracing.ts";
+import type { TraceOptions } from "../probes/icmp/trace.ts";
 
 /** Agent settings (docs/flags.md); durations in milliseconds. */
 export interface AgentOptions extends ClientOptions {
@@ -30,6 +32,10 @@ export interface AgentOptions extends ClientOptions {
   ip: string;
   probeIntervalMs: number;
   syncIntervalMs: number;
+  /** Adaptive re-probing (-agent.probe.error.*); budgetPps 0 disables it. */
+  error: ErrorPolicy;
+  /** Path traces on entering error state: at most one per target per `intervalMs` (0: none). */
+  trace: { intervalMs: number } & Partial<TraceOptions>;
   log: Logger;
 }
 
@@ -42,6 +48,15 @@ export interface RunningAgent {
 export function defaultAgentIp(): string {
   for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
   return "";
+}
+
+/** An ICMP job may start a path trace when it enters error state. */
+type IcmpJob = Job & { onEnterError?: () => void };
+
+/** The numbers of a failed round for the "entered error state" log line. */
+function failureDetail(r: object): Record<string, unknown> {
+  const x = r as { sent?: number; received?: number; error?: string };
+  return { sent: x.sent, received: x.received, ...(x.error ? { err: x.error } : {}) };
 }
 
 /** Push failures that no retry can fix: the batch is dropped (and logged) so that the queue moves on. */
@@ -88,7 +103,22 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
 
   let batch = emptyBatch();
   const outbox = new Outbox();
-  const scheduler = new Scheduler(o.probeIntervalMs, (key, e) => log.error({ target: key, err: String(e) }, "probe crashed"));
+  const tracing = o.trace.intervalMs > 0 && o.error.budgetPps > 0 ? new Tracing(o.trace, log, (t) => batch.traces.push(t)) : undefined;
+  const scheduler = new Scheduler(
+    o.probeIntervalMs,
+    {
+      onError: (key, e) => log.error({ target: key, err: String(e) }, "probe crashed"),
+      onErrorState(job, entered, { report, forMs, reprobes }) {
+        if (entered) {
+          log.warn({ target: job.key, ...report?.detail, reprobeEveryMs: o.error.intervalMs }, "target entered error state; re-probing it");
+          (job as IcmpJob).onEnterError?.();
+        } else log.info({ target: job.key, errorSeconds: Math.round((forMs ?? 0) / 1000), reprobes }, "target left error state");
+      },
+      onBudgetExhausted: (skipped, inErrorState) =>
+        log.warn({ skipped, inErrorState, budgetPps: o.error.budgetPps }, "re-probe budget (-agent.probe.error.budget) exhausted; re-probes skipped"),
+    },
+    o.error,
+  );
   // Unlimited kinds (ICMP) skip p-limit: its queue costs promises per round at 10,000 targets.
   const limits = Object.fromEntries(
     PROBER_TYPES.map((t) => [t, AGENT_KINDS[t].concurrency === Infinity ? (f: () => Promise<void>) => f() : pLimit(AGENT_KINDS[t].concurrency)]),
@@ -111,18 +141,29 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
         if (shared) (t as { module?: ModuleOf<K> }).module = shared;
         else modules.set(fingerprint, t.module as ModuleOf<K>);
       }
-      jobs.push({
+      const reprobe = AGENT_KINDS[type].reprobe as Reprobe<K> | undefined;
+      const job: IcmpJob = {
         key: `${type}/${t.targetRegion}/${address}`,
         // A changed module restarts the target's job with it.
         fingerprint,
-        run: () =>
-          limits[type](async () => {
+        errorCost: reprobe?.cost(t),
+        run: async (ctx) => {
+          let report: RoundReport | undefined;
+          await limits[type](async () => {
             const r = await prober.probe(t, abort.signal);
-            if (debug) log.debug({ type, target: address, region: t.targetRegion }, "round done");
+            if (debug) log.debug({ type, target: address, region: t.targetRegion, errorState: ctx.errorState }, "round done");
+            if (reprobe) {
+              reprobe.mark(r, ctx.sinceLastMs / 1000, ctx.errorState);
+              if (reprobe.failed(r)) report = { error: true, detail: failureDetail(r) };
+            }
             // Read `batch` only after the await: push() swaps in a new one every push period.
             (batch[type] as ResultOf<K>[]).push(r);
-          }),
-      });
+          });
+          return report;
+        },
+      };
+      if (type === "icmp" && tracing) job.onEnterError = () => tracing.onEnterError(job.key, t as IcmpTarget);
+      jobs.push(job);
     }
     return jobs;
   };
@@ -201,6 +242,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
       for (const t of timers) clearInterval(t);
       scheduler.stop();
       for (const t of PROBER_TYPES) probers[t].close();
+      tracing?.close();
     },
   };
 }

@@ -1,19 +1,46 @@
 /** The registry of probe kinds' agent halves (lib/probes/kind.ts), keyed by prober_type. */
-import type { Prober, ProberType } from "../probes/kind.ts";
+import type { Prober, ProberType, ResultOf, TargetOf } from "../probes/kind.ts";
 import { HttpPhaseProber } from "../probes/http/prober.ts";
+import { ICMP_DEFAULTS } from "../probes/icmp/defaults.ts";
 import { IcmpEchoProber } from "../probes/icmp/prober.ts";
 
 /** HTTP probes running at once per agent. */
 export const HTTP_CONCURRENCY = 64;
+
+/**
+ * Adaptive re-probing of a kind (docs/probes.md "Error state"): what a failed round is, what a
+ * re-probe costs, and how a result records the schedule it ran on.
+ */
+export interface Reprobe<K extends ProberType> {
+  /** Packets one round against `t` sends (charged to -agent.probe.error.budget). */
+  cost(t: TargetOf<K>): number;
+  /** The round lost packets or failed. */
+  failed(r: ResultOf<K>): boolean;
+  /** Records on the result the interval it samples (seconds) and whether the target was in error state. */
+  mark(r: ResultOf<K>, intervalSeconds: number, errorState: boolean): void;
+}
 
 /** An agent half: how to make the kind's prober and how many of its rounds may run at once. */
 export interface AgentKind<K extends ProberType> {
   create(): Prober<K>;
   /** Rounds of this kind in flight at once (ICMP rounds share one socket and cost no fd each). */
   concurrency: number;
+  /** Absent: the kind keeps its regular schedule when failing (HTTP: a web endpoint is not hammered). */
+  reprobe?: Reprobe<K>;
 }
 
 export const AGENT_KINDS: { [K in ProberType]: AgentKind<K> } = {
-  icmp: { create: () => new IcmpEchoProber(), concurrency: Infinity },
+  icmp: {
+    create: () => new IcmpEchoProber(),
+    concurrency: Infinity,
+    reprobe: {
+      cost: (t) => t.module?.packetCount || ICMP_DEFAULTS.packetCount,
+      failed: (r) => r.error !== "" || r.sent === 0 || r.received < r.sent,
+      mark(r, intervalSeconds, errorState) {
+        r.intervalSeconds = intervalSeconds;
+        r.errorState = errorState;
+      },
+    },
+  },
   http: { create: () => new HttpPhaseProber(), concurrency: HTTP_CONCURRENCY },
 };

@@ -5,13 +5,13 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { PROBER_TYPES, type ProbeKind, type ProberType, type ResultOf } from "../probes/kind.ts";
 import { PROBE_KINDS } from "../probes/kinds.ts";
-import { PushResultsRequestSchema, type Agent, type PushResultsRequest } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { PathTraceSchema, PushResultsRequestSchema, type Agent, type PathTrace, type PushResultsRequest } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 
-/** Results probed since the last push, per kind. */
-export type Batch = { [K in ProberType]: ResultOf<K>[] };
+/** Results probed and paths traced since the last push, per kind. */
+export type Batch = { [K in ProberType]: ResultOf<K>[] } & { traces: PathTrace[] };
 
 /** An empty batch. */
-export const emptyBatch = () => Object.fromEntries(PROBER_TYPES.map((t) => [t, []])) as unknown as Batch;
+export const emptyBatch = () => ({ ...Object.fromEntries(PROBER_TYPES.map((t) => [t, []])), traces: [] }) as unknown as Batch;
 
 /**
  * Splits a batch into push requests of at most `maxBytes` of encoded results each (in order; a
@@ -21,20 +21,22 @@ export function splitBatch(agent: Agent, batch: Batch, maxBytes: number): PushRe
   const out: PushResultsRequest[] = [];
   let cur = create(PushResultsRequestSchema, { agent });
   let size = 0;
+  /** Adds one encoded message of `n` bytes through `put`, opening a new request when full. */
+  const add = (n: number, put: (req: PushResultsRequest) => void) => {
+    if (size > 0 && size + n + 8 > maxBytes) {
+      out.push(cur);
+      cur = create(PushResultsRequestSchema, { agent });
+      size = 0;
+    }
+    put(cur);
+    size += n + 8;
+  };
   const addKind = <K extends ProberType>(type: K) => {
     const kind = PROBE_KINDS[type] as ProbeKind<K>;
-    for (const r of batch[type]) {
-      const n = toBinary(kind.resultSchema, r).byteLength + 8;
-      if (size > 0 && size + n > maxBytes) {
-        out.push(cur);
-        cur = create(PushResultsRequestSchema, { agent });
-        size = 0;
-      }
-      (cur[type] as ResultOf<K>[]).push(r);
-      size += n;
-    }
+    for (const r of batch[type]) add(toBinary(kind.resultSchema, r).byteLength, (req) => (req[type] as ResultOf<K>[]).push(r));
   };
   for (const t of PROBER_TYPES) addKind(t);
+  for (const t of batch.traces) add(toBinary(PathTraceSchema, t).byteLength, (req) => req.traces.push(t));
   if (size > 0) out.push(cur);
   return out;
 }
@@ -53,7 +55,7 @@ export class Outbox {
   }
 
   add(b: PushResultsRequest): void {
-    if (b.icmp.length === 0 && b.http.length === 0) return;
+    if (b.icmp.length === 0 && b.http.length === 0 && b.traces.length === 0) return;
     this.batches.push(b);
     while (this.batches.length > this.maxBatches) {
       this.batches.shift();

@@ -2,14 +2,70 @@
  * Per-target probe scheduling: one round per target per probe interval, each target at its own
  * fixed offset inside the interval (a hash of its key), so rounds are spread evenly and never
  * fire together (no thundering herd).
+ *
+ * Adaptive re-probing (ping-agent's error list; docs/probes.md "Error state"): a job that can be
+ * re-probed (`errorCost`) and whose round reports an error enters error state; it is then probed
+ * again every error interval, on top of its regular rounds, until a whole clear period passes
+ * without an error. Rounds of one target never overlap. The extra rounds draw on a token bucket
+ * of packets per second (the budget), so a region-wide outage does not multiply the load without
+ * bound: a re-probe that finds the bucket empty is skipped and tried again one error interval later.
  */
+
+/** What a round is told about itself. */
+export interface RoundContext {
+  /** True while the target is in error state (regular rounds included). */
+  errorState: boolean;
+  /** Milliseconds since this target's previous round started (the probe interval for its first round). */
+  sinceLastMs: number;
+}
+
+/** What a round reports back. */
+export interface RoundReport {
+  /** The round lost packets or failed. */
+  error: boolean;
+  /** Details for the state-change log line (loss, error text). */
+  detail?: Record<string, unknown>;
+}
 
 /** A scheduled job: a key, a fingerprint of its settings, and the work of one round. */
 export interface Job {
   key: string;
   /** When the fingerprint changes the job is restarted with the new settings. */
   fingerprint: string;
-  run(): Promise<void>;
+  run(ctx: RoundContext): Promise<RoundReport | void>;
+  /** Packets one re-probe costs; absent: the job is never re-probed (no error state). */
+  errorCost?: number;
+}
+
+/** Adaptive re-probing settings; durations in milliseconds. */
+export interface ErrorPolicy {
+  /** Start-to-start spacing of re-probes of a target in error state (-agent.probe.error.interval). */
+  intervalMs: number;
+  /** Error-free time that ends error state (-agent.probe.error.clear). */
+  clearMs: number;
+  /** Extra packets per second all re-probes together may send (-agent.probe.error.budget); 0 disables re-probing. */
+  budgetPps: number;
+}
+
+/** Error-state changes and budget pressure, for the agent's log and its traces. */
+export interface SchedulerEvents {
+  onError?(key: string, e: unknown): void;
+  /** A job entered (true) or left (false) error state. `forMs`: how long it was in error state. */
+  onErrorState?(job: Job, entered: boolean, info: { report?: RoundReport; forMs?: number; reprobes?: number }): void;
+  /** Re-probes skipped because the budget was empty since the last call (at most once per budget log interval). */
+  onBudgetExhausted?(skipped: number, inErrorState: number): void;
+}
+
+/** How often a budget shortage is logged at most, ms. */
+const BUDGET_LOG_MS = 60_000;
+
+interface State {
+  job: Job;
+  timer: ReturnType<typeof setTimeout>;
+  running: boolean;
+  lastStartMs: number;
+  /** Set while in error state. */
+  error?: { sinceMs: number; lastBadMs: number; reprobes: number; timer?: ReturnType<typeof setTimeout> };
 }
 
 /** FNV-1a 32-bit hash of a string, used to spread offsets. */
@@ -21,10 +77,24 @@ function fnv1a(s: string): number {
 
 /** Keeps one timer per job; sync() starts new jobs, restarts changed ones and stops removed ones. */
 export class Scheduler {
-  private readonly jobs = new Map<string, { job: Job; timer: ReturnType<typeof setTimeout>; running: boolean }>();
+  private readonly jobs = new Map<string, State>();
+  private tokens: number;
+  private tokensAtMs = Date.now();
+  private skipped = 0;
+  private lastBudgetLogMs = 0;
+  private inError = 0;
 
-  /** @param intervalMs probe interval, milliseconds */
-  constructor(private readonly intervalMs: number, private readonly onError: (key: string, e: unknown) => void = () => {}) {}
+  /**
+   * @param intervalMs probe interval, milliseconds
+   * @param policy adaptive re-probing; undefined: none
+   */
+  constructor(
+    private readonly intervalMs: number,
+    private readonly events: SchedulerEvents = {},
+    private readonly policy?: ErrorPolicy,
+  ) {
+    this.tokens = policy?.budgetPps ?? 0;
+  }
 
   /** Offset of a key inside the interval, milliseconds. */
   offsetOf(key: string): number {
@@ -41,7 +111,7 @@ export class Scheduler {
     for (const [key, s] of this.jobs) {
       const w = want.get(key);
       if ((!w && !keepMissing) || (w && w.fingerprint !== s.job.fingerprint)) {
-        clearTimeout(s.timer);
+        this.drop(s);
         this.jobs.delete(key);
         stopped++;
       }
@@ -59,10 +129,24 @@ export class Scheduler {
     return this.jobs.size;
   }
 
+  /** Jobs in error state now. */
+  get errorStateCount(): number {
+    return this.inError;
+  }
+
   /** Stops every job. */
   stop(): void {
-    for (const s of this.jobs.values()) clearTimeout(s.timer);
+    for (const s of this.jobs.values()) this.drop(s);
     this.jobs.clear();
+  }
+
+  private drop(s: State): void {
+    clearTimeout(s.timer);
+    if (s.error) {
+      clearTimeout(s.error.timer);
+      this.inError--;
+    }
+    s.error = undefined;
   }
 
   private start(job: Job): void {
@@ -70,16 +154,85 @@ export class Scheduler {
     const offset = this.offsetOf(job.key);
     let next = Math.floor(now / this.intervalMs) * this.intervalMs + offset;
     if (next <= now) next += this.intervalMs;
-    const state = { job, timer: undefined as unknown as ReturnType<typeof setTimeout>, running: false };
+    const state: State = { job, timer: undefined as unknown as ReturnType<typeof setTimeout>, running: false, lastStartMs: 0 };
     const fire = () => {
       if (this.jobs.get(job.key) !== state) return;
       next += this.intervalMs;
       state.timer = setTimeout(fire, Math.max(0, next - Date.now()));
-      if (state.running) return; // the previous round is still going: skip, never overlap
-      state.running = true;
-      job.run().catch((e) => this.onError(job.key, e)).finally(() => (state.running = false));
+      this.runRound(state); // skipped when the previous round is still going: never overlap
     };
     state.timer = setTimeout(fire, next - now);
     this.jobs.set(job.key, state);
+  }
+
+  /** Runs one round unless one is running; then updates error state. @returns false when skipped */
+  private runRound(s: State): boolean {
+    if (s.running) return false;
+    s.running = true;
+    const now = Date.now();
+    const ctx: RoundContext = { errorState: s.error !== undefined, sinceLastMs: s.lastStartMs ? now - s.lastStartMs : this.intervalMs };
+    s.lastStartMs = now;
+    s.job
+      .run(ctx)
+      .then((report) => this.afterRound(s, report ?? undefined))
+      .catch((e) => this.events.onError?.(s.job.key, e))
+      .finally(() => (s.running = false));
+    return true;
+  }
+
+  private afterRound(s: State, report: RoundReport | undefined): void {
+    const p = this.policy;
+    if (!p || p.budgetPps <= 0 || s.job.errorCost === undefined || this.jobs.get(s.job.key) !== s) return;
+    const now = Date.now();
+    if (report?.error) {
+      if (!s.error) {
+        s.error = { sinceMs: now, lastBadMs: now, reprobes: 0 };
+        this.inError++;
+        this.events.onErrorState?.(s.job, true, { report });
+      }
+      s.error.lastBadMs = now;
+    } else if (s.error && now - s.error.lastBadMs >= p.clearMs) {
+      clearTimeout(s.error.timer);
+      const info = { report, forMs: now - s.error.sinceMs, reprobes: s.error.reprobes };
+      s.error = undefined;
+      this.inError--;
+      this.events.onErrorState?.(s.job, false, info);
+      return;
+    }
+    if (s.error) this.scheduleReprobe(s, Math.max(0, s.lastStartMs + p.intervalMs - now));
+  }
+
+  private scheduleReprobe(s: State, delayMs: number): void {
+    const e = s.error!;
+    clearTimeout(e.timer);
+    e.timer = setTimeout(() => {
+      if (this.jobs.get(s.job.key) !== s || s.error !== e || s.running) return; // a regular round is on it
+      if (!this.take(s.job.errorCost!)) {
+        this.scheduleReprobe(s, this.policy!.intervalMs);
+        return;
+      }
+      e.reprobes++;
+      this.runRound(s);
+    }, delayMs);
+  }
+
+  /** Takes `packets` from the budget's token bucket (capacity: one second of budget). */
+  private take(packets: number): boolean {
+    const p = this.policy!;
+    const now = Date.now();
+    this.tokens = Math.min(p.budgetPps, this.tokens + ((now - this.tokensAtMs) / 1000) * p.budgetPps);
+    this.tokensAtMs = now;
+    // A round bigger than the whole bucket may go when the bucket is full (else it never could).
+    if (this.tokens >= packets || this.tokens >= p.budgetPps) {
+      this.tokens -= packets;
+      return true;
+    }
+    this.skipped++;
+    if (now - this.lastBudgetLogMs >= BUDGET_LOG_MS) {
+      this.lastBudgetLogMs = now;
+      this.events.onBudgetExhausted?.(this.skipped, this.inError);
+      this.skipped = 0;
+    }
+    return false;
   }
 }

@@ -22,6 +22,10 @@ export interface FlagSpec {
   choices?: string[];
   /** Lower bound for duration (ms) and number flags, inclusive. */
   min?: number;
+  /** Upper bound for number flags, inclusive. */
+  max?: number;
+  /** A number flag takes whole numbers only. */
+  integer?: boolean;
 }
 
 /** Parsed flag values: strings, booleans, or numbers (durations in milliseconds). */
@@ -61,7 +65,9 @@ function convert(spec: FlagSpec, text: string, shown: string): string | number |
     case "number": {
       const n = Number(text);
       if (text.trim() === "" || !Number.isFinite(n)) throw new FlagError(`invalid number "${text}" for flag -${shown}`);
+      if (spec.integer && !Number.isInteger(n)) throw new FlagError(`invalid value "${text}" for flag -${shown}: must be a whole number`);
       if (spec.min !== undefined && n < spec.min) throw new FlagError(`invalid value "${text}" for flag -${shown}: must be at least ${spec.min}`);
+      if (spec.max !== undefined && n > spec.max) throw new FlagError(`invalid value "${text}" for flag -${shown}: must be at most ${spec.max}`);
       return n;
     }
   }

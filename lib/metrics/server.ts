@@ -47,6 +47,11 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
     name: "prober_server_late_points_total", type: "counter", labelNames: ["prober_type"],
     help: "Accepted results whose aggregation window was already published (outage backlog, skewed clock): counted in cumulative series only.", expires: false,
   });
+  const receiveTraces = store.counter({ name: "prober_server_receive_traces_total", type: "counter", labelNames: [], help: "Path traces accepted by the server (kept for /api/v1/paths).", expires: false });
+  const rejectTraces = store.counter({
+    name: "prober_server_reject_traces_total", type: "counter", labelNames: ["reason"],
+    help: "Path traces rejected by the server, by reason.", doc: `reason: ${reasonDoc(REJECT_REASONS)}.`, expires: false,
+  });
   const deferred = store.counter({
     name: "prober_server_deferred_pushes_total", type: "counter", labelNames: [],
     help: "Pushes answered `unavailable` in the warm-up after a server start because they name agents not yet registered again; agents keep and resend them.", expires: false,
@@ -72,7 +77,11 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
     for (const reason of Object.keys(REJECT_REASONS)) reject.inc({ prober_type: t, reason }, 0);
   }
   deferred.inc({}, 0);
+  receiveTraces.inc({}, 0);
+  for (const reason of Object.keys(REJECT_REASONS)) rejectTraces.inc({ reason }, 0);
   return {
+    traceAccepted: () => receiveTraces.inc({}),
+    traceRejected: (reason: RejectReason) => rejectTraces.inc({ reason }),
     accepted: (type: string, late_: boolean) => {
       receive.inc({ prober_type: type });
       if (late_) late.inc({ prober_type: type });

@@ -7,12 +7,14 @@ import type { Hono } from "hono";
 import type { HttpAggregate } from "../probes/http/ingest.ts";
 import type { IcmpAggregate, IcmpLink } from "../probes/icmp/ingest.ts";
 import type { MeshHistory, PairPoint } from "./history.ts";
+import type { PathStore, StoredPath } from "./paths.ts";
 import type { AgentRegistry } from "./registry.ts";
 
 /** What the API reads. */
 export interface ApiDeps {
   registry: AgentRegistry;
   history: MeshHistory;
+  paths: PathStore;
   latestIcmp(): readonly IcmpAggregate[];
   latestHttp(): readonly HttpAggregate[];
   /** Aggregates older than this are stale (ratio x interval), milliseconds. */
@@ -25,14 +27,26 @@ const point = (p: PairPoint) => ({
   time: iso(p.timeMs), sent: p.sent, received: p.received, loss_ratio: p.lossRatio,
   rtt_mean_seconds: opt(p.rttMean), rtt_min_seconds: opt(p.rttMin), rtt_max_seconds: opt(p.rttMax), jitter_seconds: opt(p.jitter),
 });
-const link = (l: IcmpLink) => ({ agent_ip: l.agentIp, address: l.address, sent: l.sent, received: l.received, loss_ratio: l.lossRatio, rtt_mean_seconds: opt(l.rttMean), jitter_seconds: opt(l.jitter) });
+const link = (l: IcmpLink) => ({ agent_ip: l.agentIp, address: l.address, sent: l.sent, received: l.received, loss_ratio: l.lossRatio, error_state: l.errorState, rtt_mean_seconds: opt(l.rttMean), jitter_seconds: opt(l.jitter) });
+
+const path = ({ sourceRegion, agentIp, trace: t }: StoredPath) => ({
+  source_region: sourceRegion, target_region: t.targetRegion, agent_ip: agentIp, target: t.address, resolved_ip: t.resolvedIp,
+  time: t.time ? iso(Number(t.time.seconds) * 1000 + t.time.nanos / 1e6) : null, reason: t.reason, reached: t.reached, error: t.error,
+  duration_seconds: t.durationSeconds,
+  hops: t.hops.map((h) => ({
+    ttl: h.ttl, address: h.address, sent: h.sent, received: h.received, loss_ratio: h.sent ? (h.sent - h.received) / h.sent : null,
+    rtt_mean_seconds: h.received ? h.rttMeanSeconds : null, rtt_min_seconds: h.received ? h.rttMinSeconds : null,
+    rtt_max_seconds: h.received ? h.rttMaxSeconds : null, rtt_stddev_seconds: h.received ? h.rttStddevSeconds : null,
+    other_addresses: h.otherAddresses,
+  })),
+});
 
 /** Adds the /api/v1 routes to `app`. */
 export function apiRoutes(app: Hono, d: ApiDeps): void {
   app.get("/api/v1/mesh", (c) => {
     const pairs = d.latestIcmp().map((a) => ({
       source_region: a.sourceRegion, target_region: a.targetRegion, window_end: iso(a.windowEndMs),
-      sent: a.sent, received: a.received, loss_ratio: a.lossRatio, failed: a.failed,
+      sent: a.sent, received: a.received, loss_ratio: a.lossRatio, failed: a.failed, error_state_links: a.errorStateLinks,
       rtt_mean_seconds: opt(a.rttMean), rtt_min_seconds: opt(a.rttMin), rtt_max_seconds: opt(a.rttMax), jitter_seconds: opt(a.jitter),
       rtt_baseline_seconds: opt(d.history.baselineRtt(a.sourceRegion, a.targetRegion)),
     }));
@@ -48,6 +62,9 @@ export function apiRoutes(app: Hono, d: ApiDeps): void {
     if (!h) return c.json({ error: `no data for ${s.slice(0, 256)} -> ${t.slice(0, 256)}` }, 404);
     return c.json({ source_region: s, target_region: t, retention_seconds: d.history.retentionMs / 1000, history: h.points.map(point), links: h.links.map(link) });
   });
+
+  // Latest path traces, newest first; either filter may be left out.
+  app.get("/api/v1/paths", (c) => c.json({ paths: d.paths.list(c.req.query("source_region") ?? "", c.req.query("target_region") ?? "").map(path) }));
 
   app.get("/api/v1/http", (c) => {
     const fresh = Date.now() - d.staleAfterMs;

@@ -2,7 +2,8 @@
  * The web console at `/` (docs/api.md): one self-contained page, every asset inline (it works
  * air-gapped), polling the JSON API every 5 s. Region × region heat map colored by loss, with RTT
  * against the pair's own baseline, a legend and the values in the cells; a click opens the pair:
- * RTT mean with its min-max band and loss over the history, and which agent probed which address.
+ * RTT mean with its min-max band and loss over the history, which agent probed which address
+ * (and which links are in error state), and the latest path traces of the pair, hop by hop.
  * HTTP targets with httpstat-style phase bars; agents. Text goes in through textContent only.
  */
 
@@ -29,7 +30,8 @@ h2{font-size:1.05em;margin:.2em 0 .6em}table{border-collapse:collapse}th,td{padd
 <div id="heatmap"></div></section>
 <section id="pair" hidden><h2 id="pair-title"></h2><svg id="pair-chart" width="720" height="220"></svg>
 <p class="legend"><span><i style="background:#1a73e8"></i>RTT mean</span><span><i style="background:#c6dafc"></i>RTT min–max</span><span><i style="background:#d93025"></i>loss</span></p>
-<table id="links"></table></section>
+<table id="links"></table>
+<h3>Path traces (latest first; taken when a target entered error state)</h3><div id="paths"><p>none yet</p></div></section>
 <section id="http"><h2>HTTP targets (last window)</h2><p class="legend"><span><i class="p-resolve"></i>resolve</span><span><i class="p-connect"></i>connect</span><span><i class="p-tls"></i>tls</span><span><i class="p-processing"></i>processing</span><span><i class="p-transfer"></i>transfer</span></p><table id="http-table"></table></section>
 <section id="agents"><h2>Agents</h2><table id="agents-table"></table></section>
 </main>
@@ -87,9 +89,23 @@ async function loadPair() {
   try {
     const p = await getJson("/api/v1/pair?source_region=" + encodeURIComponent(s) + "&target_region=" + encodeURIComponent(d));
     renderChart(document.getElementById("pair-chart"), p.history);
-    const t = document.getElementById("links"); t.replaceChildren(row(["agent", "target address", "loss", "RTT mean", "jitter"], true));
-    for (const l of p.links) t.append(row([l.agent_ip, l.address, pct(l.loss_ratio), ms(l.rtt_mean_seconds), ms(l.jitter_seconds)]));
+    const t = document.getElementById("links"); t.replaceChildren(row(["agent", "target address", "loss", "RTT mean", "jitter", "state"], true));
+    for (const l of p.links) t.append(row([l.agent_ip, l.address, pct(l.loss_ratio), ms(l.rtt_mean_seconds), ms(l.jitter_seconds), l.error_state ? "error state" : "ok"]));
   } catch (e) { document.getElementById("links").replaceChildren(row(["no data for this pair yet"])); }
+  try { renderPaths((await getJson("/api/v1/paths?source_region=" + encodeURIComponent(s) + "&target_region=" + encodeURIComponent(d))).paths); }
+  catch (e) { document.getElementById("paths").replaceChildren(el("p", {}, "path traces unavailable: " + e.message)); }
+}
+
+function renderPaths(paths) {
+  const box = document.getElementById("paths");
+  if (!paths.length) { box.replaceChildren(el("p", {}, "none yet")); return; }
+  box.replaceChildren(...paths.map((p) => {
+    const t = el("table", { class: "path" });
+    t.append(row(["hop", "address", "loss", "sent", "received", "RTT mean", "min", "max", "stddev"], true));
+    for (const h of p.hops) t.append(row([String(h.ttl), h.address || "???", h.loss_ratio === null ? "–" : pct(h.loss_ratio), String(h.sent), String(h.received), ms(h.rtt_mean_seconds), ms(h.rtt_min_seconds), ms(h.rtt_max_seconds), ms(h.rtt_stddev_seconds)]));
+    const head = el("p", {}, p.agent_ip + " → " + p.target + " at " + new Date(p.time).toLocaleString() + " (" + p.reason + ", " + (p.reached ? "reached" : "did not reach the target") + (p.error ? ", " + p.error : "") + ")");
+    return el("div", {}, head, t);
+  }));
 }
 
 function renderHttp(h) {

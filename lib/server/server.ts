@@ -21,6 +21,7 @@ import { TargetPool, type Discovery } from "./pool.ts";
 import { AgentRegistry, REGISTRY_REFUSALS } from "./registry.ts";
 import { RedisRegistrySync } from "./registry_redis.ts";
 import { MeshHistory } from "./history.ts";
+import { PathStore } from "./paths.ts";
 import { checkExposure, Security, type SecurityOptions } from "./security.ts";
 import { rpcHandler } from "./rpc_adapter.ts";
 import { proberMeshService } from "./service.ts";
@@ -90,10 +91,11 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const ingests = createIngests(store);
   const windows = new AggregationWindows<ProberType>(o.aggregationIntervalMs, ingests);
   const history = new MeshHistory(o.historyRetentionMs);
+  const paths = new PathStore();
   let ready = false;
 
   const service = proberMeshService({
-    registry, pool, windows, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
+    registry, pool, windows, paths, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
     instanceId: randomUUID(), startedMs, authenticated: () => security.tokens !== undefined, log: o.log,
   });
   const connect = rpcHandler({
@@ -117,7 +119,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     return errors;
   };
   const app = httpApp({
-    store, registry, pool, latestIcmp: ingests.icmp.latest, latestHttp: ingests.http.latest, history, staleAfterMs: expireMs, ready: () => ready, lifecycle: o.enableLifecycle,
+    store, registry, pool, latestIcmp: ingests.icmp.latest, latestHttp: ingests.http.latest, history, paths, staleAfterMs: expireMs, ready: () => ready, lifecycle: o.enableLifecycle,
     basicAuth: new BasicAuth(() => security.web.users), headers: () => security.web.headers,
     reload: () => {
       const errors = reload();

@@ -13,6 +13,7 @@ import type { ServerMetrics } from "../metrics/server.ts";
 import { PROBER_TYPES, type ProbeKind, type ProberType, type ResultOf, type ServerKind } from "../probes/kind.ts";
 import { PROBE_KINDS } from "../probes/kinds.ts";
 import { roundEndMs } from "../probes/result_common.ts";
+import { checkPathTrace } from "../probes/icmp/path_check.ts";
 import { heartbeatIntervalMs } from "../rpc/heartbeat.ts";
 import { isLoopbackHost } from "../rpc/listen.ts";
 import {
@@ -23,6 +24,7 @@ import { VERSION } from "../version.ts";
 import { kPeer, kToken } from "./auth/gate.ts";
 import { regionAllowed } from "./auth/tokens.ts";
 import { SERVER_KINDS } from "./kinds.ts";
+import type { PathStore } from "./paths.ts";
 import type { TargetPool } from "./pool.ts";
 import { RegistryFull, type AgentRegistry } from "./registry.ts";
 
@@ -31,6 +33,8 @@ export interface ServiceDeps {
   registry: AgentRegistry;
   pool: TargetPool;
   windows: AggregationWindows<ProberType>;
+  /** Latest path traces per (source region, target). */
+  paths: PathStore;
   metrics: ServerMetrics;
   aggregationIntervalMs: number;
   /** An agent silent this long is dead (ratio x aggregation interval), milliseconds. */
@@ -111,6 +115,22 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
     }
   };
 
+  /** Checks and keeps the path traces of a push (a trace is of an ICMP target assigned to the agent). */
+  const acceptTraces = (req: PushResultsRequest, a: Agent, res: PushResultsResponse) => {
+    for (const t of req.traces) {
+      const bad = checkPathTrace(t);
+      const reason = bad ? "invalid" : !d.pool.isAssigned(a.region, "icmp", t.targetRegion, t.address) ? "not_assigned" : "";
+      if (reason) {
+        d.metrics.traceRejected(reason);
+        res.rejected++;
+        if (res.rejectReasons.length < MAX_REASONS) res.rejectReasons.push(`trace ${t.address.slice(0, 256)}: ${bad || `not assigned to region ${a.region}`}`);
+        continue;
+      }
+      d.metrics.traceAccepted();
+      d.paths.add({ sourceRegion: a.region, agentIp: a.ip, trace: t });
+    }
+  };
+
   return {
     heartbeat(req, ctx) {
       const a = requireAgent(req.agent, ctx);
@@ -151,6 +171,7 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
       const offsetMs = Number.isFinite(sent) ? now() - sent : 0;
       const res = create(PushResultsResponseSchema, { instanceId: d.instanceId });
       for (const type of PROBER_TYPES) acceptKind(type, req[type] as ResultOf<typeof type>[], a, offsetMs, res);
+      acceptTraces(req, a, res);
       if (res.rejected) d.log.warn({ region: a.region, ip: a.ip, rejected: res.rejected, reasons: res.rejectReasons }, "rejected pushed results");
       return res;
     },

@@ -24,8 +24,16 @@ export interface IcmpAggregate {
   targetRegion: string;
   sent: number;
   received: number;
-  /** Σ lost / Σ sent, a ratio 0..1 (ProberMesh published 0..100); 1 when nothing was sent. */
+  /**
+   * Loss ratio 0..1 (ProberMesh published 0..100): Σ w·lost / Σ w·sent, each round's packets
+   * weighted by the interval it samples (IcmpResult.interval_seconds), so a target re-probed every
+   * second while in error state counts for the time it was in error, not for its extra packets
+   * (docs/aggregation.md). Equals Σ lost / Σ sent when every round samples the same interval.
+   * 1 when nothing was sent.
+   */
   lossRatio: number;
+  /** (agent, target) links of the pair with a round in error state in this window. */
+  errorStateLinks: number;
   /** RTT statistics over every received packet, seconds; undefined when none was received. */
   rttMean?: number;
   rttMin?: number;
@@ -48,7 +56,10 @@ export interface IcmpLink {
   address: string;
   sent: number;
   received: number;
+  /** Time-weighted like IcmpAggregate.lossRatio. */
   lossRatio: number;
+  /** A round of this link ran in error state in this window. */
+  errorState: boolean;
   /** Undefined when nothing came back. */
   rttMean?: number;
   jitter?: number;
@@ -70,7 +81,7 @@ export function checkIcmpResult(r: IcmpResult): string {
     if (r.rttBucketCounts.reduce((a, b) => a + b, 0) !== r.received) return "rtt_bucket_counts do not add up to received";
   } else if (r.rttsSeconds.length !== r.received) return "rtts_seconds length != received";
   if (!r.rttsSeconds.every(seconds)) return "rtt out of range";
-  if (![r.minSeconds, r.meanSeconds, r.maxSeconds, r.stddevSeconds, r.resolveSeconds].every(seconds)) return "statistic out of range";
+  if (![r.minSeconds, r.meanSeconds, r.maxSeconds, r.stddevSeconds, r.resolveSeconds, r.intervalSeconds].every(seconds)) return "statistic out of range";
   if (r.received > 0 && !(r.minSeconds <= r.meanSeconds + 1e-12 && r.meanSeconds <= r.maxSeconds + 1e-12)) return "min <= mean <= max does not hold";
   return "";
 }
@@ -90,7 +101,14 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
     help: "ICMP phase durations in seconds over the last published window: resolve (mean), rtt (mean over received packets), min, max.",
     doc: "phase=rtt/min/max are absent for a window in which the pair received no packet; resolve is absent when no result resolved a name.",
   });
-  const loss = store.gauge({ name: "prober_icmp_packet_loss_rate", type: "gauge", labelNames: PAIR, help: "ICMP packet loss ratio 0..1 (lost / sent) in the last published aggregation window." });
+  const loss = store.gauge({
+    name: "prober_icmp_packet_loss_rate", type: "gauge", labelNames: PAIR, help: "ICMP packet loss ratio 0..1 in the last published aggregation window.",
+    doc: "Each round's lost / sent weighted by the interval it samples, so error-state re-probes count for their time, not their packets (docs/aggregation.md).",
+  });
+  const errorLinks = store.gauge({
+    name: "prober_icmp_error_state_links", type: "gauge", labelNames: PAIR,
+    help: "(agent, target) links of the pair that were re-probed in error state in the last published window (their last round lost packets or failed).",
+  });
   const jitter = store.gauge({ name: "prober_icmp_jitter_stddev_seconds", type: "gauge", labelNames: PAIR, help: "Mean of per-(agent, target) RTT standard deviations in seconds over the last published window.", doc: "Absent for a window in which the pair received no packet." });
   const histogram = store.histogram({
     name: "prober_icmp_duration_seconds_total", type: "histogram", labelNames: PAIR, buckets: RTT_BUCKET_BOUNDS,
@@ -116,16 +134,24 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
       histogram.addCounts(l, counts, r.meanSeconds * r.received);
     },
 
-    openWindow(): KindWindow<IcmpResult> {
-      type Link = { agentIp: string; address: string; sent: number; received: number; rtt: Moments };
-      type Pair = { agg: IcmpAggregate; rtt: Moments; resolveSum: number; resolveN: number; perAgentTarget: Map<string, Link> };
+    openWindow(windowMs): KindWindow<IcmpResult> {
+      /** Time-weighted loss: Σ w·lost and Σ w·sent, w = the interval a round samples (seconds). */
+      type Weighted = { lossW: number; w: number };
+      type Link = { agentIp: string; address: string; sent: number; received: number; rtt: Moments; loss: Weighted; errorState: boolean };
+      type Pair = { agg: IcmpAggregate; rtt: Moments; resolveSum: number; resolveN: number; perAgentTarget: Map<string, Link>; loss: Weighted };
+      /** Agents before 0.3 send no interval: their rounds sample one window each. */
+      const defaultWeight = windowMs / 1000;
+      const ratio = (x: Weighted) => (x.w > 0 ? x.lossW / x.w : 1);
       const pairs = new Map<string, Pair>();
       return {
         add({ sourceRegion, agentIp, result: r }) {
           const k = `${sourceRegion}\u0000${r.targetRegion}`;
           let p = pairs.get(k);
           if (!p) {
-            p = { agg: { sourceRegion, targetRegion: r.targetRegion, sent: 0, received: 0, lossRatio: 1, failed: 0, windowEndMs: 0, links: [] }, rtt: new Moments(), resolveSum: 0, resolveN: 0, perAgentTarget: new Map() };
+            p = {
+              agg: { sourceRegion, targetRegion: r.targetRegion, sent: 0, received: 0, lossRatio: 1, errorStateLinks: 0, failed: 0, windowEndMs: 0, links: [] },
+              rtt: new Moments(), resolveSum: 0, resolveN: 0, perAgentTarget: new Map(), loss: { lossW: 0, w: 0 },
+            };
             pairs.set(k, p);
           }
           p.agg.sent += r.sent;
@@ -137,9 +163,18 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
           }
           const at = `${agentIp}\u0000${r.address}`;
           let link = p.perAgentTarget.get(at);
-          if (!link) p.perAgentTarget.set(at, (link = { agentIp, address: r.address, sent: 0, received: 0, rtt: new Moments() }));
+          if (!link) p.perAgentTarget.set(at, (link = { agentIp, address: r.address, sent: 0, received: 0, rtt: new Moments(), loss: { lossW: 0, w: 0 }, errorState: false }));
           link.sent += r.sent;
           link.received += r.received;
+          link.errorState ||= r.errorState;
+          if (r.sent > 0) {
+            const w = r.intervalSeconds > 0 ? r.intervalSeconds : defaultWeight;
+            const l = (r.sent - r.received) * w;
+            link.loss.lossW += l;
+            link.loss.w += r.sent * w;
+            p.loss.lossW += l;
+            p.loss.w += r.sent * w;
+          }
           if (r.received === 0) return;
           const s = { n: r.received, min: r.minSeconds, mean: r.meanSeconds, max: r.maxSeconds, stddev: r.stddevSeconds };
           p.rtt.merge(s);
@@ -152,14 +187,15 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
             const a = p.agg;
             a.windowEndMs = windowEndMs;
             a.links = [...p.perAgentTarget.values()].map((x) => ({
-              agentIp: x.agentIp, address: x.address, sent: x.sent, received: x.received,
-              lossRatio: x.sent > 0 ? (x.sent - x.received) / x.sent : 1,
+              agentIp: x.agentIp, address: x.address, sent: x.sent, received: x.received, lossRatio: ratio(x.loss), errorState: x.errorState,
               ...(x.rtt.n > 0 ? { rttMean: x.rtt.mean, jitter: x.rtt.stddev } : {}),
             }));
             const l = { source_region: a.sourceRegion, target_region: a.targetRegion };
-            a.lossRatio = a.sent > 0 ? (a.sent - a.received) / a.sent : 1;
+            a.lossRatio = ratio(p.loss);
+            a.errorStateLinks = a.links.filter((x) => x.errorState).length;
             failed.set(l, a.failed);
             loss.set(l, a.lossRatio);
+            errorLinks.set(l, a.errorStateLinks);
             if (p.resolveN) duration.set({ ...l, phase: "resolve" }, (a.resolveMean = p.resolveSum / p.resolveN));
             else duration.remove({ ...l, phase: "resolve" });
             if (p.rtt.n > 0) {

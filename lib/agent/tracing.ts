@@ -1,0 +1,67 @@
+/**
+ * Path traces on anomaly (docs/probes.md "Path trace"): when an ICMP target enters error state the
+ * agent traces the path to it, at most once per target per -agent.trace.interval, a few traces at
+ * a time, and pushes each finished trace with the next batch.
+ */
+import pLimit from "p-limit";
+import type { Logger } from "../log.ts";
+import { PathTraceProber } from "../probes/icmp/path.ts";
+import type { TraceOptions } from "../probes/icmp/trace.ts";
+import type { IcmpTarget, PathTrace } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+
+/** Traces running at once: a region-wide outage starts one per target, each ~maxHops × probes packets. */
+export const TRACE_CONCURRENCY = 4;
+/** Traces waiting beyond the running ones; more are skipped (and logged) until the queue drains. */
+export const TRACE_QUEUE = 256;
+
+/** Starts and rate-limits the agent's path traces. */
+export class Tracing {
+  private readonly prober: PathTraceProber;
+  private readonly limit = pLimit(TRACE_CONCURRENCY);
+  /** Start time of the last trace per job key, unix ms (pruned of entries older than the interval). */
+  private readonly last = new Map<string, number>();
+  private readonly ready: boolean;
+
+  /**
+   * @param opts -agent.trace.* (intervalMs: minimum time between two traces of one target, ms)
+   * @param deliver receives each finished trace (the agent adds it to the current batch)
+   */
+  constructor(
+    private readonly opts: { intervalMs: number } & Partial<TraceOptions>,
+    private readonly log: Logger,
+    private readonly deliver: (t: PathTrace) => void,
+  ) {
+    this.prober = new PathTraceProber(opts);
+    const st = this.prober.status();
+    this.ready = st.ready;
+    if (st.ready) log.info(st.message);
+    else log.warn(`${st.message}; re-probing goes on`);
+  }
+
+  /** A target entered error state: trace it unless it was traced within the interval. */
+  onEnterError(key: string, target: IcmpTarget): void {
+    if (!this.ready) return;
+    const now = Date.now();
+    const prev = this.last.get(key);
+    if (prev !== undefined && now - prev < this.opts.intervalMs) return;
+    if (this.limit.pendingCount >= TRACE_QUEUE) {
+      this.log.warn({ target: key, queued: this.limit.pendingCount }, "path trace skipped: too many traces queued");
+      return;
+    }
+    if (this.last.size > 4 * TRACE_QUEUE) for (const [k, t] of this.last) if (now - t >= this.opts.intervalMs) this.last.delete(k);
+    this.last.set(key, now);
+    void this.limit(async () => {
+      const t = await this.prober.trace(target, "error_state");
+      this.log.info(
+        { target: key, reached: t.reached, hops: t.hops.map((h) => `${h.ttl}:${h.address || "?"}:${h.received}/${h.sent}`).join(" "), ...(t.error ? { err: t.error } : {}) },
+        "path traced",
+      );
+      this.deliver(t);
+    });
+  }
+
+  close(): void {
+    this.limit.clearQueue();
+    this.prober.close();
+  }
+}

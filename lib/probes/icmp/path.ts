@@ -1,0 +1,54 @@
+/**
+ * The path trace's agent half: traces one ICMP target with the PathTracer (trace.ts) and
+ * summarises it into a PathTrace message (docs/probes.md "Path trace"): per TTL the answering
+ * address, sent, received and RTT statistics in seconds.
+ */
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Moments } from "../../aggregation/moments.ts";
+import { PathTraceSchema, TraceHopSchema, type IcmpTarget, type PathTrace } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { resolveHost } from "../resolve.ts";
+import type { TraceReason } from "./path_check.ts";
+import { PathTracer, type TraceOptions } from "./trace.ts";
+
+
+/** Traces targets into PathTrace messages; one per agent (it owns the tracer's sockets). */
+export class PathTraceProber {
+  constructor(private readonly opts: Partial<TraceOptions> = {}, readonly tracer = new PathTracer()) {}
+
+  /** Whether IPv4 traces can run here, and through which socket; for the agent's start-up log. */
+  status(): { ready: boolean; message: string } {
+    const d = this.tracer.describe(false);
+    return "error" in d
+      ? { ready: false, message: `path traces disabled: ${d.error}` }
+      : { ready: true, message: `path traces through ${d.kind === "ping" ? "a ping socket (IP_RECVERR)" : "a raw socket"}` };
+  }
+
+  /** Traces `target`; never rejects (failures are in PathTrace.error). */
+  async trace(target: IcmpTarget, reason: TraceReason): Promise<PathTrace> {
+    const startWall = Date.now();
+    const start = performance.now();
+    const out = create(PathTraceSchema, { targetRegion: target.targetRegion, address: target.address, time: timestampFromMs(startWall), reason });
+    try {
+      out.resolvedIp = (await resolveHost(target.address)).ip;
+      const o = await this.tracer.trace(out.resolvedIp, this.opts);
+      out.reached = o.reached;
+      out.error = o.error;
+      out.hops = o.hops.map((h) => {
+        const s = Moments.of(h.rttsSeconds);
+        return create(TraceHopSchema, {
+          ttl: h.ttl, address: h.address, sent: h.sent, received: h.received, otherAddresses: h.otherAddresses,
+          rttMeanSeconds: s.mean, rttMinSeconds: s.min, rttMaxSeconds: s.max, rttStddevSeconds: s.stddev,
+        });
+      });
+    } catch (e) {
+      out.error = out.resolvedIp ? (e as Error).message : `resolve: ${(e as Error).message}`;
+    }
+    out.durationSeconds = (performance.now() - start) / 1000;
+    return out;
+  }
+
+  close(): void {
+    this.tracer.close();
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * The latest path traces per (source region, target), in bounded memory: at most
+ * `perTarget` traces per key and `maxKeys` keys, the least recently updated key going first.
+ * Served by GET /api/v1/paths (docs/api.md).
+ */
+import type { PathTrace } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+
+/** A trace as stored: who sent it, and the message. */
+export interface StoredPath {
+  sourceRegion: string;
+  agentIp: string;
+  trace: PathTrace;
+}
+
+/** Default bounds: traces kept per (source region, target) and keys kept overall. */
+export const PATHS_PER_TARGET = 3;
+export const PATHS_MAX_KEYS = 10_000;
+
+/** Latest traces per (source region, target region, target address). */
+export class PathStore {
+  /** Map order is update order: the first key is the least recently updated. */
+  private readonly byKey = new Map<string, StoredPath[]>();
+
+  constructor(private readonly perTarget = PATHS_PER_TARGET, private readonly maxKeys = PATHS_MAX_KEYS) {}
+
+  /** Number of (source region, target) keys held. */
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  /** Keeps a trace (newest first), evicting beyond the bounds. */
+  add(p: StoredPath): void {
+    const k = `${p.sourceRegion}\u0000${p.trace.targetRegion}\u0000${p.trace.address}`;
+    const list = this.byKey.get(k) ?? [];
+    this.byKey.delete(k);
+    list.unshift(p);
+    if (list.length > this.perTarget) list.length = this.perTarget;
+    this.byKey.set(k, list);
+    while (this.byKey.size > this.maxKeys) this.byKey.delete(this.byKey.keys().next().value!);
+  }
+
+  /** Traces matching the filters (an empty filter matches all), newest first. */
+  list(sourceRegion = "", targetRegion = ""): StoredPath[] {
+    const out: StoredPath[] = [];
+    for (const list of this.byKey.values()) {
+      for (const p of list) if ((!sourceRegion || p.sourceRegion === sourceRegion) && (!targetRegion || p.trace.targetRegion === targetRegion)) out.push(p);
+    }
+    const ms = (p: StoredPath) => Number(p.trace.time?.seconds ?? 0n) * 1000 + (p.trace.time?.nanos ?? 0) / 1e6;
+    return out.sort((a, b) => ms(b) - ms(a));
+  }
+}

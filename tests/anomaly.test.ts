@@ -1,0 +1,101 @@
+/**
+ * Adaptive re-probing and the path trace on anomaly, end to end through the compiled binaries:
+ * server and agent in the agent namespace of the path bed (agent → r1 → r2 → target,
+ * tests/helpers/pathbed.ts), the agent on unprivileged ping sockets (IP_RECVERR for the trace).
+ * The target stops answering: the pair's sent-packet rate rises, the agent says the target
+ * entered error state, /api/v1/paths lists r1 and r2 in TTL order with the loss starting after r2,
+ * and /metrics shows the error-state link and the accepted trace. Then the target answers again
+ * and the agent says it left error state.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { createPathBed, type PathBed } from "./helpers/pathbed.ts";
+import { netnsAvailable } from "./helpers/netns.ts";
+import { AGENT_BIN, SERVER_BIN, killAll, parseExposition, run, samples, skipReason, start, waitFor, type Proc } from "./helpers/procs.ts";
+
+const available = await netnsAvailable();
+if (!available) skipReason("anomaly.test.ts needs root and iproute2: it builds a line of namespaces with two routers");
+
+const WEB = "127.0.0.1:16201";
+const PAIR = { source_region: "src", target_region: "far" };
+
+describe.skipIf(!available)("anomaly: error state and path trace through the binaries", () => {
+  let bed: PathBed;
+  let agent: Proc;
+  const get = async (path: string) => (await run([...bed.inAgent, "curl", "-sf", `http://${WEB}${path}`])).stdout;
+  const metrics = async () => parseExposition(await get("/metrics"));
+  const sent = async () => Number(samples(await metrics(), "prober_icmp_packets_sent_total", PAIR)[0]?.value ?? 0);
+  /** Packets sent to the pair over `ms`. */
+  const sentOver = async (ms: number) => {
+    const a = await sent();
+    await Bun.sleep(ms);
+    return (await sent()) - a;
+  };
+
+  beforeAll(async () => {
+    bed = await createPathBed("anom");
+    const dir = mkdtempSync(`${tmpdir()}/pm-anomaly-`);
+    writeFileSync(`${dir}/p.yaml`, `prober_configs:\n  - prober_type: icmp\n    region: far\n    icmp: {packet_count: 10, interval: 10ms, timeout: 300ms}\n    targets: [${bed.targetIp}]\n`);
+    start([SERVER_BIN, "-server.probe.file", `${dir}/p.yaml`, "-server.icmp.discovery", "static", "-server.rpc.listen.addr", "127.0.0.1:16200", "-server.http.listen.addr", WEB, "-server.aggregation.interval", "1s"], bed.inAgent);
+    await waitFor("server ready", 10_000, async () => (await run([...bed.inAgent, "curl", "-sf", `http://${WEB}/-/ready`])).code === 0);
+    agent = start([
+      AGENT_BIN, "-region", "src", "-agent.ip", bed.agentIp, "-server.rpc.addr", "127.0.0.1:16200", "-log.format", "json",
+      "-agent.probe.interval", "2s", "-agent.probe.error.interval", "300ms", "-agent.probe.error.clear", "2s",
+      "-agent.trace.interval", "1m", "-agent.trace.probes", "4", "-agent.trace.probe.interval", "50ms", "-agent.trace.max.hops", "8",
+    ], bed.inAgent);
+    await waitFor("first results", 15_000, async () => (await sent()) > 0);
+  }, 60_000);
+
+  afterAll(async () => {
+    await killAll();
+    await bed?.remove();
+  });
+
+  test("a silent target is re-probed densely and traced; the trace shows r1, r2, then the loss", async () => {
+    const healthy = await sentOver(4000); // two regular rounds of 10 packets
+    expect(agent.output()).not.toContain("entered error state");
+    await bed.silenceTarget(true);
+    await waitFor("the agent's error-state log line", 15_000, () => agent.output().includes("target entered error state"));
+    const failing = await sentOver(4000); // a lossy round takes ~0.4 s: re-probes every ~0.4 s
+    expect(failing).toBeGreaterThan(3 * healthy);
+
+    const paths = await waitFor("a path trace for the pair", 20_000, async () => {
+      const body = JSON.parse(await get(`/api/v1/paths?source_region=src&target_region=far`)) as { paths: { hops: { ttl: number; address: string; sent: number; received: number; rtt_mean_seconds: number | null }[] }[] };
+      return body.paths.length ? body.paths : undefined;
+    });
+    const p = paths[0]! as unknown as Record<string, unknown> & { hops: { ttl: number; address: string; sent: number; received: number; rtt_mean_seconds: number | null }[] };
+    expect([p.source_region, p.target_region, p.agent_ip, p.target, p.reason, p.reached, p.error]).toEqual(["src", "far", bed.agentIp, bed.targetIp, "error_state", false, ""]);
+    expect(p.hops.map((h) => [h.ttl, h.address])).toEqual([[1, bed.r1Ip], [2, bed.r2Ip], [3, ""]]);
+    expect(p.hops.map((h) => [h.sent, h.received])).toEqual([[4, 4], [4, 4], [4, 0]]);
+    expect(p.hops[0]!.rtt_mean_seconds).toBeGreaterThan(0);
+    expect(p.hops[2]!.rtt_mean_seconds).toBeNull();
+    // Other filters: another source region has none; no filter lists it too.
+    expect(JSON.parse(await get(`/api/v1/paths?source_region=elsewhere`)).paths).toEqual([]);
+    expect(JSON.parse(await get(`/api/v1/paths`)).paths.length).toBeGreaterThan(0);
+
+    const m = await waitFor("the error-state link in /metrics", 10_000, async () => {
+      const m = await metrics();
+      return Number(samples(m, "prober_icmp_error_state_links", PAIR)[0]?.value) === 1 ? m : undefined;
+    });
+    expect(Number(samples(m, "prober_server_receive_traces_total")[0]!.value)).toBeGreaterThanOrEqual(1);
+    for (const s of samples(m, "prober_server_reject_traces_total")) expect(s.value).toBe("0");
+    for (const s of samples(m, "prober_server_reject_points_total")) expect(s.value).toBe("0");
+    // One trace per target per -agent.trace.interval (1m), however many re-probes failed.
+    expect(agent.output().split("\n").filter((l) => l.includes('"path traced"')).length).toBe(1);
+  }, 60_000);
+
+  test("when the target answers again, a clean clear period ends error state and the rate falls back", async () => {
+    await bed.silenceTarget(false);
+    await waitFor("the agent's left-error-state log line", 15_000, () => agent.output().includes("target left error state"));
+    const line = JSON.parse(agent.output().split("\n").find((l) => l.includes("target left error state"))!) as { reprobes: number; errorSeconds: number };
+    expect(line.reprobes).toBeGreaterThan(3);
+    const after = await sentOver(4000);
+    expect(after).toBeLessThanOrEqual(30); // back to one 10-packet round per 2 s (plus one in flight)
+    const m = await waitFor("no error-state link", 10_000, async () => {
+      const m = await metrics();
+      return Number(samples(m, "prober_icmp_error_state_links", PAIR)[0]?.value) === 0 ? m : undefined;
+    });
+    expect(Number(samples(m, "prober_icmp_packet_loss_rate", PAIR)[0]!.value)).toBe(0);
+  }, 40_000);
+});
