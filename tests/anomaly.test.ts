@@ -90,6 +90,7 @@ describe.skipIf(!available)("anomaly: error state and path trace through the bin
     await waitFor("the agent's left-error-state log line", 15_000, () => agent.output().includes("target left error state"));
     const line = JSON.parse(agent.output().split("\n").find((l) => l.includes("target left error state"))!) as { reprobes: number; errorSeconds: number };
     expect(line.reprobes).toBeGreaterThan(3);
+    await Bun.sleep(2000); // the last re-probes' results arrive with the next pushes (every 1 s)
     const after = await sentOver(4000);
     expect(after).toBeLessThanOrEqual(30); // back to one 10-packet round per 2 s (plus one in flight)
     const m = await waitFor("no error-state link", 10_000, async () => {
