@@ -4,11 +4,13 @@
  * tests/helpers/pathbed.ts), the agent on unprivileged ping sockets (IP_RECVERR for the trace).
  * The target stops answering: the pair's sent-packet rate rises, the agent says the target
  * entered error state, /api/v1/paths lists r1 and r2 in TTL order with the loss starting after r2,
- * and /metrics shows the error-state link and the accepted trace. Then the target answers again
- * and the agent says it left error state.
+ * /metrics shows the error-state link and the accepted trace, and the web console (headless
+ * Chromium, run inside the namespace) shows the path on the pair's drill-down. Then the target
+ * answers again and the agent says it left error state.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
+import puppeteer from "puppeteer-core";
 import { tmpdir } from "node:os";
 import { createPathBed, type PathBed } from "./helpers/pathbed.ts";
 import { netnsAvailable } from "./helpers/netns.ts";
@@ -18,6 +20,10 @@ const available = await netnsAvailable();
 if (!available) skipReason("anomaly.test.ts needs root and iproute2: it builds a line of namespaces with two routers");
 
 const WEB = "127.0.0.1:16201";
+const chromium = Bun.which("chromium");
+
+/** The page's `document`, as the callbacks below (run inside Chromium) use it. */
+declare const document: { querySelectorAll(selector: string): { length: number } };
 const PAIR = { source_region: "src", target_region: "far" };
 
 describe.skipIf(!available)("anomaly: error state and path trace through the binaries", () => {
@@ -83,6 +89,28 @@ describe.skipIf(!available)("anomaly: error state and path trace through the bin
     for (const s of samples(m, "prober_server_reject_points_total")) expect(s.value).toBe("0");
     // One trace per target per -agent.trace.interval (1m), however many re-probes failed.
     expect(agent.output().split("\n").filter((l) => l.includes('"path traced"')).length).toBe(1);
+  }, 60_000);
+
+  test.skipIf(chromium === null)("the console's pair drill-down shows the trace hop by hop and the link in error state", async () => {
+    // Chromium runs inside the agent namespace (where the server listens), driven over a pipe.
+    const wrapper = `${mkdtempSync(`${tmpdir()}/pm-anomaly-ui-`)}/chromium`;
+    writeFileSync(wrapper, `#!/bin/sh\nexec ${bed.inAgent.join(" ")} ${chromium} "$@"\n`);
+    chmodSync(wrapper, 0o755);
+    const browser = await puppeteer.launch({ executablePath: wrapper, pipe: true, headless: true, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`http://${WEB}/`, { waitUntil: "networkidle0" });
+      await page.waitForSelector('#heatmap td.cell[data-source="src"][data-target="far"]', { timeout: 15_000 });
+      await page.click('#heatmap td.cell[data-source="src"][data-target="far"]');
+      await page.waitForFunction(() => document.querySelectorAll("#paths table.path tr").length > 1, { timeout: 15_000 });
+      const hops = await page.$$eval("#paths table.path:first-of-type tr:not(:first-child)", (trs) => trs.map((tr) => [...tr.querySelectorAll("td")].slice(0, 5).map((td) => td.textContent)));
+      expect(hops).toEqual([["1", bed.r1Ip, "0.0 %", "4", "4"], ["2", bed.r2Ip, "0.0 %", "4", "4"], ["3", "???", "100.0 %", "4", "0"]]);
+      expect(await page.$eval("#paths p", (p) => p.textContent)).toContain("did not reach the target");
+      const state = await page.$$eval("#links tr:not(:first-child)", (trs) => trs.map((tr) => tr.lastElementChild!.textContent));
+      expect(state).toEqual(["error state"]);
+    } finally {
+      await browser.close();
+    }
   }, 60_000);
 
   test("when the target answers again, a clean clear period ends error state and the rate falls back", async () => {
