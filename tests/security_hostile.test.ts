@@ -117,6 +117,52 @@ describe("hostile payloads (with a valid token): each gets a 4xx and the server 
   }
 });
 
+describe("hostile path traces: each is rejected and counted, a good one is kept, the server keeps serving", () => {
+  const hop = (ttl: number, extra: Record<string, unknown> = {}) => ({ ttl, address: "127.0.90.9", sent: 4, received: 4, rttMeanSeconds: 0.001, ...extra });
+  const trace = (extra: Record<string, unknown>) => ({ targetRegion: "cap-1", address: "127.0.90.2", time: new Date().toISOString(), reason: "error_state", hops: [hop(1)], ...extra });
+  const push = async (traces: unknown[]) => {
+    const r = await fetch(rpcUrl("PushResults"), {
+      method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ agent: { region: "cap-0", ip: "127.0.90.1" }, traces }),
+    });
+    return [r.status, (await r.json()) as { accepted?: number; rejected?: number; rejectReasons?: string[] }] as const;
+  };
+  const cases: [string, Record<string, unknown>, "invalid" | "not_assigned"][] = [
+    ["300 hops", { hops: Array.from({ length: 300 }, (_, i) => hop(i + 1)) }, "invalid"],
+    ["a hop address that is not an IP", { hops: [hop(1, { address: "<img src=x>" })] }, "invalid"],
+    ["an unknown reason", { reason: "<script>alert(1)</script>" }, "invalid"],
+    ["TTLs that do not rise", { hops: [hop(2), hop(1)] }, "invalid"],
+    ["received > sent", { hops: [hop(1, { sent: 1, received: 5 })] }, "invalid"],
+    ["a negative RTT", { hops: [hop(1, { rttMeanSeconds: -1 })] }, "invalid"],
+    ["no time", { time: undefined }, "invalid"],
+    ["a target never handed to the region", { address: "192.0.2.1" }, "not_assigned"],
+  ];
+  test("the corpus: rejected one by one with a reason, counted by reason, nothing stored", async () => {
+    expect(await heartbeat("cap-0", "127.0.90.1", TOKEN)).toBe(200);
+    expect(await heartbeat("cap-1", "127.0.90.2", TOKEN)).toBe(200);
+    const before = await metrics();
+    const count = (m: typeof before, reason: string) => Number(samples(m, "prober_server_reject_traces_total", { reason })[0]!.value);
+    for (const [name, extra] of cases) {
+      const [status, body] = await push([trace(extra)]);
+      expect({ name, status, rejected: body.rejected }).toEqual({ name, status: 200, rejected: 1 });
+      expect(body.rejectReasons?.[0]).toStartWith("trace ");
+    }
+    const after = await metrics();
+    expect(count(after, "invalid") - count(before, "invalid")).toBe(cases.filter((c) => c[2] === "invalid").length);
+    expect(count(after, "not_assigned") - count(before, "not_assigned")).toBe(1);
+    expect(((await (await fetch(`http://127.0.0.1:${web}/api/v1/paths`)).json()) as { paths: unknown[] }).paths).toEqual([]);
+  });
+  test("a good trace next to bad ones is kept and served as JSON", async () => {
+    const [status, body] = await push([trace({ reason: "nope" }), trace({ hops: [hop(1), hop(2, { address: "", received: 0, rttMeanSeconds: 0 })] })]);
+    expect([status, body.accepted ?? 0, body.rejected]).toEqual([200, 1, 1]);
+    const paths = ((await (await fetch(`http://127.0.0.1:${web}/api/v1/paths?source_region=cap-0&target_region=cap-1`)).json()) as { paths: { agent_ip: string; hops: { ttl: number; address: string; rtt_mean_seconds: number | null }[] }[] }).paths;
+    expect(paths).toHaveLength(1);
+    expect(paths[0]!.agent_ip).toBe("127.0.90.1");
+    expect(paths[0]!.hops.map((h) => [h.ttl, h.address, h.rtt_mean_seconds])).toEqual([[1, "127.0.90.9", 0.001], [2, "", null]]);
+    expect(Number(samples(await metrics(), "prober_server_receive_traces_total")[0]!.value)).toBe(1);
+  });
+});
+
 describe("idle connections", () => {
   test("500 idle connections on each port do not stop /-/healthy or the RPCs; the RPC port closes them", async () => {
     const open = (port: number) => new Promise<net.Socket>((resolve, reject) => {

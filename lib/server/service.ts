@@ -127,6 +127,7 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
         continue;
       }
       d.metrics.traceAccepted();
+      res.accepted++;
       d.paths.add({ sourceRegion: a.region, agentIp: a.ip, trace: t });
     }
   };
