@@ -78,6 +78,8 @@ function pair(): Dashboard {
     .withPanel(new TimeseriesPanel().title("Echo requests sent and replies received per second").datasource(DS).unit("reqps").min(0).span(12)
       .withTarget(q(`sum by (source_region, target_region) (rate(prober_icmp_packets_sent_total{${sel}}[$__rate_interval]))`, "sent {{source_region}} → {{target_region}}"))
       .withTarget(q(`sum by (source_region, target_region) (rate(prober_icmp_packets_received_total{${sel}}[$__rate_interval]))`, "received {{source_region}} → {{target_region}}")))
+    .withPanel(new TimeseriesPanel().title("Links in error state (re-probed every second; path traced: console / api/v1/paths)").datasource(DS).min(0).span(12)
+      .withTarget(q(`sum by (source_region, target_region) (prober_icmp_error_state_links{${sel}})`, "{{source_region}} → {{target_region}}")))
     .withPanel(new TablePanel().title("Agents of the source region").datasource(DS).span(12)
       .withTarget(instant('max by (region, ip, version) (prober_agent_is_alive{region=~"$source_region"})')))
     .build();

@@ -50,8 +50,8 @@ export function defaultAgentIp(): string {
   return "";
 }
 
-/** An ICMP job may start a path trace when it enters error state. */
-type IcmpJob = Job & { onEnterError?: () => void };
+/** A target's job; an ICMP one may start a path trace when it enters error state. */
+type AgentJob = Job & { onEnterError?: () => void };
 
 /** The numbers of a failed round for the "entered error state" log line. */
 function failureDetail(r: object): Record<string, unknown> {
@@ -104,14 +104,14 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   let batch = emptyBatch();
   const outbox = new Outbox();
   const tracing = o.trace.intervalMs > 0 && o.error.budgetPps > 0 ? new Tracing(o.trace, log, (t) => batch.traces.push(t)) : undefined;
-  const scheduler = new Scheduler(
+  const scheduler = new Scheduler<AgentJob>(
     o.probeIntervalMs,
     {
       onError: (key, e) => log.error({ target: key, err: String(e) }, "probe crashed"),
       onErrorState(job, entered, { report, forMs, reprobes }) {
         if (entered) {
           log.warn({ target: job.key, ...report?.detail, reprobeEveryMs: o.error.intervalMs }, "target entered error state; re-probing it");
-          (job as IcmpJob).onEnterError?.();
+          job.onEnterError?.();
         } else log.info({ target: job.key, errorSeconds: Math.round((forMs ?? 0) / 1000), reprobes }, "target left error state");
       },
       onBudgetExhausted: (skipped, inErrorState) =>
@@ -125,11 +125,11 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   ) as { [K in ProberType]: (f: () => Promise<void>) => Promise<void> };
 
   /** One job per target of one kind: probe, then add the (final) result to the current batch. */
-  const kindJobs = <K extends ProberType>(type: K, pool: GetTargetPoolResponse): Job[] => {
+  const kindJobs = <K extends ProberType>(type: K, pool: GetTargetPoolResponse): AgentJob[] => {
     if (!ready.has(type)) return [];
     const kind = PROBE_KINDS[type] as ProbeKind<K>;
     const prober = probers[type] as Prober<K>;
-    const jobs: Job[] = [];
+    const jobs: AgentJob[] = [];
     // Targets with equal modules share one module object (a mesh of thousands has one module).
     const modules = new Map<string, ModuleOf<K>>();
     for (const t of pool[type] as TargetOf<K>[]) {
@@ -142,7 +142,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
         else modules.set(fingerprint, t.module as ModuleOf<K>);
       }
       const reprobe = AGENT_KINDS[type].reprobe as Reprobe<K> | undefined;
-      const job: IcmpJob = {
+      const job: AgentJob = {
         key: `${type}/${t.targetRegion}/${address}`,
         // A changed module restarts the target's job with it.
         fingerprint,

@@ -48,10 +48,10 @@ export interface ErrorPolicy {
 }
 
 /** Error-state changes and budget pressure, for the agent's log and its traces. */
-export interface SchedulerEvents {
+export interface SchedulerEvents<J extends Job = Job> {
   onError?(key: string, e: unknown): void;
   /** A job entered (true) or left (false) error state. `forMs`: how long it was in error state. */
-  onErrorState?(job: Job, entered: boolean, info: { report?: RoundReport; forMs?: number; reprobes?: number }): void;
+  onErrorState?(job: J, entered: boolean, info: { report?: RoundReport; forMs?: number; reprobes?: number }): void;
   /** Re-probes skipped because the budget was empty since the last call (at most once per budget log interval). */
   onBudgetExhausted?(skipped: number, inErrorState: number): void;
 }
@@ -59,8 +59,8 @@ export interface SchedulerEvents {
 /** How often a budget shortage is logged at most, ms. */
 const BUDGET_LOG_MS = 60_000;
 
-interface State {
-  job: Job;
+interface State<J extends Job> {
+  job: J;
   timer: ReturnType<typeof setTimeout>;
   running: boolean;
   lastStartMs: number;
@@ -76,8 +76,8 @@ function fnv1a(s: string): number {
 }
 
 /** Keeps one timer per job; sync() starts new jobs, restarts changed ones and stops removed ones. */
-export class Scheduler {
-  private readonly jobs = new Map<string, State>();
+export class Scheduler<J extends Job = Job> {
+  private readonly jobs = new Map<string, State<J>>();
   private tokens: number;
   private tokensAtMs = Date.now();
   private skipped = 0;
@@ -90,7 +90,7 @@ export class Scheduler {
    */
   constructor(
     private readonly intervalMs: number,
-    private readonly events: SchedulerEvents = {},
+    private readonly events: SchedulerEvents<J> = {},
     private readonly policy?: ErrorPolicy,
   ) {
     this.tokens = policy?.budgetPps ?? 0;
@@ -105,7 +105,7 @@ export class Scheduler {
    * Makes the running set equal to `jobs`; with `keepMissing`, jobs absent from `jobs` keep
    * running (a partial pool: only additions and changes apply).
    */
-  sync(jobs: Job[], keepMissing = false): { started: number; stopped: number } {
+  sync(jobs: J[], keepMissing = false): { started: number; stopped: number } {
     const want = new Map(jobs.map((j) => [j.key, j]));
     let started = 0, stopped = 0;
     for (const [key, s] of this.jobs) {
@@ -140,7 +140,7 @@ export class Scheduler {
     this.jobs.clear();
   }
 
-  private drop(s: State): void {
+  private drop(s: State<J>): void {
     clearTimeout(s.timer);
     if (s.error) {
       clearTimeout(s.error.timer);
@@ -149,12 +149,12 @@ export class Scheduler {
     s.error = undefined;
   }
 
-  private start(job: Job): void {
+  private start(job: J): void {
     const now = Date.now();
     const offset = this.offsetOf(job.key);
     let next = Math.floor(now / this.intervalMs) * this.intervalMs + offset;
     if (next <= now) next += this.intervalMs;
-    const state: State = { job, timer: undefined as unknown as ReturnType<typeof setTimeout>, running: false, lastStartMs: 0 };
+    const state: State<J> = { job, timer: undefined as unknown as ReturnType<typeof setTimeout>, running: false, lastStartMs: 0 };
     const fire = () => {
       if (this.jobs.get(job.key) !== state) return;
       next += this.intervalMs;
@@ -166,7 +166,7 @@ export class Scheduler {
   }
 
   /** Runs one round unless one is running; then updates error state. @returns false when skipped */
-  private runRound(s: State): boolean {
+  private runRound(s: State<J>): boolean {
     if (s.running) return false;
     s.running = true;
     const now = Date.now();
@@ -180,7 +180,7 @@ export class Scheduler {
     return true;
   }
 
-  private afterRound(s: State, report: RoundReport | undefined): void {
+  private afterRound(s: State<J>, report: RoundReport | undefined): void {
     const p = this.policy;
     if (!p || p.budgetPps <= 0 || s.job.errorCost === undefined || this.jobs.get(s.job.key) !== s) return;
     const now = Date.now();
@@ -202,7 +202,7 @@ export class Scheduler {
     if (s.error) this.scheduleReprobe(s, Math.max(0, s.lastStartMs + p.intervalMs - now));
   }
 
-  private scheduleReprobe(s: State, delayMs: number): void {
+  private scheduleReprobe(s: State<J>, delayMs: number): void {
     const e = s.error!;
     clearTimeout(e.timer);
     e.timer = setTimeout(() => {
