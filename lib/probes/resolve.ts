@@ -30,3 +30,12 @@ export async function resolveHost(host: string, prefer: IpPreference = "ip4", fa
   if (!pick) throw new Error(`no ${fallback ? "" : `${prefer} `}address for ${bare}`);
   return { ip: pick.address, seconds };
 }
+
+/**
+ * The `error` text of a round that threw: prefixed "resolve: " when it failed before an address
+ * was resolved (the server counts those as resolve failures), the bare message otherwise.
+ */
+export function roundErrorText(resolvedIp: string, e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return resolvedIp ? msg : `resolve: ${msg}`;
+}

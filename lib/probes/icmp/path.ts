@@ -7,7 +7,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Moments } from "../../aggregation/moments.ts";
 import { PathTraceSchema, TraceHopSchema, type IcmpTarget, type PathTrace } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
-import { resolveHost } from "../resolve.ts";
+import { resolveHost, roundErrorText } from "../resolve.ts";
 import type { TraceReason } from "./path_check.ts";
 import { PathTracer, type TraceOptions } from "./trace.ts";
 
@@ -42,7 +42,7 @@ export class PathTraceProber {
         });
       });
     } catch (e) {
-      out.error = out.resolvedIp ? (e as Error).message : `resolve: ${(e as Error).message}`;
+      out.error = roundErrorText(out.resolvedIp, e);
     }
     out.durationSeconds = (performance.now() - start) / 1000;
     return out;

@@ -8,7 +8,7 @@ import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Moments } from "../../aggregation/moments.ts";
 import { IcmpResultSchema, type IcmpResult, type IcmpTarget } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import type { Prober, ProberStatus } from "../kind.ts";
-import { resolveHost } from "../resolve.ts";
+import { resolveHost, roundErrorText } from "../resolve.ts";
 import { RTT_BUCKETS, rttBucket } from "./buckets.ts";
 import { ICMP_DEFAULTS } from "./defaults.ts";
 import { IcmpEngine } from "./engine.ts";
@@ -60,7 +60,7 @@ export class IcmpEchoProber implements Prober<"icmp"> {
         minSeconds: s.min, meanSeconds: s.mean, maxSeconds: s.max, stddevSeconds: s.stddev, error: o.error,
       });
     } catch (e) {
-      result.error = result.resolvedIp ? (e as Error).message : `resolve: ${(e as Error).message}`;
+      result.error = roundErrorText(result.resolvedIp, e);
     }
     result.durationSeconds = (performance.now() - start) / 1000;
     return result;
