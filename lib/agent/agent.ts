@@ -50,14 +50,11 @@ export function defaultAgentIp(): string {
   return "";
 }
 
+/** The report of every clean round (one object: 10,000 targets make 10,000 rounds an interval). */
+const CLEAN_ROUND: RoundReport = Object.freeze({ error: false });
+
 /** A target's job; an ICMP one may start a path trace when it enters error state. */
 type AgentJob = Job & { onEnterError?: () => void };
-
-/** The numbers of a failed round for the "entered error state" log line. */
-function failureDetail(r: object): Record<string, unknown> {
-  const x = r as { sent?: number; received?: number; error?: string };
-  return { sent: x.sent, received: x.received, ...(x.error ? { err: x.error } : {}) };
-}
 
 /** Push failures that no retry can fix: the batch is dropped (and logged) so that the queue moves on. */
 const BATCH_FATAL = new Set([Code.InvalidArgument, Code.ResourceExhausted, Code.OutOfRange, Code.Unimplemented]);
@@ -120,9 +117,10 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
     o.error,
   );
   // Unlimited kinds (ICMP) skip p-limit: its queue costs promises per round at 10,000 targets.
+  type Limit = <T>(f: () => Promise<T>) => Promise<T>;
   const limits = Object.fromEntries(
-    PROBER_TYPES.map((t) => [t, AGENT_KINDS[t].concurrency === Infinity ? (f: () => Promise<void>) => f() : pLimit(AGENT_KINDS[t].concurrency)]),
-  ) as { [K in ProberType]: (f: () => Promise<void>) => Promise<void> };
+    PROBER_TYPES.map((t) => [t, AGENT_KINDS[t].concurrency === Infinity ? (f: () => Promise<unknown>) => f() : pLimit(AGENT_KINDS[t].concurrency)]),
+  ) as { [K in ProberType]: Limit };
 
   /** One job per target of one kind: probe, then add the (final) result to the current batch. */
   const kindJobs = <K extends ProberType>(type: K, pool: GetTargetPoolResponse): AgentJob[] => {
@@ -147,20 +145,17 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
         // A changed module restarts the target's job with it.
         fingerprint,
         errorCost: reprobe?.cost(t),
-        run: async (ctx) => {
-          let report: RoundReport | undefined;
-          await limits[type](async () => {
+        run: (ctx) =>
+          limits[type](async (): Promise<RoundReport | undefined> => {
             const r = await prober.probe(t, abort.signal);
             if (debug) log.debug({ type, target: address, region: t.targetRegion, errorState: ctx.errorState }, "round done");
-            if (reprobe) {
-              reprobe.mark(r, ctx.sinceLastMs / 1000, ctx.errorState);
-              if (reprobe.failed(r)) report = { error: true, detail: failureDetail(r) };
-            }
+            // The schedule the round ran on is part of the result: set before it enters the batch.
+            reprobe?.mark(r, ctx.sinceLastMs / 1000, ctx.errorState);
             // Read `batch` only after the await: push() swaps in a new one every push period.
             (batch[type] as ResultOf<K>[]).push(r);
-          });
-          return report;
-        },
+            const detail = reprobe?.failure(r);
+            return detail ? { error: true, detail } : CLEAN_ROUND;
+          }),
       };
       if (type === "icmp" && tracing) job.onEnterError = () => tracing.onEnterError(job.key, t as IcmpTarget);
       jobs.push(job);

@@ -14,8 +14,8 @@ export const HTTP_CONCURRENCY = 64;
 export interface Reprobe<K extends ProberType> {
   /** Packets one round against `t` sends (charged to -agent.probe.error.budget). */
   cost(t: TargetOf<K>): number;
-  /** The round lost packets or failed. */
-  failed(r: ResultOf<K>): boolean;
+  /** undefined when the round was clean; when it lost packets or failed, what to log about it. */
+  failure(r: ResultOf<K>): Record<string, unknown> | undefined;
   /** Records on the result the interval it samples (seconds) and whether the target was in error state. */
   mark(r: ResultOf<K>, intervalSeconds: number, errorState: boolean): void;
 }
@@ -35,7 +35,7 @@ export const AGENT_KINDS: { [K in ProberType]: AgentKind<K> } = {
     concurrency: Infinity,
     reprobe: {
       cost: (t) => t.module?.packetCount || ICMP_DEFAULTS.packetCount,
-      failed: (r) => r.error !== "" || r.sent === 0 || r.received < r.sent,
+      failure: (r) => (r.error !== "" || r.sent === 0 || r.received < r.sent ? { sent: r.sent, received: r.received, ...(r.error ? { err: r.error } : {}) } : undefined),
       mark(r, intervalSeconds, errorState) {
         r.intervalSeconds = intervalSeconds;
         r.errorState = errorState;
