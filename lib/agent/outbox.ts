@@ -3,9 +3,8 @@
  * agent keeps probing and queues batches; the oldest are dropped beyond the bound (and counted).
  */
 import { create, toBinary } from "@bufbuild/protobuf";
-import { PROBER_TYPES, type ProbeKind, type ProberType, type ResultOf } from "../probes/kind.ts";
-import { PROBE_KINDS } from "../probes/kinds.ts";
-import { PathTraceSchema, PushResultsRequestSchema, type Agent, type PathTrace, type PushResultsRequest } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { PROBER_TYPES, type ProberType, type ResultOf } from "../probes/kind.ts";
+import { PushResultsRequestSchema, type Agent, type PathTrace, type PushResultsRequest } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 
 /** Results probed and paths traced since the last push, per kind. */
 export type Batch = { [K in ProberType]: ResultOf<K>[] } & { traces: PathTrace[] };
@@ -14,30 +13,36 @@ export type Batch = { [K in ProberType]: ResultOf<K>[] } & { traces: PathTrace[]
 export const emptyBatch = () => ({ ...Object.fromEntries(PROBER_TYPES.map((t) => [t, []])), traces: [] }) as unknown as Batch;
 
 /**
- * Splits a batch into push requests of at most `maxBytes` of encoded results each (in order; a
- * single result larger than that still gets a request of its own).
+ * Splits a batch into push requests of at most `maxBytes` encoded (in order; a single result
+ * larger than that still gets a request of its own). The whole batch is encoded once to measure
+ * it; only a batch over the limit is halved (recursively), so the usual push costs one encoding
+ * here instead of one per result (10,000 small encoders per push at 10,000 targets).
  */
 export function splitBatch(agent: Agent, batch: Batch, maxBytes: number): PushResultsRequest[] {
-  const out: PushResultsRequest[] = [];
-  let cur = create(PushResultsRequestSchema, { agent });
-  let size = 0;
-  /** Adds one encoded message of `n` bytes through `put`, opening a new request when full. */
-  const add = (n: number, put: (req: PushResultsRequest) => void) => {
-    if (size > 0 && size + n + 8 > maxBytes) {
-      out.push(cur);
-      cur = create(PushResultsRequestSchema, { agent });
-      size = 0;
-    }
-    put(cur);
-    size += n + 8;
-  };
+  /** The batch as one list: each entry puts one result or trace into a request. */
+  const entries: ((req: PushResultsRequest) => void)[] = [];
   const addKind = <K extends ProberType>(type: K) => {
-    const kind = PROBE_KINDS[type] as ProbeKind<K>;
-    for (const r of batch[type]) add(toBinary(kind.resultSchema, r).byteLength, (req) => (req[type] as ResultOf<K>[]).push(r));
+    for (const r of batch[type]) entries.push((req) => (req[type] as ResultOf<K>[]).push(r));
   };
   for (const t of PROBER_TYPES) addKind(t);
-  for (const t of batch.traces) add(toBinary(PathTraceSchema, t).byteLength, (req) => req.traces.push(t));
-  if (size > 0) out.push(cur);
+  for (const t of batch.traces) entries.push((req) => req.traces.push(t));
+  const out: PushResultsRequest[] = [];
+  const build = (from: number, to: number) => {
+    const req = create(PushResultsRequestSchema, { agent });
+    for (let i = from; i < to; i++) entries[i]!(req);
+    return req;
+  };
+  const split = (from: number, to: number) => {
+    const req = build(from, to);
+    if (to - from <= 1 || toBinary(PushResultsRequestSchema, req).byteLength <= maxBytes) {
+      out.push(req);
+      return;
+    }
+    const mid = (from + to) >>> 1;
+    split(from, mid);
+    split(mid, to);
+  };
+  if (entries.length) split(0, entries.length);
   return out;
 }
 

@@ -104,6 +104,8 @@ export interface EngineStats {
 const DRAIN_EVERY = 64;
 /** Retry delay after EAGAIN/ENOBUFS on send, ns. */
 const DEFER_NS = 200_000;
+/** Destinations remembered (sockaddr, sequence counter) before the maps start over: churn cannot grow them. */
+const MAX_DESTS = 65_536;
 /** Released timing buffers kept per request count for reuse. */
 const FREE_PER_COUNT = 4096;
 
@@ -119,6 +121,8 @@ export class IcmpEngine {
   private readonly byDest = new Map<number | string, Round[]>();
   /** Next sequence number per destination. */
   private readonly nextSeq = new Map<number | string, number>();
+  /** Encoded sockaddr and demux key per IP literal (targets recur every interval). */
+  private readonly dests = new Map<string, { v6: boolean; sockaddr: Uint8Array; destKey: number | string }>();
   private active = 0;
   /**
    * Timing buffers of finished rounds given back by release(), per request count: an agent at
@@ -177,10 +181,17 @@ export class IcmpEngine {
    * @throws IcmpUnavailableError (synchronously) when the family has no socket; Error for a bad literal
    */
   echo(ip: string, opts: EchoOptions): Promise<EchoOutcome> {
-    const v6 = isIPv6(ip);
+    let dest = this.dests.get(ip);
+    if (!dest) {
+      const v6 = isIPv6(ip);
+      const sockaddr = encodeSockaddr(ip);
+      dest = { v6, sockaddr, destKey: v6 ? hex(sockaddr.subarray(8, 24)) : u32(sockaddr, 4) };
+      if (this.dests.size >= MAX_DESTS) this.dests.clear();
+      this.dests.set(ip, dest);
+    }
+    const { v6, sockaddr, destKey } = dest;
     const sock = this.socket(v6);
-    const sockaddr = encodeSockaddr(ip);
-    const destKey = v6 ? hex(sockaddr.subarray(8, 24)) : u32(sockaddr, 4);
+    if (this.nextSeq.size >= MAX_DESTS && !this.nextSeq.has(destKey)) this.nextSeq.clear(); // counters restart at random values
     const seqBase = opts.firstSequence ?? this.nextSeq.get(destKey) ?? randomInt(0x10000);
     this.nextSeq.set(destKey, (seqBase + opts.count) & 0xffff);
     return new Promise((done) => {

@@ -6,12 +6,34 @@
 import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Moments } from "../../aggregation/moments.ts";
-import { IcmpResultSchema, type IcmpResult, type IcmpTarget } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { IcmpResultSchema, type IcmpModule, type IcmpResult, type IcmpTarget } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import type { Prober, ProberStatus } from "../kind.ts";
 import { resolveHost, roundErrorText } from "../resolve.ts";
 import { RTT_BUCKETS, rttBucket } from "./buckets.ts";
 import { ICMP_DEFAULTS } from "./defaults.ts";
-import { IcmpEngine } from "./engine.ts";
+import { IcmpEngine, type EchoOptions } from "./engine.ts";
+
+/** Echo options per module object (the agent shares one module among targets with equal ones). */
+const optionsOf = new WeakMap<object, EchoOptions>();
+const DEFAULT_OPTIONS: EchoOptions = {
+  count: ICMP_DEFAULTS.packetCount, intervalMs: ICMP_DEFAULTS.intervalMs, payloadSize: ICMP_DEFAULTS.payloadSize, timeoutMs: ICMP_DEFAULTS.timeoutMs,
+};
+
+/** A module's echo options with the defaults filled in (durations in milliseconds). */
+function echoOptions(m: IcmpModule | undefined): EchoOptions {
+  if (!m) return DEFAULT_OPTIONS;
+  let o = optionsOf.get(m);
+  if (!o) {
+    o = {
+      count: m.packetCount || ICMP_DEFAULTS.packetCount,
+      intervalMs: m.interval ? durationMs(m.interval) : ICMP_DEFAULTS.intervalMs,
+      payloadSize: m.payloadSize || ICMP_DEFAULTS.payloadSize,
+      timeoutMs: m.timeout ? durationMs(m.timeout) : ICMP_DEFAULTS.timeoutMs,
+    };
+    optionsOf.set(m, o);
+  }
+  return o;
+}
 
 /** The ICMP prober; share one per agent (it owns the engine's sockets). */
 export class IcmpEchoProber implements Prober<"icmp"> {
@@ -29,13 +51,7 @@ export class IcmpEchoProber implements Prober<"icmp"> {
   }
 
   async probe(target: IcmpTarget): Promise<IcmpResult> {
-    const m = target.module;
-    const opts = {
-      count: m?.packetCount || ICMP_DEFAULTS.packetCount,
-      intervalMs: m?.interval ? durationMs(m.interval) : ICMP_DEFAULTS.intervalMs,
-      payloadSize: m?.payloadSize || ICMP_DEFAULTS.payloadSize,
-      timeoutMs: m?.timeout ? durationMs(m.timeout) : ICMP_DEFAULTS.timeoutMs,
-    };
+    const opts = echoOptions(target.module);
     const startWall = Date.now();
     const start = performance.now();
     const result = create(IcmpResultSchema, { targetRegion: target.targetRegion, address: target.address, time: timestampFromMs(startWall) });
