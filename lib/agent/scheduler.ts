@@ -15,7 +15,10 @@
 export interface RoundContext {
   /** True while the target is in error state (regular rounds included). */
   errorState: boolean;
-  /** Milliseconds since this target's previous round started (the probe interval for its first round). */
+  /**
+   * Milliseconds since this target's previous round started, at most the probe interval (a round
+   * never stands for more than one regular interval; the probe interval for the first round).
+   */
   sinceLastMs: number;
 }
 
@@ -170,7 +173,7 @@ export class Scheduler<J extends Job = Job> {
     if (s.running) return false;
     s.running = true;
     const now = Date.now();
-    const ctx: RoundContext = { errorState: s.error !== undefined, sinceLastMs: s.lastStartMs ? now - s.lastStartMs : this.intervalMs };
+    const ctx: RoundContext = { errorState: s.error !== undefined, sinceLastMs: s.lastStartMs ? Math.min(now - s.lastStartMs, this.intervalMs) : this.intervalMs };
     s.lastStartMs = now;
     s.job
       .run(ctx)

@@ -15,6 +15,8 @@ import { checkCommon, seconds } from "../result_common.ts";
 import { RTT_BUCKET_BOUNDS, RTT_BUCKETS, rttBucketCounts } from "./buckets.ts";
 
 
+/** Upper bound for IcmpResult.interval_seconds: a week (a probe interval is minutes at most; a stalled agent's gap may be long). */
+const MAX_INTERVAL_SECONDS = 7 * 86_400;
 /** Upper bound for packets in one ICMP result. */
 const MAX_PACKETS = 100_000;
 
@@ -81,7 +83,8 @@ export function checkIcmpResult(r: IcmpResult): string {
     if (r.rttBucketCounts.reduce((a, b) => a + b, 0) !== r.received) return "rtt_bucket_counts do not add up to received";
   } else if (r.rttsSeconds.length !== r.received) return "rtts_seconds length != received";
   if (!r.rttsSeconds.every(seconds)) return "rtt out of range";
-  if (![r.minSeconds, r.meanSeconds, r.maxSeconds, r.stddevSeconds, r.resolveSeconds, r.intervalSeconds].every(seconds)) return "statistic out of range";
+  if (![r.minSeconds, r.meanSeconds, r.maxSeconds, r.stddevSeconds, r.resolveSeconds].every(seconds)) return "statistic out of range";
+  if (!(Number.isFinite(r.intervalSeconds) && r.intervalSeconds >= 0 && r.intervalSeconds <= MAX_INTERVAL_SECONDS)) return "interval_seconds out of range";
   if (r.received > 0 && !(r.minSeconds <= r.meanSeconds + 1e-12 && r.meanSeconds <= r.maxSeconds + 1e-12)) return "min <= mean <= max does not hold";
   return "";
 }

@@ -607,10 +607,11 @@ export type IcmpResult = Message<"probermesh.v1.IcmpResult"> & {
   durationSeconds: number;
 
   /**
-   * The probe interval in force when this round ran, seconds: -agent.probe.interval for a regular
-   * round, -agent.probe.error.interval for a re-probe of a target in error state. A window weights
-   * each round's loss ratio by it, so that densely sampled error periods do not count more than
-   * the time they lasted (docs/aggregation.md). 0 (agents before 0.3): the aggregation interval.
+   * The stretch of time this round samples, seconds: the time since the target's previous round
+   * started, at most -agent.probe.interval (so about 1 for a re-probe of a target in error state,
+   * the probe interval for a regular round). A window weighs each round's packets by it, so that
+   * densely sampled error periods count for the time they lasted, not for their extra packets
+   * (docs/aggregation.md). 0 (agents before 0.3): one aggregation interval.
    *
    * @generated from field: double interval_seconds = 18;
    */
