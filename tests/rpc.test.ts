@@ -63,6 +63,7 @@ describe("hostile payloads", () => {
         { targetRegion: "elsewhere", address: "127.0.20.50", sent: 4, received: 4, rttsSeconds: [0.001, 0.001, 0.001, 0.001], time },
         { targetRegion: "far", address: "127.0.20.9", sent: 2, received: 3, rttsSeconds: [0.1, 0.1, 0.1], time },
         { targetRegion: "far", address: "127.0.20.9", sent: 1, received: 1, rttsSeconds: [-5], time },
+        { targetRegion: "far", address: "127.0.20.9", sent: 1, received: 1, rttsSeconds: [0.001], intervalSeconds: -15, time },
       ],
       http: [{ targetRegion: "far", url: "http://127.0.20.9/", success: true, time }],
     });
@@ -74,7 +75,7 @@ describe("hostile payloads", () => {
       const r = JSON.parse((await push()).stdout);
       return r.code ? undefined : r;
     });
-    expect(forged).toMatchObject({ rejected: 4 });
+    expect(forged).toMatchObject({ rejected: 5 });
     const bad = await curlJson("PushResults", { agent: { region: "", ip: "not-an-ip" } });
     expect(JSON.parse(bad.stdout).code).toBe("invalid_argument");
     // A valid result for an assigned target is accepted: the check is not rejecting everything.
@@ -89,6 +90,6 @@ describe("hostile payloads", () => {
     expect(samples(m, "prober_icmp_packet_loss_rate", { target_region: "elsewhere" })).toHaveLength(0);
     expect(samples(m, "prober_http_status_code", { source_region: "near" })).toHaveLength(0);
     expect(Number(samples(m, "prober_server_reject_points_total", { prober_type: "icmp", reason: "not_assigned" })[0]!.value)).toBe(1);
-    expect(Number(samples(m, "prober_server_reject_points_total", { prober_type: "icmp", reason: "invalid" })[0]!.value)).toBe(2);
+    expect(Number(samples(m, "prober_server_reject_points_total", { prober_type: "icmp", reason: "invalid" })[0]!.value)).toBe(3);
   });
 });
