@@ -19,19 +19,26 @@ const hasHistory = (await Promise.all(PREVIOUS_RELEASES.map(async (r) => (await 
 const ok = IS_ROOT && hasHistory;
 if (!ok) skipReason(`compat.test.ts needs root (ICMP) and the git history of releases ${PREVIOUS_RELEASES.map((r) => `${r.version} (${r.commit})`).join(", ")}; root=${IS_ROOT} history=${hasHistory}`);
 
+/** Builds `role` of release `r` from its commit into `${dir}/${role}-${version}`. */
+async function buildRelease(r: { commit: string; version: string }, role: "agent" | "server", dir: string): Promise<string> {
+  const src = `${dir}/${r.version}`;
+  if (!(await Bun.file(`${src}/package.json`).exists())) {
+    await $`mkdir -p ${src}`.quiet();
+    await $`git -C ${ROOT} archive ${r.commit} | tar -x -C ${src}`.quiet();
+    symlinkSync(`${ROOT}node_modules`, `${src}/node_modules`);
+  }
+  const out = `${dir}/${role}-${r.version}`;
+  await $`${process.execPath} build --compile ${src}/${role}.ts --outfile ${out}`.quiet();
+  return out;
+}
+
 describe.skipIf(!ok)(`agents of releases ${PREVIOUS_RELEASES.map((r) => r.version).join(", ")} with this release's server`, () => {
   let metrics = "";
   let web: ReturnType<typeof Bun.serve>;
 
   beforeAll(async () => {
     const dir = mkdtempSync(`${tmpdir()}/pm-compat-`);
-    for (const r of PREVIOUS_RELEASES) {
-      const src = `${dir}/${r.version}`;
-      await $`mkdir -p ${src}`.quiet();
-      await $`git -C ${ROOT} archive ${r.commit} | tar -x -C ${src}`.quiet();
-      symlinkSync(`${ROOT}node_modules`, `${src}/node_modules`);
-      await $`${process.execPath} build --compile ${src}/agent.ts --outfile ${dir}/agent-${r.version}`.quiet();
-    }
+    for (const r of PREVIOUS_RELEASES) await buildRelease(r, "agent", dir);
     web = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
     writeFileSync(`${dir}/p.yaml`, `prober_configs:\n  - prober_type: http\n    region: web\n    targets: ["http://127.0.0.1:${web.port}/"]\n`);
     const [rpc, http] = [await freePort(), await freePort()];
@@ -60,5 +67,31 @@ describe.skipIf(!ok)(`agents of releases ${PREVIOUS_RELEASES.map((r) => r.versio
       expect(Number(samples(m, "prober_icmp_packets_sent_total", { source_region: r.region, target_region: "new" })[0]!.value)).toBeGreaterThan(0);
     }
     for (const s of samples(m, "prober_server_reject_points_total")) expect({ ...s.labels, value: s.value }).toEqual({ ...s.labels, value: "0" });
+  }, 40_000);
+});
+
+describe.skipIf(!ok)(`this release's agents with a server of release ${PREVIOUS_RELEASES.at(-1)!.version} (agents upgraded first)`, () => {
+  let metrics = "";
+  beforeAll(async () => {
+    const dir = mkdtempSync(`${tmpdir()}/pm-compat-server-`);
+    const server = await buildRelease(PREVIOUS_RELEASES.at(-1)!, "server", dir);
+    const [rpc, http] = [await freePort(), await freePort()];
+    metrics = `http://127.0.0.1:${http}/metrics`;
+    start([server, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${http}`, "-server.aggregation.interval", "1s"]);
+    await waitFor("old server ready", 10_000, async () => (await fetch(`http://127.0.0.1:${http}/-/ready`)).ok);
+    const common = ["-server.rpc.addr", `127.0.0.1:${rpc}`, "-agent.probe.interval", "1s", "-agent.sync.interval", "500ms"];
+    start([AGENT_BIN, "-region", "a", "-agent.ip", "127.0.71.1", ...common]);
+    start([AGENT_BIN, "-region", "b", "-agent.ip", "127.0.71.2", ...common]);
+  }, 120_000);
+  afterAll(killAll);
+
+  test("the new fields are ignored by the old server: everything accepted, both directions measured", async () => {
+    const m = await waitFor("a <-> b measured by the old server", 30_000, async () => {
+      const m = await scrape(metrics);
+      return [["a", "b"], ["b", "a"]].every(([s, t]) => samples(m, "prober_icmp_duration_seconds", { source_region: s!, target_region: t!, phase: "rtt" }).length === 1) ? m : undefined;
+    });
+    expect(Number(samples(m, "prober_server_receive_points_total", { prober_type: "icmp" })[0]!.value)).toBeGreaterThan(0);
+    for (const s of samples(m, "prober_server_reject_points_total")) expect({ ...s.labels, value: s.value }).toEqual({ ...s.labels, value: "0" });
+    for (const [s, t] of [["a", "b"], ["b", "a"]]) expect(samples(m, "prober_icmp_packet_loss_rate", { source_region: s!, target_region: t! })[0]!.value).toBe("0");
   }, 40_000);
 });
