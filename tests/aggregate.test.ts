@@ -143,18 +143,34 @@ test("rtt_bucket_counts (agents since 0.2) and rtts_seconds (0.1) give the same 
   expect(out[0]).toContain('prober_icmp_duration_seconds_total_bucket{source_region="s",target_region="t",le="+Inf"} 7');
 });
 
-test("ICMP error-state re-probes count for the time they sample, not their packets; the packet counters count every packet", async () => {
+test("ICMP error-state re-probes count for the time they sample, not their packets; raw counters count every packet, weighted ones as the window", async () => {
   const p = pipeline(15_000);
   const t = p.now();
   const add = (r: ReturnType<typeof icmpResult>) => p.windows.add("icmp", { sourceRegion: "s", agentIp: "10.0.0.1", result: r }, t);
-  // A 15 s window: the regular round (no loss) samples 15 s before the target entered error state... then
-  // 5 re-probes a second apart lose everything. Packet-weighted this window would read 5×4/(6×4) = 83 % loss.
-  add(icmpResult("x", 4, [0.001, 0.001, 0.001, 0.001], t, { intervalSeconds: 15 }));
-  for (let i = 0; i < 5; i++) add(icmpResult("x", 4, [], t, { intervalSeconds: 1, errorState: true }));
+  // A 15 s window: a clean regular round (weight 1), then five lossy re-probes 1 s apart with a
+  // 15 s probe interval (weight 1/15 each). Counted per packet it would read 20 / 24 = 83 % loss.
+  add(icmpResult("x", 4, [0.001, 0.001, 0.001, 0.001], t, { sampleWeight: 1 }));
+  for (let i = 0; i < 5; i++) add(icmpResult("x", 4, [], t, { sampleWeight: 1 / 15, errorState: true }));
   p.closeCurrent();
   const m = await p.scrape();
-  expect(val(m, "prober_icmp_packet_loss_rate", PAIR)).toBeCloseTo((5 * 4 * 1) / (4 * 15 + 5 * 4 * 1), 12); // 25 %
+  const timeWeighted = (5 * 4 / 15) / (4 + (5 * 4) / 15); // 1.33 / 5.33 = 25 %: 5 s of 15 lossy
+  expect(val(m, "prober_icmp_packet_loss_rate", PAIR)).toBeCloseTo(timeWeighted, 12);
   expect(val(m, "prober_icmp_error_state_links", PAIR)).toBe(1);
   expect(val(m, "prober_icmp_packets_sent_total", PAIR)).toBe(24);
   expect(val(m, "prober_icmp_packets_received_total", PAIR)).toBe(4);
+  const ws = val(m, "prober_icmp_weighted_packets_sent_total", PAIR)!, wr = val(m, "prober_icmp_weighted_packets_received_total", PAIR)!;
+  expect(ws).toBeCloseTo(4 + 20 / 15, 9);
+  expect(1 - wr / ws).toBeCloseTo(timeWeighted, 9);
+});
+
+test("ICMP results of agents before 0.3 (no sample_weight) weigh 1: loss and weighted counters are Σ lost / Σ sent", async () => {
+  const p = pipeline();
+  const t = p.now();
+  p.windows.add("icmp", { sourceRegion: "s", agentIp: "a", result: icmpResult("x", 4, [0.001], t) }, t);
+  p.windows.add("icmp", { sourceRegion: "s", agentIp: "a", result: icmpResult("y", 8, [0.001, 0.001, 0.001, 0.001, 0.001, 0.001, 0.001, 0.001], t) }, t);
+  p.closeCurrent();
+  const m = await p.scrape();
+  expect(val(m, "prober_icmp_packet_loss_rate", PAIR)).toBeCloseTo(3 / 12, 12);
+  expect(val(m, "prober_icmp_weighted_packets_sent_total", PAIR)).toBe(12);
+  expect(val(m, "prober_icmp_weighted_packets_received_total", PAIR)).toBe(9);
 });

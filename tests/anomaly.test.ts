@@ -31,12 +31,18 @@ describe.skipIf(!available)("anomaly: error state and path trace through the bin
   let agent: Proc;
   const get = async (path: string) => (await run([...bed.inAgent, "curl", "-sf", `http://${WEB}${path}`])).stdout;
   const metrics = async () => parseExposition(await get("/metrics"));
-  const sent = async () => Number(samples(await metrics(), "prober_icmp_packets_sent_total", PAIR)[0]?.value ?? 0);
-  /** Packets sent to the pair over `ms`. */
+  const counters = async () => {
+    const m = await metrics();
+    const v = (name: string) => Number(samples(m, name, PAIR)[0]?.value ?? 0);
+    return { raw: v("prober_icmp_packets_sent_total"), weighted: v("prober_icmp_weighted_packets_sent_total") };
+  };
+  const sent = async () => (await counters()).raw;
+  /** Packets sent to the pair over `ms`: every packet (raw) and weighted by the time each round samples. */
   const sentOver = async (ms: number) => {
-    const a = await sent();
+    const a = await counters();
     await Bun.sleep(ms);
-    return (await sent()) - a;
+    const b = await counters();
+    return { raw: b.raw - a.raw, weighted: b.weighted - a.weighted };
   };
 
   beforeAll(async () => {
@@ -64,7 +70,10 @@ describe.skipIf(!available)("anomaly: error state and path trace through the bin
     await bed.silenceTarget(true);
     await waitFor("the agent's error-state log line", 15_000, () => agent.output().includes("target entered error state"));
     const failing = await sentOver(4000); // a lossy round takes ~0.4 s: re-probes every ~0.4 s
-    expect(failing).toBeGreaterThan(3 * healthy);
+    console.log(`packets sent to the pair over 4 s: healthy ${healthy.raw} (weighted ${healthy.weighted.toFixed(1)}), in error state ${failing.raw} (weighted ${failing.weighted.toFixed(1)})`);
+    expect(failing.raw).toBeGreaterThan(3 * healthy.raw);
+    // Weighted by the time they sample, the re-probes cover the same 4 s as the regular rounds did.
+    expect(failing.weighted).toBeLessThan(2 * healthy.weighted + 10);
 
     const paths = await waitFor("a path trace for the pair", 20_000, async () => {
       const body = JSON.parse(await get(`/api/v1/paths?source_region=src&target_region=far`)) as { paths: { hops: { ttl: number; address: string; sent: number; received: number; rtt_mean_seconds: number | null }[] }[] };
@@ -120,7 +129,7 @@ describe.skipIf(!available)("anomaly: error state and path trace through the bin
     expect(line.reprobes).toBeGreaterThan(3);
     await Bun.sleep(2000); // the last re-probes' results arrive with the next pushes (every 1 s)
     const after = await sentOver(4000);
-    expect(after).toBeLessThanOrEqual(30); // back to one 10-packet round per 2 s (plus one in flight)
+    expect(after.raw).toBeLessThanOrEqual(30); // back to one 10-packet round per 2 s (plus one in flight)
     const m = await waitFor("no error-state link", 10_000, async () => {
       const m = await metrics();
       return Number(samples(m, "prober_icmp_error_state_links", PAIR)[0]?.value) === 0 ? m : undefined;

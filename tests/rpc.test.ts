@@ -63,7 +63,7 @@ describe("hostile payloads", () => {
         { targetRegion: "elsewhere", address: "127.0.20.50", sent: 4, received: 4, rttsSeconds: [0.001, 0.001, 0.001, 0.001], time },
         { targetRegion: "far", address: "127.0.20.9", sent: 2, received: 3, rttsSeconds: [0.1, 0.1, 0.1], time },
         { targetRegion: "far", address: "127.0.20.9", sent: 1, received: 1, rttsSeconds: [-5], time },
-        { targetRegion: "far", address: "127.0.20.9", sent: 1, received: 1, rttsSeconds: [0.001], intervalSeconds: -15, time },
+        { targetRegion: "far", address: "127.0.20.9", sent: 1, received: 1, rttsSeconds: [0.001], sampleWeight: 1.5, time },
       ],
       http: [{ targetRegion: "far", url: "http://127.0.20.9/", success: true, time }],
     });

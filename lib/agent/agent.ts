@@ -150,7 +150,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
             const r = await prober.probe(t, abort.signal);
             if (debug) log.debug({ type, target: address, region: t.targetRegion, errorState: ctx.errorState }, "round done");
             // The schedule the round ran on is part of the result: set before it enters the batch.
-            reprobe?.mark(r, ctx.sinceLastMs / 1000, ctx.errorState);
+            reprobe?.mark(r, ctx.sinceLastMs / o.probeIntervalMs, ctx.errorState);
             // Read `batch` only after the await: push() swaps in a new one every push period.
             (batch[type] as ResultOf<K>[]).push(r);
             const detail = reprobe?.failure(r);

@@ -16,8 +16,8 @@ export interface Reprobe<K extends ProberType> {
   cost(t: TargetOf<K>): number;
   /** undefined when the round was clean; when it lost packets or failed, what to log about it. */
   failure(r: ResultOf<K>): Record<string, unknown> | undefined;
-  /** Records on the result the interval it samples (seconds) and whether the target was in error state. */
-  mark(r: ResultOf<K>, intervalSeconds: number, errorState: boolean): void;
+  /** Records on the result the share of a probe interval it samples (0..1) and whether the target was in error state. */
+  mark(r: ResultOf<K>, sampleWeight: number, errorState: boolean): void;
 }
 
 /** An agent half: how to make the kind's prober and how many of its rounds may run at once. */
@@ -36,8 +36,8 @@ export const AGENT_KINDS: { [K in ProberType]: AgentKind<K> } = {
     reprobe: {
       cost: (t) => t.module?.packetCount || ICMP_DEFAULTS.packetCount,
       failure: (r) => (r.error !== "" || r.sent === 0 || r.received < r.sent ? { sent: r.sent, received: r.received, ...(r.error ? { err: r.error } : {}) } : undefined),
-      mark(r, intervalSeconds, errorState) {
-        r.intervalSeconds = intervalSeconds;
+      mark(r, sampleWeight, errorState) {
+        r.sampleWeight = sampleWeight;
         r.errorState = errorState;
       },
     },

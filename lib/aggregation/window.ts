@@ -33,8 +33,7 @@ export interface KindWindow<R> {
 export interface KindIngest<R> {
   /** Cumulative series (counters, histograms): every accepted result, at once, in or out of a window. */
   count(x: Received<R>): void;
-  /** @param windowMs the window's length (the aggregation interval), milliseconds */
-  openWindow(windowMs: number): KindWindow<R>;
+  openWindow(): KindWindow<R>;
 }
 
 /**
@@ -85,7 +84,7 @@ export class AggregationWindows<K extends string> {
     let w = this.open.get(k);
     if (!w) this.open.set(k, (w = new Map()));
     let acc = w.get(kind);
-    if (!acc) w.set(kind, (acc = ingest.openWindow(this.intervalMs)));
+    if (!acc) w.set(kind, (acc = ingest.openWindow()));
     (acc as KindWindow<R>).add(x);
     return true;
   }

@@ -81,7 +81,7 @@ export function httpIngest(store: SeriesStore): KindIngest<HttpResult> & { lates
       if (!r.success) failedTotal.inc({ ...l, failed_reason: r.failedReason });
     },
 
-    openWindow(_windowMs): KindWindow<HttpResult> {
+    openWindow(): KindWindow<HttpResult> {
       type Bucket = HttpAggregate & { sums: number[]; ok: number; latestMs: number };
       const buckets = new Map<string, Bucket>();
       return {

@@ -15,8 +15,6 @@ import { checkCommon, seconds } from "../result_common.ts";
 import { RTT_BUCKET_BOUNDS, RTT_BUCKETS, rttBucketCounts } from "./buckets.ts";
 
 
-/** Upper bound for IcmpResult.interval_seconds: a week (a probe interval is minutes at most; a stalled agent's gap may be long). */
-const MAX_INTERVAL_SECONDS = 7 * 86_400;
 /** Upper bound for packets in one ICMP result. */
 const MAX_PACKETS = 100_000;
 
@@ -28,9 +26,9 @@ export interface IcmpAggregate {
   received: number;
   /**
    * Loss ratio 0..1 (ProberMesh published 0..100): Σ w·lost / Σ w·sent, each round's packets
-   * weighted by the interval it samples (IcmpResult.interval_seconds), so a target re-probed every
-   * second while in error state counts for the time it was in error, not for its extra packets
-   * (docs/aggregation.md). Equals Σ lost / Σ sent when every round samples the same interval.
+   * weighted by the share of a probe interval it samples (IcmpResult.sample_weight), so a target
+   * re-probed every second while in error state counts for the time it was in error, not for its
+   * extra packets (docs/aggregation.md). Σ lost / Σ sent when every round is a regular one.
    * 1 when nothing was sent.
    */
   lossRatio: number;
@@ -84,9 +82,14 @@ export function checkIcmpResult(r: IcmpResult): string {
   } else if (r.rttsSeconds.length !== r.received) return "rtts_seconds length != received";
   if (!r.rttsSeconds.every(seconds)) return "rtt out of range";
   if (![r.minSeconds, r.meanSeconds, r.maxSeconds, r.stddevSeconds, r.resolveSeconds].every(seconds)) return "statistic out of range";
-  if (!(Number.isFinite(r.intervalSeconds) && r.intervalSeconds >= 0 && r.intervalSeconds <= MAX_INTERVAL_SECONDS)) return "interval_seconds out of range";
+  if (!(Number.isFinite(r.sampleWeight) && r.sampleWeight >= 0 && r.sampleWeight <= 1)) return "sample_weight out of range 0..1";
   if (r.received > 0 && !(r.minSeconds <= r.meanSeconds + 1e-12 && r.meanSeconds <= r.maxSeconds + 1e-12)) return "min <= mean <= max does not hold";
   return "";
+}
+
+/** The result's IcmpResult.sample_weight; 1 for agents before 0.3 (which send 0). */
+export function sampleWeight(r: IcmpResult): number {
+  return r.sampleWeight > 0 ? r.sampleWeight : 1;
 }
 
 /** A failed ICMP result: resolve error, no packet sent, or 100 % loss. */
@@ -120,6 +123,15 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
   });
   const sentTotal = store.counter({ name: "prober_icmp_packets_sent_total", type: "counter", labelNames: PAIR, help: "ICMP echo requests sent (cumulative: every accepted result, backlog included)." });
   const receivedTotal = store.counter({ name: "prober_icmp_packets_received_total", type: "counter", labelNames: PAIR, help: "ICMP echo replies received (cumulative); loss over any range = 1 - increase(received) / increase(sent)." });
+  const weightedSent = store.counter({
+    name: "prober_icmp_weighted_packets_sent_total", type: "counter", labelNames: PAIR,
+    help: "ICMP echo requests sent, each round's counted times its sample_weight (cumulative).",
+    doc: "A regular round counts fully, an error-state re-probe by the share of the probe interval it samples, so 1 - increase(weighted received) / increase(weighted sent) is the time-weighted loss over any range, exact across servers (docs/aggregation.md).",
+  });
+  const weightedReceived = store.counter({
+    name: "prober_icmp_weighted_packets_received_total", type: "counter", labelNames: PAIR,
+    help: "ICMP echo replies received, each round's counted times its sample_weight (cumulative).",
+  });
   let latest: IcmpAggregate[] = [];
 
   const RTT_PHASES = ["rtt", "min", "max"] as const;
@@ -131,19 +143,20 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
       const l = { source_region: sourceRegion, target_region: r.targetRegion };
       sentTotal.inc(l, r.sent);
       receivedTotal.inc(l, r.received);
+      const w = sampleWeight(r);
+      weightedSent.inc(l, r.sent * w);
+      weightedReceived.inc(l, r.received * w);
       if (r.received === 0) return;
       // Counts as sent (0.2 agents), or made from the RTTs (0.1 agents): O(buckets) to publish.
       const counts = r.rttBucketCounts.length ? r.rttBucketCounts : rttBucketCounts(r.rttsSeconds);
       histogram.addCounts(l, counts, r.meanSeconds * r.received);
     },
 
-    openWindow(windowMs): KindWindow<IcmpResult> {
-      /** Time-weighted loss: Σ w·lost and Σ w·sent, w = the interval a round samples (seconds). */
+    openWindow(): KindWindow<IcmpResult> {
+      /** Time-weighted loss: Σ w·lost and Σ w·sent, w = the share of a probe interval a round samples. */
       type Weighted = { lossW: number; w: number };
       type Link = { agentIp: string; address: string; sent: number; received: number; rtt: Moments; loss: Weighted; errorState: boolean };
       type Pair = { agg: IcmpAggregate; rtt: Moments; resolveSum: number; resolveN: number; perAgentTarget: Map<string, Link>; loss: Weighted };
-      /** Agents before 0.3 send no interval: their rounds sample one window each. */
-      const defaultWeight = windowMs / 1000;
       const ratio = (x: Weighted) => (x.w > 0 ? x.lossW / x.w : 1);
       const pairs = new Map<string, Pair>();
       return {
@@ -171,7 +184,7 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
           link.received += r.received;
           link.errorState ||= r.errorState;
           if (r.sent > 0) {
-            const w = r.intervalSeconds > 0 ? r.intervalSeconds : defaultWeight;
+            const w = sampleWeight(r);
             const l = (r.sent - r.received) * w;
             link.loss.lossW += l;
             link.loss.w += r.sent * w;
