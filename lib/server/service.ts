@@ -78,8 +78,9 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
 
   /**
    * Restart without loss: for deadAfterMs after a start, the registry may not yet know agents that
-   * were live before it (they heartbeat within that time). A push naming such a target is not
-   * rejected but deferred whole (`unavailable`): the agent keeps it and sends it again.
+   * were live before it (they heartbeat within that time). A push naming such a target (in a
+   * result or a path trace) is not rejected but deferred whole (`unavailable`): the agent keeps it
+   * and sends it again.
    */
   const inWarmUp = () => now() - d.startedMs < d.deadAfterMs;
   const unverifiableInWarmUp = (a: Agent, req: PushResultsRequest): number => {
@@ -90,6 +91,8 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
       const kind = PROBE_KINDS[type] as ProbeKind<typeof type>;
       for (const r of req[type] as ResultOf<typeof type>[]) if (!d.pool.isAssigned(a.region, type, r.targetRegion, kind.addressOf(r))) n++;
     }
+    // Path traces are of ICMP targets, which may be agents not registered again yet.
+    if (d.pool.mayNameAnAgent("icmp")) for (const t of req.traces) if (!d.pool.isAssigned(a.region, "icmp", t.targetRegion, t.address)) n++;
     return n;
   };
 

@@ -85,10 +85,14 @@ export class PathTracer {
 
   /**
    * Traces the path to `ip` (an IP literal).
-   * @throws IcmpUnavailableError when the family has no ICMP socket; Error when a trace to `ip` is running
+   * @throws IcmpUnavailableError when the family has no ICMP socket; Error when a trace to `ip` is
+   *   running; RangeError when maxHops × probes exceeds the 65,536 sequence numbers
    */
   async trace(ip: string, options: Partial<TraceOptions> = {}): Promise<TraceOutcome> {
     const opts = { ...TRACE_DEFAULTS, ...options };
+    if (!(opts.maxHops >= 1 && opts.maxHops <= 255 && opts.probes >= 1 && opts.maxHops * opts.probes <= 0x10000)) {
+      throw new RangeError(`maxHops ${opts.maxHops} × probes ${opts.probes}: each probe needs its own sequence number (at most 65,536), maxHops 1..255`);
+    }
     const v6 = isIPv6(ip);
     const sock = this.socket(v6);
     const sockaddr = encodeSockaddr(ip);
