@@ -619,7 +619,8 @@ export type IcmpResult = Message<"probermesh.v1.IcmpResult"> & {
   sampleWeight: number;
 
   /**
-   * True for a re-probe of a target in error state (its last round lost packets or failed).
+   * True when the round ran while its target was in error state (a recent round lost packets or
+   * failed, so it is re-probed densely): re-probes and the regular rounds in between.
    *
    * @generated from field: bool error_state = 19;
    */
