@@ -48,6 +48,9 @@ describe("binaries reject bad input with exit 2 and a one-line reason", () => {
     ["unknown agent flag", [AGENT_BIN, "-agent.nope"], /flag provided but not defined: -agent\.nope/],
     ["bad agent interval", [AGENT_BIN, "-region", "r", "-agent.probe.interval", "1y"], /-agent\.probe\.interval/],
     ["bad agent ip", [AGENT_BIN, "-region", "r", "-agent.ip", "300.1.1.1"], /-agent\.ip/],
+    ["trace hops over the TTL range", [AGENT_BIN, "-region", "r", "-agent.trace.max.hops", "65"], /-agent\.trace\.max\.hops: must be at most 64/],
+    ["fractional re-probe budget", [AGENT_BIN, "-region", "r", "-agent.probe.error.budget", "1.5"], /-agent\.probe\.error\.budget: must be a whole number/],
+    ["negative re-probe budget", [AGENT_BIN, "-region", "r", "-agent.probe.error.budget", "-1"], /-agent\.probe\.error\.budget: must be at least 0/],
   ];
   for (const [name, cmd, re] of cases) {
     test(name, async () => {

@@ -98,11 +98,11 @@ export function parseFlags(specs: FlagSpec[], argv: string[]): ParsedFlags {
       boolTexts.set(name, eq < 0 ? "true" : a.slice(eq + 1));
       continue;
     }
-    args.push(a);
     if (eq < 0) {
       if (i + 1 >= argv.length) throw new FlagError(`flag needs an argument: -${name}`);
-      args.push(argv[++i]!);
-    }
+      // Joined with "=", as Go's flag package takes the next argument whatever it looks like ("-1").
+      args.push(`${a}=${argv[++i]!}`);
+    } else args.push(a);
   }
   const options: Record<string, { type: "string" }> = {};
   for (const n of byName.keys()) options[n] = { type: "string" };
