@@ -53,8 +53,8 @@ export function defaultAgentIp(): string {
 /** The report of every clean round (one object: 10,000 targets make 10,000 rounds an interval). */
 const CLEAN_ROUND: RoundReport = Object.freeze({ error: false });
 
-/** A target's job; an ICMP one may start a path trace when it enters error state. */
-type AgentJob = Job & { onEnterError?: () => void };
+/** A target's job; an ICMP one may start a path trace when a round fails (rate-limited per target). */
+type AgentJob = Job & { onFailedRound?: () => void };
 
 /** Push failures that no retry can fix: the batch is dropped (and logged) so that the queue moves on. */
 const BATCH_FATAL = new Set([Code.InvalidArgument, Code.ResourceExhausted, Code.OutOfRange, Code.Unimplemented]);
@@ -101,15 +101,13 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   let batch = emptyBatch();
   const outbox = new Outbox();
   const tracing = o.trace.intervalMs > 0 && o.error.budgetPps > 0 ? new Tracing(o.trace, log, (t) => batch.traces.push(t)) : undefined;
-  const scheduler = new Scheduler<AgentJob>(
+  const scheduler = new Scheduler(
     o.probeIntervalMs,
     {
       onError: (key, e) => log.error({ target: key, err: String(e) }, "probe crashed"),
       onErrorState(job, entered, { report, forMs, reprobes }) {
-        if (entered) {
-          log.warn({ target: job.key, ...report?.detail, reprobeEveryMs: o.error.intervalMs }, "target entered error state; re-probing it");
-          job.onEnterError?.();
-        } else log.info({ target: job.key, errorSeconds: Math.round((forMs ?? 0) / 1000), reprobes }, "target left error state");
+        if (entered) log.warn({ target: job.key, ...report?.detail, reprobeEveryMs: o.error.intervalMs }, "target entered error state; re-probing it");
+        else log.info({ target: job.key, errorSeconds: Math.round((forMs ?? 0) / 1000), reprobes }, "target left error state");
       },
       onBudgetExhausted: (skipped, inErrorState) =>
         log.warn({ skipped, inErrorState, budgetPps: o.error.budgetPps }, "re-probe budget (-agent.probe.error.budget) exhausted; re-probes skipped"),
@@ -154,10 +152,14 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
             // Read `batch` only after the await: push() swaps in a new one every push period.
             (batch[type] as ResultOf<K>[]).push(r);
             const detail = reprobe?.failure(r);
-            return detail ? { error: true, detail } : CLEAN_ROUND;
+            if (!detail) return CLEAN_ROUND;
+            // The path when the loss is happening: on entering error state, and again every
+            // -agent.trace.interval while rounds keep failing (Tracing rate-limits per target).
+            job.onFailedRound?.();
+            return { error: true, detail };
           }),
       };
-      if (type === "icmp" && tracing) job.onEnterError = () => tracing.onEnterError(job.key, t as IcmpTarget);
+      if (type === "icmp" && tracing) job.onFailedRound = () => tracing.request(job.key, t as IcmpTarget);
       jobs.push(job);
     }
     return jobs;

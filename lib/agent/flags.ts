@@ -11,7 +11,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { name: "agent.probe.error.interval", kind: "duration", default: "1s", min: 100, help: "re-probe a target in error state (its last round lost packets or failed) this often, start to start, rounds never overlapping" },
   { name: "agent.probe.error.clear", kind: "duration", default: "1m", min: 0, help: "a target leaves error state after this long without an error" },
   { name: "agent.probe.error.budget", kind: "number", integer: true, default: "1000", min: 0, help: "extra packets per second all re-probes together may send; 0 disables re-probing (and error-state traces)" },
-  { name: "agent.trace.interval", kind: "duration", default: "5m", min: 0, help: "trace the path to a target entering error state at most once per this interval; 0 disables path traces" },
+  { name: "agent.trace.interval", kind: "duration", default: "5m", min: 0, help: "trace the path to a target when its rounds fail (entering error state, and again while in it) at most once per this interval; 0 disables path traces" },
   { name: "agent.trace.probes", kind: "number", integer: true, default: "10", min: 1, max: 100, help: "probes per hop of a path trace (mtr --report-cycles)" },
   { name: "agent.trace.probe.interval", kind: "duration", default: "1s", min: 10, help: "time between a path trace's probe cycles (mtr -i)" },
   { name: "agent.trace.max.hops", kind: "number", integer: true, default: "30", min: 1, max: 64, help: "highest TTL / hop limit a path trace tries (mtr -m)" },

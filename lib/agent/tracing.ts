@@ -1,8 +1,9 @@
 /**
- * Path traces on anomaly (docs/probes.md "Path trace"): when an ICMP target enters error state the
- * agent traces the path to it, at most once per target per -agent.trace.interval, a few traces at
- * a time, and pushes each finished trace with the next batch.
+ * Path traces on anomaly (docs/probes.md "Path trace"): when an ICMP round fails (the target enters
+ * or stays in error state) the agent traces the path to it, at most once per target per
+ * -agent.trace.interval, a few traces at a time, and pushes each finished trace with the next batch.
  */
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import pLimit from "p-limit";
 import type { Logger } from "../log.ts";
 import { PathTraceProber } from "../probes/icmp/path.ts";
@@ -38,8 +39,8 @@ export class Tracing {
     else log.warn(`${st.message}; re-probing goes on`);
   }
 
-  /** A target entered error state: trace it unless it was traced within the interval. */
-  onEnterError(key: string, target: IcmpTarget): void {
+  /** A round of the target failed: trace it unless it was traced within the interval. */
+  request(key: string, target: IcmpTarget): void {
     if (!this.ready) return;
     const now = Date.now();
     const prev = this.last.get(key);
@@ -53,7 +54,7 @@ export class Tracing {
     void this.limit(async () => {
       const t = await this.prober.trace(target, "error_state");
       this.log.info(
-        { target: key, reached: t.reached, hops: t.hops.map((h) => `${h.ttl}:${h.address || "?"}:${h.received}/${h.sent}`).join(" "), ...(t.error ? { err: t.error } : {}) },
+        { target: key, started: t.time ? new Date(timestampMs(t.time)).toISOString() : null, reached: t.reached, hops: t.hops.map((h) => `${h.ttl}:${h.address || "?"}:${h.received}/${h.sent}`).join(" "), ...(t.error ? { err: t.error } : {}) },
         "path traced",
       );
       this.deliver(t);
