@@ -111,7 +111,9 @@ describe.skipIf(!available)("anomaly: error state and path trace through the bin
     try {
       const page = await browser.newPage();
       await page.goto(`http://${WEB}/`, { waitUntil: "networkidle0" });
-      await page.waitForSelector('#heatmap td.cell[data-source="src"][data-target="far"]', { timeout: 15_000 });
+      // The cell says the pair has a link in error state (and loss, in red).
+      await page.waitForSelector('#heatmap td.cell.erring.bad[data-source="src"][data-target="far"]', { timeout: 15_000 });
+      expect(await page.$eval('#heatmap td.cell[data-source="src"][data-target="far"]', (td) => td.getAttribute("title"))).toContain("1 link(s) in error state");
       await page.click('#heatmap td.cell[data-source="src"][data-target="far"]');
       await page.waitForFunction(() => document.querySelectorAll("#paths table.path tr").length > 1, { timeout: 15_000 });
       const hops = await page.$$eval("#paths table.path:first-of-type tr:not(:first-child)", (trs) => trs.map((tr) => [...tr.querySelectorAll("td")].slice(0, 5).map((td) => td.textContent)));

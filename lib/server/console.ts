@@ -18,7 +18,7 @@ main{padding:1em 1.2em;display:grid;gap:1.2em}section{background:#fff;border:1px
 h2{font-size:1.05em;margin:.2em 0 .6em}table{border-collapse:collapse}th,td{padding:.25em .5em;border:1px solid #e3e5ea;text-align:left;white-space:nowrap}
 #heatmap td.cell{cursor:pointer;text-align:center;min-width:4.5em;font-variant-numeric:tabular-nums}#heatmap td.cell small{display:block;color:#333}
 .ok{background:#c8ecd0}.warn{background:#fbe7a8}.bad{background:#f5b5b0}.none{background:#f1f2f4;color:#999}.self{background:#fff}
-.slow{outline:2px solid #7b3fe4;outline-offset:-2px}.legend span{display:inline-block;margin-right:1em}.legend i{display:inline-block;width:1em;height:1em;vertical-align:middle;margin-right:.3em;border:1px solid #ccc}
+.slow{outline:2px solid #7b3fe4;outline-offset:-2px}.erring{box-shadow:inset 0 0 0 2px #b3261e}.legend span{display:inline-block;margin-right:1em}.legend i{display:inline-block;width:1em;height:1em;vertical-align:middle;margin-right:.3em;border:1px solid #ccc}
 .bar{display:flex;height:12px;width:240px;background:#eee}.bar span{display:block;height:100%}
 .p-resolve{background:#8ab4f8}.p-connect{background:#81c995}.p-tls{background:#fdd663}.p-processing{background:#f28b82}.p-transfer{background:#c58af9}
 .dead{color:#b3261e;font-weight:600}.alive{color:#137333}#pair[hidden]{display:none}svg{background:#fafbfc;border:1px solid #e3e5ea}
@@ -26,7 +26,7 @@ h2{font-size:1.05em;margin:.2em 0 .6em}table{border-collapse:collapse}th,td{padd
 <body><header><h1>ProberMesh</h1><span id="updated">loading…</span></header>
 <main>
 <section id="mesh"><h2>Mesh: rows are source regions, columns target regions (last window)</h2>
-<p class="legend"><span><i class="ok"></i>no loss</span><span><i class="warn"></i>loss up to 5 %</span><span><i class="bad"></i>loss over 5 %</span><span><i class="none"></i>no data</span><span><i class="slow"></i>RTT over 1.5 × the pair's baseline</span></p>
+<p class="legend"><span><i class="ok"></i>no loss</span><span><i class="warn"></i>loss up to 5 %</span><span><i class="bad"></i>loss over 5 %</span><span><i class="none"></i>no data</span><span><i class="slow"></i>RTT over 1.5 × the pair's baseline</span><span><i class="erring"></i>links in error state (re-probed, path traced)</span></p>
 <div id="heatmap"></div></section>
 <section id="pair" hidden><h2 id="pair-title"></h2><svg id="pair-chart" width="720" height="220"></svg>
 <p class="legend"><span><i style="background:#1a73e8"></i>RTT mean</span><span><i style="background:#c6dafc"></i>RTT min–max</span><span><i style="background:#d93025"></i>loss</span></p>
@@ -55,7 +55,8 @@ function renderMesh(m) {
       if (!p) { tr.append(el("td", { class: "cell none", "data-source": s, "data-target": d }, "–")); continue; }
       const cls = p.loss_ratio === 0 ? "ok" : p.loss_ratio <= 0.05 ? "warn" : "bad";
       const slow = p.rtt_mean_seconds !== null && p.rtt_baseline_seconds !== null && p.rtt_mean_seconds > 1.5 * p.rtt_baseline_seconds;
-      const td = el("td", { class: "cell " + cls + (slow ? " slow" : ""), "data-source": s, "data-target": d, title: s + " → " + d + ": loss " + pct(p.loss_ratio) + ", RTT " + ms(p.rtt_mean_seconds) + " (baseline " + ms(p.rtt_baseline_seconds) + ")" },
+      const erring = p.error_state_links > 0;
+      const td = el("td", { class: "cell " + cls + (slow ? " slow" : "") + (erring ? " erring" : ""), "data-source": s, "data-target": d, title: s + " → " + d + ": loss " + pct(p.loss_ratio) + ", RTT " + ms(p.rtt_mean_seconds) + " (baseline " + ms(p.rtt_baseline_seconds) + ")" + (erring ? ", " + p.error_state_links + " link(s) in error state" : "") },
         pct(p.loss_ratio), el("small", {}, ms(p.rtt_mean_seconds)));
       td.addEventListener("click", () => { openPair = [s, d]; loadPair(); });
       tr.append(td);
