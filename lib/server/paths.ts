@@ -1,7 +1,8 @@
 /**
- * The latest path traces per (source region, target), in bounded memory: at most
- * `perTarget` traces per key and `maxKeys` keys, the least recently updated key going first.
- * Served by GET /api/v1/paths (docs/api.md).
+ * The latest path traces per (source region, target), in bounded memory: at most `perTarget`
+ * traces per key, `maxKeys` keys and `maxHops` hops in all (the hop bound caps memory: a hop
+ * with four other IPv6 addresses, the largest valid, takes ~720 bytes of heap, measured), the least recently
+ * updated key going first. Served by GET /api/v1/paths (docs/api.md).
  */
 import type { PathTrace } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 
@@ -12,16 +13,23 @@ export interface StoredPath {
   trace: PathTrace;
 }
 
-/** Default bounds: traces kept per (source region, target) and keys kept overall. */
+/** Default bounds: traces kept per (source region, target), keys and hops kept overall. */
 export const PATHS_PER_TARGET = 3;
 export const PATHS_MAX_KEYS = 10_000;
+export const PATHS_MAX_HOPS = 100_000;
 
 /** Latest traces per (source region, target region, target address). */
 export class PathStore {
   /** Map order is update order: the first key is the least recently updated. */
   private readonly byKey = new Map<string, StoredPath[]>();
 
-  constructor(private readonly perTarget = PATHS_PER_TARGET, private readonly maxKeys = PATHS_MAX_KEYS) {}
+  private hops = 0;
+
+  constructor(
+    private readonly perTarget = PATHS_PER_TARGET,
+    private readonly maxKeys = PATHS_MAX_KEYS,
+    private readonly maxHops = PATHS_MAX_HOPS,
+  ) {}
 
   /** Number of (source region, target) keys held. */
   get size(): number {
@@ -34,9 +42,20 @@ export class PathStore {
     const list = this.byKey.get(k) ?? [];
     this.byKey.delete(k);
     list.unshift(p);
-    if (list.length > this.perTarget) list.length = this.perTarget;
+    this.hops += p.trace.hops.length;
+    for (const gone of list.splice(this.perTarget)) this.hops -= gone.trace.hops.length;
     this.byKey.set(k, list);
-    while (this.byKey.size > this.maxKeys) this.byKey.delete(this.byKey.keys().next().value!);
+    // Oldest keys go first; the key just added stays (one trace is at most 64 hops).
+    while (this.byKey.size > 1 && (this.byKey.size > this.maxKeys || this.hops > this.maxHops)) {
+      const [oldest, traces] = this.byKey.entries().next().value!;
+      for (const t of traces) this.hops -= t.trace.hops.length;
+      this.byKey.delete(oldest);
+    }
+  }
+
+  /** Hops held in all traces (the memory bound). */
+  get hopCount(): number {
+    return this.hops;
   }
 
   /** Traces matching the filters (an empty filter matches all), newest first. */

@@ -10,12 +10,12 @@ import { checkCommon, seconds } from "../result_common.ts";
 export const TRACE_REASONS = { error_state: "the target entered error state (a round lost packets or failed)" } as const;
 export type TraceReason = keyof typeof TRACE_REASONS;
 
-/** Most hops a trace may carry (TTL is 8 bits). */
-export const MAX_TRACE_HOPS = 255;
+/** Most hops a trace may carry (-agent.trace.max.hops is at most 64). */
+export const MAX_TRACE_HOPS = 64;
 /** Most probes per hop the server accepts. */
 const MAX_PROBES = 1000;
-/** Most other addresses per hop. */
-const MAX_OTHER = 8;
+/** Most other addresses per hop (the tracer reports at most 4). */
+const MAX_OTHER = 4;
 
 /** Checks a pushed trace's numbers and strings. @returns "" or why it is unusable */
 export function checkPathTrace(t: PathTrace): string {
