@@ -118,11 +118,23 @@ describe("hostile payloads (with a valid token): each gets a 4xx and the server 
 });
 
 describe("hostile path traces: each is rejected and counted, a good one is kept, the server keeps serving", () => {
+  // A server of its own with a 5 s warm-up (ratio 5 x 1 s): in the warm-up a trace naming a target
+  // not (yet) assigned is deferred, not rejected (docs/protocol.md "Restarts").
+  let rpc2 = 0, web2 = 0;
+  const rpcUrl = (m: string) => `http://127.0.0.1:${rpc2}/${SVC}/${m}`;
+  const metrics = () => scrape(`http://127.0.0.1:${web2}/metrics`);
+  const heartbeat = (region: string, ip: string) =>
+    fetch(rpcUrl("Heartbeat"), { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ agent: { region, ip, version: "x" } }) }).then(async (r) => (await r.arrayBuffer(), r.status));
+  beforeAll(async () => {
+    [rpc2, web2] = [await freePort(), await freePort()];
+    start([SERVER_BIN, "-server.aggregation.interval", "1s", "-server.series.cache.ratio", "5", "-server.rpc.listen.addr", `127.0.0.1:${rpc2}`, "-server.http.listen.addr", `127.0.0.1:${web2}`]);
+    await waitFor("trace server ready", 10_000, async () => (await fetch(`http://127.0.0.1:${web2}/-/ready`)).ok);
+  });
   const hop = (ttl: number, extra: Record<string, unknown> = {}) => ({ ttl, address: "127.0.90.9", sent: 4, received: 4, rttMeanSeconds: 0.001, ...extra });
   const trace = (extra: Record<string, unknown>) => ({ targetRegion: "cap-1", address: "127.0.90.2", time: new Date().toISOString(), reason: "error_state", hops: [hop(1)], ...extra });
   const push = async (traces: unknown[]) => {
     const r = await fetch(rpcUrl("PushResults"), {
-      method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${TOKEN}` },
+      method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ agent: { region: "cap-0", ip: "127.0.90.1" }, traces }),
     });
     return [r.status, (await r.json()) as { accepted?: number; rejected?: number; rejectReasons?: string[] }] as const;
@@ -137,9 +149,20 @@ describe("hostile path traces: each is rejected and counted, a good one is kept,
     ["no time", { time: undefined }, "invalid"],
     ["a target never handed to the region", { address: "192.0.2.1" }, "not_assigned"],
   ];
+  test("in the warm-up after a start, a trace naming a target not assigned yet is deferred (unavailable), not rejected", async () => {
+    expect(await heartbeat("cap-0", "127.0.90.1")).toBe(200);
+    const r = await fetch(rpcUrl("PushResults"), {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ agent: { region: "cap-0", ip: "127.0.90.1" }, traces: [trace({ targetRegion: "cap-9", address: "127.0.90.99" })] }),
+    });
+    expect([r.status, ((await r.json()) as { code: string }).code]).toEqual([503, "unavailable"]);
+    expect(Number(samples(await metrics(), "prober_server_deferred_pushes_total")[0]!.value)).toBe(1);
+    await Bun.sleep(5100); // past the warm-up (ratio 5 x 1 s) for the tests below
+  });
+
   test("the corpus: rejected one by one with a reason, counted by reason, nothing stored", async () => {
-    expect(await heartbeat("cap-0", "127.0.90.1", TOKEN)).toBe(200);
-    expect(await heartbeat("cap-1", "127.0.90.2", TOKEN)).toBe(200);
+    expect(await heartbeat("cap-0", "127.0.90.1")).toBe(200);
+    expect(await heartbeat("cap-1", "127.0.90.2")).toBe(200);
     const before = await metrics();
     const count = (m: typeof before, reason: string) => Number(samples(m, "prober_server_reject_traces_total", { reason })[0]!.value);
     for (const [name, extra] of cases) {
@@ -150,12 +173,14 @@ describe("hostile path traces: each is rejected and counted, a good one is kept,
     const after = await metrics();
     expect(count(after, "invalid") - count(before, "invalid")).toBe(cases.filter((c) => c[2] === "invalid").length);
     expect(count(after, "not_assigned") - count(before, "not_assigned")).toBe(1);
-    expect(((await (await fetch(`http://127.0.0.1:${web}/api/v1/paths`)).json()) as { paths: unknown[] }).paths).toEqual([]);
+    expect(((await (await fetch(`http://127.0.0.1:${web2}/api/v1/paths`)).json()) as { paths: unknown[] }).paths).toEqual([]);
   });
   test("a good trace next to bad ones is kept and served as JSON", async () => {
+    expect(await heartbeat("cap-0", "127.0.90.1")).toBe(200);
+    expect(await heartbeat("cap-1", "127.0.90.2")).toBe(200);
     const [status, body] = await push([trace({ reason: "nope" }), trace({ hops: [hop(1), hop(2, { address: "", received: 0, rttMeanSeconds: 0 })] })]);
     expect([status, body.accepted ?? 0, body.rejected]).toEqual([200, 1, 1]);
-    const paths = ((await (await fetch(`http://127.0.0.1:${web}/api/v1/paths?source_region=cap-0&target_region=cap-1`)).json()) as { paths: { agent_ip: string; hops: { ttl: number; address: string; rtt_mean_seconds: number | null }[] }[] }).paths;
+    const paths = ((await (await fetch(`http://127.0.0.1:${web2}/api/v1/paths?source_region=cap-0&target_region=cap-1`)).json()) as { paths: { agent_ip: string; hops: { ttl: number; address: string; rtt_mean_seconds: number | null }[] }[] }).paths;
     expect(paths).toHaveLength(1);
     expect(paths[0]!.agent_ip).toBe("127.0.90.1");
     expect(paths[0]!.hops.map((h) => [h.ttl, h.address, h.rtt_mean_seconds])).toEqual([[1, "127.0.90.9", 0.001], [2, "", null]]);
