@@ -158,7 +158,7 @@ describe("hostile path traces: each is rejected and counted, a good one is kept,
     expect([r.status, ((await r.json()) as { code: string }).code]).toEqual([503, "unavailable"]);
     expect(Number(samples(await metrics(), "prober_server_deferred_pushes_total")[0]!.value)).toBe(1);
     await Bun.sleep(5100); // past the warm-up (ratio 5 x 1 s) for the tests below
-  });
+  }, 20_000);
 
   test("the corpus: rejected one by one with a reason, counted by reason, nothing stored", async () => {
     expect(await heartbeat("cap-0", "127.0.90.1")).toBe(200);
