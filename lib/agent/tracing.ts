@@ -54,7 +54,8 @@ export class Tracing {
     void this.limit(async () => {
       const t = await this.prober.trace(target, "error_state");
       this.log.info(
-        { target: key, started: t.time ? new Date(timestampMs(t.time)).toISOString() : null, reached: t.reached, hops: t.hops.map((h) => `${h.ttl}:${h.address || "?"}:${h.received}/${h.sent}`).join(" "), ...(t.error ? { err: t.error } : {}) },
+        // requested: the failed round's end (what the interval is counted from); started: after any queue.
+        { target: key, requested: new Date(now).toISOString(), started: t.time ? new Date(timestampMs(t.time)).toISOString() : null, reached: t.reached, hops: t.hops.map((h) => `${h.ttl}:${h.address || "?"}:${h.received}/${h.sent}`).join(" "), ...(t.error ? { err: t.error } : {}) },
         "path traced",
       );
       this.deliver(t);
