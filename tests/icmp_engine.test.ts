@@ -5,6 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { $ } from "bun";
 import { IcmpEngine } from "../lib/probes/icmp/engine.ts";
+import { IcmpSocket } from "../lib/probes/icmp/socket.ts";
 import { parseEchoReply, writeEchoRequest, internetChecksum } from "../lib/probes/icmp/packet.ts";
 import { IS_ROOT, ROOT, run, skipReason } from "./helpers/procs.ts";
 import { echoIn } from "./helpers/echobed.ts";
@@ -81,6 +82,13 @@ describe.skipIf(!IS_ROOT)("raw sockets (root)", () => {
     } finally {
       e.close();
     }
+  });
+
+  test("drain() on a closed socket returns (a persistent recvmmsg error does not spin the event loop)", () => {
+    const sock = new IcmpSocket(false, 1 << 20, "raw");
+    sock.close();
+    expect(sock.drain(() => {})).toBe(0);
+    expect(sock.drainErrors(() => {})).toBe(0);
   });
 
   test("two engines pinging one target at once never count each other's replies", async () => {

@@ -59,6 +59,8 @@ export interface Datagram {
   rxNs: number;
 }
 
+/** recvmmsg() errors in a row after which one drain() gives up (transient ones come one at a time). */
+const MAX_CONSECUTIVE_ERRORS = 4;
 /** Datagrams read per recvmmsg() call. */
 const BATCH = 16;
 /** Bytes per datagram slot: the largest ICMP message an IPv4/IPv6 packet can carry. */
@@ -172,6 +174,7 @@ export class IcmpSocket {
    */
   drain(onDatagram: (d: Datagram) => void): number {
     let count = 0;
+    let errors = 0;
     const mv = this.mmsgView;
     for (;;) {
       for (let i = 0; i < this.dirty; i++) {
@@ -181,7 +184,9 @@ export class IcmpSocket {
       const n = libc.recvmmsg(this.fd, this.mmsg, BATCH, 0, null);
       if (n <= 0) {
         this.dirty = 0;
-        if (n < 0 && errno() !== EAGAIN) continue; // transient errors (e.g. queued ICMP errors) are skipped
+        // A pending ICMP error (sk_err) is reported once and then the queue reads on; a persistent
+        // error (a closed descriptor) must not spin: give up after a few in a row.
+        if (n < 0 && errno() !== EAGAIN && ++errors < MAX_CONSECUTIVE_ERRORS) continue;
         return count;
       }
       this.dirty = n;
