@@ -18,7 +18,7 @@ import { randomBytes, randomInt } from "node:crypto";
 import { isIPv6 } from "node:net";
 import { EAGAIN, ENOBUFS, encodeSockaddr, strerror } from "./libc.ts";
 import { MinHeap } from "./heap.ts";
-import { ECHO_HEADER_LEN, parseEchoReply, writeEchoRequest } from "./packet.ts";
+import { ECHO_HEADER_LEN, parseEchoReply, writeEchoRequest, type EchoReply } from "./packet.ts";
 import { IcmpSocket, type Datagram, type SocketKind } from "./socket.ts";
 
 /** Parameters of one echo round; durations in milliseconds. */
@@ -129,8 +129,10 @@ export class IcmpEngine {
    * 10,000 targets would otherwise allocate and drop 10,000 of them per interval (RSS, not speed).
    */
   private readonly free = new Map<number, Float64Array[]>();
-  /** Send scratch: each request is written here right before sendto(), which copies it. */
-  private scratch = new Uint8Array(0);
+  /** Send scratch per request size: each request is written here right before sendto(), which copies it. */
+  private readonly scratch = new Map<number, Uint8Array>();
+  /** The parsed reply, refilled per datagram. */
+  private readonly reply: EchoReply = { identifier: 0, sequence: 0, payloadSize: 0, ok: false };
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly onDatagram4 = (d: Datagram) => this.onDatagram(this.sockets[0] as IcmpSocket, d);
   private readonly onDatagram6 = (d: Datagram) => this.onDatagram(this.sockets[1] as IcmpSocket, d);
@@ -185,7 +187,7 @@ export class IcmpEngine {
     if (!dest) {
       const v6 = isIPv6(ip);
       const sockaddr = encodeSockaddr(ip);
-      dest = { v6, sockaddr, destKey: v6 ? hex(sockaddr.subarray(8, 24)) : u32(sockaddr, 4) };
+      dest = { v6, sockaddr, destKey: v6 ? hex(sockaddr, 8, 16) : u32(sockaddr, 4) };
       if (this.dests.size >= MAX_DESTS) this.dests.clear();
       this.dests.set(ip, dest);
     }
@@ -284,8 +286,9 @@ export class IcmpEngine {
     const sock = this.socket(r.v6);
     const index = r.sent;
     const size = ECHO_HEADER_LEN + r.opts.payloadSize;
-    if (this.scratch.length < size) this.scratch = new Uint8Array(size);
-    const packet = this.scratch.subarray(0, size);
+    // One view per request size, not per request (a view per packet was garbage at 40,000/s).
+    let packet = this.scratch.get(size);
+    if (!packet) this.scratch.set(size, (packet = new Uint8Array(size)));
     writeEchoRequest(packet, r.v6, sock.identifier, (r.seqBase + index) & 0xffff, this.token);
     const t = sock.send(packet, r.sockaddr);
     if (t === -EAGAIN || t === -ENOBUFS) return false;
@@ -311,10 +314,10 @@ export class IcmpEngine {
   }
 
   private onDatagram(sock: IcmpSocket, d: Datagram): void {
-    const reply = parseEchoReply(d.buf, d.icmpOffset, d.end, sock.v6, this.token);
+    const reply = parseEchoReply(d.buf, d.icmpOffset, d.end, sock.v6, this.token, this.reply);
     if (!reply) return; // not an echo reply of this engine (another pinger's, or not an echo reply)
     if (sock.kind === "raw" && reply.identifier !== sock.identifier) return;
-    const list = this.byDest.get(sock.v6 ? hex(d.source) : u32(d.source, 0));
+    const list = this.byDest.get(sock.v6 ? hex(d.sourceBuf, d.sourceOffset, 16) : u32(d.sourceBuf, d.sourceOffset));
     let r: Round | undefined;
     let index = -1;
     if (list) {
@@ -385,8 +388,9 @@ function u32(b: Uint8Array, off: number): number {
   return ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
 }
 
-function hex(b: Uint8Array): string {
+/** Hex text of `len` bytes of `b` from `off` (the IPv6 demux key). */
+function hex(b: Uint8Array, off: number, len: number): string {
   let s = "";
-  for (let i = 0; i < b.length; i++) s += (b[i]! < 16 ? "0" : "") + b[i]!.toString(16);
+  for (let i = off; i < off + len; i++) s += (b[i]! < 16 ? "0" : "") + b[i]!.toString(16);
   return s;
 }

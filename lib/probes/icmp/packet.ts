@@ -61,14 +61,20 @@ export interface EchoReply {
 
 /**
  * Parses an echo reply at `buf[off, end)`. Returns null for any other ICMP message or one not
- * carrying `token`. Checks the IPv4 checksum and the whole payload pattern (`ok`).
+ * carrying `token`. Checks the IPv4 checksum and the whole payload pattern (`ok`). With `out`,
+ * fills and returns it instead of a new object (the engine's hot path).
  */
-export function parseEchoReply(buf: Uint8Array, off: number, end: number, v6: boolean, token: Uint8Array): EchoReply | null {
+export function parseEchoReply(buf: Uint8Array, off: number, end: number, v6: boolean, token: Uint8Array, out?: EchoReply): EchoReply | null {
   if (end - off < ECHO_HEADER_LEN + TOKEN_LEN) return null;
   if (buf[off] !== (v6 ? ICMP6_ECHO_REPLY : ICMP_ECHO_REPLY) || buf[off + 1] !== 0) return null;
   for (let i = 0; i < TOKEN_LEN; i++) if (buf[off + ECHO_HEADER_LEN + i] !== token[i]) return null;
   const sequence = (buf[off + 6]! << 8) | buf[off + 7]!;
   let ok = v6 || internetChecksum(buf, off, end) === 0;
   for (let i = ECHO_HEADER_LEN + TOKEN_LEN; ok && i < end - off; i++) if (buf[off + i] !== ((i + sequence) & 0xff)) ok = false;
-  return { identifier: (buf[off + 4]! << 8) | buf[off + 5]!, sequence, payloadSize: end - off - ECHO_HEADER_LEN, ok };
+  const r = out ?? { identifier: 0, sequence: 0, payloadSize: 0, ok: false };
+  r.identifier = (buf[off + 4]! << 8) | buf[off + 5]!;
+  r.sequence = sequence;
+  r.payloadSize = end - off - ECHO_HEADER_LEN;
+  r.ok = ok;
+  return r;
 }

@@ -17,7 +17,7 @@ import {
   ECHO_HEADER_LEN, ICMP6_DEST_UNREACH, ICMP6_ECHO_REQUEST, ICMP6_TIME_EXCEEDED, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED,
   parseEchoReply, writeEchoRequest,
 } from "./packet.ts";
-import { IcmpSocket, type Datagram, type QueuedIcmpError, type SocketKind } from "./socket.ts";
+import { IcmpSocket, datagramSource, type Datagram, type QueuedIcmpError, type SocketKind } from "./socket.ts";
 
 /** Trace parameters; durations in milliseconds. */
 export interface TraceOptions {
@@ -181,7 +181,7 @@ export class PathTracer {
 
   /** Raw sockets: echo replies and ICMP errors quoting our request; ping sockets: echo replies. */
   private onDatagram(sock: IcmpSocket, d: Datagram): void {
-    const from = canonical(d.source);
+    const from = canonical(datagramSource(d, sock.v6));
     const type = d.buf[d.icmpOffset];
     const reply = parseEchoReply(d.buf, d.icmpOffset, d.end, sock.v6, this.token);
     if (reply) {
