@@ -175,12 +175,20 @@ export class Scheduler<J extends Job = Job> {
     const now = Date.now();
     const ctx: RoundContext = { errorState: s.error !== undefined, sinceLastMs: s.lastStartMs ? Math.min(now - s.lastStartMs, this.intervalMs) : this.intervalMs };
     s.lastStartMs = now;
-    s.job
-      .run(ctx)
-      .then((report) => this.afterRound(s, report ?? undefined))
-      .catch((e) => this.events.onError?.(s.job.key, e))
-      .finally(() => (s.running = false));
+    void this.complete(s, ctx);
     return true;
+  }
+
+  /** Awaits one round, then updates error state (one promise per round, no chained closures). */
+  private async complete(s: State<J>, ctx: RoundContext): Promise<void> {
+    try {
+      const report = await s.job.run(ctx);
+      s.running = false;
+      this.afterRound(s, report ?? undefined);
+    } catch (e) {
+      s.running = false;
+      this.events.onError?.(s.job.key, e);
+    }
   }
 
   private afterRound(s: State<J>, report: RoundReport | undefined): void {

@@ -104,6 +104,10 @@ export interface EngineStats {
 const DRAIN_EVERY = 64;
 /** Retry delay after EAGAIN/ENOBUFS on send, ns. */
 const DEFER_NS = 200_000;
+/** The outcome's hidden link to its round's timing buffer (for release()). */
+const TIMES = Symbol("times");
+type Released = EchoOutcome & { [TIMES]?: Float64Array };
+
 /** Destinations remembered (sockaddr, sequence counter) before the maps start over: churn cannot grow them. */
 const MAX_DESTS = 65_536;
 /** Released timing buffers kept per request count for reuse. */
@@ -359,30 +363,54 @@ export class IcmpEngine {
     const list = this.byDest.get(r.destKey)!;
     if (list.length === 1) this.byDest.delete(r.destKey);
     else list.splice(list.indexOf(r), 1);
-    const rttNs = r.rttNs.subarray(0, r.sent);
-    const sent = r.sent;
-    // The arrays are built on demand (tests, fixtures): an agent at 10,000 targets reads rttNs and
-    // would otherwise allocate them 10,000 times an interval.
-    const outcome: Released = {
-      [TIMES]: r.times,
-      sent: r.sent, received: r.received, duplicates: r.duplicates, corrupted: r.corrupted, rttNs,
-      get rttsSeconds() {
-        const out: number[] = [];
-        for (const v of rttNs) if (!Number.isNaN(v)) out.push(v / 1e9);
-        return out;
-      },
-      get requestRttsSeconds() {
-        return Array.from(rttNs.subarray(0, sent), (v) => v / 1e9);
-      },
-      firstSequence: r.seqBase, error: r.error,
-    };
-    r.done(outcome);
+    r.done(new RoundOutcome(r));
   }
 }
 
-/** The outcome's hidden link to its round's timing buffer (for release()). */
-const TIMES = Symbol("times");
-type Released = EchoOutcome & { [TIMES]?: Float64Array };
+/**
+ * A finished round's EchoOutcome. The RTT arrays are getters on the prototype, built on demand
+ * (tests, fixtures): an agent at 10,000 targets reads `rttNs` only, and per-round closures were
+ * garbage 10,000 times an interval.
+ */
+class RoundOutcome implements EchoOutcome {
+  readonly sent: number;
+  readonly received: number;
+  readonly duplicates: number;
+  readonly corrupted: number;
+  readonly rttNs: Float64Array;
+  readonly firstSequence: number;
+  readonly error: string;
+  /** The round's timing buffer until release() takes it back. */
+  [TIMES]?: Float64Array;
+
+  constructor(r: Round) {
+    this.sent = r.sent;
+    this.received = r.received;
+    this.duplicates = r.duplicates;
+    this.corrupted = r.corrupted;
+    this.rttNs = r.rttNs.subarray(0, r.sent);
+    this.firstSequence = r.seqBase;
+    this.error = r.error;
+    this[TIMES] = r.times;
+  }
+
+  get rttsSeconds(): number[] {
+    const out: number[] = [];
+    for (const v of this.rttNs) if (!Number.isNaN(v)) out.push(v / 1e9);
+    return out;
+  }
+
+  get requestRttsSeconds(): number[] {
+    return Array.from(this.rttNs, (v) => v / 1e9);
+  }
+
+  /** JSON form (fixtures print outcomes): the fields and both RTT arrays, seconds; rttNs as an array. */
+  toJSON(): Omit<EchoOutcome, "rttNs"> & { rttNs: number[] } {
+    const { sent, received, duplicates, corrupted, firstSequence, error } = this;
+    return { sent, received, duplicates, corrupted, firstSequence, error, rttNs: Array.from(this.rttNs), rttsSeconds: this.rttsSeconds, requestRttsSeconds: this.requestRttsSeconds };
+  }
+}
+
 
 function u32(b: Uint8Array, off: number): number {
   return ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
