@@ -19,9 +19,12 @@ export const TRACE_QUEUE = 256;
 export class Tracing {
   private readonly prober: PathTraceProber;
   private readonly limit = pLimit(TRACE_CONCURRENCY);
-  /** Start time of the last trace per job key, unix ms (pruned of entries older than the interval). */
+  /** When the last trace of each job key was requested, unix ms (pruned of entries older than the interval). */
   private readonly last = new Map<string, number>();
   private readonly ready: boolean;
+  /** Traces skipped for a full queue since the last warning, and when that was (one warning a minute at most). */
+  private skipped = 0;
+  private lastSkipLogMs = 0;
 
   /**
    * @param opts -agent.trace.* (intervalMs: minimum time between two traces of one target, ms)
@@ -46,7 +49,12 @@ export class Tracing {
     const prev = this.last.get(key);
     if (prev !== undefined && now - prev < this.opts.intervalMs) return;
     if (this.limit.pendingCount >= TRACE_QUEUE) {
-      this.log.warn({ target: key, queued: this.limit.pendingCount }, "path trace skipped: too many traces queued");
+      this.skipped++;
+      if (now - this.lastSkipLogMs >= 60_000) {
+        this.log.warn({ skipped: this.skipped, queued: this.limit.pendingCount }, "path traces skipped: too many queued (a wide outage); they are tried again on the next failed rounds");
+        this.lastSkipLogMs = now;
+        this.skipped = 0;
+      }
       return;
     }
     if (this.last.size > 4 * TRACE_QUEUE) for (const [k, t] of this.last) if (now - t >= this.opts.intervalMs) this.last.delete(k);
@@ -59,7 +67,7 @@ export class Tracing {
         "path traced",
       );
       this.deliver(t);
-    });
+    }).catch((e) => this.log.error({ target: key, err: String(e) }, "path trace crashed"));
   }
 
   close(): void {
