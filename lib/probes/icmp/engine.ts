@@ -19,7 +19,7 @@ import { isIPv6 } from "node:net";
 import { EAGAIN, ENOBUFS, encodeSockaddr, strerror } from "./libc.ts";
 import { MinHeap } from "./heap.ts";
 import { ECHO_HEADER_LEN, parseEchoReply, writeEchoRequest, type EchoReply } from "./packet.ts";
-import { IcmpSocket, type Datagram, type SocketKind } from "./socket.ts";
+import { FamilySockets, IcmpSocket, type Datagram, type SocketKind } from "./socket.ts";
 
 /** Parameters of one echo round; durations in milliseconds. */
 export interface EchoOptions {
@@ -118,7 +118,7 @@ export class IcmpEngine {
   /** Engine statistics (counters only grow). */
   readonly stats: EngineStats = { sent: 0, received: 0, unmatched: 0, deferred: 0, late: 0 };
   private readonly token = randomBytes(8);
-  private sockets: [IcmpSocket | Error | undefined, IcmpSocket | Error | undefined] = [undefined, undefined];
+  private readonly sockets: FamilySockets;
   private readonly sendQueue = new MinHeap<Round>((r) => r.dueNs);
   private readonly deadlines = new MinHeap<Round>((r) => r.deadlineNs);
   /** Active rounds per destination (IPv4: address as uint32; IPv6: hex). Usually one. */
@@ -138,8 +138,8 @@ export class IcmpEngine {
   /** The parsed reply, refilled per datagram. */
   private readonly reply: EchoReply = { identifier: 0, sequence: 0, payloadSize: 0, ok: false };
   private timer: ReturnType<typeof setTimeout> | undefined;
-  private readonly onDatagram4 = (d: Datagram) => this.onDatagram(this.sockets[0] as IcmpSocket, d);
-  private readonly onDatagram6 = (d: Datagram) => this.onDatagram(this.sockets[1] as IcmpSocket, d);
+  private readonly onDatagram4 = (d: Datagram) => this.onDatagram(this.sockets.opened(false)!, d);
+  private readonly onDatagram6 = (d: Datagram) => this.onDatagram(this.sockets.opened(true)!, d);
 
   /**
    * @param prefer force a socket kind (tests); "auto" tries a ping socket, then a raw one
@@ -149,35 +149,22 @@ export class IcmpEngine {
   constructor(
     private readonly prefer: SocketKind | "auto" = "auto",
     private readonly rcvbufBytes = 8 << 20,
-  ) {}
+  ) {
+    this.sockets = new FamilySockets((v6) => new IcmpSocket(v6, this.rcvbufBytes, this.prefer));
+  }
 
   /**
    * Opens (once) and returns the socket for a family.
    * @throws IcmpUnavailableError when neither a ping nor a raw socket is allowed
    */
   socket(v6: boolean): IcmpSocket {
-    const i = v6 ? 1 : 0;
-    let s = this.sockets[i];
-    if (s === undefined) {
-      try {
-        s = new IcmpSocket(v6, this.rcvbufBytes, this.prefer);
-      } catch (e) {
-        s = e as Error;
-      }
-      this.sockets[i] = s;
-    }
-    if (s instanceof Error) throw s;
-    return s;
+    return this.sockets.get(v6);
   }
 
   /** Which kind of socket a family uses (and its estimated receive buffer, bytes), or why none is available. */
   describe(v6: boolean): { kind: SocketKind; identifier: number; rcvbufBytes: number } | { error: string } {
-    try {
-      const s = this.socket(v6);
-      return { kind: s.kind, identifier: s.identifier, rcvbufBytes: s.rcvbuf };
-    } catch (e) {
-      return { error: (e as Error).message };
-    }
+    const d = this.sockets.describe(v6);
+    return "error" in d ? d : { kind: d.socket.kind, identifier: d.socket.identifier, rcvbufBytes: d.socket.rcvbuf };
   }
 
   /**
@@ -238,8 +225,7 @@ export class IcmpEngine {
     for (const list of [...this.byDest.values()]) for (const r of [...list]) this.finish(r);
     this.sendQueue.clear();
     this.deadlines.clear();
-    for (const s of this.sockets) if (s instanceof IcmpSocket) s.close();
-    this.sockets = [undefined, undefined];
+    this.sockets.close();
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -250,7 +236,7 @@ export class IcmpEngine {
 
   private tick(): void {
     this.timer = undefined;
-    const clock = this.sockets[0] instanceof IcmpSocket ? this.sockets[0] : (this.sockets[1] as IcmpSocket);
+    const clock = (this.sockets.opened(false) ?? this.sockets.opened(true))!;
     // Receive first so that replies already queued are matched before their rounds expire.
     this.drainAll();
     let now = clock.nowNs();
@@ -280,9 +266,8 @@ export class IcmpEngine {
   }
 
   private drainAll(): void {
-    const [s4, s6] = this.sockets;
-    if (s4 instanceof IcmpSocket) s4.drain(this.onDatagram4);
-    if (s6 instanceof IcmpSocket) s6.drain(this.onDatagram6);
+    this.sockets.opened(false)?.drain(this.onDatagram4);
+    this.sockets.opened(true)?.drain(this.onDatagram6);
   }
 
   /** Sends the round's next request and requeues it. @returns false when the send must be retried */

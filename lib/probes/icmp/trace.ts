@@ -17,7 +17,7 @@ import {
   ECHO_HEADER_LEN, ICMP6_DEST_UNREACH, ICMP6_ECHO_REQUEST, ICMP6_TIME_EXCEEDED, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED,
   parseEchoReply, writeEchoRequest,
 } from "./packet.ts";
-import { IcmpSocket, datagramSource, type Datagram, type QueuedIcmpError, type SocketKind } from "./socket.ts";
+import { FamilySockets, IcmpSocket, datagramSource, type Datagram, type QueuedIcmpError, type SocketKind } from "./socket.ts";
 
 /** Trace parameters; durations in milliseconds. */
 export interface TraceOptions {
@@ -76,7 +76,9 @@ const POLL_MS = 2;
 /** Runs path traces; share one per agent. One trace per destination at a time. */
 export class PathTracer {
   private readonly token = randomBytes(8);
-  private sockets: [IcmpSocket | Error | undefined, IcmpSocket | Error | undefined] = [undefined, undefined];
+  // A raw socket also gets a copy of every echo reply on the host (the agent's own rounds: up to
+  // ~40,000/s at 10,000 targets), dropped in JS by token; 4 MiB rides out stalls.
+  private readonly sockets = new FamilySockets((v6) => new IcmpSocket(v6, 4 << 20, this.prefer, "trace"));
   private readonly active = new Map<string, ActiveTrace>();
   private timer: ReturnType<typeof setInterval> | undefined;
 
@@ -94,7 +96,7 @@ export class PathTracer {
       throw new RangeError(`maxHops ${opts.maxHops} × probes ${opts.probes}: each probe needs its own sequence number (at most 65,536), maxHops 1..255`);
     }
     const v6 = isIPv6(ip);
-    const sock = this.socket(v6);
+    const sock = this.sockets.get(v6);
     const sockaddr = encodeSockaddr(ip);
     const dest = canonical(v6 ? sockaddr.subarray(8, 24) : sockaddr.subarray(4, 8));
     if (this.active.has(dest)) throw new Error(`a trace to ${ip} is running`);
@@ -139,41 +141,20 @@ export class PathTracer {
 
   /** Closes the sockets. */
   close(): void {
-    for (const s of this.sockets) if (s instanceof IcmpSocket) s.close();
-    this.sockets = [undefined, undefined];
+    this.sockets.close();
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
   }
 
   /** Which kind of socket a family uses, or why none is available. */
   describe(v6: boolean): { kind: SocketKind } | { error: string } {
-    try {
-      return { kind: this.socket(v6).kind };
-    } catch (e) {
-      return { error: (e as Error).message };
-    }
-  }
-
-  private socket(v6: boolean): IcmpSocket {
-    const i = v6 ? 1 : 0;
-    let s = this.sockets[i];
-    if (s === undefined) {
-      try {
-        // A raw socket also gets a copy of every echo reply on the host (the agent's own rounds:
-        // up to ~40,000/s at 10,000 targets), dropped in JS by token; 4 MiB rides out stalls.
-        s = new IcmpSocket(v6, 4 << 20, this.prefer, "trace");
-      } catch (e) {
-        s = e as Error;
-      }
-      this.sockets[i] = s;
-    }
-    if (s instanceof Error) throw s;
-    return s;
+    const d = this.sockets.describe(v6);
+    return "error" in d ? d : { kind: d.socket.kind };
   }
 
   private poll(): void {
-    for (const s of this.sockets) {
-      if (!(s instanceof IcmpSocket)) continue;
+    for (const s of [this.sockets.opened(false), this.sockets.opened(true)]) {
+      if (!s) continue;
       s.drain((d) => this.onDatagram(s, d));
       s.drainErrors((e) => this.onQueuedError(s, e));
     }
