@@ -1,8 +1,7 @@
 /** The registry of probe kinds' agent halves (lib/probes/kind.ts), keyed by prober_type. */
 import type { Prober, ProberType, ResultOf, TargetOf } from "../probes/kind.ts";
 import { HttpPhaseProber } from "../probes/http/prober.ts";
-import { ICMP_DEFAULTS } from "../probes/icmp/defaults.ts";
-import { IcmpEchoProber } from "../probes/icmp/prober.ts";
+import { IcmpEchoProber, echoOptions } from "../probes/icmp/prober.ts";
 
 /** HTTP probes running at once per agent. */
 export const HTTP_CONCURRENCY = 64;
@@ -34,7 +33,7 @@ export const AGENT_KINDS: { [K in ProberType]: AgentKind<K> } = {
     create: () => new IcmpEchoProber(),
     concurrency: Infinity,
     reprobe: {
-      cost: (t) => t.module?.packetCount || ICMP_DEFAULTS.packetCount,
+      cost: (t) => echoOptions(t.module).count,
       failure: (r) => (r.error !== "" || r.sent === 0 || r.received < r.sent ? { sent: r.sent, received: r.received, ...(r.error ? { err: r.error } : {}) } : undefined),
       mark(r, sampleWeight, errorState) {
         r.sampleWeight = sampleWeight;

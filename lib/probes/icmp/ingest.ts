@@ -109,7 +109,7 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
   });
   const loss = store.gauge({
     name: "prober_icmp_packet_loss_rate", type: "gauge", labelNames: PAIR, help: "ICMP packet loss ratio 0..1 in the last published aggregation window.",
-    doc: "Each round's lost / sent weighted by the interval it samples, so error-state re-probes count for their time, not their packets (docs/aggregation.md).",
+    doc: "Σ w·lost / Σ w·sent, w = each round's sample_weight (the share of a probe interval it samples), so error-state re-probes count for their time, not their packets (docs/aggregation.md).",
   });
   const errorLinks = store.gauge({
     name: "prober_icmp_error_state_links", type: "gauge", labelNames: PAIR,
@@ -156,7 +156,7 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
       /** Time-weighted loss: Σ w·lost and Σ w·sent, w = the share of a probe interval a round samples. */
       type Weighted = { lossW: number; w: number };
       type Link = { agentIp: string; address: string; sent: number; received: number; rtt: Moments; loss: Weighted; errorState: boolean };
-      type Pair = { agg: IcmpAggregate; rtt: Moments; resolveSum: number; resolveN: number; perAgentTarget: Map<string, Link>; loss: Weighted };
+      type Pair = { agg: IcmpAggregate; rtt: Moments; resolveSum: number; resolveN: number; perAgentTarget: Map<string, Link> };
       const ratio = (x: Weighted) => (x.w > 0 ? x.lossW / x.w : 1);
       const pairs = new Map<string, Pair>();
       return {
@@ -166,7 +166,7 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
           if (!p) {
             p = {
               agg: { sourceRegion, targetRegion: r.targetRegion, sent: 0, received: 0, lossRatio: 1, errorStateLinks: 0, failed: 0, windowEndMs: 0, links: [] },
-              rtt: new Moments(), resolveSum: 0, resolveN: 0, perAgentTarget: new Map(), loss: { lossW: 0, w: 0 },
+              rtt: new Moments(), resolveSum: 0, resolveN: 0, perAgentTarget: new Map(),
             };
             pairs.set(k, p);
           }
@@ -185,11 +185,8 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
           link.errorState ||= r.errorState;
           if (r.sent > 0) {
             const w = sampleWeight(r);
-            const l = (r.sent - r.received) * w;
-            link.loss.lossW += l;
+            link.loss.lossW += (r.sent - r.received) * w;
             link.loss.w += r.sent * w;
-            p.loss.lossW += l;
-            p.loss.w += r.sent * w;
           }
           if (r.received === 0) return;
           const s = { n: r.received, min: r.minSeconds, mean: r.meanSeconds, max: r.maxSeconds, stddev: r.stddevSeconds };
@@ -207,7 +204,10 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
               ...(x.rtt.n > 0 ? { rttMean: x.rtt.mean, jitter: x.rtt.stddev } : {}),
             }));
             const l = { source_region: a.sourceRegion, target_region: a.targetRegion };
-            a.lossRatio = ratio(p.loss);
+            // The pair's weighted sums are its links' sums.
+            const pairLoss: Weighted = { lossW: 0, w: 0 };
+            for (const x of p.perAgentTarget.values()) (pairLoss.lossW += x.loss.lossW), (pairLoss.w += x.loss.w);
+            a.lossRatio = ratio(pairLoss);
             a.errorStateLinks = a.links.filter((x) => x.errorState).length;
             failed.set(l, a.failed);
             loss.set(l, a.lossRatio);

@@ -19,8 +19,8 @@ const DEFAULT_OPTIONS: EchoOptions = {
   count: ICMP_DEFAULTS.packetCount, intervalMs: ICMP_DEFAULTS.intervalMs, payloadSize: ICMP_DEFAULTS.payloadSize, timeoutMs: ICMP_DEFAULTS.timeoutMs,
 };
 
-/** A module's echo options with the defaults filled in (durations in milliseconds). */
-function echoOptions(m: IcmpModule | undefined): EchoOptions {
+/** A module's echo options with the defaults filled in (durations in milliseconds); cached per module object. */
+export function echoOptions(m: IcmpModule | undefined): EchoOptions {
   if (!m) return DEFAULT_OPTIONS;
   let o = optionsOf.get(m);
   if (!o) {
