@@ -162,11 +162,13 @@ export class PathTracer {
 
   /** Raw sockets: echo replies and ICMP errors quoting our request; ping sockets: echo replies. */
   private onDatagram(sock: IcmpSocket, d: Datagram): void {
-    const from = canonical(datagramSource(d, sock.v6));
+    // A raw socket also sees every other echo reply on the host (the engine's rounds): reject
+    // those by token and type before building any string.
     const type = d.buf[d.icmpOffset];
     const reply = parseEchoReply(d.buf, d.icmpOffset, d.end, sock.v6, this.token);
     if (reply) {
       if (sock.kind === "raw" && reply.identifier !== sock.identifier) return;
+      const from = canonical(datagramSource(d, sock.v6));
       this.record(this.active.get(from), reply.sequence, from, d.rxNs, true);
       return;
     }
@@ -190,7 +192,7 @@ export class PathTracer {
     if (d.buf[icmpAt] !== (sock.v6 ? ICMP6_ECHO_REQUEST : ICMP_ECHO_REQUEST)) return;
     if (((d.buf[icmpAt + 4]! << 8) | d.buf[icmpAt + 5]!) !== sock.identifier) return;
     const dest = canonical(d.buf.subarray(dstAt, dstAt + (sock.v6 ? 16 : 4)));
-    this.record(this.active.get(dest), (d.buf[icmpAt + 6]! << 8) | d.buf[icmpAt + 7]!, from, d.rxNs, type === un);
+    this.record(this.active.get(dest), (d.buf[icmpAt + 6]! << 8) | d.buf[icmpAt + 7]!, canonical(datagramSource(d, sock.v6)), d.rxNs, type === un);
   }
 
   /** Ping sockets: Time Exceeded / Destination Unreachable from the error queue (IP_RECVERR). */
