@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file probermesh/v1/probermesh.proto.
  */
 export const file_probermesh_v1_probermesh: GenFile = /*@__PURE__*/
-  fileDesc("Ch5wcm9iZXJtZXNoL3YxL3Byb2Jlcm1lc2gucHJvdG8SDXByb2Jlcm1lc2gudjEiRgoFQWdlbnQSDgoGcmVnaW9uGAEgASgJEgoKAmlwGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkiNwoQSGVhcnRiZWF0UmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQisAEKEUhlYXJ0YmVhdFJlc3BvbnNlEhYKDnNlcnZlcl92ZXJzaW9uGAEgASgJEjcKFGFnZ3JlZ2F0aW9uX2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtpbnN0YW5jZV9pZBgEIAEoCSI7ChRHZXRUYXJnZXRQb29sUmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQiegoVR2V0VGFyZ2V0UG9vbFJlc3BvbnNlEicKBGljbXAYASADKAsyGS5wcm9iZXJtZXNoLnYxLkljbXBUYXJnZXQSJwoEaHR0cBgCIAMoCzIZLnByb2Jlcm1lc2gudjEuSHR0cFRhcmdldBIPCgdwYXJ0aWFsGAMgASgIIpEBCgpJY21wTW9kdWxlEhQKDHBhY2tldF9jb3VudBgBIAEoDRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxwYXlsb2FkX3NpemUYAyABKA0SKgoHdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJfCgpJY21wVGFyZ2V0EhUKDXRhcmdldF9yZWdpb24YASABKAkSDwoHYWRkcmVzcxgCIAEoCRIpCgZtb2R1bGUYAyABKAsyGS5wcm9iZXJtZXNoLnYxLkljbXBNb2R1bGUi8wUKCkh0dHBNb2R1bGUSDgoGbWV0aG9kGAEgASgJEhoKEnZhbGlkX3N0YXR1c19jb2RlcxgCIAMoDRI3CgdoZWFkZXJzGAMgAygLMiYucHJvYmVybWVzaC52MS5IdHRwTW9kdWxlLkhlYWRlcnNFbnRyeRIMCgRib2R5GAQgASgJEhsKE25vX2ZvbGxvd19yZWRpcmVjdHMYBSABKAgSIwobZmFpbF9pZl9ib2R5X21hdGNoZXNfcmVnZXhwGAYgAygJEicKH2ZhaWxfaWZfYm9keV9ub3RfbWF0Y2hlc19yZWdleHAYByADKAkSKgoHdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIcChRpbnNlY3VyZV9za2lwX3ZlcmlmeRgJIAEoCBIbChN2YWxpZF9odHRwX3ZlcnNpb25zGAogAygJEhMKC2ZhaWxfaWZfc3NsGAsgASgIEhcKD2ZhaWxfaWZfbm90X3NzbBgMIAEoCBI6ChZmYWlsX2lmX2hlYWRlcl9tYXRjaGVzGA0gAygLMhoucHJvYmVybWVzaC52MS5IZWFkZXJNYXRjaBI+ChpmYWlsX2lmX2hlYWRlcl9ub3RfbWF0Y2hlcxgOIAMoCzIaLnByb2Jlcm1lc2gudjEuSGVhZGVyTWF0Y2gSLAoKdGxzX2NvbmZpZxgPIAEoCzIYLnByb2Jlcm1lc2gudjEuVGxzQ29uZmlnEiwKCmJhc2ljX2F1dGgYECABKAsyGC5wcm9iZXJtZXNoLnYxLkJhc2ljQXV0aBIUCgxiZWFyZXJfdG9rZW4YESABKAkSFwoPYm9keV9zaXplX2xpbWl0GBIgASgDEh0KFXByZWZlcnJlZF9pcF9wcm90b2NvbBgTIAEoCRIcChRpcF9wcm90b2NvbF9mYWxsYmFjaxgUIAEoCBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJECgtIZWFkZXJNYXRjaBIOCgZoZWFkZXIYASABKAkSDgoGcmVnZXhwGAIgASgJEhUKDWFsbG93X21pc3NpbmcYAyABKAgiTgoJVGxzQ29uZmlnEhwKFGluc2VjdXJlX3NraXBfdmVyaWZ5GAEgASgIEg4KBmNhX3BlbRgCIAEoCRITCgtzZXJ2ZXJfbmFtZRgDIAEoCSIvCglCYXNpY0F1dGgSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiWwoKSHR0cFRhcmdldBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEgsKA3VybBgCIAEoCRIpCgZtb2R1bGUYAyABKAsyGS5wcm9iZXJtZXNoLnYxLkh0dHBNb2R1bGUisQMKCkljbXBSZXN1bHQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhMKC3Jlc29sdmVkX2lwGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHNlbnQYBSABKA0SEAoIcmVjZWl2ZWQYBiABKA0SEgoKZHVwbGljYXRlcxgHIAEoDRIUCgxydHRzX3NlY29uZHMYCCADKAESEwoLbWluX3NlY29uZHMYCSABKAESFAoMbWVhbl9zZWNvbmRzGAogASgBEhMKC21heF9zZWNvbmRzGAsgASgBEhYKDnN0ZGRldl9zZWNvbmRzGAwgASgBEhcKD3Jlc29sdmVfc2Vjb25kcxgNIAEoARINCgVlcnJvchgOIAEoCRIRCgljb3JydXB0ZWQYDyABKA0SGQoRcnR0X2J1Y2tldF9jb3VudHMYECADKA0SGAoQZHVyYXRpb25fc2Vjb25kcxgRIAEoARIVCg1zYW1wbGVfd2VpZ2h0GBIgASgBEhMKC2Vycm9yX3N0YXRlGBMgASgIIrUDCgpIdHRwUmVzdWx0EhUKDXRhcmdldF9yZWdpb24YASABKAkSCwoDdXJsGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3N1Y2Nlc3MYBCABKAgSFQoNZmFpbGVkX3JlYXNvbhgFIAEoCRIXCg9yZXNvbHZlX3NlY29uZHMYBiABKAESFwoPY29ubmVjdF9zZWNvbmRzGAcgASgBEhMKC3Rsc19zZWNvbmRzGAggASgBEhoKEnByb2Nlc3Npbmdfc2Vjb25kcxgJIAEoARIYChB0cmFuc2Zlcl9zZWNvbmRzGAogASgBEhMKC3N0YXR1c19jb2RlGAsgASgNEhQKDGh0dHBfdmVyc2lvbhgMIAEoCRITCgt0bHNfdmVyc2lvbhgNIAEoCRIgChhzc2xfZWFybGllc3RfY2VydF9leHBpcnkYDiABKAMSEQoJcmVkaXJlY3RzGA8gASgNEhYKDmNvbnRlbnRfbGVuZ3RoGBAgASgDEg0KBWVycm9yGBEgASgJEhgKEGR1cmF0aW9uX3NlY29uZHMYEiABKAEi5AEKElB1c2hSZXN1bHRzUmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQSJwoEaWNtcBgCIAMoCzIZLnByb2Jlcm1lc2gudjEuSWNtcFJlc3VsdBInCgRodHRwGAMgAygLMhkucHJvYmVybWVzaC52MS5IdHRwUmVzdWx0Ei0KCXNlbnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoGdHJhY2VzGAUgAygLMhgucHJvYmVybWVzaC52MS5QYXRoVHJhY2Ui4wEKCVBhdGhUcmFjZRIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSEwoLcmVzb2x2ZWRfaXAYAyABKAkSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAUgASgJEiUKBGhvcHMYBiADKAsyFy5wcm9iZXJtZXNoLnYxLlRyYWNlSG9wEg8KB3JlYWNoZWQYByABKAgSDQoFZXJyb3IYCCABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgJIAEoASLJAQoIVHJhY2VIb3ASCwoDdHRsGAEgASgNEg8KB2FkZHJlc3MYAiABKAkSDAoEc2VudBgDIAEoDRIQCghyZWNlaXZlZBgEIAEoDRIYChBydHRfbWVhbl9zZWNvbmRzGAUgASgBEhcKD3J0dF9taW5fc2Vjb25kcxgGIAEoARIXCg9ydHRfbWF4X3NlY29uZHMYByABKAESGgoScnR0X3N0ZGRldl9zZWNvbmRzGAggASgBEhcKD290aGVyX2FkZHJlc3NlcxgJIAMoCSJmChNQdXNoUmVzdWx0c1Jlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgNEhAKCHJlamVjdGVkGAIgASgNEhYKDnJlamVjdF9yZWFzb25zGAMgAygJEhMKC2luc3RhbmNlX2lkGAQgASgJMpsCChFQcm9iZXJNZXNoU2VydmljZRJQCglIZWFydGJlYXQSHy5wcm9iZXJtZXNoLnYxLkhlYXJ0YmVhdFJlcXVlc3QaIC5wcm9iZXJtZXNoLnYxLkhlYXJ0YmVhdFJlc3BvbnNlIgASXAoNR2V0VGFyZ2V0UG9vbBIjLnByb2Jlcm1lc2gudjEuR2V0VGFyZ2V0UG9vbFJlcXVlc3QaJC5wcm9iZXJtZXNoLnYxLkdldFRhcmdldFBvb2xSZXNwb25zZSIAElYKC1B1c2hSZXN1bHRzEiEucHJvYmVybWVzaC52MS5QdXNoUmVzdWx0c1JlcXVlc3QaIi5wcm9iZXJtZXNoLnYxLlB1c2hSZXN1bHRzUmVzcG9uc2UiAGIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ch5wcm9iZXJtZXNoL3YxL3Byb2Jlcm1lc2gucHJvdG8SDXByb2Jlcm1lc2gudjEiRgoFQWdlbnQSDgoGcmVnaW9uGAEgASgJEgoKAmlwGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkiNwoQSGVhcnRiZWF0UmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQixgEKEUhlYXJ0YmVhdFJlc3BvbnNlEhYKDnNlcnZlcl92ZXJzaW9uGAEgASgJEjcKFGFnZ3JlZ2F0aW9uX2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtpbnN0YW5jZV9pZBgEIAEoCRIUCgxwb29sX3ZlcnNpb24YBSABKAQiOwoUR2V0VGFyZ2V0UG9vbFJlcXVlc3QSIwoFYWdlbnQYASABKAsyFC5wcm9iZXJtZXNoLnYxLkFnZW50InoKFUdldFRhcmdldFBvb2xSZXNwb25zZRInCgRpY21wGAEgAygLMhkucHJvYmVybWVzaC52MS5JY21wVGFyZ2V0EicKBGh0dHAYAiADKAsyGS5wcm9iZXJtZXNoLnYxLkh0dHBUYXJnZXQSDwoHcGFydGlhbBgDIAEoCCKRAQoKSWNtcE1vZHVsZRIUCgxwYWNrZXRfY291bnQYASABKA0SKwoIaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMcGF5bG9hZF9zaXplGAMgASgNEioKB3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iXwoKSWNtcFRhcmdldBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKQoGbW9kdWxlGAMgASgLMhkucHJvYmVybWVzaC52MS5JY21wTW9kdWxlIvMFCgpIdHRwTW9kdWxlEg4KBm1ldGhvZBgBIAEoCRIaChJ2YWxpZF9zdGF0dXNfY29kZXMYAiADKA0SNwoHaGVhZGVycxgDIAMoCzImLnByb2Jlcm1lc2gudjEuSHR0cE1vZHVsZS5IZWFkZXJzRW50cnkSDAoEYm9keRgEIAEoCRIbChNub19mb2xsb3dfcmVkaXJlY3RzGAUgASgIEiMKG2ZhaWxfaWZfYm9keV9tYXRjaGVzX3JlZ2V4cBgGIAMoCRInCh9mYWlsX2lmX2JvZHlfbm90X21hdGNoZXNfcmVnZXhwGAcgAygJEioKB3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHAoUaW5zZWN1cmVfc2tpcF92ZXJpZnkYCSABKAgSGwoTdmFsaWRfaHR0cF92ZXJzaW9ucxgKIAMoCRITCgtmYWlsX2lmX3NzbBgLIAEoCBIXCg9mYWlsX2lmX25vdF9zc2wYDCABKAgSOgoWZmFpbF9pZl9oZWFkZXJfbWF0Y2hlcxgNIAMoCzIaLnByb2Jlcm1lc2gudjEuSGVhZGVyTWF0Y2gSPgoaZmFpbF9pZl9oZWFkZXJfbm90X21hdGNoZXMYDiADKAsyGi5wcm9iZXJtZXNoLnYxLkhlYWRlck1hdGNoEiwKCnRsc19jb25maWcYDyABKAsyGC5wcm9iZXJtZXNoLnYxLlRsc0NvbmZpZxIsCgpiYXNpY19hdXRoGBAgASgLMhgucHJvYmVybWVzaC52MS5CYXNpY0F1dGgSFAoMYmVhcmVyX3Rva2VuGBEgASgJEhcKD2JvZHlfc2l6ZV9saW1pdBgSIAEoAxIdChVwcmVmZXJyZWRfaXBfcHJvdG9jb2wYEyABKAkSHAoUaXBfcHJvdG9jb2xfZmFsbGJhY2sYFCABKAgaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiRAoLSGVhZGVyTWF0Y2gSDgoGaGVhZGVyGAEgASgJEg4KBnJlZ2V4cBgCIAEoCRIVCg1hbGxvd19taXNzaW5nGAMgASgIIk4KCVRsc0NvbmZpZxIcChRpbnNlY3VyZV9za2lwX3ZlcmlmeRgBIAEoCBIOCgZjYV9wZW0YAiABKAkSEwoLc2VydmVyX25hbWUYAyABKAkiLwoJQmFzaWNBdXRoEhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIlsKCkh0dHBUYXJnZXQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRILCgN1cmwYAiABKAkSKQoGbW9kdWxlGAMgASgLMhkucHJvYmVybWVzaC52MS5IdHRwTW9kdWxlIrEDCgpJY21wUmVzdWx0EhUKDXRhcmdldF9yZWdpb24YASABKAkSDwoHYWRkcmVzcxgCIAEoCRITCgtyZXNvbHZlZF9pcBgDIAEoCRIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRzZW50GAUgASgNEhAKCHJlY2VpdmVkGAYgASgNEhIKCmR1cGxpY2F0ZXMYByABKA0SFAoMcnR0c19zZWNvbmRzGAggAygBEhMKC21pbl9zZWNvbmRzGAkgASgBEhQKDG1lYW5fc2Vjb25kcxgKIAEoARITCgttYXhfc2Vjb25kcxgLIAEoARIWCg5zdGRkZXZfc2Vjb25kcxgMIAEoARIXCg9yZXNvbHZlX3NlY29uZHMYDSABKAESDQoFZXJyb3IYDiABKAkSEQoJY29ycnVwdGVkGA8gASgNEhkKEXJ0dF9idWNrZXRfY291bnRzGBAgAygNEhgKEGR1cmF0aW9uX3NlY29uZHMYESABKAESFQoNc2FtcGxlX3dlaWdodBgSIAEoARITCgtlcnJvcl9zdGF0ZRgTIAEoCCK1AwoKSHR0cFJlc3VsdBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEgsKA3VybBgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdzdWNjZXNzGAQgASgIEhUKDWZhaWxlZF9yZWFzb24YBSABKAkSFwoPcmVzb2x2ZV9zZWNvbmRzGAYgASgBEhcKD2Nvbm5lY3Rfc2Vjb25kcxgHIAEoARITCgt0bHNfc2Vjb25kcxgIIAEoARIaChJwcm9jZXNzaW5nX3NlY29uZHMYCSABKAESGAoQdHJhbnNmZXJfc2Vjb25kcxgKIAEoARITCgtzdGF0dXNfY29kZRgLIAEoDRIUCgxodHRwX3ZlcnNpb24YDCABKAkSEwoLdGxzX3ZlcnNpb24YDSABKAkSIAoYc3NsX2VhcmxpZXN0X2NlcnRfZXhwaXJ5GA4gASgDEhEKCXJlZGlyZWN0cxgPIAEoDRIWCg5jb250ZW50X2xlbmd0aBgQIAEoAxINCgVlcnJvchgRIAEoCRIYChBkdXJhdGlvbl9zZWNvbmRzGBIgASgBIq8CChJQdXNoUmVzdWx0c1JlcXVlc3QSIwoFYWdlbnQYASABKAsyFC5wcm9iZXJtZXNoLnYxLkFnZW50EicKBGljbXAYAiADKAsyGS5wcm9iZXJtZXNoLnYxLkljbXBSZXN1bHQSJwoEaHR0cBgDIAMoCzIZLnByb2Jlcm1lc2gudjEuSHR0cFJlc3VsdBItCglzZW50X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBnRyYWNlcxgFIAMoCzIYLnByb2Jlcm1lc2gudjEuUGF0aFRyYWNlEhkKEWFnZW50X2luc3RhbmNlX2lkGAYgASgJEhYKDmJhdGNoX3NlcXVlbmNlGAcgASgEEhYKDmRyb3BwZWRfcG9pbnRzGAggASgEIjgKEURlcmVnaXN0ZXJSZXF1ZXN0EiMKBWFnZW50GAEgASgLMhQucHJvYmVybWVzaC52MS5BZ2VudCIUChJEZXJlZ2lzdGVyUmVzcG9uc2Ui4wEKCVBhdGhUcmFjZRIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSEwoLcmVzb2x2ZWRfaXAYAyABKAkSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAUgASgJEiUKBGhvcHMYBiADKAsyFy5wcm9iZXJtZXNoLnYxLlRyYWNlSG9wEg8KB3JlYWNoZWQYByABKAgSDQoFZXJyb3IYCCABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgJIAEoASLJAQoIVHJhY2VIb3ASCwoDdHRsGAEgASgNEg8KB2FkZHJlc3MYAiABKAkSDAoEc2VudBgDIAEoDRIQCghyZWNlaXZlZBgEIAEoDRIYChBydHRfbWVhbl9zZWNvbmRzGAUgASgBEhcKD3J0dF9taW5fc2Vjb25kcxgGIAEoARIXCg9ydHRfbWF4X3NlY29uZHMYByABKAESGgoScnR0X3N0ZGRldl9zZWNvbmRzGAggASgBEhcKD290aGVyX2FkZHJlc3NlcxgJIAMoCSJ5ChNQdXNoUmVzdWx0c1Jlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgNEhAKCHJlamVjdGVkGAIgASgNEhYKDnJlamVjdF9yZWFzb25zGAMgAygJEhMKC2luc3RhbmNlX2lkGAQgASgJEhEKCWR1cGxpY2F0ZRgFIAEoCDLwAgoRUHJvYmVyTWVzaFNlcnZpY2USUAoJSGVhcnRiZWF0Eh8ucHJvYmVybWVzaC52MS5IZWFydGJlYXRSZXF1ZXN0GiAucHJvYmVybWVzaC52MS5IZWFydGJlYXRSZXNwb25zZSIAElwKDUdldFRhcmdldFBvb2wSIy5wcm9iZXJtZXNoLnYxLkdldFRhcmdldFBvb2xSZXF1ZXN0GiQucHJvYmVybWVzaC52MS5HZXRUYXJnZXRQb29sUmVzcG9uc2UiABJWCgtQdXNoUmVzdWx0cxIhLnByb2Jlcm1lc2gudjEuUHVzaFJlc3VsdHNSZXF1ZXN0GiIucHJvYmVybWVzaC52MS5QdXNoUmVzdWx0c1Jlc3BvbnNlIgASUwoKRGVyZWdpc3RlchIgLnByb2Jlcm1lc2gudjEuRGVyZWdpc3RlclJlcXVlc3QaIS5wcm9iZXJtZXNoLnYxLkRlcmVnaXN0ZXJSZXNwb25zZSIAYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Agent identifies one agent process.
@@ -109,6 +109,15 @@ export type HeartbeatResponse = Message<"probermesh.v1.HeartbeatResponse"> & {
    * @generated from field: string instance_id = 4;
    */
   instanceId: string;
+
+  /**
+   * A number that changes whenever this server's target pools change (an agent joined, left or
+   * was forgotten, the probe file was reloaded). An agent that sees it change fetches its pool at
+   * once instead of waiting for -agent.sync.interval. 0: not sent (servers before 0.4).
+   *
+   * @generated from field: uint64 pool_version = 5;
+   */
+  poolVersion: bigint;
 };
 
 /**
@@ -787,6 +796,31 @@ export type PushResultsRequest = Message<"probermesh.v1.PushResultsRequest"> & {
    * @generated from field: repeated probermesh.v1.PathTrace traces = 5;
    */
   traces: PathTrace[];
+
+  /**
+   * Batch identity (agents since 0.4): a random id of the agent process, new at every start, and
+   * the number of this push in that process (1, 2, ...; given when the batch is queued, kept on
+   * every resend). A server that already accepted (agent_instance_id, batch_sequence) — itself or,
+   * with a shared Redis registry, any server — answers success without counting it again
+   * (prober_server_reject_points_total{reason="duplicate"}). Empty / 0: no identity, every push
+   * counts (agents before 0.4).
+   *
+   * @generated from field: string agent_instance_id = 6;
+   */
+  agentInstanceId: string;
+
+  /**
+   * @generated from field: uint64 batch_sequence = 7;
+   */
+  batchSequence: bigint;
+
+  /**
+   * Results this agent dropped from its full outbox (-agent.outbox.max.bytes) since the previous
+   * batch was queued: counted once, with the batch, in prober_agent_dropped_points_total.
+   *
+   * @generated from field: uint64 dropped_points = 8;
+   */
+  droppedPoints: bigint;
 };
 
 /**
@@ -795,6 +829,36 @@ export type PushResultsRequest = Message<"probermesh.v1.PushResultsRequest"> & {
  */
 export const PushResultsRequestSchema: GenMessage<PushResultsRequest> = /*@__PURE__*/
   messageDesc(file_probermesh_v1_probermesh, 14);
+
+/**
+ * @generated from message probermesh.v1.DeregisterRequest
+ */
+export type DeregisterRequest = Message<"probermesh.v1.DeregisterRequest"> & {
+  /**
+   * @generated from field: probermesh.v1.Agent agent = 1;
+   */
+  agent?: Agent | undefined;
+};
+
+/**
+ * Describes the message probermesh.v1.DeregisterRequest.
+ * Use `create(DeregisterRequestSchema)` to create a new message.
+ */
+export const DeregisterRequestSchema: GenMessage<DeregisterRequest> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_probermesh, 15);
+
+/**
+ * @generated from message probermesh.v1.DeregisterResponse
+ */
+export type DeregisterResponse = Message<"probermesh.v1.DeregisterResponse"> & {
+};
+
+/**
+ * Describes the message probermesh.v1.DeregisterResponse.
+ * Use `create(DeregisterResponseSchema)` to create a new message.
+ */
+export const DeregisterResponseSchema: GenMessage<DeregisterResponse> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_probermesh, 16);
 
 /**
  * PathTrace is an MTR-style trace of the path from an agent to one of its ICMP targets: echo
@@ -869,7 +933,7 @@ export type PathTrace = Message<"probermesh.v1.PathTrace"> & {
  * Use `create(PathTraceSchema)` to create a new message.
  */
 export const PathTraceSchema: GenMessage<PathTrace> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 15);
+  messageDesc(file_probermesh_v1_probermesh, 17);
 
 /**
  * TraceHop is what came back for the probes sent with one TTL.
@@ -934,7 +998,7 @@ export type TraceHop = Message<"probermesh.v1.TraceHop"> & {
  * Use `create(TraceHopSchema)` to create a new message.
  */
 export const TraceHopSchema: GenMessage<TraceHop> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 16);
+  messageDesc(file_probermesh_v1_probermesh, 18);
 
 /**
  * @generated from message probermesh.v1.PushResultsResponse
@@ -963,6 +1027,13 @@ export type PushResultsResponse = Message<"probermesh.v1.PushResultsResponse"> &
    * @generated from field: string instance_id = 4;
    */
   instanceId: string;
+
+  /**
+   * True when the batch had been accepted before (its answer was lost): nothing was counted now.
+   *
+   * @generated from field: bool duplicate = 5;
+   */
+  duplicate: boolean;
 };
 
 /**
@@ -970,7 +1041,7 @@ export type PushResultsResponse = Message<"probermesh.v1.PushResultsResponse"> &
  * Use `create(PushResultsResponseSchema)` to create a new message.
  */
 export const PushResultsResponseSchema: GenMessage<PushResultsResponse> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 17);
+  messageDesc(file_probermesh_v1_probermesh, 19);
 
 /**
  * ProberMeshService is served by `server` on -server.rpc.listen.addr and called by every agent.
@@ -1009,6 +1080,19 @@ export const ProberMeshService: GenService<{
     methodKind: "unary";
     input: typeof PushResultsRequestSchema;
     output: typeof PushResultsResponseSchema;
+  },
+  /**
+   * Deregister says goodbye: an agent stopped on purpose (SIGTERM, SIGINT) leaves every pool at
+   * once, so a planned scale-in raises no loss alarm. An agent that stops heartbeating without it
+   * stays in the pools (its silence is measured as loss) until -server.agent.forget.after.
+   * Since 0.4; a 0.3 server answers `unimplemented`, which the agent ignores.
+   *
+   * @generated from rpc probermesh.v1.ProberMeshService.Deregister
+   */
+  deregister: {
+    methodKind: "unary";
+    input: typeof DeregisterRequestSchema;
+    output: typeof DeregisterResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_probermesh_v1_probermesh, 0);
