@@ -40,6 +40,7 @@ try {
     maxAgents: f["server.registry.max.agents"] as number,
     maxRegions: f["server.registry.max.regions"] as number,
     registryUrl: str("server.registry.url"),
+    forgetAfterMs: f["server.agent.forget.after"] as number,
     log,
   });
   const stop = async () => {

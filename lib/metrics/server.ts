@@ -16,6 +16,7 @@ export interface AgentLabels {
 export const REJECT_REASONS = {
   not_assigned: "its target was not handed to the agent's region (or names an agent that is not live)",
   invalid: "its numbers are unusable (out of range, inconsistent, unknown failed_reason)",
+  duplicate: "its batch was accepted before, by this or another server sharing the registry (a resend after a lost answer): answered with success, not counted again",
 } as const;
 export type RejectReason = keyof typeof REJECT_REASONS;
 
@@ -68,6 +69,16 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
     name: "prober_server_registry_backend_up", type: "gauge", labelNames: [],
     help: "1 while the agent registry's backend is reachable (always 1 for the in-process registry); 0 while a shared Redis registry is away and the server serves from its last view.", expires: false,
   });
+  const droppedPoints = store.counter({
+    name: "prober_agent_dropped_points_total", type: "counter", labelNames: ["region"],
+    help: "Results agents dropped unsent because their outbox was full (-agent.outbox.max.bytes) during a long server outage, by agent region; reported with the agents' next accepted push.",
+    doc: "Data lost at the source, counted once per batch (batch identity). 0 in a healthy mesh.", expires: false,
+  });
+  const goodbyes = store.counter({
+    name: "prober_server_agent_goodbyes_total", type: "counter", labelNames: [],
+    help: "Agents that said goodbye (Deregister, on SIGTERM/SIGINT) and left the pools at once.", expires: false,
+  });
+  goodbyes.inc({}, 0);
   backendUp.set({}, 1);
   for (const reason of Object.keys(values.authFailures)) authFailures.inc({ reason }, 0);
   for (const reason of Object.keys(values.registryRefusals)) registryRefusals.inc({ reason }, 0);
@@ -88,6 +99,8 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
     },
     rejected: (type: string, reason: RejectReason) => reject.inc({ prober_type: type, reason }),
     deferred: () => deferred.inc({}),
+    agentDropped: (region: string, points: number) => droppedPoints.inc({ region }, points),
+    goodbye: () => goodbyes.inc({}),
     authFailed: (reason: string) => authFailures.inc({ reason }),
     registryBackend: (up: boolean) => backendUp.set({}, up ? 1 : 0),
     registryRefused: (reason: string) => registryRefusals.inc({ reason }),

@@ -4,7 +4,10 @@
  * - Every kind's targets come from the probe file's blocks (lib/targets/config.ts).
  * - static discovery: ICMP targets come from the file only.
  * - dynamic discovery: per target region, the file's ICMP targets merged (union, de-duplicated)
- *   with the IPs of that region's live agents: the mesh. (ProberMesh replaced the file's list.)
+ *   with the IPs of that region's known agents: the mesh. (ProberMesh replaced the file's list.)
+ *   Known means live or dead but not yet forgotten (-server.agent.forget.after): a silent agent
+ *   stays a target, so a cut-off region reads loss 1 instead of vanishing; an agent that said
+ *   goodbye (Deregister) leaves at once.
  * - a region never gets its own targets unless -server.probe.self; an agent never gets its own IP.
  */
 import { create } from "@bufbuild/protobuf";
@@ -40,13 +43,24 @@ const key = (type: ProberType, region: string, address: string) => `${type}\u000
 export class TargetPool {
   private readonly cache = new Map<string, GetTargetPoolResponse>();
   private fileKeys = new Set<string>();
-  /** Live agents' mesh targets: key -> how many live agents of that region have that IP (normally 1). */
+  /** Known agents' mesh targets: key -> how many known agents of that region have that IP (normally 1). */
   private readonly agentKeys = new Map<string, number>();
+  private versionCounter = 1;
 
   constructor(private file: ProbeFile, readonly discovery: Discovery, private readonly probeSelf: boolean, registry: AgentRegistry) {
     this.indexFile();
-    for (const a of registry.live()) this.agentChanged(a.region, a.ip, true);
+    for (const a of registry.all()) this.agentChanged(a.region, a.ip, true);
   }
+
+  /**
+   * Changes whenever a pool may have changed (HeartbeatResponse.pool_version): agents fetch their
+   * pool at once when it does. Starts at a random point so that a restarted server never repeats
+   * a version an agent saw before.
+   */
+  get version(): bigint {
+    return BigInt(this.versionBase) * 1_000_000n + BigInt(this.versionCounter);
+  }
+  private readonly versionBase = 1 + Math.floor(Math.random() * 1_000_000);
 
   private indexFile(): void {
     this.fileKeys = new Set(this.file.blocks.flatMap((b) => b.targets.map((t) => key(b.proberType, b.region, t))));
@@ -54,6 +68,7 @@ export class TargetPool {
 
   private changed(): void {
     this.cache.clear();
+    this.versionCounter++;
   }
 
   /** Replaces the probe file (after /-/reload validated it). */
@@ -63,11 +78,11 @@ export class TargetPool {
     this.changed();
   }
 
-  /** An agent became live (`alive`) or dead / forgotten; call from the registry's change events. */
-  agentChanged(region: string, ip: string, alive: boolean): void {
+  /** An agent became known (`known`: its first heartbeat) or left (forgotten, or goodbye); call from the registry's join and forget events. */
+  agentChanged(region: string, ip: string, known: boolean): void {
     if (this.discovery !== "dynamic") return;
     const k = key("icmp", region, ip);
-    const n = (this.agentKeys.get(k) ?? 0) + (alive ? 1 : -1);
+    const n = (this.agentKeys.get(k) ?? 0) + (known ? 1 : -1);
     if (n > 0) this.agentKeys.set(k, n);
     else this.agentKeys.delete(k);
     this.changed();
@@ -125,7 +140,7 @@ export class TargetPool {
   }
 
   /**
-   * True when a result of this kind could name a live agent rather than a file target (dynamic
+   * True when a result of this kind could name a known agent rather than a file target (dynamic
    * discovery, the mesh kind): such a result becomes verifiable once that agent registers.
    */
   mayNameAnAgent(type: ProberType): boolean {

@@ -6,7 +6,13 @@
  *   entry as JSON with its lastSeenMs).
  * - Every server reads the hash every second into its local AgentRegistry (observe(): newer
  *   heartbeats win), so pools and assignment checks see agents of every server.
- * - Entries dead for longer than the registry remembers them are deleted by whichever server sees them.
+ * - An agent's goodbye (Deregister) is written as a tombstone (the entry with `leftMs`): every
+ *   server removes the agent when it reads it; a later heartbeat of the agent overwrites it.
+ * - Entries dead for longer than the registry remembers them (-server.agent.forget.after) are
+ *   deleted by whichever server sees them.
+ * - Batch identities of accepted pushes (exactly-once across servers, docs/protocol.md): one key
+ *   per agent process, `probermesh:batch:<agent_instance_id>`, holding the highest batch_sequence
+ *   accepted, raised atomically by a script (claimBatch).
  * - If Redis goes away the server keeps serving from its last view plus the heartbeats it receives
  *   itself, logs it once and sets prober_server_registry_backend_up 0; when Redis is back the
  *   server writes what it saw meanwhile and reads again.
@@ -15,7 +21,7 @@
  */
 import { RedisClient } from "bun";
 import type { Logger } from "../log.ts";
-import { FORGET_AFTER_MS, type AgentEntry, type AgentRegistry } from "./registry.ts";
+import type { AgentEntry, AgentRecord, AgentRegistry } from "./registry.ts";
 
 /** The hash holding every agent (one per database; several meshes use several databases). */
 export const REDIS_AGENTS_KEY = "probermesh:agents";
@@ -23,8 +29,29 @@ export const REDIS_AGENTS_KEY = "probermesh:agents";
 /** How often each server reads the shared registry, milliseconds. */
 export const REDIS_POLL_MS = 1000;
 
-/** Stored per agent. */
-type Stored = Pick<AgentEntry, "region" | "ip" | "version" | "hostname" | "firstSeenMs" | "lastSeenMs">;
+/** Stored per agent; `leftMs` marks a goodbye (a tombstone). */
+type Stored = AgentRecord & { leftMs?: number };
+
+/** Prefix of the per-agent-process batch keys (one key per agent_instance_id). */
+export const REDIS_BATCH_PREFIX = "probermesh:batch:";
+
+/**
+ * How long a batch key lives after the agent's last accepted push, milliseconds: longer than any
+ * outage an agent's outbox can bridge at its default size (docs/protocol.md), and a week at least.
+ */
+export const REDIS_BATCH_TTL_MS = 7 * 24 * 3_600_000;
+
+/**
+ * Raises the key's high-water mark to ARGV[1] when it is higher, renewing its TTL (ARGV[2] ms).
+ * Returns 1 when the batch is new (claimed now), 0 when a batch as high was accepted already.
+ * Sequences are compared as decimal strings of equal meaning (uint64): by length, then lexically.
+ */
+const CLAIM_SCRIPT = `
+local cur = redis.call('GET', KEYS[1])
+local new = ARGV[1]
+if cur and (#cur > #new or (#cur == #new and cur >= new)) then return 0 end
+redis.call('SET', KEYS[1], new, 'PX', ARGV[2])
+return 1`;
 
 /** Checks a `redis://host:port/db` URL. @throws Error naming the flag */
 export function checkRedisUrl(url: string): void {
@@ -44,6 +71,7 @@ export class RedisRegistrySync {
   /** Backend state; undefined before the first poll. */
   private up: boolean | undefined;
   private polling = false;
+  private readonly forgetAfterMs: number;
   /** Heartbeats received while Redis was down, written when it is back (latest per agent). */
   private readonly pending = new Map<string, Stored>();
 
@@ -51,6 +79,7 @@ export class RedisRegistrySync {
    * @param onState called with true / false when the backend comes up / goes down (metric and log)
    */
   constructor(url: string, private readonly registry: AgentRegistry, private readonly log: Logger, private readonly deadAfterMs: number, private readonly onState: (up: boolean) => void) {
+    this.forgetAfterMs = registry.forgetAfterMs;
     checkRedisUrl(url);
     this.client = new RedisClient(url, { autoReconnect: true, enableOfflineQueue: false, connectionTimeout: 2000, maxRetries: 1_000_000 });
   }
@@ -63,8 +92,32 @@ export class RedisRegistrySync {
 
   /** Shares a heartbeat this server received. Never throws; a failure marks the backend down. */
   publish(e: AgentEntry): void {
-    const stored: Stored = { region: e.region, ip: e.ip, version: e.version, hostname: e.hostname, firstSeenMs: e.firstSeenMs, lastSeenMs: e.lastSeenMs };
-    const field = `${e.region}\u0000${e.ip}`;
+    this.write({ region: e.region, ip: e.ip, version: e.version, hostname: e.hostname, firstSeenMs: e.firstSeenMs, lastSeenMs: e.lastSeenMs });
+  }
+
+  /** Shares an agent's goodbye (a tombstone every server applies). Never throws. */
+  publishGoodbye(e: AgentEntry, atMs: number): void {
+    this.write({ region: e.region, ip: e.ip, version: e.version, hostname: e.hostname, firstSeenMs: e.firstSeenMs, lastSeenMs: atMs, leftMs: atMs });
+  }
+
+  /**
+   * Claims a pushed batch across servers. @returns true when no server accepted it before (it is
+   * now claimed), false for a duplicate, undefined when Redis cannot answer (the caller falls back
+   * to its own memory)
+   */
+  async claimBatch(instanceId: string, sequence: bigint): Promise<boolean | undefined> {
+    if (!this.up) return undefined;
+    try {
+      const r = await this.client.send("EVAL", [CLAIM_SCRIPT, "1", `${REDIS_BATCH_PREFIX}${instanceId}`, sequence.toString(), String(REDIS_BATCH_TTL_MS)]);
+      return Number(r) === 1;
+    } catch (err) {
+      this.setUp(false, err);
+      return undefined;
+    }
+  }
+
+  private write(stored: Stored): void {
+    const field = `${stored.region}\u0000${stored.ip}`;
     if (!this.up) {
       this.pending.set(field, stored);
       return;
@@ -105,7 +158,8 @@ export class RedisRegistrySync {
           stale.push(field); // not ours: drop it
           continue;
         }
-        if (now - s.lastSeenMs > this.deadAfterMs + FORGET_AFTER_MS) stale.push(field);
+        if (now - s.lastSeenMs > this.deadAfterMs + this.forgetAfterMs) stale.push(field);
+        else if (s.leftMs !== undefined) this.registry.remove(s.region, s.ip, s.leftMs);
         else this.registry.observe(s);
       }
       if (stale.length) await this.client.send("HDEL", [REDIS_AGENTS_KEY, ...stale]);

@@ -20,6 +20,7 @@ import { createIngests } from "./kinds.ts";
 import { TargetPool, type Discovery } from "./pool.ts";
 import { AgentRegistry, REGISTRY_REFUSALS } from "./registry.ts";
 import { RedisRegistrySync } from "./registry_redis.ts";
+import { BatchDedupe } from "./dedupe.ts";
 import { MeshHistory } from "./history.ts";
 import { PathStore } from "./paths.ts";
 import { checkExposure, Security, type SecurityOptions } from "./security.ts";
@@ -45,6 +46,8 @@ export interface ServerOptions extends SecurityOptions {
   maxRegions: number;
   /** redis://host:port/db of a shared registry, or "" for the in-process one. */
   registryUrl: string;
+  /** A dead agent is forgotten (leaves the pools) this long after it died, milliseconds (-server.agent.forget.after). */
+  forgetAfterMs: number;
   log: Logger;
 }
 
@@ -74,15 +77,20 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   let pool: TargetPool | undefined;
   let shared: RedisRegistrySync | undefined;
   const registry = new AgentRegistry(expireMs, {
+    // Pools follow who is known, not who is alive: a silent agent stays a target until forgotten.
+    onJoin: (e) => pool?.agentChanged(e.region, e.ip, true),
     onChange: (e, prev) => {
       metrics.agentChanged(e, prev);
-      // A version change of a live agent (prev set, alive before and after) changes no pool.
-      if (!(prev && prev.alive === e.alive)) pool?.agentChanged(e.region, e.ip, e.alive);
-      o.log.info({ region: e.region, ip: e.ip, version: e.version, alive: e.alive }, e.alive ? "agent alive" : "agent dead");
+      o.log.info({ region: e.region, ip: e.ip, version: e.version, alive: e.alive }, e.alive ? "agent alive" : "agent dead; it stays a mesh target until forgotten (-server.agent.forget.after)");
     },
-    onForget: (e) => metrics.agentForgotten(e),
+    onForget: (e, goodbye) => {
+      metrics.agentForgotten(e);
+      pool?.agentChanged(e.region, e.ip, false);
+      o.log.info({ region: e.region, ip: e.ip }, goodbye ? "agent left (goodbye)" : "agent forgotten");
+    },
     onHeartbeat: (e) => shared?.publish(e),
-  }, undefined, { maxAgents: o.maxAgents, maxRegions: o.maxRegions });
+    onGoodbye: (e, atMs) => shared?.publishGoodbye(e, atMs),
+  }, undefined, { maxAgents: o.maxAgents, maxRegions: o.maxRegions }, o.forgetAfterMs);
   if (o.registryUrl) {
     shared = new RedisRegistrySync(o.registryUrl, registry, o.log, expireMs, (up) => metrics.registryBackend(up));
     await shared.start();
@@ -92,10 +100,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const windows = new AggregationWindows<ProberType>(o.aggregationIntervalMs, ingests);
   const history = new MeshHistory(o.historyRetentionMs);
   const paths = new PathStore();
+  // Agent processes remembered for dedupe: a few per registry slot (restarts make new instances).
+  const dedupe = new BatchDedupe(4 * o.maxAgents, shared);
   let ready = false;
 
   const service = proberMeshService({
-    registry, pool, windows, paths, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
+    registry, pool, windows, paths, dedupe, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
     instanceId: randomUUID(), startedMs, authenticated: () => security.tokens !== undefined, log: o.log,
   });
   const connect = rpcHandler({

@@ -9,7 +9,7 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import { isIP } from "node:net";
 import type { AggregationWindows } from "../aggregation/window.ts";
 import type { Logger } from "../log.ts";
-import type { ServerMetrics } from "../metrics/server.ts";
+import type { RejectReason, ServerMetrics } from "../metrics/server.ts";
 import { PROBER_TYPES, type ProbeKind, type ProberType, type ResultOf, type ServerKind } from "../probes/kind.ts";
 import { PROBE_KINDS } from "../probes/kinds.ts";
 import { roundEndMs } from "../probes/result_common.ts";
@@ -17,12 +17,13 @@ import { checkPathTrace } from "../probes/icmp/path_check.ts";
 import { heartbeatIntervalMs } from "../rpc/heartbeat.ts";
 import { isLoopbackHost } from "../rpc/listen.ts";
 import {
-  HeartbeatResponseSchema, PushResultsResponseSchema,
+  DeregisterResponseSchema, HeartbeatResponseSchema, PushResultsResponseSchema,
   type Agent, type ProberMeshService, type PushResultsRequest, type PushResultsResponse,
 } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { VERSION } from "../version.ts";
 import { kPeer, kToken } from "./auth/gate.ts";
 import { regionAllowed } from "./auth/tokens.ts";
+import { checkBatchIdentity, type BatchDedupe } from "./dedupe.ts";
 import { SERVER_KINDS } from "./kinds.ts";
 import type { PathStore } from "./paths.ts";
 import type { TargetPool } from "./pool.ts";
@@ -35,6 +36,8 @@ export interface ServiceDeps {
   windows: AggregationWindows<ProberType>;
   /** Latest path traces per (source region, target). */
   paths: PathStore;
+  /** Batch identities of accepted pushes (exactly-once). */
+  dedupe: BatchDedupe;
   metrics: ServerMetrics;
   aggregationIntervalMs: number;
   /** An agent silent this long is dead (ratio x aggregation interval), milliseconds. */
@@ -48,6 +51,12 @@ export interface ServiceDeps {
   log: Logger;
   now?: () => number;
 }
+
+/**
+ * dropped_points one push may report at most: an agent at its design limit probes 10,000 targets
+ * per interval, so a day of outage is under 10^8; a larger number is hostile or broken and capped.
+ */
+const MAX_DROPPED_PER_PUSH = 1_000_000_000n;
 
 /** Reject reasons sent back to the agent at most per push (the counts are complete). */
 const MAX_REASONS = 5;
@@ -100,7 +109,7 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
   const acceptKind = <K extends ProberType>(type: K, results: ResultOf<K>[], a: Agent, offsetMs: number, res: PushResultsResponse) => {
     const kind = PROBE_KINDS[type] as ProbeKind<K>;
     const server = SERVER_KINDS[type] as ServerKind<K>;
-    const reject = (reason: "invalid" | "not_assigned", detail: string) => {
+    const reject = (reason: RejectReason, detail: string) => {
       res.rejected++;
       d.metrics.rejected(type, reason);
       if (res.rejectReasons.length < MAX_REASONS) res.rejectReasons.push(detail);
@@ -151,6 +160,7 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
         aggregationInterval: durationFromMs(d.aggregationIntervalMs),
         heartbeatInterval: durationFromMs(heartbeatIntervalMs(d.deadAfterMs)),
         instanceId: d.instanceId,
+        poolVersion: d.pool.version,
       });
     },
     getTargetPool(req, ctx) {
@@ -161,8 +171,10 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
       pool.partial = inWarmUp() && PROBER_TYPES.some((t) => d.pool.mayNameAnAgent(t));
       return pool;
     },
-    pushResults(req, ctx) {
+    async pushResults(req, ctx) {
       const a = requireAgent(req.agent, ctx);
+      const badIdentity = checkBatchIdentity(req.agentInstanceId, req.batchSequence);
+      if (badIdentity) throw new ConnectError(badIdentity, Code.InvalidArgument);
       // Only a registered agent pushes: a made-up region never reaches a series.
       if (!d.registry.isLive(a.region, a.ip)) throw new ConnectError(`agent ${a.region.slice(0, 256)}/${a.ip.slice(0, 64)} is not registered: heartbeat first`, Code.FailedPrecondition);
       const waiting = unverifiableInWarmUp(a, req);
@@ -170,14 +182,36 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
         d.metrics.deferred();
         throw new ConnectError(`server started ${Math.round((now() - d.startedMs) / 1000)} s ago: ${waiting} results name agents that have not registered again yet; send this batch again later`, Code.Unavailable);
       }
+      const res = create(PushResultsResponseSchema, { instanceId: d.instanceId });
+      // Last check before counting: a batch accepted before (its answer lost) counts once.
+      if (!(await d.dedupe.claim(req.agentInstanceId, req.batchSequence))) {
+        for (const type of PROBER_TYPES) for (let i = 0; i < req[type].length; i++) d.metrics.rejected(type, "duplicate");
+        for (let i = 0; i < req.traces.length; i++) d.metrics.traceRejected("duplicate");
+        res.duplicate = true;
+        d.log.info({ region: a.region, ip: a.ip, instance: req.agentInstanceId, sequence: String(req.batchSequence) }, "push of a batch accepted before (its answer was lost); not counted again");
+        return res;
+      }
       // The agent's clock offset (server − agent), from when it sent this request; agents before 0.2 send none.
       const sent = req.sentTime ? timestampMs(req.sentTime) : NaN;
       const offsetMs = Number.isFinite(sent) ? now() - sent : 0;
-      const res = create(PushResultsResponseSchema, { instanceId: d.instanceId });
       for (const type of PROBER_TYPES) acceptKind(type, req[type] as ResultOf<typeof type>[], a, offsetMs, res);
       acceptTraces(req, a, res);
+      if (req.droppedPoints > 0n) {
+        const n = Number(req.droppedPoints > MAX_DROPPED_PER_PUSH ? MAX_DROPPED_PER_PUSH : req.droppedPoints);
+        d.metrics.agentDropped(a.region, n);
+        d.log.warn({ region: a.region, ip: a.ip, droppedPoints: n }, "agent dropped results unsent: its outbox was full during an outage (-agent.outbox.max.bytes)");
+      }
       if (res.rejected) d.log.warn({ region: a.region, ip: a.ip, rejected: res.rejected, reasons: res.rejectReasons }, "rejected pushed results");
       return res;
+    },
+    deregister(req, ctx) {
+      const a = requireAgent(req.agent, ctx);
+      const e = d.registry.goodbye(a.region, a.ip);
+      if (e) {
+        d.metrics.goodbye();
+        d.log.info({ region: a.region, ip: a.ip }, "agent said goodbye; it left the pools");
+      }
+      return create(DeregisterResponseSchema, {});
     },
   };
 }
