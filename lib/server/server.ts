@@ -25,6 +25,7 @@ import { MeshHistory } from "./history.ts";
 import { PathStore } from "./paths.ts";
 import { checkExposure, Security, type SecurityOptions } from "./security.ts";
 import { rpcHandler } from "./rpc_adapter.ts";
+import { inferUnreachable } from "./unreachable.ts";
 import { proberMeshService } from "./service.ts";
 
 /** The label values of the server-wide metrics, from where each list is defined. */
@@ -151,7 +152,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   let publishTimer: ReturnType<typeof setTimeout>;
   const publish = () => {
     const n = windows.tick();
-    if (n > 0) history.record(ingests.icmp.latest());
+    if (n > 0) {
+      // The direction a silent (cut-off) region cannot report, from the one the others measured.
+      const latest = ingests.icmp.latest();
+      ingests.icmp.publishInferred(inferUnreachable(latest, registry.all()), latest[0]?.windowEndMs ?? Date.now());
+      history.record(ingests.icmp.latest());
+    }
     const expired = store.expire();
     o.log.debug({ windowsPublished: n, seriesExpired: expired, openWindows: windows.openWindows }, "aggregation tick");
     publishTimer = setTimeout(publish, windows.msUntilNextTick());

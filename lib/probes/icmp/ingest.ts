@@ -48,6 +48,12 @@ export interface IcmpAggregate {
   windowEndMs: number;
   /** Per (agent, target address): which agent or address makes the pair bad. */
   links: IcmpLink[];
+  /**
+   * True when the server inferred this pair (no agent of the source region reported it): the
+   * source region is silent and the reverse direction lost everything (lib/server/unreachable.ts).
+   * lossRatio is then 1 and sent, received, links are empty.
+   */
+  inferred?: boolean;
 }
 
 /** One agent's probing of one target address over one window. RTTs in seconds. */
@@ -100,7 +106,15 @@ export function isIcmpFailure(r: IcmpResult): boolean {
 const PAIR = ["source_region", "target_region"] as const;
 
 /** The ICMP metrics on `store` and the ingest that feeds them. */
-export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { latest(): readonly IcmpAggregate[] } {
+export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & {
+  latest(): readonly IcmpAggregate[];
+  /**
+   * Publishes, for the window just published, the pairs the server inferred as unreachable (loss 1,
+   * prober_icmp_pair_inferred 1); pairs inferred before and not now lose both series unless a
+   * real result set their loss since.
+   */
+  publishInferred(pairs: readonly { sourceRegion: string; targetRegion: string }[], windowEndMs: number): void;
+} {
   const failed = store.gauge({ name: "prober_icmp_failed", type: "gauge", labelNames: PAIR, help: "ICMP results that failed (resolve error or 100% loss) in the last published aggregation window." });
   const duration = store.gauge({
     name: "prober_icmp_duration_seconds", type: "gauge", labelNames: [...PAIR, "phase"],
@@ -132,12 +146,40 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & { lates
     name: "prober_icmp_weighted_packets_received_total", type: "counter", labelNames: PAIR,
     help: "ICMP echo replies received, each round's counted times its sample_weight (cumulative).",
   });
+  const inferredGauge = store.gauge({
+    name: "prober_icmp_pair_inferred", type: "gauge", labelNames: PAIR,
+    help: "1 while the pair's loss is inferred by the server, not reported: every agent of source_region is silent and every echo to them from target_region was lost (ICMP echo is a round trip), so prober_icmp_packet_loss_rate reads 1.",
+    doc: "Present only while inferred (docs/aggregation.md \"A region cut off\"). The silent agents' own results arrive after reconnection, into the cumulative counters.",
+  });
   let latest: IcmpAggregate[] = [];
+  /** Pairs inferred in the last window (key source\0target). */
+  let inferredNow = new Set<string>();
 
   const RTT_PHASES = ["rtt", "min", "max"] as const;
 
   return {
     latest: () => latest,
+
+    publishInferred(pairs, windowEndMs) {
+      const next = new Set<string>();
+      const reported = new Set(latest.map((a) => `${a.sourceRegion}\u0000${a.targetRegion}`));
+      for (const { sourceRegion, targetRegion } of pairs) {
+        const k = `${sourceRegion}\u0000${targetRegion}`;
+        if (reported.has(k)) continue;
+        next.add(k);
+        const l = { source_region: sourceRegion, target_region: targetRegion };
+        loss.set(l, 1);
+        inferredGauge.set(l, 1);
+        latest.push({ sourceRegion, targetRegion, sent: 0, received: 0, lossRatio: 1, errorStateLinks: 0, failed: 0, windowEndMs, links: [], inferred: true });
+      }
+      for (const k of inferredNow) {
+        if (next.has(k)) continue;
+        const [source_region, target_region] = k.split("\u0000") as [string, string];
+        inferredGauge.remove({ source_region, target_region });
+        if (!reported.has(k)) loss.remove({ source_region, target_region });
+      }
+      inferredNow = next;
+    },
 
     count({ sourceRegion, result: r }) {
       const l = { source_region: sourceRegion, target_region: r.targetRegion };
