@@ -49,6 +49,7 @@ export function apiRoutes(app: Hono, d: ApiDeps): void {
       sent: a.sent, received: a.received, loss_ratio: a.lossRatio, failed: a.failed, error_state_links: a.errorStateLinks,
       rtt_mean_seconds: opt(a.rttMean), rtt_min_seconds: opt(a.rttMin), rtt_max_seconds: opt(a.rttMax), jitter_seconds: opt(a.jitter),
       rtt_baseline_seconds: opt(d.history.baselineRtt(a.sourceRegion, a.targetRegion)),
+      inferred: a.inferred === true,
     }));
     // Natural order: r2 before r10.
     const regions = [...new Set([...pairs.flatMap((p) => [p.source_region, p.target_region]), ...d.registry.all().map((a) => a.region)])].sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
