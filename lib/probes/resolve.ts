@@ -1,6 +1,11 @@
 /**
  * The resolve phase shared by both probe types: getaddrinfo (dns.lookup, so /etc/hosts and
  * resolv.conf apply, as in ping and curl), timed. IP literals resolve to themselves in 0 s.
+ *
+ * A lookup has no deadline of its own beyond resolv.conf's `timeout × attempts` per name server
+ * (up to 30 s × 5 each), so a prober bounds it with resolveHostWithin: a round whose resolver does
+ * not answer in time fails as a resolve failure instead of hanging (and, because rounds of one
+ * target never overlap, silently skipping that target's next rounds).
  */
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
@@ -29,6 +34,43 @@ export async function resolveHost(host: string, prefer: IpPreference = "ip4", fa
   const pick = all.find((a) => a.family === want) ?? (fallback ? all[0] : undefined);
   if (!pick) throw new Error(`no ${fallback ? "" : `${prefer} `}address for ${bare}`);
   return { ip: pick.address, seconds };
+}
+
+/** The resolver gave no answer before the deadline (the lookup itself may still be pending). */
+export class ResolveTimeoutError extends Error {
+  override name = "ResolveTimeoutError";
+  /** @param timeoutMs the deadline that ran out, milliseconds */
+  constructor(readonly timeoutMs: number) {
+    super(`no answer from the resolver within ${formatSeconds(timeoutMs)}`);
+  }
+}
+
+/**
+ * resolveHost with a deadline: resolves as resolveHost does, or rejects with ResolveTimeoutError
+ * once `timeoutMs` milliseconds have passed without an answer (measured on the event loop's
+ * monotonic timers; an IP literal never waits). The lookup cannot be cancelled: it finishes or
+ * gives up in the background and its outcome is dropped.
+ * @param timeoutMs deadline in milliseconds (≤ 0: fails at once unless `host` is an IP literal)
+ * @throws ResolveTimeoutError at the deadline; otherwise what resolveHost throws
+ */
+export async function resolveHostWithin(host: string, timeoutMs: number, prefer: IpPreference = "ip4", fallback = true): Promise<Resolved> {
+  const answer = resolveHost(host, prefer, fallback);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ResolveTimeoutError(timeoutMs)), Math.max(0, timeoutMs));
+  });
+  try {
+    // An IP literal settles in a microtask, before any timer: it never fails the deadline. A
+    // lookup that settles after the deadline has a handler (race's), so its rejection is dropped.
+    return await Promise.race([answer, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** "1.5s", "0.25s", "10s": milliseconds as seconds with up to 3 decimals, for messages. */
+function formatSeconds(ms: number): string {
+  return `${Number((Math.max(0, ms) / 1000).toFixed(3))}s`;
 }
 
 /**

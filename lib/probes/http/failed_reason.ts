@@ -6,10 +6,10 @@
 
 /** Every failed_reason with what it means; the order is the order of the checks. */
 export const FAILED_REASON_DOCS = {
-  resolve: "the host name did not resolve (NXDOMAIN, no address of the wanted family, resolver error)",
+  resolve: "the host name did not resolve (NXDOMAIN, no address of the wanted family, resolver error), or the resolver did not answer before the module's timeout ran out",
   connect: "the TCP connection was refused, reset or unreachable",
   tls: "the TLS handshake failed (certificate not trusted, wrong name, protocol error)",
-  timeout: "the module's timeout ran out; the phases completed before it are still reported",
+  timeout: "the module's timeout ran out after the name resolved; the phases completed before it are still reported",
   status_code: "the final status code is not in valid_status_codes (default 2xx)",
   http_version: "the final response's HTTP version is not in valid_http_versions",
   ssl: "fail_if_ssl and the final response came over TLS, or fail_if_not_ssl and it did not",

@@ -18,7 +18,7 @@ import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { HttpResultSchema, type HttpModule, type HttpResult, type HttpTarget } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { HTTP_DEFAULTS } from "./defaults.ts";
 import { VERSION } from "../../version.ts";
-import { resolveHost } from "../resolve.ts";
+import { ResolveTimeoutError, resolveHostWithin } from "../resolve.ts";
 import type { Prober, ProberStatus } from "../kind.ts";
 import { checkResponse, requestHeaders } from "./checks.ts";
 import type { FailedReason } from "./failed_reason.ts";
@@ -76,19 +76,20 @@ function waitFor(sock: net.Socket, ok: string, deadline: number, reason: FailedR
   });
 }
 
-/** Resolves `host` within the probe's deadline; failures become failed_reason resolve / timeout. */
+/**
+ * Resolves `host` within what is left of the probe's deadline (`deadline`: performance.now()
+ * milliseconds). Any failure is failed_reason "resolve", running out of time included: a resolver
+ * that does not answer is the cause, which "timeout" would hide (docs/probes.md "HTTP").
+ */
 async function resolveWithin(host: string, m: HttpModule | undefined, deadline: number) {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ProbeFailure("timeout", "timed out resolving")), Math.max(0, deadline - performance.now()));
-  });
+  const left = deadline - performance.now();
+  // A redirect hop that starts with no time left ran out in the hops before it, not in DNS.
+  if (left <= 0 && !net.isIP(host)) throw new ProbeFailure("timeout", "timed out before resolving");
   try {
-    return await Promise.race([
-      resolveHost(host, m?.preferredIpProtocol === "ip6" ? "ip6" : "ip4", m?.ipProtocolFallback ?? true).catch((e: Error) => Promise.reject(new ProbeFailure("resolve", e.message))),
-      expired,
-    ]);
-  } finally {
-    clearTimeout(timer);
+    return await resolveHostWithin(host, left, m?.preferredIpProtocol === "ip6" ? "ip6" : "ip4", m?.ipProtocolFallback ?? true);
+  } catch (e) {
+    const msg = (e as Error).message;
+    throw new ProbeFailure("resolve", e instanceof ResolveTimeoutError ? `${msg} (the probe's timeout ran out while resolving)` : msg);
   }
 }
 

@@ -17,7 +17,7 @@ export const icmpKeys = z.strictObject({
   packet_count: z.int().min(1).max(10_000).optional().describe(`echo requests per round, 1..10000 (default ${ICMP_DEFAULTS.packetCount})`),
   interval: durationString.optional().describe(`spacing of the echo requests to one target (default ${ICMP_DEFAULTS.intervalMs}ms)`),
   payload_size: z.int().min(16).max(65_000).optional().describe(`payload bytes after the 8-byte ICMP header, 16..65000 (default ${ICMP_DEFAULTS.payloadSize}); the first 8 carry the agent's token, the rest a pattern that reveals corruption`),
-  timeout: durationString.optional().describe(`how long each request waits for its reply (default ${ICMP_DEFAULTS.timeoutMs / 1000}s)`),
+  timeout: durationString.optional().describe(`how long each request waits for its reply, and the deadline of the round's name resolution (default ${ICMP_DEFAULTS.timeoutMs / 1000}s)`),
 });
 
 /** The `icmp:` module of a probe-file block, parsed into the protobuf IcmpModule with defaults filled in. */

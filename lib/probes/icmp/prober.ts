@@ -8,7 +8,7 @@ import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Moments } from "../../aggregation/moments.ts";
 import { IcmpResultSchema, type IcmpModule, type IcmpResult, type IcmpTarget } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import type { Prober, ProberStatus } from "../kind.ts";
-import { resolveHost, roundErrorText } from "../resolve.ts";
+import { resolveHostWithin, roundErrorText } from "../resolve.ts";
 import { RTT_BUCKETS, rttBucket } from "./buckets.ts";
 import { ICMP_DEFAULTS } from "./defaults.ts";
 import { IcmpEngine, type EchoOptions } from "./engine.ts";
@@ -56,7 +56,9 @@ export class IcmpEchoProber implements Prober<"icmp"> {
     const start = performance.now();
     const result = create(IcmpResultSchema, { targetRegion: target.targetRegion, address: target.address, time: timestampFromMs(startWall) });
     try {
-      const r = await resolveHost(target.address);
+      // The module's timeout bounds the resolve phase too (docs/probes.md "ICMP"): a resolver that
+      // does not answer fails the round with "resolve: ...", it does not hold it open.
+      const r = await resolveHostWithin(target.address, opts.timeoutMs);
       result.resolvedIp = r.ip;
       result.resolveSeconds = r.seconds;
       const o = await this.engine.echo(result.resolvedIp, opts);
