@@ -56,7 +56,7 @@ function renderMesh(m) {
       const cls = p.loss_ratio === 0 ? "ok" : p.loss_ratio <= 0.05 ? "warn" : "bad";
       const slow = p.rtt_mean_seconds !== null && p.rtt_baseline_seconds !== null && p.rtt_mean_seconds > 1.5 * p.rtt_baseline_seconds;
       const erring = p.error_state_links > 0;
-      const td = el("td", { class: "cell " + cls + (slow ? " slow" : "") + (erring ? " erring" : ""), "data-source": s, "data-target": d, title: s + " → " + d + ": loss " + pct(p.loss_ratio) + ", RTT " + ms(p.rtt_mean_seconds) + " (baseline " + ms(p.rtt_baseline_seconds) + ")" + (erring ? ", " + p.error_state_links + " link(s) in error state" : "") },
+      const td = el("td", { class: "cell " + cls + (slow ? " slow" : "") + (erring ? " erring" : ""), "data-source": s, "data-target": d, title: s + " → " + d + ": loss " + pct(p.loss_ratio) + (p.inferred ? " (inferred: every agent of " + s + " is silent and unreachable)" : ", RTT " + ms(p.rtt_mean_seconds) + " (baseline " + ms(p.rtt_baseline_seconds) + ")") + (erring ? ", " + p.error_state_links + " link(s) in error state" : "") },
         pct(p.loss_ratio), el("small", {}, ms(p.rtt_mean_seconds)));
       td.addEventListener("click", () => { openPair = [s, d]; loadPair(); });
       tr.append(td);
