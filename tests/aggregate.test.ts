@@ -163,6 +163,31 @@ test("ICMP error-state re-probes count for the time they sample, not their packe
   expect(1 - wr / ws).toBeCloseTo(timeWeighted, 9);
 });
 
+test("ICMP failed = Σ sample_weight over failed results: failed rounds in regular-round equivalents", async () => {
+  const p = pipeline(15_000);
+  const t = p.now();
+  const add = (agentIp: string, r: ReturnType<typeof icmpResult>) => p.windows.add("icmp", { sourceRegion: "s", agentIp, result: r }, t);
+  // One dead target in error state: a regular round that lost everything (w 1 - 12/15: the last
+  // re-probe started 12 s before it), then three re-probes that lost everything too (w 4/15 each:
+  // back to back, a lossy round lasting about 4 s).
+  add("10.0.0.1", icmpResult("x", 4, [], t, { sampleWeight: 3 / 15, errorState: true }));
+  for (let i = 0; i < 3; i++) add("10.0.0.1", icmpResult("x", 4, [], t, { sampleWeight: 4 / 15, errorState: true }));
+  // Other failures: a resolve error (w 0.5), nothing sent (no socket, w 0.25).
+  add("10.0.0.2", icmpResult("y", 0, [], t, { sampleWeight: 0.5, resolvedIp: "", error: "resolve: no answer from the resolver within 5s" }));
+  add("10.0.0.2", icmpResult("z", 0, [], t, { sampleWeight: 0.25, error: "no ICMP socket: ..." }));
+  // Not failures: partial loss and a clean round, whatever their weight.
+  add("10.0.0.2", icmpResult("w", 4, [0.001], t, { sampleWeight: 0.125 }));
+  add("10.0.0.3", icmpResult("w", 4, [0.001, 0.001, 0.001, 0.001], t, { sampleWeight: 1 }));
+  // Another pair: a failed round of an agent before 0.3 (no sample_weight) counts 1.
+  p.windows.add("icmp", { sourceRegion: "s", agentIp: "a", result: icmpResult("v", 4, [], t, { targetRegion: "u" }) }, t);
+  p.closeCurrent();
+  const m = await p.scrape();
+  // The dead target's 4 failed results are 1 round's worth (3/15 + 3 × 4/15 = 15/15); counted
+  // per result the pair would read 4 + 2 = 6.
+  expect(val(m, "prober_icmp_failed", PAIR)).toBeCloseTo(1 + 0.5 + 0.25, 12);
+  expect(val(m, "prober_icmp_failed", { source_region: "s", target_region: "u" })).toBe(1);
+});
+
 test("ICMP results of agents before 0.3 (no sample_weight) weigh 1: loss and weighted counters are Σ lost / Σ sent", async () => {
   const p = pipeline();
   const t = p.now();

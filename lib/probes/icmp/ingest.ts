@@ -42,7 +42,11 @@ export interface IcmpAggregate {
   jitter?: number;
   /** Mean resolve time over results that resolved, seconds. */
   resolveMean?: number;
-  /** Failed results: resolve error, no socket, or 100 % loss. */
+  /**
+   * Failed rounds in regular-round equivalents: Σ w over failed results (resolve error, no socket,
+   * or 100 % loss), w = sample_weight as for lossRatio, so error-state re-probes of a dead target
+   * do not multiply its failures (one link failing all window long reads window / probe interval).
+   */
   failed: number;
   /** End of the window, unix ms. */
   windowEndMs: number;
@@ -115,7 +119,11 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & {
    */
   publishInferred(pairs: readonly { sourceRegion: string; targetRegion: string }[], windowEndMs: number): void;
 } {
-  const failed = store.gauge({ name: "prober_icmp_failed", type: "gauge", labelNames: PAIR, help: "ICMP results that failed (resolve error or 100% loss) in the last published aggregation window." });
+  const failed = store.gauge({
+    name: "prober_icmp_failed", type: "gauge", labelNames: PAIR,
+    help: "ICMP rounds that failed (resolve error, no packet sent, or 100% loss) in the last published aggregation window, in regular-round equivalents: each failed result counts its sample_weight.",
+    doc: "Σ w over failed results, w = sample_weight as for the loss, so error-state re-probes (every second) count for the share of a probe interval they sample, not 1 each: a link failing throughout reads about window / probe interval, as with regular rounds only (docs/aggregation.md). Fractional.",
+  });
   const duration = store.gauge({
     name: "prober_icmp_duration_seconds", type: "gauge", labelNames: [...PAIR, "phase"],
     help: "ICMP phase durations in seconds over the last published window: resolve (mean), rtt (mean over received packets), min, max.",
@@ -214,7 +222,7 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & {
           }
           p.agg.sent += r.sent;
           p.agg.received += r.received;
-          if (isIcmpFailure(r)) p.agg.failed++;
+          if (isIcmpFailure(r)) p.agg.failed += sampleWeight(r);
           if (r.resolvedIp) {
             p.resolveSum += r.resolveSeconds;
             p.resolveN++;
