@@ -9,7 +9,9 @@
  *   transfer    first response byte -> body complete (Content-Length / chunked / close)
  *
  * Redirects are followed (at most 10) and each phase is summed over the hops. All durations in
- * the result are seconds. A probe that times out keeps the phases it completed.
+ * the result are seconds, differences of performance.now() readings (monotonic in Bun: a
+ * wall-clock step does not enter them); only `time` is wall-clock. A probe that times out keeps
+ * the phases it completed.
  */
 import net from "node:net";
 import tls from "node:tls";

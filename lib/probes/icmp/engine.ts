@@ -7,8 +7,12 @@
  * request, and once its last request is out, in a deadline heap keyed by (last send + timeout).
  * A single tick (every ~1 ms while work is pending) sends what is due, draining the sockets every
  * 64 sends so that replies never pile up behind a burst, and ends rounds whose deadline passed.
- * Accuracy does not depend on the tick: send times are taken around sendto() and receive times
- * are kernel timestamps (see socket.ts).
+ * Accuracy does not depend on the tick: send times are taken right before sendto() and receive
+ * times are kernel timestamps (see socket.ts).
+ *
+ * Time: every due time, deadline and RTT is on one monotonic Clock (clock.ts) shared by the
+ * engine and both of its sockets, so a wall-clock step neither turns replies into false loss nor
+ * clamps RTTs to 0, and an IPv6 socket opened long after the IPv4 one keeps the same time base.
  *
  * Sequence numbers (RFC 792 "sequence number") are counted per destination and continue across
  * rounds, starting at a random value, so a late reply of an earlier round never matches a later
@@ -20,6 +24,7 @@ import { EAGAIN, ENOBUFS, encodeSockaddr, strerror } from "./libc.ts";
 import { MinHeap } from "./heap.ts";
 import { ECHO_HEADER_LEN, parseEchoReply, writeEchoRequest, type EchoReply } from "./packet.ts";
 import { FamilySockets, IcmpSocket, type Datagram, type SocketKind } from "./socket.ts";
+import { SYSTEM_CLOCK, type Clock } from "./clock.ts";
 
 /** Parameters of one echo round; durations in milliseconds. */
 export interface EchoOptions {
@@ -46,7 +51,7 @@ export interface EchoOutcome {
   duplicates: number;
   /** Replies carrying our token whose payload or checksum did not match what was sent (ignored). */
   corrupted: number;
-  /** RTT of each answered request in send order, seconds (kernel rx timestamp − time before sendto). Built on access. */
+  /** RTT of each answered request in send order, seconds (receive time − time before sendto, both monotonic; socket.ts). Built on access. */
   rttsSeconds: number[];
   /**
    * RTT per request, nanoseconds, NaN when unanswered (index i: sequence firstSequence + i). The
@@ -96,7 +101,7 @@ export interface EngineStats {
   unmatched: number;
   /** Send attempts deferred because the socket buffer was full. */
   deferred: number;
-  /** Replies matched to a request but later than its timeout by the CLOCK_REALTIME timestamps (counted lost). */
+  /** Replies matched to a request but later than its timeout (monotonic send and receive times; counted lost). */
   late: number;
 }
 
@@ -145,12 +150,14 @@ export class IcmpEngine {
    * @param prefer force a socket kind (tests); "auto" tries a ping socket, then a raw one
    * @param rcvbufBytes receive buffer requested per socket (SO_RCVBUFFORCE when privileged);
    *   8 MiB holds ~8,000 queued replies, i.e. 0.2 s of replies at 40,000 packets/s
+   * @param clock where the engine and its sockets read time (tests inject one whose wall clock steps)
    */
   constructor(
     private readonly prefer: SocketKind | "auto" = "auto",
     private readonly rcvbufBytes = 8 << 20,
+    readonly clock: Clock = SYSTEM_CLOCK,
   ) {
-    this.sockets = new FamilySockets((v6) => new IcmpSocket(v6, this.rcvbufBytes, this.prefer));
+    this.sockets = new FamilySockets((v6) => new IcmpSocket(v6, this.rcvbufBytes, this.prefer, "replies", this.clock));
   }
 
   /**
@@ -188,7 +195,7 @@ export class IcmpEngine {
     const seqBase = opts.firstSequence ?? this.nextSeq.get(destKey) ?? randomInt(0x10000);
     this.nextSeq.set(destKey, (seqBase + opts.count) & 0xffff);
     return new Promise((done) => {
-      const now = sock.nowNs();
+      const now = this.clock.monotonicNs();
       const times = this.free.get(opts.count)?.pop() ?? new Float64Array(2 * opts.count);
       const rttNs = times.subarray(opts.count).fill(NaN);
       const round: Round = {
@@ -236,10 +243,10 @@ export class IcmpEngine {
 
   private tick(): void {
     this.timer = undefined;
-    const clock = (this.sockets.opened(false) ?? this.sockets.opened(true))!;
+    const clock = this.clock;
     // Receive first so that replies already queued are matched before their rounds expire.
     this.drainAll();
-    let now = clock.nowNs();
+    let now = clock.monotonicNs();
     let burst = 0;
     for (let r = this.sendQueue.peek(); r && r.dueNs <= now; r = this.sendQueue.peek()) {
       this.sendQueue.pop();
@@ -251,10 +258,10 @@ export class IcmpEngine {
         break;
       }
       if (++burst % DRAIN_EVERY === 0) this.drainAll();
-      now = clock.nowNs();
+      now = clock.monotonicNs();
     }
     this.drainAll();
-    now = clock.nowNs();
+    now = clock.monotonicNs();
     for (let r = this.deadlines.peek(); r && r.deadlineNs <= now; r = this.deadlines.peek()) {
       this.deadlines.pop();
       if (!r.finished) this.finish(r);
@@ -286,7 +293,7 @@ export class IcmpEngine {
     if (t < 0) {
       if (!r.error) r.error = `sendto: ${strerror(-t)}`;
       r.sentAt[index] = NaN;
-      r.lastSendNs = sock.nowNs();
+      r.lastSendNs = this.clock.monotonicNs();
     } else {
       r.sentAt[index] = t;
       r.lastSendNs = t;

@@ -37,6 +37,7 @@ export const MSG_ERRQUEUE = 0x2000;
 export const SO_EE_ORIGIN_ICMP = 2;
 export const SO_EE_ORIGIN_ICMP6 = 3;
 export const CLOCK_REALTIME = 0;
+export const CLOCK_MONOTONIC = 1;
 export const EAGAIN = 11;
 export const ENOBUFS = 105;
 export const EPERM = 1;

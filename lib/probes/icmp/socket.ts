@@ -1,13 +1,19 @@
 /**
  * One non-blocking ICMP socket (one per address family per agent) with kernel receive timestamps.
  *
- * Clocks: every timestamp here is CLOCK_REALTIME in nanoseconds relative to `epochSec` (kept as a
- * JS number so that nanoseconds survive the float). Send times come from clock_gettime() taken
- * immediately before sendto(); receive times come from the kernel's SO_TIMESTAMPNS control
- * message (skb receive time, also CLOCK_REALTIME), falling back to clock_gettime() after recvmmsg.
+ * Clocks (clock.ts): every timestamp here is CLOCK_MONOTONIC in nanoseconds on the socket's Clock,
+ * so durations between them survive wall-clock steps. Send times are read immediately before
+ * sendto(). Receive times come from the kernel's SO_TIMESTAMPNS control message (the packet's
+ * arrival, but on CLOCK_REALTIME), translated: age = wall clock now − stamp, receive time =
+ * monotonic now − age. The age is trusted only when it is plausible: not negative, and not older
+ * than the last moment this socket's queue was seen empty (what is read now arrived after it),
+ * plus RX_STAMP_SLACK_NS. A wall-clock step between a packet's arrival and its read fails that
+ * test (its age is off by the step), and so does a stamp that is missing: the receive time is
+ * then the monotonic clock right after recvmmsg(), late by no more than the packet's wait in the
+ * queue (counted in `rxStampsRejected`).
  */
 import {
-  AF_INET, AF_INET6, CLOCK_REALTIME, EACCES, EAGAIN, EPERM, ICMP6_FILTER, ICMP_FILTER, IPPROTO_ICMP, IPPROTO_ICMPV6,
+  AF_INET, AF_INET6, EACCES, EAGAIN, EPERM, ICMP6_FILTER, ICMP_FILTER, IPPROTO_ICMP, IPPROTO_ICMPV6,
   IPPROTO_IP, IPPROTO_IPV6, IPV6_RECVERR, IPV6_UNICAST_HOPS, IP_RECVERR, IP_TTL, MSG_ERRQUEUE, SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6,
   SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOL_RAW, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_TIMESTAMPNS,
   addressOf, errno, libc, strerror,
@@ -16,6 +22,7 @@ import {
   ICMP6_DEST_UNREACH, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, ICMP6_TIME_EXCEEDED, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED,
 } from "./packet.ts";
 import { readFileSync } from "node:fs";
+import { SYSTEM_CLOCK, type Clock } from "./clock.ts";
 
 /** "ping": SOCK_DGRAM ICMP (unprivileged, net.ipv4.ping_group_range); "raw": SOCK_RAW (CAP_NET_RAW). */
 export type SocketKind = "ping" | "raw";
@@ -38,7 +45,7 @@ export interface QueuedIcmpError {
   destination: Uint8Array;
   /** The start of our request as sent: ICMP header (type, code, checksum, identifier, sequence) on. */
   request: Uint8Array;
-  /** Kernel receive time, ns relative to the socket's epoch. */
+  /** Receive time, monotonic ns on the socket's clock (see module docs). */
   rxNs: number;
 }
 
@@ -62,7 +69,7 @@ export interface Datagram {
   /** The source address: 4 (IPv4) or 16 (IPv6) bytes at `sourceOffset` in `sourceBuf`. */
   sourceBuf: Uint8Array;
   sourceOffset: number;
-  /** Kernel receive time, ns relative to the socket's epoch (see module docs). */
+  /** Receive time, monotonic ns on the socket's clock: the kernel's stamp when plausible (see module docs). */
   rxNs: number;
 }
 
@@ -81,6 +88,14 @@ const NAME_LEN = 32;
 const CTRL_LEN = 64;
 /** sizeof(struct mmsghdr) on LP64: struct msghdr (56) + msg_len (4) + padding (4). */
 const MMSG = 64;
+/**
+ * How much older than "queue last seen empty" a kernel receive stamp may be and still be used, ns.
+ * The kernel stamps a packet as it enters the stack, a little before it is queued on the socket,
+ * and "seen empty" is read just after the recvmmsg() that saw it: microseconds each, more under
+ * load. A wall-clock step smaller than this can shift one RTT by at most its size; a larger one
+ * is caught.
+ */
+export const RX_STAMP_SLACK_NS = 1_000_000;
 
 /** An open non-blocking ICMP or ICMPv6 socket. */
 export class IcmpSocket {
@@ -88,12 +103,24 @@ export class IcmpSocket {
   readonly kind: SocketKind;
   /** Echo identifier: the kernel's for ping sockets (socket "port"), random for raw sockets. */
   readonly identifier: number;
-  /** Seconds of CLOCK_REALTIME that all `*Ns` values of this socket are relative to. */
-  readonly epochSec: number;
+  /** Where this socket reads time; every `*Ns` value of it is monotonic ns on this clock. */
+  readonly clock: Clock;
+  /**
+   * The unix second the socket's `*Ns` values count from: `epochSec + rxNs / 1e9` is the wall time
+   * of a receive, exact if the wall clock did not step since the clock's creation (clock.ts).
+   */
+  get epochSec(): number {
+    return this.clock.realtimeOriginSec;
+  }
+  /** Received packets whose kernel stamp disagreed with the monotonic clock (a wall-clock step) or was missing: timed at read instead. */
+  rxStampsRejected = 0;
   /** Estimated receive buffer, bytes: the request doubled (as the kernel does), clamped by rmem_max when unprivileged; not read back. */
   readonly rcvbuf: number;
   private fd: number;
-  private readonly ts = new Uint32Array(4);
+  /** Monotonic ns when the receive queue was last seen empty (or the socket opened): what is read later arrived after it. */
+  private emptyAtNs: number;
+  /** The same for the error queue (drainErrors). */
+  private errEmptyAtNs: number;
   /** BATCH receive slots and their struct mmsghdr array; pointers inside never change. */
   private readonly bufs = new Uint8Array(BATCH * SLOT);
   private readonly names = new Uint8Array(BATCH * NAME_LEN);
@@ -113,10 +140,12 @@ export class IcmpSocket {
    * Opens a socket for the family: a ping socket first, a raw socket otherwise.
    * @param rcvbufBytes requested receive buffer (SO_RCVBUFFORCE when privileged)
    * @param accept raw sockets only: pass echo replies (default) or echo requests (test responders)
+   * @param clock where send and receive times are read (tests inject one that steps the wall clock)
    * @throws IcmpUnavailableError naming the sysctl and capability that would allow ICMP
    */
-  constructor(v6: boolean, rcvbufBytes = 4 << 20, prefer: SocketKind | "auto" = "auto", accept: EchoDirection = "replies") {
+  constructor(v6: boolean, rcvbufBytes = 4 << 20, prefer: SocketKind | "auto" = "auto", accept: EchoDirection = "replies", clock: Clock = SYSTEM_CLOCK) {
     this.v6 = v6;
+    this.clock = clock;
     const family = v6 ? AF_INET6 : AF_INET;
     const proto = v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP;
     let fd = -1;
@@ -151,8 +180,7 @@ export class IcmpSocket {
       this.identifier = this.boundIdentifier();
       if (accept === "trace") this.setInt(v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_RECVERR : IP_RECVERR, 1);
     }
-    this.clock();
-    this.epochSec = this.ts[0]! + this.ts[1]! * 4294967296;
+    this.emptyAtNs = this.errEmptyAtNs = clock.monotonicNs();
     // Prepare the mmsghdr array once: name, iov and control pointers never change.
     for (let i = 0; i < BATCH; i++) {
       this.iovs[2 * i] = BigInt(addressOf(this.bufs, i * SLOT));
@@ -165,15 +193,14 @@ export class IcmpSocket {
     }
   }
 
-  /** CLOCK_REALTIME now, ns relative to epochSec. */
+  /** Monotonic time now, ns on the socket's clock. */
   nowNs(): number {
-    this.clock();
-    return (this.ts[0]! + this.ts[1]! * 4294967296 - this.epochSec) * 1e9 + this.ts[2]!;
+    return this.clock.monotonicNs();
   }
 
   /**
-   * Sends one ICMP message. @returns the send timestamp (ns, relative to epochSec), or a negative
-   * errno on failure (-EAGAIN / -ENOBUFS mean "retry later").
+   * Sends one ICMP message. @returns the send time (monotonic ns on the socket's clock, read right
+   * before sendto), or a negative errno on failure (-EAGAIN / -ENOBUFS mean "retry later").
    */
   send(packet: Uint8Array, sockaddr: Uint8Array): number {
     const t = this.nowNs();
@@ -198,25 +225,50 @@ export class IcmpSocket {
       const n = libc.recvmmsg(this.fd, this.mmsg, BATCH, 0, null);
       if (n <= 0) {
         this.dirty = 0;
-        // A pending ICMP error (sk_err) is reported once and then the queue reads on; a persistent
-        // error (a closed descriptor) must not spin: give up after a few in a row.
-        if (n < 0 && errno() !== EAGAIN && ++errors < MAX_CONSECUTIVE_ERRORS) continue;
+        const err = n < 0 ? errno() : 0;
+        if (err !== 0 && err !== EAGAIN) {
+          // A pending ICMP error (sk_err) is reported once and then the queue reads on; a
+          // persistent error (a closed descriptor) must not spin: give up after a few in a row.
+          if (++errors < MAX_CONSECUTIVE_ERRORS) continue;
+          return count;
+        }
+        this.emptyAtNs = this.clock.monotonicNs();
         return count;
       }
       this.dirty = n;
+      // Wall clock first, then monotonic: a stamp's age (wall) can then not exceed its true age
+      // measured up to the monotonic reading, and both bound what the batch's stamps may say.
+      const realNow = this.clock.realtimeNs();
+      const monoNow = this.clock.monotonicNs();
       for (let i = 0; i < n; i++) {
         count++;
-        onDatagram(this.datagram(i, mv.getUint32(i * MMSG + 56, true)));
+        onDatagram(this.datagram(i, mv.getUint32(i * MMSG + 56, true), realNow, monoNow));
       }
-      if (n < BATCH) return count;
+      if (n < BATCH) {
+        this.emptyAtNs = monoNow;
+        return count;
+      }
     }
   }
 
-  /** Decodes receive slot `i` holding a datagram of `len` bytes. */
-  private datagram(i: number, len: number): Datagram {
+  /**
+   * The monotonic receive time of a packet whose kernel stamp reads `stampNs` (wall clock, ns
+   * relative to the clock's realtimeOriginSec; NaN: no stamp), read when the wall clock said
+   * `realNow` and the monotonic one `monoNow`, from a queue last seen empty at `emptyAt` (see
+   * module docs).
+   */
+  private receiveTime(stampNs: number, realNow: number, monoNow: number, emptyAt: number): number {
+    const age = realNow - stampNs;
+    if (age >= 0 && age <= monoNow - emptyAt + RX_STAMP_SLACK_NS) return monoNow - age;
+    this.rxStampsRejected++;
+    return monoNow;
+  }
+
+  /** Decodes receive slot `i` holding a datagram of `len` bytes, read when the clocks said realNow / monoNow. */
+  private datagram(i: number, len: number, realNow: number, monoNow: number): Datagram {
     const mv = this.mmsgView;
     const cv = this.ctrlView;
-    let rxNs = -1;
+    let stampNs = NaN;
     const base = i * CTRL_LEN;
     const ctrlLen = mv.getUint32(i * MMSG + 40, true);
     for (let off = 0; off + 16 <= ctrlLen; ) {
@@ -224,14 +276,13 @@ export class IcmpSocket {
       if (clen < 16) break;
       if (cv.getInt32(base + off + 8, true) === SOL_SOCKET && cv.getInt32(base + off + 12, true) === SO_TIMESTAMPNS) {
         const sec = cv.getUint32(base + off + 16, true) + cv.getInt32(base + off + 20, true) * 4294967296;
-        rxNs = (sec - this.epochSec) * 1e9 + cv.getUint32(base + off + 24, true);
+        stampNs = (sec - this.clock.realtimeOriginSec) * 1e9 + cv.getUint32(base + off + 24, true);
       }
       off += (clen + 7) & ~7;
     }
-    if (rxNs < 0) rxNs = this.nowNs();
     const d = this.dgram;
     const start = i * SLOT;
-    d.rxNs = rxNs;
+    d.rxNs = this.receiveTime(stampNs, realNow, monoNow, this.emptyAtNs);
     d.end = start + len;
     if (this.v6) {
       d.icmpOffset = start;
@@ -267,8 +318,13 @@ export class IcmpSocket {
       q.view.setUint32(8, q.name.length, true);
       q.view.setBigUint64(40, BigInt(q.ctrl.length), true);
       const n = Number(libc.recvmsg(this.fd, q.msg, MSG_ERRQUEUE));
-      if (n < 0) return count;
-      let rxNs = -1;
+      if (n < 0) {
+        this.errEmptyAtNs = this.clock.monotonicNs();
+        return count;
+      }
+      const realNow = this.clock.realtimeNs();
+      const monoNow = this.clock.monotonicNs();
+      let stampNs = NaN;
       let ee: QueuedIcmpError | undefined;
       const ctrlLen = Number(q.view.getBigUint64(40, true));
       for (let off = 0; off + 16 <= ctrlLen; ) {
@@ -277,7 +333,7 @@ export class IcmpSocket {
         const level = q.ctrlView.getInt32(off + 8, true), type = q.ctrlView.getInt32(off + 12, true);
         if (level === SOL_SOCKET && type === SO_TIMESTAMPNS) {
           const sec = q.ctrlView.getUint32(off + 16, true) + q.ctrlView.getInt32(off + 20, true) * 4294967296;
-          rxNs = (sec - this.epochSec) * 1e9 + q.ctrlView.getUint32(off + 24, true);
+          stampNs = (sec - this.clock.realtimeOriginSec) * 1e9 + q.ctrlView.getUint32(off + 24, true);
         } else if ((level === IPPROTO_IP && type === IP_RECVERR) || (level === IPPROTO_IPV6 && type === IPV6_RECVERR)) {
           // struct sock_extended_err (16 bytes), then the offender's sockaddr (SO_EE_OFFENDER).
           const origin = q.ctrl[off + 20]!;
@@ -295,7 +351,7 @@ export class IcmpSocket {
       }
       count++;
       if (ee) {
-        ee.rxNs = rxNs < 0 ? this.nowNs() : rxNs;
+        ee.rxNs = this.receiveTime(stampNs, realNow, monoNow, this.errEmptyAtNs);
         onError(ee);
       }
     }
@@ -320,10 +376,6 @@ export class IcmpSocket {
   close(): void {
     if (this.fd >= 0) libc.close(this.fd);
     this.fd = -1;
-  }
-
-  private clock(): void {
-    libc.clock_gettime(CLOCK_REALTIME, this.ts);
   }
 
   private setInt(level: number, opt: number, value: number): number {
