@@ -2,8 +2,8 @@
  * The fault bed: a namespace "switch" holding a Linux bridge, a namespace "core" (servers, Redis)
  * and one namespace per agent host, each joined to the bridge by a veth, all in one IPv4 /24:
  * 10.241.N.0/24, core .1, hosts .11, .12, ... (10.231.* and 10.232-235.* belong to netns.ts and
- * pathbed.ts). Namespace and interface names carry the process id and a counter, so parallel runs
- * and several beds of one run never collide. Needs root and iproute2; every address lives inside
+ * pathbed.ts). Namespace names carry the process id and a counter, so parallel runs and several
+ * beds of one run never collide; interfaces are created inside the bed's namespaces only. Needs root and iproute2; every address lives inside
  * the namespaces this module creates, and remove() deletes them (nft tables go with them).
  *
  * The test process itself stays outside: it reads HTTP ports of 127.0.0.1 inside core through a
@@ -72,12 +72,15 @@ export async function faultBedMissing(also: ("redis-server" | "promtool")[] = []
 /**
  * Builds the bed with one host namespace per name (in order: .11, .12, ...), checks that every
  * host reaches core and every other host, and returns it.
- * @param tag short word in the namespace names (pmf-<tag>-<n>-<host>)
+ * @param tag short word in the namespace names (pmf-<tag>-<pid>-<n>-<host>)
+ * @param opts.subnet the third byte of the subnet (default: from the process id and a counter)
  */
-export async function createMeshBed(tag: string, names: string[]): Promise<MeshBed> {
+export async function createMeshBed(tag: string, names: string[], opts: { subnet?: number } = {}): Promise<MeshBed> {
   if (names.length > 200) throw new Error("at most 200 hosts");
   const n = ((process.pid % 997) * 7 + counter++) % 250;
-  const subnet = `10.241.${n}`;
+  // Addresses never collide across beds (each has its own bridge, inside its own namespaces): a
+  // test may fix its subnet (`opts.subnet`) to make addresses, and what depends on them, repeatable.
+  const subnet = `10.241.${opts.subnet ?? n}`;
   const nsName = (h: string) => `pmf-${tag}-${process.pid}-${n}-${h}`;
   const switchNs = nsName("sw");
   const mk = (name: string, ip: string): BedHost => ({ name, ns: nsName(name), ip, in: ["ip", "netns", "exec", nsName(name)] });
@@ -261,4 +264,47 @@ export function meshProbeFile(bed: MeshBed, regions: Record<string, string>, mod
   const file = `${mkdtempSync(`${tmpdir()}/pmf-probes-`)}/probes.yaml`;
   writeFileSync(file, yaml.join("\n") + "\n" + extra);
   return file;
+}
+
+/** A throw-away redis-server on core's 127.0.0.1:`port` (no persistence); waits for PONG. */
+export async function bedRedis(bed: MeshBed, port = 6379): Promise<Proc> {
+  const p = bed.start(bed.core.ns, ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+  await waitFor("redis ready", 10_000, async () => (await bed.exec(bed.core.ns, ["redis-cli", "-p", String(port), "ping"])).stdout.trim() === "PONG");
+  return p;
+}
+
+/**
+ * Σ over servers of a counter as Prometheus's increase() sees it. A server deletes a pair's series
+ * after ratio x interval without data (docs/metrics.md "Expiry"), counters included: when an
+ * agent moves to another server, the first one's series goes, and comes back from 0 when the agent
+ * returns. So the raw sum of the values exposed now undercounts; this adds each series' increases
+ * across such resets (a value below the last one, or a series that was gone, starts again from 0).
+ */
+export class CounterTotal {
+  private readonly last = new Map<string, number>();
+  private readonly gone = new Set<string>();
+  private sum = 0;
+  constructor(private readonly name: string, private readonly labels: Record<string, string>) {}
+
+  /** Takes one scrape of `server`. @returns the total so far */
+  update(server: string, m: Map<string, Sample[]>): number {
+    const seen = new Set<string>();
+    for (const s of m.get(this.name) ?? []) {
+      if (!Object.entries(this.labels).every(([k, v]) => s.labels[k] === v)) continue;
+      const key = `${server}\u0000${Object.entries(s.labels).sort().map(([k, v]) => `${k}=${v}`).join(",")}`;
+      seen.add(key);
+      const v = Number(s.value);
+      const last = this.last.get(key);
+      if (last === undefined || this.gone.has(key) || v < last) this.sum += v;
+      else this.sum += v - last;
+      this.last.set(key, v);
+      this.gone.delete(key);
+    }
+    for (const key of this.last.keys()) if (key.startsWith(`${server}\u0000`) && !seen.has(key)) this.gone.add(key);
+    return this.sum;
+  }
+
+  get value(): number {
+    return this.sum;
+  }
 }

@@ -60,19 +60,23 @@ export async function restore(ns: string): Promise<void> {
 /**
  * Drops TCP traffic of `port` (a server's port, seen from a client namespace):
  * - "both": requests to it and answers from it, so nothing gets through (connections time out);
+ * - "refuse": requests to it are answered with a TCP reset, as by a host whose server is down
+ *   (connections fail at once; the reset comes back over lo, so nothing inbound is dropped);
  * - "answers": only the answers: packets FROM the port that carry data. Connection set-up and
  *   acknowledgements pass, so the request reaches the server (which handles it) and the client
  *   never hears the answer (its deadline runs out). A pure ACK or SYN-ACK with options is at most
  *   60 bytes of IPv4; any HTTP answer is far above 120.
  * `host` limits it to one peer address (IPv4).
  */
-export async function dropTcpPort(ns: string, port: number, mode: "both" | "answers", host?: string): Promise<void> {
+export async function dropTcpPort(ns: string, port: number, mode: "both" | "refuse" | "answers", host?: string): Promise<void> {
   await ensureFaultTable(ns);
   const peerIn = host ? `ip saddr ${host} ` : "";
   const peerOut = host ? `ip daddr ${host} ` : "";
   const lines = mode === "both"
     ? [`add rule inet pmfault output ${peerOut}tcp dport ${port} drop`, `add rule inet pmfault input ${peerIn}tcp sport ${port} drop`]
-    : [`add rule inet pmfault input ${peerIn}tcp sport ${port} ip length > 120 drop`];
+    : mode === "refuse"
+      ? [`add rule inet pmfault output ${peerOut}tcp dport ${port} reject with tcp reset`]
+      : [`add rule inet pmfault input ${peerIn}tcp sport ${port} ip length > 120 drop`];
   await nft(ns, lines.join("\n"));
 }
 
