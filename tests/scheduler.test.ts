@@ -1,7 +1,9 @@
 /**
- * The agent's scheduler on real timers: error state, re-probes that never overlap, the clear
- * period, and the packet budget. Jobs here are plain functions whose outcome the test decides;
- * assertions are about order and counts, with bounds computed from the time the test measured.
+ * The agent's scheduler: offsets spread over the interval per agent identity and target (agents
+ * probe one target at different times), and on real timers: regular rounds on a fixed plan, error
+ * state, re-probes that never overlap, the clear period, and the packet budget. Jobs here are
+ * plain functions whose outcome the test decides; assertions are about order, counts and the
+ * scheduled plan, with bounds computed from the time the test measured.
  */
 import { expect, test } from "bun:test";
 import { Scheduler, type Job, type RoundContext } from "../lib/agent/scheduler.ts";
@@ -41,6 +43,8 @@ test("a failing job enters error state, is re-probed without overlap, and leaves
     expect(x.maxRunning()).toBe(1); // rounds of one target never overlap
     const reprobes = x.rounds.slice(1);
     expect(reprobes.every((r) => r.errorState)).toBe(true);
+    expect(x.rounds[0]!.plannedMs).toBeDefined(); // a regular round has a planned start, a re-probe none
+    expect(reprobes.every((r) => r.plannedMs === undefined)).toBe(true);
     // Each samples the gap since the previous start, far less than the 60 s regular interval.
     expect(reprobes.every((r) => r.sinceLastMs > 0 && r.sinceLastMs < 60_000)).toBe(true);
     failing = false;
@@ -92,6 +96,78 @@ test("a job without errorCost (HTTP) keeps its regular schedule when failing; bu
     expect(x.rounds.every((r) => !r.errorState)).toBe(true);
     expect(x.rounds.length).toBeLessThanOrEqual(5); // 450 ms / 100 ms
   }
+});
+
+/**
+ * Whether `offsets` in [0, intervalMs) look uniformly spread: chi-square over `bins` equal bins
+ * below `maxChi2`, and no gap between neighbours (around the circle) over `maxGap` of the interval.
+ */
+function spread(offsets: number[], intervalMs: number, bins: number, maxChi2: number, maxGap: number) {
+  const counts = new Array<number>(bins).fill(0);
+  for (const o of offsets) counts[Math.floor((o / intervalMs) * bins)]!++;
+  const expected = offsets.length / bins;
+  const chi2 = counts.reduce((x, c) => x + (c - expected) ** 2 / expected, 0);
+  const sorted = [...offsets].sort((a, b) => a - b);
+  let gap = sorted[0]! + intervalMs - sorted.at(-1)!;
+  for (let i = 1; i < sorted.length; i++) gap = Math.max(gap, sorted[i]! - sorted[i - 1]!);
+  return { chi2, maxGap: gap / intervalMs, ok: chi2 < maxChi2 && gap / intervalMs < maxGap };
+}
+
+test("one target's offsets are spread over the interval across agent identities, and stable per identity", () => {
+  const interval = 15_000, key = "icmp/us-east-1/10.20.30.40";
+  // Near-identical identities, as a region's agents have (FNV-1a would mix these poorly).
+  const ids = Array.from({ length: 100 }, (_, i) => `eu-west-1/10.0.${i >> 4}.${i & 15}`);
+  const offsets = ids.map((id) => new Scheduler(interval, {}, undefined, id).offsetOf(key));
+  // Uniform random offsets pass both with overwhelming probability: 10 bins (9 degrees of
+  // freedom) give chi-square >= 40 with p < 1e-5, and 100 points leave a gap over 20 % of the
+  // circle with p < 100 * 0.8^99 = 3e-8.
+  const r = spread(offsets, interval, 10, 40, 0.2);
+  expect(r).toMatchObject({ ok: true });
+  // A key-only offset (what the scheduler did before): every agent at the same millisecond fails.
+  expect(spread(ids.map(() => offsets[0]!), interval, 10, 40, 0.2).ok).toBe(false);
+  // Six agents of a small mesh: six different offsets.
+  expect(new Set(offsets.slice(0, 6)).size).toBe(6);
+  // Whole milliseconds inside the interval; the same identity and key give the same offset (a
+  // restarted agent keeps its schedule).
+  for (const [i, id] of ids.entries()) {
+    expect(Number.isInteger(offsets[i]) && offsets[i]! >= 0 && offsets[i]! < interval).toBe(true);
+    expect(new Scheduler(interval, {}, undefined, id).offsetOf(key)).toBe(offsets[i]!);
+  }
+});
+
+test("one agent's targets are spread over the interval", () => {
+  const interval = 15_000;
+  const s = new Scheduler(interval, {}, undefined, "eu-west-1/10.0.0.1");
+  const offsets = Array.from({ length: 1000 }, (_, i) => s.offsetOf(`icmp/us-east-1/10.1.${i >> 8}.${i & 255}`));
+  // 20 bins (19 degrees of freedom): chi-square >= 60 with p < 1e-5; 1000 points leave no gap
+  // over 3 % of the circle but with p < 1000 * 0.97^999 = 6e-11.
+  expect(spread(offsets, interval, 20, 60, 0.03)).toMatchObject({ ok: true });
+});
+
+test("two agents run the same target's rounds at their own offsets, each exactly one interval apart", async () => {
+  const interval = 200, key = "icmp/r/127.0.0.1";
+  const off = (id: string) => new Scheduler(interval, {}, undefined, id).offsetOf(key);
+  // Two identities whose offsets are at least a quarter interval apart (found by hashing).
+  const a = "r/10.0.0.1";
+  const b = Array.from({ length: 100 }, (_, i) => `r/10.0.0.${i + 2}`).find((id) => Math.abs(off(id) - off(a)) >= interval / 4)!;
+  const plans = [a, b].map((id) => {
+    const planned: number[] = [];
+    const s = new Scheduler(interval, {}, undefined, id);
+    s.sync([{ key, fingerprint: "", run: async (ctx) => void planned.push(ctx.plannedMs!) }]);
+    return { s, planned };
+  });
+  try {
+    await waitUntil(() => plans.every((p) => p.planned.length >= 4), 10_000);
+  } finally {
+    for (const p of plans) p.s.stop();
+  }
+  for (const [i, id] of [a, b].entries()) {
+    const planned = plans[i]!.planned;
+    // Every start on the plan: interval start + this agent's offset, consecutive rounds one interval apart.
+    for (const t of planned) expect(t % interval).toBe(off(id));
+    for (let k = 1; k < planned.length; k++) expect(planned[k]! - planned[k - 1]!).toBe(interval);
+  }
+  expect(Math.abs(off(a) - off(b))).toBeGreaterThanOrEqual(interval / 4);
 });
 
 async function waitUntil(cond: () => boolean, ms: number): Promise<void> {

@@ -1,7 +1,12 @@
 /**
  * Per-target probe scheduling: one round per target per probe interval, each target at its own
- * fixed offset inside the interval (a hash of its key), so rounds are spread evenly and never
- * fire together (no thundering herd).
+ * fixed offset inside the interval, aligned to the epoch. The offset is a hash (SHA-256) of the
+ * agent's identity and the target's key, so an agent's rounds are spread over the interval, and
+ * the agents of a mesh start their rounds to one target at different times, like Pingmesh's
+ * per-source randomisation: a key-only offset made N agents send their 64-echo bursts to one
+ * target in the same millisecond (router ICMP policers then drop them: correlated false loss).
+ * The identity is stable across restarts (the agent passes `${region}/${ip}`), so each agent's
+ * schedule stays regular: one round per interval at a fixed offset, before and after a restart.
  *
  * Adaptive re-probing (ping-agent's error list; docs/probes.md "Error state"): a job that can be
  * re-probed (`errorCost`) and whose round reports an error enters error state; it is then probed
@@ -10,9 +15,16 @@
  * of packets per second (the budget), so a region-wide outage does not multiply the load without
  * bound: a re-probe that finds the bucket empty is skipped and tried again one error interval later.
  */
+import { createHash } from "node:crypto";
 
 /** What a round is told about itself. */
 export interface RoundContext {
+  /**
+   * The planned start of this regular round, unix milliseconds (interval start + the job's
+   * offset; consecutive regular rounds are exactly one probe interval apart). Undefined for a
+   * re-probe of a target in error state.
+   */
+  plannedMs?: number;
   /** True while the target is in error state (regular rounds included). */
   errorState: boolean;
   /**
@@ -71,11 +83,13 @@ interface State<J extends Job> {
   error?: { sinceMs: number; lastBadMs: number; reprobes: number; timer?: ReturnType<typeof setTimeout> };
 }
 
-/** FNV-1a 32-bit hash of a string, used to spread offsets. */
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
+/**
+ * A uniform fraction in [0, 1) from a string: the first 48 bits of its SHA-256. Well mixed for
+ * near-identical strings (FNV-1a's high bits are not), and the same in every runtime and release,
+ * so an agent's offsets survive upgrades.
+ */
+function hashFraction(s: string): number {
+  return createHash("sha256").update(s).digest().readUIntBE(0, 6) / 2 ** 48;
 }
 
 /** Keeps one timer per job; sync() starts new jobs, restarts changed ones and stops removed ones. */
@@ -90,18 +104,24 @@ export class Scheduler<J extends Job = Job> {
   /**
    * @param intervalMs probe interval, milliseconds
    * @param policy adaptive re-probing; undefined: none
+   * @param identity this agent, stable across restarts (the agent passes `${region}/${ip}`): with
+   *   the job key it picks each job's offset, so agents probe one target at different times
    */
   constructor(
     private readonly intervalMs: number,
     private readonly events: SchedulerEvents<J> = {},
     private readonly policy?: ErrorPolicy,
+    private readonly identity = "",
   ) {
     this.tokens = policy?.budgetPps ?? 0;
   }
 
-  /** Offset of a key inside the interval, milliseconds. */
+  /**
+   * Offset of a job's rounds inside the interval for this scheduler's identity: a whole number of
+   * milliseconds in [0, intervalMs), from a hash of identity and key (computed once per job start).
+   */
   offsetOf(key: string): number {
-    return (fnv1a(key) / 0x100000000) * this.intervalMs;
+    return Math.floor(hashFraction(`${this.identity}\n${key}`) * this.intervalMs);
   }
 
   /**
@@ -160,20 +180,24 @@ export class Scheduler<J extends Job = Job> {
     const state: State<J> = { job, timer: undefined as unknown as ReturnType<typeof setTimeout>, running: false, lastStartMs: 0 };
     const fire = () => {
       if (this.jobs.get(job.key) !== state) return;
+      const planned = next;
       next += this.intervalMs;
       state.timer = setTimeout(fire, Math.max(0, next - Date.now()));
-      this.runRound(state); // skipped when the previous round is still going: never overlap
+      this.runRound(state, planned); // skipped when the previous round is still going: never overlap
     };
     state.timer = setTimeout(fire, next - now);
     this.jobs.set(job.key, state);
   }
 
-  /** Runs one round unless one is running; then updates error state. @returns false when skipped */
-  private runRound(s: State<J>): boolean {
+  /**
+   * Runs one round unless one is running; then updates error state. @param plannedMs the regular
+   * round's planned start (unix ms), undefined for a re-probe @returns false when skipped
+   */
+  private runRound(s: State<J>, plannedMs?: number): boolean {
     if (s.running) return false;
     s.running = true;
     const now = Date.now();
-    const ctx: RoundContext = { errorState: s.error !== undefined, sinceLastMs: s.lastStartMs ? Math.min(now - s.lastStartMs, this.intervalMs) : this.intervalMs };
+    const ctx: RoundContext = { plannedMs, errorState: s.error !== undefined, sinceLastMs: s.lastStartMs ? Math.min(now - s.lastStartMs, this.intervalMs) : this.intervalMs };
     s.lastStartMs = now;
     void this.complete(s, ctx);
     return true;
