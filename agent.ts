@@ -62,16 +62,25 @@ try {
       probeIntervalMs: f["agent.trace.probe.interval"] as number,
       maxHops: f["agent.trace.max.hops"] as number,
     },
+    outboxMaxBytes: f["agent.outbox.max.bytes"] as number,
     log,
   });
 } catch (e) {
   process.stderr.write(`agent: ${(e as Error).message}\n`);
   process.exit(2);
 }
-const stop = () => {
-  log.info("shutting down");
-  agent.stop();
+// SIGTERM/SIGINT: push what is queued and say goodbye (Deregister) within -agent.shutdown.timeout,
+// so a planned scale-in raises no loss alarm. A second signal exits at once.
+let stopping = false;
+const stop = async (signal: string) => {
+  if (stopping) {
+    agent.stop();
+    process.exit(1);
+  }
+  stopping = true;
+  log.info({ signal }, "shutting down: pushing queued results and saying goodbye");
+  await agent.shutdown(f["agent.shutdown.timeout"] as number);
   process.exit(0);
 };
-process.on("SIGINT", stop);
-process.on("SIGTERM", stop);
+process.on("SIGINT", () => void stop("SIGINT"));
+process.on("SIGTERM", () => void stop("SIGTERM"));

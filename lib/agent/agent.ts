@@ -1,8 +1,11 @@
 /**
  * Agent wiring: register (heartbeat, retried with back-off until the first one succeeds), sync the
- * target pool every sync interval, schedule one round per target per probe interval, and push the
- * interval's results once per interval, keeping unsent batches while the server is down.
+ * target pool every sync interval (and at once when the server's pool_version changes), schedule
+ * one round per target per probe interval, and push the interval's results once per interval,
+ * keeping unsent batches (encoded, bounded in bytes) while the server is down. On shutdown
+ * (SIGTERM, SIGINT) it pushes what is queued within a deadline and says goodbye (Deregister).
  */
+import { randomUUID } from "node:crypto";
 import { hostname, networkInterfaces } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampNow } from "@bufbuild/protobuf/wkt";
@@ -36,13 +39,24 @@ export interface AgentOptions extends ClientOptions {
   error: ErrorPolicy;
   /** Path traces on entering error state: at most one per target per `intervalMs` (0: none). */
   trace: { intervalMs: number } & Partial<TraceOptions>;
+  /** Cap on the encoded bytes of unsent batches (-agent.outbox.max.bytes). */
+  outboxMaxBytes: number;
   log: Logger;
 }
 
 /** A running agent. */
 export interface RunningAgent {
+  /** Stops at once: no final push, no goodbye (tests, and a second signal). */
   stop(): void;
+  /**
+   * Stops probing, pushes what is queued and says goodbye (Deregister), all within `timeoutMs`
+   * milliseconds; then stops. Never throws. @returns results left unsent (the server was away)
+   */
+  shutdown(timeoutMs: number): Promise<number>;
 }
+
+/** How often an outbox that drops batches is logged at most, milliseconds. */
+const DROP_LOG_MS = 60_000;
 
 /** First non-loopback IPv4 address of this host (docs/flags.md default of -agent.ip), or "". */
 export function defaultAgentIp(): string {
@@ -78,10 +92,14 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   }
 
   let instanceId = "";
+  let poolVersion = 0n;
+  /** @returns whether the server restarted, and whether its pools changed since the last answer */
   const registered = (r: HeartbeatResponse) => {
     const changed = instanceId !== "" && r.instanceId !== instanceId;
     instanceId = r.instanceId;
-    return changed;
+    const poolChanged = r.poolVersion !== 0n && poolVersion !== 0n && r.poolVersion !== poolVersion;
+    if (r.poolVersion !== 0n) poolVersion = r.poolVersion;
+    return { changed, poolChanged };
   };
   const first = await pRetry(() => client.heartbeat({ agent: me }), {
     retries: Infinity, minTimeout: 500, maxTimeout: 30_000, signal: abort.signal,
@@ -99,7 +117,8 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   log.info({ region: o.region, ip: o.ip, server: o.serverAddr, serverVersion: first.serverVersion, heartbeatMs, pushMs }, "registered");
 
   let batch = emptyBatch();
-  const outbox = new Outbox();
+  // This process's batch identity: the server counts each (instance, sequence) once.
+  const outbox = new Outbox({ maxBytes: o.outboxMaxBytes, instanceId: randomUUID() });
   const tracing = o.trace.intervalMs > 0 && o.error.budgetPps > 0 ? new Tracing(o.trace, log, (t) => batch.traces.push(t)) : undefined;
   const scheduler = new Scheduler(
     o.probeIntervalMs,
@@ -113,6 +132,8 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
         log.warn({ skipped, inErrorState, budgetPps: o.error.budgetPps }, "re-probe budget (-agent.probe.error.budget) exhausted; re-probes skipped"),
     },
     o.error,
+    // Each agent's own offsets: agents of a mesh start their rounds to one target at different times.
+    `${o.region}/${o.ip}`,
   );
   // Unlimited kinds (ICMP) skip p-limit: its queue costs promises per round at 10,000 targets.
   type Limit = <T>(f: () => Promise<T>) => Promise<T>;
@@ -146,6 +167,8 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
         run: (ctx) =>
           limits[type](async (): Promise<RoundReport | undefined> => {
             const r = await prober.probe(t, abort.signal);
+            // A round cut short by shutdown measured nothing: it is not reported (no false loss).
+            if (abort.signal.aborted) return undefined;
             if (debug) log.debug({ type, target: address, region: t.targetRegion, errorState: ctx.errorState }, "round done");
             // The schedule the round ran on is part of the result: set before it enters the batch.
             reprobe?.mark(r, ctx.sinceLastMs / o.probeIntervalMs, ctx.errorState);
@@ -184,10 +207,9 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   /** Heartbeats; a new server instance (a restart) gets our pool requested again at once. @returns success */
   const heartbeat = async (): Promise<boolean> => {
     try {
-      if (registered(await client.heartbeat({ agent: me }))) {
-        log.info({ instanceId }, "server restarted; registered again");
-        void sync();
-      }
+      const { changed, poolChanged } = registered(await client.heartbeat({ agent: me }));
+      if (changed) log.info({ instanceId }, "server restarted; registered again");
+      if (changed || poolChanged) void sync();
       return true;
     } catch (e) {
       log.warn({ err: (e as Error).message }, "heartbeat failed");
@@ -195,13 +217,28 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
     }
   };
 
-  let pushing = false;
+  let pushing: Promise<void> | undefined;
   let lastPushFailed = false;
-  const push = async () => {
+  let lastDropLogMs = 0;
+  /** Queues the current batch and sends the queue, one push at a time. @param timeoutMs per-call deadline (shutdown) */
+  const push = (timeoutMs?: number): Promise<void> => {
     for (const req of splitBatch(me, batch, PUSH_SPLIT_BYTES)) outbox.add(req);
     batch = emptyBatch();
-    if (pushing || outbox.size === 0) return;
-    pushing = true;
+    logDrops();
+    if (pushing || outbox.size === 0) return pushing ?? Promise.resolve();
+    pushing = sendQueued(timeoutMs).finally(() => (pushing = undefined));
+    return pushing;
+  };
+  /** A full outbox drops its oldest batches: said at most once a minute (the server counts them too). */
+  const logDrops = () => {
+    if (Date.now() - lastDropLogMs < DROP_LOG_MS) return;
+    const d = outbox.takeDropsToLog();
+    if (!d) return;
+    lastDropLogMs = Date.now();
+    log.error({ droppedBatches: d.batches, droppedResults: d.points, queuedBytes: outbox.bytes, maxBytes: o.outboxMaxBytes }, "outbox full (-agent.outbox.max.bytes): oldest unsent results dropped; the server counts them in prober_agent_dropped_points_total");
+  };
+  const sendQueued = async (timeoutMs?: number) => {
+    const opts = timeoutMs === undefined ? undefined : { timeoutMs };
     try {
       // After a failure the server may have restarted without knowing us: register first.
       if (lastPushFailed && !(await heartbeat())) throw new Error("server unreachable");
@@ -209,8 +246,9 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
       await outbox.flush(async (b) => {
         b.sentTime = timestampNow(); // per attempt: the server derives our clock offset from it
         try {
-          const r = await client.pushResults(b);
+          const r = await client.pushResults(b, opts);
           if (r.rejected) log.warn({ accepted: r.accepted, rejected: r.rejected, reasons: r.rejectReasons }, "server rejected results");
+          if (r.duplicate) log.info({ sequence: String(b.batchSequence) }, "server had this batch already (an earlier answer was lost); not counted twice");
           if (r.instanceId && instanceId && r.instanceId !== instanceId) void heartbeat();
         } catch (e) {
           const err = ConnectError.from(e);
@@ -223,23 +261,53 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
       lastPushFailed = false;
     } catch (e) {
       lastPushFailed = true;
-      const fields = { err: (e as Error).message, queuedBatches: outbox.size, droppedBatches: outbox.dropped };
+      const fields = { err: (e as Error).message, queuedBatches: outbox.size, queuedBytes: outbox.bytes, droppedBatches: outbox.droppedBatches };
       if (NEEDS_OPERATOR.has(ConnectError.from(e).code)) log.error(fields, "push refused: check the token (-agent.token.file or PROBER_TOKEN) and the regions it may act for; results kept, probing goes on");
       else log.warn(fields, "push failed; results kept for the next attempt");
-    } finally {
-      pushing = false;
     }
   };
 
   await sync();
-  const timers = [setInterval(heartbeat, heartbeatMs), setInterval(sync, o.syncIntervalMs), setInterval(push, pushMs)];
+  const timers = [setInterval(heartbeat, heartbeatMs), setInterval(sync, o.syncIntervalMs), setInterval(() => void push(), pushMs)];
+  let stopped = false;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    abort.abort();
+    for (const t of timers) clearInterval(t);
+    scheduler.stop();
+    tracing?.close();
+  };
+  const closeProbers = () => {
+    for (const t of PROBER_TYPES) probers[t].close();
+  };
   return {
     stop() {
-      abort.abort();
-      for (const t of timers) clearInterval(t);
-      scheduler.stop();
-      for (const t of PROBER_TYPES) probers[t].close();
-      tracing?.close();
+      stop();
+      closeProbers();
+    },
+    async shutdown(timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      const left = () => Math.max(1, deadline - Date.now());
+      stop();
+      const within = <T>(p: Promise<T>) => Promise.race([p, Bun.sleep(left()).then(() => undefined)]);
+      try {
+        // A push in flight finishes first; then what the last rounds produced goes too.
+        await within(pushing ?? Promise.resolve());
+        await within(push(left()));
+        const res = await within(client.deregister({ agent: me }, { timeoutMs: left() }).then(() => true, (e) => {
+          // A server before 0.4 has no Deregister: the agent is forgotten the old way.
+          if (ConnectError.from(e).code !== Code.Unimplemented) log.warn({ err: (e as Error).message }, "goodbye (Deregister) failed; the server keeps this agent as a silent target until -server.agent.forget.after");
+          return false;
+        }));
+        if (res) log.info({ region: o.region, ip: o.ip }, "deregistered");
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, "shutdown incomplete");
+      }
+      closeProbers();
+      const unsent = outbox.queuedPoints;
+      if (unsent > 0) log.warn({ unsentResults: unsent, queuedBatches: outbox.size }, "results left unsent at shutdown (the server did not take them in time)");
+      return unsent;
     },
   };
 }

@@ -43,8 +43,8 @@ const read = (file: string, flag: string) => {
 /** Errors after which the next server is tried: the server is away, not refusing. */
 const FAILOVER_CODES = new Set([Code.Unavailable, Code.DeadlineExceeded]);
 
-/** The three RPCs, as the agent uses them. */
-export type AgentClient = Pick<Client<typeof ProberMeshService>, "heartbeat" | "getTargetPool" | "pushResults">;
+/** The four RPCs, as the agent uses them. */
+export type AgentClient = Pick<Client<typeof ProberMeshService>, "heartbeat" | "getTargetPool" | "pushResults" | "deregister">;
 
 /**
  * Builds the client for one server or a comma-separated list of them.
@@ -59,14 +59,18 @@ export function rpcClient(o: ClientOptions, onSwitch: (addr: string, why: string
   let current = 0;
   let lastFailback = Date.now();
   const call = async <T>(f: (c: AgentClient) => Promise<T>): Promise<T> => {
+    // Failback: this call itself goes to the first server; on success it is the answer (the call is
+    // made once, never again on the current server). A push whose answer is lost may still reach
+    // two servers; its batch identity makes the second one count nothing (docs/protocol.md).
     if (current !== 0 && Date.now() - lastFailback >= o.failbackMs) {
       lastFailback = Date.now();
       try {
-        await f(clients[0]!);
+        const r = await f(clients[0]!);
         current = 0;
         onSwitch(addrs[0]!, "the first server answers again");
+        return r;
       } catch {
-        /* still away: stay */
+        /* still away, or refusing: stay on the current server, which gets the call now */
       }
     }
     let last: unknown;
@@ -91,6 +95,7 @@ export function rpcClient(o: ClientOptions, onSwitch: (addr: string, why: string
     heartbeat: (req, opts) => call((c) => c.heartbeat(req, opts)),
     getTargetPool: (req, opts) => call((c) => c.getTargetPool(req, opts)),
     pushResults: (req, opts) => call((c) => c.pushResults(req, opts)),
+    deregister: (req, opts) => call((c) => c.deregister(req, opts)),
   };
 }
 
