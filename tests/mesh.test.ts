@@ -1,6 +1,7 @@
 /**
  * End to end with the compiled binaries: one server and three agents in three regions on
- * 127.0.0.x (dynamic discovery), real ICMP between them, then one agent killed.
+ * 127.0.0.x (dynamic discovery), real ICMP between them, then one agent killed (its host still
+ * answers) and one stopped with SIGTERM (a goodbye).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { VERSION } from "../lib/version.ts";
@@ -59,19 +60,39 @@ describe.skipIf(!IS_ROOT)("mesh of three agents (compiled binaries)", () => {
     });
   }, 30_000);
 
-  test("a killed agent goes to is_alive 0, leaves the pools, and its pairs' series disappear", async () => {
+  test("a killed agent on a live host goes to is_alive 0 and stays a target: the loss to it stays 0 (its kernel answers)", async () => {
     const deadAfterMs = RATIO * 1000;
     await agents[2]!.kill();
     await waitFor("prober_agent_is_alive 0", deadAfterMs + 5000, async () => samples(await scrape(metricsUrl), "prober_agent_is_alive", { region: "mesh-c" })[0]?.value === "0");
     const targets = (await (await fetch(`http://127.0.0.1:${web}/-/targets`)).json()) as { pools: Record<string, { icmp?: { address: string }[] }> };
-    for (const pool of Object.values(targets.pools)) expect((pool.icmp ?? []).map((t) => t.address)).not.toContain(IPS[2]);
-    await waitFor("mesh-c series removed", deadAfterMs + 4000, async () => {
+    for (const region of ["mesh-a", "mesh-b"]) expect((targets.pools[region]?.icmp ?? []).map((t) => t.address)).toContain(IPS[2]);
+    // Windows after its death: what it measured goes (no agent of mesh-c reports, and nothing is
+    // inferred while the others reach it), what the others measure of it stays, at loss 0.
+    const m = await waitFor("mesh-c's own series expired", deadAfterMs + 8000, async () => {
       const m = await scrape(metricsUrl);
-      const gone = ["prober_icmp_packet_loss_rate", "prober_icmp_duration_seconds", "prober_icmp_jitter_stddev_seconds", "prober_icmp_duration_seconds_total_count"].every(
-        (n) => samples(m, n, { target_region: "mesh-c" }).length === 0 && samples(m, n, { source_region: "mesh-c" }).length === 0,
-      );
-      return gone && samples(m, "prober_icmp_packet_loss_rate", { source_region: "mesh-a", target_region: "mesh-b" }).length === 1;
+      return samples(m, "prober_icmp_packet_loss_rate", { source_region: "mesh-c" }).length === 0 ? m : undefined;
     });
+    for (const source_region of ["mesh-a", "mesh-b"]) expect(samples(m, "prober_icmp_packet_loss_rate", { source_region, target_region: "mesh-c" })[0]?.value).toBe("0");
+    expect(samples(m, "prober_icmp_pair_inferred")).toHaveLength(0);
+  }, 30_000);
+
+  test("an agent stopped with SIGTERM says goodbye: exit 0, out of every pool at once, its series go, no loss reported", async () => {
+    const a = agents[1]!;
+    a.proc.kill("SIGTERM");
+    expect(await a.exited).toBe(0);
+    expect(a.output()).toContain("deregistered");
+    const targets = (await (await fetch(`http://127.0.0.1:${web}/-/targets`)).json()) as { pools: Record<string, { icmp?: { address: string }[] }> };
+    for (const pool of Object.values(targets.pools)) expect((pool.icmp ?? []).map((t) => t.address)).not.toContain(IPS[1]);
+    // Until the pair's series expire, no window shows loss towards it: rounds of mesh-a that went
+    // on before it synced its pool are refused as not assigned, never filed as loss.
+    const seen: string[] = [];
+    await waitFor("mesh-b series removed", RATIO * 1000 + 8000, async () => {
+      const m = await scrape(metricsUrl);
+      seen.push(...samples(m, "prober_icmp_packet_loss_rate", { target_region: "mesh-b" }).map((x) => x.value));
+      return samples(m, "prober_agent_is_alive", { region: "mesh-b" }).length === 0
+        && ["prober_icmp_packet_loss_rate", "prober_icmp_duration_seconds"].every((n) => samples(m, n, { target_region: "mesh-b" }).length === 0 && samples(m, n, { source_region: "mesh-b" }).length === 0);
+    });
+    expect(seen.filter((v) => v !== "0")).toEqual([]);
   }, 30_000);
 });
 
