@@ -194,8 +194,8 @@ export interface BedServer {
 }
 
 /**
- * A server in core with short windows for tests (1 s aggregation, series ratio 3): dead after
- * 3 s of silence. `flags` are added (e.g. -server.registry.url, -server.agent.forget.after).
+ * A server in core with short windows for tests (1 s aggregation, series ratio 3 unless `flags`
+ * set another): dead after 3 s of silence. `flags` are added (e.g. -server.registry.url).
  */
 export function bedServer(bed: MeshBed, rpcPort: number, webPort: number, flags: string[] = []): BedServer {
   const s: BedServer = {
@@ -203,7 +203,7 @@ export function bedServer(bed: MeshBed, rpcPort: number, webPort: number, flags:
     async start() {
       s.proc = bed.start(bed.core.ns, [
         SERVER_BIN, "-server.rpc.listen.addr", s.rpcAddr, "-server.rpc.insecure", "-server.http.listen.addr", `127.0.0.1:${webPort}`,
-        "-server.aggregation.interval", "1s", "-server.series.cache.ratio", "3", "-log.format", "json", ...flags,
+        "-server.aggregation.interval", "1s", ...(flags.includes("-server.series.cache.ratio") ? [] : ["-server.series.cache.ratio", "3"]), "-log.format", "json", ...flags,
       ]);
       await waitFor(`server core:${rpcPort} ready`, 15_000, async () => (await bed.coreFetch(webPort, "/-/ready")).ok);
     },
