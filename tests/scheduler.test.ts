@@ -170,6 +170,34 @@ test("two agents run the same target's rounds at their own offsets, each exactly
   expect(Math.abs(off(a) - off(b))).toBeGreaterThanOrEqual(interval / 4);
 });
 
+test("a wall-clock step (-1 h, then +1 h) neither stalls a target nor fires its rounds back to back; weights stay in (0, 1]", async () => {
+  const interval = 100;
+  let step = 0;
+  const clock = { wallMs: () => Date.now() + step, monoMs: () => performance.now() };
+  const rounds: { sinceLastMs: number; at: number }[] = [];
+  const s = new Scheduler(interval, {}, undefined, "r/10.0.0.1", clock);
+  s.sync([{ key: "icmp/r/127.0.0.1", fingerprint: "", run: async (ctx) => void rounds.push({ sinceLastMs: ctx.sinceLastMs, at: performance.now() }) }]);
+  try {
+    await waitUntil(() => rounds.length >= 3, 10_000);
+    step = -3_600_000; // the wall clock jumps back an hour: the old scheduler waited that hour
+    const before = rounds.length;
+    await waitUntil(() => rounds.length >= before + 3, 10_000);
+    step = 3_600_000; // and forward: the old scheduler fired 36,000 overdue rounds back to back
+    const mid = rounds.length;
+    await waitUntil(() => rounds.length >= mid + 3, 10_000);
+  } finally {
+    s.stop();
+  }
+  // Every round after the first reports a positive share of the interval (the result's sample_weight).
+  for (const r of rounds.slice(1)) {
+    expect(r.sinceLastMs).toBeGreaterThan(0);
+    expect(r.sinceLastMs).toBeLessThanOrEqual(interval);
+  }
+  // Back-to-back firing shows as many rounds in a short time: count is bounded by elapsed time.
+  const elapsed = rounds.at(-1)!.at - rounds[0]!.at;
+  expect(rounds.length).toBeLessThanOrEqual(Math.ceil(elapsed / interval) + 2);
+});
+
 async function waitUntil(cond: () => boolean, ms: number): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {

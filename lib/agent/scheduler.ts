@@ -78,8 +78,9 @@ interface State<J extends Job> {
   job: J;
   timer: ReturnType<typeof setTimeout>;
   running: boolean;
+  /** Monotonic ms of the last round's start (-Infinity before the first). */
   lastStartMs: number;
-  /** Set while in error state. */
+  /** Set while in error state; times are monotonic ms. */
   error?: { sinceMs: number; lastBadMs: number; reprobes: number; timer?: ReturnType<typeof setTimeout> };
 }
 
@@ -92,13 +93,29 @@ function hashFraction(s: string): number {
   return createHash("sha256").update(s).digest().readUIntBE(0, 6) / 2 ** 48;
 }
 
+/**
+ * The scheduler's two clocks, milliseconds. The wall clock only places a job's first round (rounds
+ * are aligned to the epoch, so an agent's schedule is the same after a restart); every interval,
+ * spacing and elapsed time is monotonic, so a wall-clock step (NTP, a VM resumed) neither stalls a
+ * target for an hour nor fires its rounds back to back, nor makes a round's weight negative.
+ */
+export interface SchedulerClock {
+  /** Unix time, milliseconds (Date.now). */
+  wallMs(): number;
+  /** Monotonic time, milliseconds (performance.now: the clock setTimeout runs on). */
+  monoMs(): number;
+}
+
+/** The process's clocks. */
+export const SYSTEM_SCHEDULER_CLOCK: SchedulerClock = { wallMs: () => Date.now(), monoMs: () => performance.now() };
+
 /** Keeps one timer per job; sync() starts new jobs, restarts changed ones and stops removed ones. */
 export class Scheduler<J extends Job = Job> {
   private readonly jobs = new Map<string, State<J>>();
   private tokens: number;
-  private tokensAtMs = Date.now();
+  private tokensAtMs: number;
   private skipped = 0;
-  private lastBudgetLogMs = 0;
+  private lastBudgetLogMs = -Infinity;
   private inError = 0;
 
   /**
@@ -112,8 +129,10 @@ export class Scheduler<J extends Job = Job> {
     private readonly events: SchedulerEvents<J> = {},
     private readonly policy?: ErrorPolicy,
     private readonly identity = "",
+    private readonly clock: SchedulerClock = SYSTEM_SCHEDULER_CLOCK,
   ) {
     this.tokens = policy?.budgetPps ?? 0;
+    this.tokensAtMs = clock.monoMs();
   }
 
   /**
@@ -173,19 +192,24 @@ export class Scheduler<J extends Job = Job> {
   }
 
   private start(job: J): void {
-    const now = Date.now();
+    // The first round is placed on the wall clock (epoch-aligned), the rest run on the monotonic one.
+    const wall = this.clock.wallMs();
+    const mono = this.clock.monoMs();
     const offset = this.offsetOf(job.key);
-    let next = Math.floor(now / this.intervalMs) * this.intervalMs + offset;
-    if (next <= now) next += this.intervalMs;
-    const state: State<J> = { job, timer: undefined as unknown as ReturnType<typeof setTimeout>, running: false, lastStartMs: 0 };
+    let firstWall = Math.floor(wall / this.intervalMs) * this.intervalMs + offset;
+    if (firstWall <= wall) firstWall += this.intervalMs;
+    let next = mono + (firstWall - wall); // monotonic ms of the next regular round
+    let planned = firstWall; // its planned start in unix ms, advanced by whole intervals
+    const state: State<J> = { job, timer: undefined as unknown as ReturnType<typeof setTimeout>, running: false, lastStartMs: -Infinity };
     const fire = () => {
       if (this.jobs.get(job.key) !== state) return;
-      const planned = next;
+      const thisPlanned = planned;
       next += this.intervalMs;
-      state.timer = setTimeout(fire, Math.max(0, next - Date.now()));
-      this.runRound(state, planned); // skipped when the previous round is still going: never overlap
+      planned += this.intervalMs;
+      state.timer = setTimeout(fire, Math.max(0, next - this.clock.monoMs()));
+      this.runRound(state, thisPlanned); // skipped when the previous round is still going: never overlap
     };
-    state.timer = setTimeout(fire, next - now);
+    state.timer = setTimeout(fire, next - mono);
     this.jobs.set(job.key, state);
   }
 
@@ -196,8 +220,8 @@ export class Scheduler<J extends Job = Job> {
   private runRound(s: State<J>, plannedMs?: number): boolean {
     if (s.running) return false;
     s.running = true;
-    const now = Date.now();
-    const ctx: RoundContext = { plannedMs, errorState: s.error !== undefined, sinceLastMs: s.lastStartMs ? Math.min(now - s.lastStartMs, this.intervalMs) : this.intervalMs };
+    const now = this.clock.monoMs();
+    const ctx: RoundContext = { plannedMs, errorState: s.error !== undefined, sinceLastMs: Math.min(now - s.lastStartMs, this.intervalMs) };
     s.lastStartMs = now;
     void this.complete(s, ctx);
     return true;
@@ -218,7 +242,7 @@ export class Scheduler<J extends Job = Job> {
   private afterRound(s: State<J>, report: RoundReport | undefined): void {
     const p = this.policy;
     if (!p || p.budgetPps <= 0 || s.job.errorCost === undefined || this.jobs.get(s.job.key) !== s) return;
-    const now = Date.now();
+    const now = this.clock.monoMs();
     if (report?.error) {
       if (!s.error) {
         s.error = { sinceMs: now, lastBadMs: now, reprobes: 0 };
@@ -254,7 +278,7 @@ export class Scheduler<J extends Job = Job> {
   /** Takes `packets` from the budget's token bucket (capacity: one second of budget). */
   private take(packets: number): boolean {
     const p = this.policy!;
-    const now = Date.now();
+    const now = this.clock.monoMs();
     this.tokens = Math.min(p.budgetPps, this.tokens + ((now - this.tokensAtMs) / 1000) * p.budgetPps);
     this.tokensAtMs = now;
     // A round bigger than the whole bucket may go when the bucket is full (else it never could).
