@@ -17,7 +17,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { name: "agent.trace.probe.interval", kind: "duration", default: "1s", min: 10, help: "time between a path trace's probe cycles (mtr -i)" },
   { name: "agent.trace.max.hops", kind: "number", integer: true, default: "30", min: 1, max: 64, help: "highest TTL / hop limit a path trace tries (mtr -m)" },
   { name: "agent.sync.interval", kind: "duration", default: "1m", min: 100, help: "target pool refresh interval" },
-  { name: "agent.outbox.max.bytes", kind: "number", integer: true, default: String(OUTBOX_MAX_BYTES_DEFAULT), min: 65536, help: "cap on the encoded bytes of results kept unsent while the server is away (64 MiB: about 3.5 h of 1,000 ICMP targets every 15 s, 20 min of 10,000); when full the oldest are dropped, logged and counted in prober_agent_dropped_points_total" },
+  { name: "agent.outbox.max.bytes", kind: "number", integer: true, default: String(OUTBOX_MAX_BYTES_DEFAULT), min: 65536, help: "cap on the encoded bytes of results kept unsent while the server is away (64 MiB at ~137 bytes per ICMP result: about 2 h of 1,000 targets every 15 s, 12 min of 10,000); when full the oldest are dropped, logged and counted in prober_agent_dropped_points_total" },
   { name: "agent.shutdown.timeout", kind: "duration", default: "5s", min: 0, help: "on SIGTERM/SIGINT: how long the agent may take to push what it has queued and say goodbye (Deregister) before it exits" },
   { name: "agent.token.file", kind: "string", default: "", help: "file holding the agent token sent as Authorization: Bearer (default: env PROBER_TOKEN)" },
   { name: "agent.rpc.tls.ca.file", kind: "string", default: "", help: "CA bundle (PEM) trusted for an https:// server address (default: the system roots)" },
