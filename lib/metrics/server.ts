@@ -14,7 +14,7 @@ export interface AgentLabels {
 
 /** Why a pushed result was rejected (label `reason` of prober_server_reject_points_total). */
 export const REJECT_REASONS = {
-  not_assigned: "its target was not handed to the agent's region (or names an agent that is not live)",
+  not_assigned: "its target was not handed to the agent's region (or names an agent that said goodbye or was forgotten)",
   invalid: "its numbers are unusable (out of range, inconsistent, unknown failed_reason)",
   duplicate: "its batch was accepted before, by this or another server sharing the registry (a resend after a lost answer): answered with success, not counted again",
 } as const;
