@@ -208,3 +208,13 @@ test("over a long outage with partial recoveries, results sent + results dropped
   // The server's dedupe is a high-water mark per instance: sends go in increasing sequence.
   for (let i = 1; i < srv.got.length; i++) expect(srv.got[i]!.batchSequence).toBeGreaterThan(srv.got[i - 1]!.batchSequence);
 });
+
+test("results lost otherwise (a batch refused for good) are reported with the next batch that has results", async () => {
+  const o = new Outbox({ maxBytes: 1 << 20, instanceId: ID });
+  o.reportLost(7);
+  o.add(create(PushResultsRequestSchema, { agent })); // empty: ignored, the count waits
+  o.add(req("next", 2));
+  const sent: PushResultsRequest[] = [];
+  await o.flush(async (b) => void sent.push(b));
+  expect(sent.map((b) => b.droppedPoints)).toEqual([7n]);
+});

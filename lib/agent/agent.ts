@@ -24,7 +24,7 @@ import { PUSH_SPLIT_BYTES } from "../rpc/limits.ts";
 import { VERSION } from "../version.ts";
 import { AGENT_KINDS, type Reprobe } from "./kinds.ts";
 import { rpcClient, type ClientOptions } from "./client.ts";
-import { emptyBatch, Outbox, splitBatch } from "./outbox.ts";
+import { emptyBatch, Outbox, pointsOf, splitBatch } from "./outbox.ts";
 import { Scheduler, type ErrorPolicy, type Job, type RoundReport } from "./scheduler.ts";
 import { Tracing } from "./tracing.ts";
 import type { TraceOptions } from "../probes/icmp/trace.ts";
@@ -253,8 +253,10 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
         } catch (e) {
           const err = ConnectError.from(e);
           if (!BATCH_FATAL.has(err.code)) throw err;
-          // The server will never take this batch: drop it, so the queue behind it moves on.
-          log.error({ code: Code[err.code], err: err.rawMessage, icmp: b.icmp.length, http: b.http.length }, "server refused a batch for good; dropped it");
+          // The server will never take this batch: drop it, so the queue behind it moves on, and
+          // report its results (and the drops it carried) as lost with the next batch.
+          outbox.reportLost(pointsOf(b) + Number(b.droppedPoints));
+          log.error({ code: Code[err.code], err: err.rawMessage, icmp: b.icmp.length, http: b.http.length }, "server refused a batch for good; dropped it (counted in prober_agent_dropped_points_total with the next batch)");
         }
       });
       if (lastPushFailed) log.info({ batches: backlog }, "push recovered; queued batches delivered");

@@ -121,7 +121,7 @@ export class Outbox {
   private queuedBytes = 0;
   private queuedPts = 0;
   private sequence = 0n;
-  /** Dropped results not yet carried by a queued batch (always 0 outside add()). */
+  /** Dropped or lost results not yet carried by a queued batch (0 outside add() unless reportLost() was called since). */
   private pendingDropped = 0;
   private dropped = { batches: 0, points: 0 };
   private logged = { batches: 0, points: 0 };
@@ -158,6 +158,15 @@ export class Outbox {
     return this.dropped.points;
   }
 
+  /**
+   * Reports results lost otherwise (a batch the server refused for good: its results, plus the
+   * dropped_points it carried): the next batch queued carries them in dropped_points.
+   * @param points results lost
+   */
+  reportLost(points: number): void {
+    if (points > 0) this.pendingDropped += points;
+  }
+
   /** Drops since the last call, for a log line at most once a minute: undefined when none. */
   takeDropsToLog(): OutboxDrops | undefined {
     const d = { batches: this.dropped.batches - this.logged.batches, points: this.dropped.points - this.logged.points };
@@ -170,7 +179,8 @@ export class Outbox {
    * Stamps `req` with agentInstanceId, the next batchSequence (1, 2, ... in the order of add) and
    * droppedPoints (the results dropped to make room for it, plus the dropped_points the dropped
    * batches carried); encodes it; queues it. A request with no results and no traces is ignored
-   * (no drop count is ever left pending by add: each is carried by the batch whose add caused it).
+   * (no drop count is ever left pending by add: each is carried by the batch whose add caused it;
+   * counts from reportLost() wait for the next batch with results).
    * While the queued bytes (the batch being sent not counted) would exceed maxBytes the OLDEST
    * queued batches are dropped, never this one (a batch over maxBytes on its own is queued alone)
    * nor the one being sent.
