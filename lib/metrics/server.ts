@@ -71,7 +71,7 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
   });
   const droppedPoints = store.counter({
     name: "prober_agent_dropped_points_total", type: "counter", labelNames: ["region"],
-    help: "Results agents dropped unsent because their outbox was full (-agent.outbox.max.bytes) during a long server outage, by agent region; reported with the agents' next accepted push.",
+    help: "Results agents dropped unsent, by agent region: their outbox was full during a long server outage (-agent.outbox.max.bytes), or a server refused their batch for good; reported with the agents' next accepted push.",
     doc: "Data lost at the source, counted once per batch (batch identity). 0 in a healthy mesh.", expires: false,
   });
   const goodbyes = store.counter({
