@@ -116,7 +116,7 @@ describe.skipIf(!!missing)("alerts from recorded series", () => {
     })();
     const stepNow = () => steps.length;
 
-    await Bun.sleep(22_000);
+    await Bun.sleep(16_000);
     const kCut = stepNow();
     await cut(bed.host("c1").ns);
     await Bun.sleep(45_000);
