@@ -1,7 +1,10 @@
 /**
- * The server's Prometheus series on a private prom-client Registry, with expiry: a label set not
- * written for `expireAfterMs` (ratio x aggregation interval, -server.series.cache.ratio) is
- * deleted, so a region pair or target that went away leaves /metrics (docs/metrics.md). Every
+ * The server's Prometheus series on a private prom-client Registry, with expiry: a gauge's label set
+ * not written for `expireAfterMs` (ratio x aggregation interval, -server.series.cache.ratio) is
+ * deleted, so a region pair or target that went away leaves /metrics (docs/metrics.md). Counters
+ * and histograms (cumulative) live `cumulativeExpireAfterMs` (-server.agent.forget.after): a pair
+ * that pauses (its agent failed over to another server, its region cut off and delivering its
+ * backlog later) continues its counters instead of restarting them, which rate() would not see. Every
  * metric is declared through a MetricSpec; the specs are also what docs/metrics.md is generated
  * from, so a metric's name, type, labels and help are written once.
  *
@@ -53,9 +56,14 @@ export class SeriesStore {
   readonly registry = new Registry();
   readonly specs: MetricSpec[] = [];
   private readonly touched = new Map<AnyMetric, Map<string, { labels: LabelValues<string>; at: number }>>();
+  /** Metrics whose label sets live cumulativeExpireAfterMs (counters, histograms). */
+  private readonly cumulative = new Set<AnyMetric>();
 
-  /** @param expireAfterMs series not written for this long are deleted by expire(), milliseconds */
-  constructor(private readonly expireAfterMs: number, private readonly now = () => Date.now()) {}
+  /**
+   * @param expireAfterMs gauge label sets not written for this long are deleted by expire(), milliseconds
+   * @param cumulativeExpireAfterMs the same for counters and histograms (at least expireAfterMs), milliseconds
+   */
+  constructor(private readonly expireAfterMs: number, private readonly now = () => Date.now(), private readonly cumulativeExpireAfterMs = expireAfterMs) {}
 
   private register<L extends string>(spec: MetricSpec<L>): void {
     if (this.specs.some((s) => s.name === spec.name)) throw new Error(`metric ${spec.name} declared twice`);
@@ -65,7 +73,10 @@ export class SeriesStore {
   private touch(m: AnyMetric, labels: LabelValues<string>, spec: MetricSpec): void {
     if (spec.expires === false) return;
     let map = this.touched.get(m);
-    if (!map) this.touched.set(m, (map = new Map()));
+    if (!map) {
+      this.touched.set(m, (map = new Map()));
+      if (spec.type !== "gauge") this.cumulative.add(m);
+    }
     map.set(labelKey(labels), { labels, at: this.now() });
   }
 
@@ -125,9 +136,10 @@ export class SeriesStore {
 
   /** Deletes every label set not written for the expiry time. @returns how many were deleted */
   expire(): number {
-    const cutoff = this.now() - this.expireAfterMs;
+    const t = this.now();
     let n = 0;
     for (const [metric, map] of this.touched) {
+      const cutoff = t - (this.cumulative.has(metric) ? Math.max(this.expireAfterMs, this.cumulativeExpireAfterMs) : this.expireAfterMs);
       for (const [k, { labels, at }] of map) {
         if (at < cutoff) {
           metric.remove(labels as Record<string, string>);

@@ -73,7 +73,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const file: ProbeFile = o.probeFile ? loadProbeFile(o.probeFile) : { blocks: [] };
   const expireMs = o.seriesCacheRatio * o.aggregationIntervalMs;
   const startedMs = Date.now();
-  const store = new SeriesStore(expireMs);
+  // Cumulative series live as long as a silent agent is remembered (docs/metrics.md "Expiry").
+  const store = new SeriesStore(expireMs, undefined, Math.max(expireMs, o.forgetAfterMs));
   const metrics = serverMetrics(store, SERVER_LABEL_VALUES);
   let pool: TargetPool | undefined;
   let shared: RedisRegistrySync | undefined;
