@@ -93,6 +93,9 @@ describe.skipIf(!IS_ROOT)("mesh of three agents (compiled binaries)", () => {
         && ["prober_icmp_packet_loss_rate", "prober_icmp_duration_seconds"].every((n) => samples(m, n, { target_region: "mesh-b" }).length === 0 && samples(m, n, { source_region: "mesh-b" }).length === 0);
     });
     expect(seen.filter((v) => v !== "0")).toEqual([]);
+    // Rounds that were in flight to it are dropped as target_left, not rejected as not_assigned.
+    const m = await scrape(metricsUrl);
+    expect(samples(m, "prober_server_reject_points_total", { reason: "not_assigned" }).map((x) => x.value)).toEqual(["0", "0"]);
   }, 30_000);
 });
 

@@ -93,9 +93,18 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
 
   let instanceId = "";
   let poolVersion = 0n;
-  /** @returns whether the server restarted, and whether its pools changed since the last answer */
+  /**
+   * Server processes seen (their instance_id): with several servers the id alternates at every
+   * failover and failback, which is no restart; a restarted server has an id never seen.
+   */
+  const seenInstances = new Set<string>();
+  /** @returns whether a server restarted, and whether its pools changed since the last answer */
   const registered = (r: HeartbeatResponse) => {
-    const changed = instanceId !== "" && r.instanceId !== instanceId;
+    const changed = seenInstances.size > 0 && !seenInstances.has(r.instanceId);
+    if (!seenInstances.has(r.instanceId)) {
+      if (seenInstances.size >= 16) seenInstances.delete(seenInstances.values().next().value!);
+      seenInstances.add(r.instanceId);
+    }
     instanceId = r.instanceId;
     const poolChanged = r.poolVersion !== 0n && poolVersion !== 0n && r.poolVersion !== poolVersion;
     if (r.poolVersion !== 0n) poolVersion = r.poolVersion;
@@ -249,7 +258,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
           const r = await client.pushResults(b, opts);
           if (r.rejected) log.warn({ accepted: r.accepted, rejected: r.rejected, reasons: r.rejectReasons }, "server rejected results");
           if (r.duplicate) log.info({ sequence: String(b.batchSequence) }, "server had this batch already (an earlier answer was lost); not counted twice");
-          if (r.instanceId && instanceId && r.instanceId !== instanceId) void heartbeat();
+          if (r.instanceId && seenInstances.size > 0 && !seenInstances.has(r.instanceId)) void heartbeat();
         } catch (e) {
           const err = ConnectError.from(e);
           if (!BATCH_FATAL.has(err.code)) throw err;

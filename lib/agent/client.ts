@@ -73,13 +73,17 @@ export function rpcClient(o: ClientOptions, onSwitch: (addr: string, why: string
         /* still away, or refusing: stay on the current server, which gets the call now */
       }
     }
+    // The order is fixed when the call starts: calls run concurrently (heartbeat, sync, push), and
+    // one that finishes late must neither retry on a server another call already left nor move
+    // the agent back to it.
+    const start = current;
     let last: unknown;
     for (let i = 0; i < clients.length; i++) {
-      const idx = (current + i) % clients.length;
+      const idx = (start + i) % clients.length;
       try {
         const r = await f(clients[idx]!);
-        if (idx !== current) {
-          onSwitch(addrs[idx]!, `${addrs[current]} unreachable: ${ConnectError.from(last).rawMessage}`);
+        if (idx !== start && current === start) {
+          onSwitch(addrs[idx]!, `${addrs[start]} unreachable: ${ConnectError.from(last).rawMessage}`);
           current = idx;
           lastFailback = Date.now();
         }

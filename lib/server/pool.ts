@@ -29,6 +29,9 @@ function addTargets<K extends ProberType>(pool: GetTargetPoolResponse, type: K, 
   for (const a of addresses) if (a !== skip) list.push(kind.target(region, a, m));
 }
 
+/** Goodbyes remembered at most for the grace time (outside input must not grow memory). */
+const MAX_LEFT = 10_000;
+
 /** Source regions whose pools are cached at most (region names come from agents). */
 const MAX_CACHED_REGIONS = 4096;
 
@@ -47,7 +50,14 @@ export class TargetPool {
   private readonly agentKeys = new Map<string, number>();
   private versionCounter = 1;
 
-  constructor(private file: ProbeFile, readonly discovery: Discovery, private readonly probeSelf: boolean, registry: AgentRegistry) {
+  /** Agents that said goodbye: key -> when, unix ms (at most MAX_LEFT, oldest out first). */
+  private readonly left = new Map<string, number>();
+
+  /**
+   * @param leftGraceMs how long after a goodbye results about that agent are dropped as
+   *   `target_left` rather than rejected as `not_assigned`, milliseconds (ratio x interval)
+   */
+  constructor(private file: ProbeFile, readonly discovery: Discovery, private readonly probeSelf: boolean, registry: AgentRegistry, private readonly leftGraceMs = 0, private readonly now = () => Date.now()) {
     this.indexFile();
     for (const a of registry.all()) this.agentChanged(a.region, a.ip, true);
   }
@@ -78,10 +88,19 @@ export class TargetPool {
     this.changed();
   }
 
-  /** An agent became known (`known`: its first heartbeat) or left (forgotten, or goodbye); call from the registry's join and forget events. */
-  agentChanged(region: string, ip: string, known: boolean): void {
+  /**
+   * An agent became known (`known`: its first heartbeat) or left (forgotten, or `goodbye`); call
+   * from the registry's join and forget events. A goodbye is remembered for the grace time
+   * (leftRecently), a join ends it.
+   */
+  agentChanged(region: string, ip: string, known: boolean, goodbye = false): void {
     if (this.discovery !== "dynamic") return;
     const k = key("icmp", region, ip);
+    this.left.delete(k);
+    if (goodbye) {
+      if (this.left.size >= MAX_LEFT) this.left.delete(this.left.keys().next().value!);
+      this.left.set(k, this.now());
+    }
     const n = (this.agentKeys.get(k) ?? 0) + (known ? 1 : -1);
     if (n > 0) this.agentKeys.set(k, n);
     else this.agentKeys.delete(k);
@@ -130,6 +149,16 @@ export class TargetPool {
     for (const [region, { module, targets }] of [...mesh].sort(([a], [b]) => a.localeCompare(b))) addTargets(pool, "icmp", region, targets, module, "", redact);
     for (const b of fileBlocks) addTargets(pool, b.proberType, b.region, b.targets, b.module as ModuleOf<typeof b.proberType>, "", redact);
     return pool;
+  }
+
+  /**
+   * True when `address` of `targetRegion` was an agent that said goodbye within the grace time:
+   * rounds other agents had in flight when it left (or before their next pool fetch) are dropped
+   * as `target_left`, neither loss nor a rejection worth a warning. O(1).
+   */
+  leftRecently(type: ProberType, targetRegion: string, address: string): boolean {
+    const t = this.left.get(key(type, targetRegion, address));
+    return t !== undefined && this.now() - t <= this.leftGraceMs;
   }
 
   /** True when `address` of `targetRegion` is in `sourceRegion`'s pool (push validation). O(1). */

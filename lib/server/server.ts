@@ -87,7 +87,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     },
     onForget: (e, goodbye) => {
       metrics.agentForgotten(e);
-      pool?.agentChanged(e.region, e.ip, false);
+      pool?.agentChanged(e.region, e.ip, false, goodbye);
       o.log.info({ region: e.region, ip: e.ip }, goodbye ? "agent left (goodbye)" : "agent forgotten");
     },
     onHeartbeat: (e) => shared?.publish(e),
@@ -97,7 +97,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     shared = new RedisRegistrySync(o.registryUrl, registry, o.log, expireMs, (up) => metrics.registryBackend(up));
     await shared.start();
   }
-  pool = new TargetPool(file, o.discovery, o.probeSelf, registry);
+  pool = new TargetPool(file, o.discovery, o.probeSelf, registry, expireMs);
   const ingests = createIngests(store);
   const windows = new AggregationWindows<ProberType>(o.aggregationIntervalMs, ingests);
   const history = new MeshHistory(o.historyRetentionMs);

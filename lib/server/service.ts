@@ -118,7 +118,11 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
       const address = kind.addressOf(r);
       const bad = server.check(r);
       if (bad) reject("invalid", `${type} ${address.slice(0, 256)}: ${bad}`);
-      else if (!d.pool.isAssigned(a.region, type, r.targetRegion, address)) reject("not_assigned", `${type} ${r.targetRegion.slice(0, 256)}/${address.slice(0, 256)}: not assigned to region ${a.region}`);
+      else if (!d.pool.isAssigned(a.region, type, r.targetRegion, address)) {
+        // Rounds in flight when their target said goodbye: dropped quietly, never loss.
+        if (d.pool.leftRecently(type, r.targetRegion, address)) d.metrics.rejected(type, "target_left");
+        else reject("not_assigned", `${type} ${r.targetRegion.slice(0, 256)}/${address.slice(0, 256)}: not assigned to region ${a.region}`);
+      }
       else {
         const inWindow = d.windows.add(type, { sourceRegion: a.region, agentIp: a.ip, result: r }, roundEndMs(r) + offsetMs);
         d.metrics.accepted(type, !inWindow);
