@@ -28,6 +28,9 @@ import { rpcHandler } from "./rpc_adapter.ts";
 import { inferUnreachable } from "./unreachable.ts";
 import { proberMeshService } from "./service.ts";
 
+/** Shortest time results about an agent that said goodbye are dropped as target_left, milliseconds. */
+const LEFT_GRACE_MIN_MS = 60_000;
+
 /** The label values of the server-wide metrics, from where each list is defined. */
 export const SERVER_LABEL_VALUES: ServerLabelValues = { proberTypes: PROBER_TYPES, authFailures: AUTH_FAILURE_REASONS, registryRefusals: REGISTRY_REFUSALS };
 
@@ -97,7 +100,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     shared = new RedisRegistrySync(o.registryUrl, registry, o.log, expireMs, (up) => metrics.registryBackend(up));
     await shared.start();
   }
-  pool = new TargetPool(file, o.discovery, o.probeSelf, registry, expireMs);
+  // Goodbyes are remembered long enough for the rounds in flight (a default round lasts ~6 s) and
+  // the pushes after them to arrive.
+  pool = new TargetPool(file, o.discovery, o.probeSelf, registry, Math.max(expireMs, LEFT_GRACE_MIN_MS));
   const ingests = createIngests(store);
   const windows = new AggregationWindows<ProberType>(o.aggregationIntervalMs, ingests);
   const history = new MeshHistory(o.historyRetentionMs);
