@@ -83,6 +83,34 @@ test("Dockerfile: a build stage with npm only, a minimal runtime stage with both
   expect(read(".dockerignore")).toContain("node_modules");
 });
 
+test("Dockerfile: its version is package.json's (OCI label from a build ARG checked against package.json, no stale literal)", async () => {
+  const d = read("Dockerfile");
+  const version = (JSON.parse(read("package.json")) as { version: string }).version;
+  // Base images may pin their own versions; every other x.y.z (tags in the comments, defaults)
+  // must be package.json's.
+  const literals = d.split("\n").filter((l) => !l.startsWith("FROM ")).flatMap((l) => l.match(/\b\d+\.\d+\.\d+\b/g) ?? []);
+  expect({ stale: literals.filter((v) => v !== version) }).toEqual({ stale: [] });
+  const stages = d.split(/^FROM /m).slice(1);
+  expect(stages).toHaveLength(2);
+  expect(stages[0]).toMatch(/^ARG VERSION$/m);
+  expect(stages[1]).toMatch(/^ARG VERSION$/m);
+  expect(stages[1]).toContain('org.opencontainers.image.version="${VERSION}"');
+  // The build stage's check, run as docker would (sh, in the build context, VERSION from --build-arg).
+  const lines = d.split("\n");
+  const at = lines.findIndex((l) => l.startsWith("RUN ") && l.includes("package.json"));
+  expect(at).toBeGreaterThan(-1);
+  let cmd = "";
+  for (let i = at; ; i++) {
+    cmd += lines[i]!.replace(/\\$/, ""); // docker joins continuation lines
+    if (!lines[i]!.endsWith("\\")) break;
+  }
+  cmd = cmd.replace(/^RUN /, "");
+  const check = async (v: string) => (await run(["env", `VERSION=${v}`, "sh", "-c", cmd])).code;
+  expect(await check("")).toBe(0);
+  expect(await check(version)).toBe(0);
+  expect(await check(`${version}-not-this-one`)).not.toBe(0);
+});
+
 const analyze = Bun.which("systemd-analyze");
 if (!analyze) skipReason("deploy.test.ts: systemd-analyze is not installed; the unit files are checked as text only");
 
