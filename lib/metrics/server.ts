@@ -93,12 +93,12 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
   for (const reason of Object.keys(REJECT_REASONS)) rejectTraces.inc({ reason }, 0);
   return {
     traceAccepted: () => receiveTraces.inc({}),
-    traceRejected: (reason: RejectReason) => rejectTraces.inc({ reason }),
+    traceRejected: (reason: RejectReason, n = 1) => rejectTraces.inc({ reason }, n),
     accepted: (type: string, late_: boolean) => {
       receive.inc({ prober_type: type });
       if (late_) late.inc({ prober_type: type });
     },
-    rejected: (type: string, reason: RejectReason) => reject.inc({ prober_type: type, reason }),
+    rejected: (type: string, reason: RejectReason, n = 1) => reject.inc({ prober_type: type, reason }, n),
     deferred: () => deferred.inc({}),
     agentDropped: (region: string, points: number) => droppedPoints.inc({ region }, points),
     goodbye: () => goodbyes.inc({}),

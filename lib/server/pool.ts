@@ -55,7 +55,8 @@ export class TargetPool {
 
   /**
    * @param leftGraceMs how long after a goodbye results about that agent are dropped as
-   *   `target_left` rather than rejected as `not_assigned`, milliseconds (ratio x interval)
+   *   `target_left` rather than rejected as `not_assigned`, milliseconds (the server passes
+   *   max(1 min, ratio x interval))
    */
   constructor(private file: ProbeFile, readonly discovery: Discovery, private readonly probeSelf: boolean, registry: AgentRegistry, private readonly leftGraceMs = 0, private readonly now = () => Date.now()) {
     this.indexFile();

@@ -189,8 +189,8 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
       const res = create(PushResultsResponseSchema, { instanceId: d.instanceId });
       // Last check before counting: a batch accepted before (its answer lost) counts once.
       if (!(await d.dedupe.claim(req.agentInstanceId, req.batchSequence))) {
-        for (const type of PROBER_TYPES) for (let i = 0; i < req[type].length; i++) d.metrics.rejected(type, "duplicate");
-        for (let i = 0; i < req.traces.length; i++) d.metrics.traceRejected("duplicate");
+        for (const type of PROBER_TYPES) if (req[type].length) d.metrics.rejected(type, "duplicate", req[type].length);
+        if (req.traces.length) d.metrics.traceRejected("duplicate", req.traces.length);
         res.duplicate = true;
         d.log.info({ region: a.region, ip: a.ip, instance: req.agentInstanceId, sequence: String(req.batchSequence) }, "push of a batch accepted before (its answer was lost); not counted again");
         return res;

@@ -169,6 +169,8 @@ export function icmpIngest(store: SeriesStore): KindIngest<IcmpResult> & {
     latest: () => latest,
 
     publishInferred(pairs, windowEndMs) {
+      // Inferred entries of an earlier call (a tick that published no ICMP window) are replaced.
+      latest = latest.filter((a) => !a.inferred);
       const next = new Set<string>();
       const reported = new Set(latest.map((a) => `${a.sourceRegion}\u0000${a.targetRegion}`));
       for (const { sourceRegion, targetRegion } of pairs) {
