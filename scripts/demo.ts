@@ -45,11 +45,19 @@ ProberMesh demo: server + 3 agents (demo-east 127.0.0.11, demo-west 127.0.0.12, 
   try:       curl -s localhost:6001/metrics | grep -E '^prober_icmp_(packet_loss_rate|duration_seconds)'
 Ctrl-C stops everything.
 `);
-const stop = () => {
-  for (const p of procs) p.kill("SIGTERM");
+// Agents first (they push what they have and say goodbye to the server), then the server.
+let stopping = false;
+const stop = async () => {
+  if (stopping) process.exit(1);
+  stopping = true;
+  const [server, ...agents] = procs;
+  for (const p of agents) p.kill("SIGTERM");
+  await Promise.race([Promise.all(agents.map((p) => p.exited)), Bun.sleep(10_000)]);
+  server!.kill("SIGTERM");
+  await server!.exited;
   web.stop(true);
   process.exit(0);
 };
-process.on("SIGINT", stop);
-process.on("SIGTERM", stop);
+process.on("SIGINT", () => void stop());
+process.on("SIGTERM", () => void stop());
 if (stopAfter) setTimeout(stop, stopAfter);
