@@ -69,8 +69,19 @@ export function strerror(code: number): string {
   return `${String(libc.strerror(code))} (errno ${code})`;
 }
 
-/** Numeric address of a typed array's memory, for pointer fields inside C structs. */
+/**
+ * Numeric address of a typed array's memory, for pointer fields inside C structs that the kernel
+ * writes through later (msghdr name, iov, control).
+ *
+ * A small typed array (JSC "fast" array, up to ~1,000 elements) keeps its bytes in the GC heap
+ * until something asks for its ArrayBuffer (`.buffer`, `subarray()`, a DataView): then the bytes
+ * move to a new allocation and the old one is freed. A pointer taken before that points at freed
+ * memory, and the kernel's next recvmsg() writes there: in 0.4.0 `subarray()` on the error-queue
+ * name buffer did this, and the agent died in Bun's allocator a few traces later. So the buffer is
+ * materialised here first; its address is then stable for its lifetime (tests/icmp_ffi.test.ts).
+ */
 export function addressOf(buf: Uint8Array | BigUint64Array | Int32Array, byteOffset = 0): number {
+  void buf.buffer;
   return ptr(buf, byteOffset);
 }
 
