@@ -7,7 +7,7 @@ import { readdirSync, writeFileSync } from "node:fs";
 import pLimit from "p-limit";
 import { HTTP_CONCURRENCY } from "../lib/agent/kinds.ts";
 import { HttpPhaseProber } from "../lib/probes/http/prober.ts";
-import { HttpTargetSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { HttpTargetSchema } from "../lib/rpc/gen/probermesh/v1/http_pb.ts";
 import { httpKind } from "../lib/probes/http/kind.ts";
 import { startTestServers } from "../tests/helpers/http_servers.ts";
 import { freePort, start } from "../tests/helpers/procs.ts";

@@ -13,7 +13,8 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { emptyBatch, Outbox, OUTBOX_MAX_BYTES_DEFAULT, splitBatch } from "../lib/agent/outbox.ts";
 import { rttBucketCounts } from "../lib/probes/icmp/buckets.ts";
-import { AgentSchema, IcmpResultSchema, type PushResultsRequest } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { IcmpResultSchema } from "../lib/rpc/gen/probermesh/v1/icmp_pb.ts";
+import { AgentSchema, type PushResultsRequest } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { PUSH_SPLIT_BYTES } from "../lib/rpc/limits.ts";
 import { loopbackTargets } from "./targets.ts";
 

@@ -5,7 +5,8 @@
 import { create } from "@bufbuild/protobuf";
 import { Moments } from "../lib/aggregation/moments.ts";
 import { rttBucketCounts } from "../lib/probes/icmp/buckets.ts";
-import { AgentSchema, IcmpResultSchema, type Agent, type IcmpResult } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { IcmpResultSchema, type IcmpResult } from "../lib/rpc/gen/probermesh/v1/icmp_pb.ts";
+import { AgentSchema, type Agent } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
 
 /** Echoes per simulated result. */
 export const PACKETS = 64;

@@ -9,7 +9,7 @@ import { readdirSync } from "node:fs";
 import pLimit from "p-limit";
 import { HTTP_CONCURRENCY } from "../lib/agent/kinds.ts";
 import { HttpPhaseProber } from "../lib/probes/http/prober.ts";
-import { HttpTargetSchema, type HttpTarget } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { HttpTargetSchema, type HttpTarget } from "../lib/rpc/gen/probermesh/v1/http_pb.ts";
 import { httpKind } from "../lib/probes/http/kind.ts";
 import { startTestServers, type TestServers } from "./helpers/http_servers.ts";
 

@@ -8,7 +8,7 @@ import { create } from "@bufbuild/protobuf";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { HttpPhaseProber } from "../lib/probes/http/prober.ts";
-import { HttpTargetSchema, type HttpResult } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { HttpTargetSchema, type HttpResult } from "../lib/rpc/gen/probermesh/v1/http_pb.ts";
 import { ConfigError, parseProbeFile } from "../lib/targets/config.ts";
 import { startTestServers, type TestServers } from "./helpers/http_servers.ts";
 

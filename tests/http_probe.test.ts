@@ -14,7 +14,7 @@ import http from "node:http";
 import { create, toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { HttpPhaseProber } from "../lib/probes/http/prober.ts";
-import { HttpResultSchema, HttpTargetSchema, type HttpModule } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { HttpResultSchema, HttpTargetSchema, type HttpModule } from "../lib/rpc/gen/probermesh/v1/http_pb.ts";
 import { startTestServers, type TestServers } from "./helpers/http_servers.ts";
 
 const DELAY_MS = 200;

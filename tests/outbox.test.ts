@@ -6,7 +6,8 @@
 import { expect, test } from "bun:test";
 import { clone, create, equals, toBinary } from "@bufbuild/protobuf";
 import { Outbox, splitBatch, emptyBatch, pointsOf } from "../lib/agent/outbox.ts";
-import { AgentSchema, IcmpResultSchema, PathTraceSchema, PushResultsRequestSchema, type PushResultsRequest } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { IcmpResultSchema } from "../lib/rpc/gen/probermesh/v1/icmp_pb.ts";
+import { AgentSchema, PathTraceSchema, PushResultsRequestSchema, type PushResultsRequest } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { httpResult, icmpResult } from "./helpers/aggregate.ts";
 
 const agent = create(AgentSchema, { region: "r", ip: "127.0.0.1" });

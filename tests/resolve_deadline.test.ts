@@ -16,7 +16,8 @@ import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { checkHttpResult } from "../lib/probes/http/ingest.ts";
 import { checkIcmpResult, isIcmpFailure } from "../lib/probes/icmp/ingest.ts";
-import { HttpResultSchema, IcmpResultSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { HttpResultSchema } from "../lib/rpc/gen/probermesh/v1/http_pb.ts";
+import { IcmpResultSchema } from "../lib/rpc/gen/probermesh/v1/icmp_pb.ts";
 import { netnsAvailable } from "./helpers/netns.ts";
 import { ROOT, run, skipReason, start, type Proc } from "./helpers/procs.ts";
 

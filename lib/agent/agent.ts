@@ -16,10 +16,8 @@ import type { Logger } from "../log.ts";
 import { PROBER_TYPES, type ModuleOf, type ProbeKind, type Prober, type ProberType, type ResultOf, type TargetOf } from "../probes/kind.ts";
 import { PROBE_KINDS } from "../probes/kinds.ts";
 import { HEARTBEAT_INTERVAL_MS } from "../rpc/heartbeat.ts";
-import {
-  AgentSchema,
-  type Agent, type GetTargetPoolResponse, type HeartbeatResponse, type IcmpTarget,
-} from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { type IcmpTarget } from "../rpc/gen/probermesh/v1/icmp_pb.ts";
+import { AgentSchema, type Agent, type GetTargetPoolResponse, type HeartbeatResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { PUSH_SPLIT_BYTES } from "../rpc/limits.ts";
 import { VERSION } from "../version.ts";
 import { AGENT_KINDS, type Reprobe } from "./kinds.ts";
@@ -265,7 +263,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
           // The server will never take this batch: drop it, so the queue behind it moves on, and
           // report its results (and the drops it carried) as lost with the next batch.
           outbox.reportLost(pointsOf(b) + Number(b.droppedPoints));
-          log.error({ code: Code[err.code], err: err.rawMessage, icmp: b.icmp.length, http: b.http.length }, "server refused a batch for good; dropped it (counted in prober_agent_dropped_points_total with the next batch)");
+          log.error({ code: Code[err.code], err: err.rawMessage, ...Object.fromEntries(PROBER_TYPES.map((t) => [t, b[t].length])) }, "server refused a batch for good; dropped it (counted in prober_agent_dropped_points_total with the next batch)");
         }
       });
       if (lastPushFailed) log.info({ batches: backlog }, "push recovered; queued batches delivered");

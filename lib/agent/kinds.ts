@@ -1,9 +1,12 @@
 /** The registry of probe kinds' agent halves (lib/probes/kind.ts), keyed by prober_type. */
 import type { Prober, ProberType, ResultOf, TargetOf } from "../probes/kind.ts";
+import { DnsProber } from "../probes/dns/prober.ts";
+import { GrpcProber } from "../probes/grpc/prober.ts";
 import { HttpPhaseProber } from "../probes/http/prober.ts";
 import { IcmpEchoProber, echoOptions } from "../probes/icmp/prober.ts";
+import { TcpProber } from "../probes/tcp/prober.ts";
 
-/** HTTP probes running at once per agent. */
+/** HTTP probes running at once per agent; also the limit of each other connection-based kind (tcp, dns, grpc). */
 export const HTTP_CONCURRENCY = 64;
 
 /**
@@ -42,4 +45,7 @@ export const AGENT_KINDS: { [K in ProberType]: AgentKind<K> } = {
     },
   },
   http: { create: () => new HttpPhaseProber(), concurrency: HTTP_CONCURRENCY },
+  tcp: { create: () => new TcpProber(), concurrency: HTTP_CONCURRENCY },
+  dns: { create: () => new DnsProber(), concurrency: HTTP_CONCURRENCY },
+  grpc: { create: () => new GrpcProber(), concurrency: HTTP_CONCURRENCY },
 };

@@ -8,7 +8,8 @@ import pLimit from "p-limit";
 import type { Logger } from "../log.ts";
 import { PathTraceProber } from "../probes/icmp/path.ts";
 import type { TraceOptions } from "../probes/icmp/trace.ts";
-import type { IcmpTarget, PathTrace } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import type { IcmpTarget } from "../rpc/gen/probermesh/v1/icmp_pb.ts";
+import type { PathTrace } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 
 /** Traces running at once: a region-wide outage starts one per target, each ~maxHops × probes packets. */
 export const TRACE_CONCURRENCY = 4;

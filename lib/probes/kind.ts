@@ -16,21 +16,26 @@ import type { GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { z } from "zod";
 import type { KindIngest } from "../aggregation/window.ts";
 import type { SeriesStore } from "../metrics/series.ts";
-import type {
-  HttpModule, HttpResult, HttpTarget, IcmpModule, IcmpResult, IcmpTarget,
-} from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import type { DnsModule, DnsResult, DnsTarget } from "../rpc/gen/probermesh/v1/dns_pb.ts";
+import type { GrpcModule, GrpcResult, GrpcTarget } from "../rpc/gen/probermesh/v1/grpc_pb.ts";
+import type { HttpModule, HttpResult, HttpTarget } from "../rpc/gen/probermesh/v1/http_pb.ts";
+import type { IcmpModule, IcmpResult, IcmpTarget } from "../rpc/gen/probermesh/v1/icmp_pb.ts";
+import type { TcpModule, TcpResult, TcpTarget } from "../rpc/gen/probermesh/v1/tcp_pb.ts";
 
 /** The protobuf messages of each kind: the only place the set of kinds is spelled out. */
 export interface KindTypes {
   icmp: { target: IcmpTarget; result: IcmpResult; module: IcmpModule };
   http: { target: HttpTarget; result: HttpResult; module: HttpModule };
+  tcp: { target: TcpTarget; result: TcpResult; module: TcpModule };
+  dns: { target: DnsTarget; result: DnsResult; module: DnsModule };
+  grpc: { target: GrpcTarget; result: GrpcResult; module: GrpcModule };
 }
 
 /** Probe types, the value of the prober_type label and of the probe file's `prober_type`. */
 export type ProberType = keyof KindTypes;
 
 /** Every ProberType, in the order kinds are listed in pools, pushes and docs. */
-export const PROBER_TYPES = ["icmp", "http"] as const satisfies readonly ProberType[];
+export const PROBER_TYPES = ["icmp", "http", "tcp", "dns", "grpc"] as const satisfies readonly ProberType[];
 
 export type TargetOf<K extends ProberType> = KindTypes[K]["target"];
 export type ResultOf<K extends ProberType> = KindTypes[K]["result"];

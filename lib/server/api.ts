@@ -71,7 +71,7 @@ export function apiRoutes(app: Hono, d: ApiDeps): void {
     const fresh = Date.now() - d.staleAfterMs;
     const targets = d.latestHttp().filter((a) => a.windowEndMs >= fresh).map((a) => ({
       source_region: a.sourceRegion, target_region: a.targetRegion, target_addr: a.targetAddr, window_end: iso(a.windowEndMs),
-      results: a.results, status_code: a.statusCode,
+      results: a.results, status_code: a.latestValue,
       phases_seconds: a.phases ?? null,
       cert_expiry_days: a.certExpiry > 0 ? (a.certExpiry * 1000 - Date.now()) / 86_400_000 : null,
       failed: Object.fromEntries(a.failedByReason),

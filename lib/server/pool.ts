@@ -11,9 +11,9 @@
  * - a region never gets its own targets unless -server.probe.self; an agent never gets its own IP.
  */
 import { create } from "@bufbuild/protobuf";
-import { GetTargetPoolResponseSchema, type GetTargetPoolResponse, type IcmpModule } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
-import type { ModuleOf, ProbeKind, ProberType, TargetOf } from "../probes/kind.ts";
-import { PROBE_KINDS } from "../probes/kinds.ts";
+import { GetTargetPoolResponseSchema, type GetTargetPoolResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { PROBER_TYPES, type ModuleOf, type ProbeKind, type ProberType, type TargetOf } from "../probes/kind.ts";
+import { MESH_KIND, PROBE_KINDS } from "../probes/kinds.ts";
 import type { ProbeBlock, ProbeFile } from "../targets/config.ts";
 import type { AgentRegistry } from "./registry.ts";
 
@@ -96,7 +96,7 @@ export class TargetPool {
    */
   agentChanged(region: string, ip: string, known: boolean, goodbye = false): void {
     if (this.discovery !== "dynamic") return;
-    const k = key("icmp", region, ip);
+    const k = key(MESH_KIND, region, ip);
     this.left.delete(k);
     if (goodbye) {
       if (this.left.size >= MAX_LEFT) this.left.delete(this.left.keys().next().value!);
@@ -126,28 +126,31 @@ export class TargetPool {
       if (this.cache.size >= MAX_CACHED_REGIONS) this.cache.clear();
       this.cache.set(ck, full);
     }
-    return create(GetTargetPoolResponseSchema, { icmp: agentIp ? full.icmp.filter((t) => t.address !== agentIp) : full.icmp, http: full.http });
+    const out = create(GetTargetPoolResponseSchema, { partial: full.partial });
+    for (const t of PROBER_TYPES) (out[t] as TargetOf<typeof t>[]) = full[t];
+    if (agentIp) out[MESH_KIND] = full[MESH_KIND].filter((t) => t.address !== agentIp);
+    return out;
   }
 
   private build(sourceRegion: string, redact?: string): GetTargetPoolResponse {
     const pool = create(GetTargetPoolResponseSchema, {});
     const wanted = (region: string) => this.probeSelf || region !== sourceRegion;
     // The mesh: ICMP targets per region, the file's merged with live agents' IPs.
-    const mesh = new Map<string, { module: IcmpModule; targets: Set<string> }>();
+    const mesh = new Map<string, { module: ModuleOf<typeof MESH_KIND>; targets: Set<string> }>();
     const fileBlocks: ProbeBlock[] = [];
     for (const b of this.file.blocks) {
       if (!wanted(b.region)) continue;
-      if (b.proberType === "icmp") mesh.set(b.region, { module: b.module, targets: new Set(b.targets) });
+      if (b.proberType === MESH_KIND) mesh.set(b.region, { module: b.module, targets: new Set(b.targets) });
       else fileBlocks.push(b);
     }
     for (const k of this.agentKeys.keys()) {
       const [, region, ip] = k.split("\u0000") as [string, string, string];
       if (!wanted(region)) continue;
       let entry = mesh.get(region);
-      if (!entry) mesh.set(region, (entry = { module: PROBE_KINDS.icmp.defaultModule(), targets: new Set() }));
+      if (!entry) mesh.set(region, (entry = { module: PROBE_KINDS[MESH_KIND].defaultModule(), targets: new Set() }));
       entry.targets.add(ip);
     }
-    for (const [region, { module, targets }] of [...mesh].sort(([a], [b]) => a.localeCompare(b))) addTargets(pool, "icmp", region, targets, module, "", redact);
+    for (const [region, { module, targets }] of [...mesh].sort(([a], [b]) => a.localeCompare(b))) addTargets(pool, MESH_KIND, region, targets, module, "", redact);
     for (const b of fileBlocks) addTargets(pool, b.proberType, b.region, b.targets, b.module as ModuleOf<typeof b.proberType>, "", redact);
     return pool;
   }
@@ -174,6 +177,6 @@ export class TargetPool {
    * discovery, the mesh kind): such a result becomes verifiable once that agent registers.
    */
   mayNameAnAgent(type: ProberType): boolean {
-    return this.discovery === "dynamic" && type === "icmp";
+    return this.discovery === "dynamic" && type === MESH_KIND;
   }
 }

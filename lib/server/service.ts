@@ -16,10 +16,7 @@ import { roundEndMs } from "../probes/result_common.ts";
 import { checkPathTrace } from "../probes/icmp/path_check.ts";
 import { heartbeatIntervalMs } from "../rpc/heartbeat.ts";
 import { isLoopbackHost } from "../rpc/listen.ts";
-import {
-  DeregisterResponseSchema, HeartbeatResponseSchema, PushResultsResponseSchema,
-  type Agent, type ProberMeshService, type PushResultsRequest, type PushResultsResponse,
-} from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { DeregisterResponseSchema, HeartbeatResponseSchema, PushResultsResponseSchema, type Agent, type ProberMeshService, type PushResultsRequest, type PushResultsResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { VERSION } from "../version.ts";
 import { kPeer, kToken } from "./auth/gate.ts";
 import { regionAllowed } from "./auth/tokens.ts";

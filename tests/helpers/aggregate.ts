@@ -8,7 +8,8 @@ import { AggregationWindows } from "../../lib/aggregation/window.ts";
 import { SeriesStore } from "../../lib/metrics/series.ts";
 import { Moments } from "../../lib/aggregation/moments.ts";
 import type { ProberType } from "../../lib/probes/kind.ts";
-import { HttpResultSchema, IcmpResultSchema, type HttpResult, type IcmpResult } from "../../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { HttpResultSchema, type HttpResult } from "../../lib/rpc/gen/probermesh/v1/http_pb.ts";
+import { IcmpResultSchema, type IcmpResult } from "../../lib/rpc/gen/probermesh/v1/icmp_pb.ts";
 import { createIngests } from "../../lib/server/kinds.ts";
 import { parseExposition } from "./procs.ts";
 

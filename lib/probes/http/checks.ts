@@ -3,7 +3,7 @@
  * code, HTTP version, TLS or not, header regexps, body regexps. The first failing check decides
  * failed_reason (ProberMesh's label of prober_http_failed).
  */
-import type { HttpModule } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import type { HttpModule } from "../../rpc/gen/probermesh/v1/http_pb.ts";
 import type { FailedReason } from "./failed_reason.ts";
 import type { ResponseHead } from "./response.ts";
 

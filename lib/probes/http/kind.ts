@@ -3,16 +3,15 @@
  * blackbox_exporter's option names and meaning (its CONFIGURATION.md), parsed straight into the
  * protobuf HttpModule handed to agents; and HTTP target addressing (absolute http(s) URLs).
  */
-import { readFileSync } from "node:fs";
-import { isAbsolute, join } from "node:path";
 import { clone, create, toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { z } from "zod";
 import { parseDurationMs } from "../../cli/duration.ts";
-import { HttpModuleSchema, HttpResultSchema, HttpTargetSchema, type HttpModule } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { HttpModuleSchema, HttpResultSchema, HttpTargetSchema, type HttpModule } from "../../rpc/gen/probermesh/v1/http_pb.ts";
 import { isHostOrIp } from "../address.ts";
 import type { ProbeKind } from "../kind.ts";
 import { durationString, regexString } from "../schema_types.ts";
+import { readModuleFile as readFile, redactTlsConfig, tlsConfigFrom, tlsConfigKeys, type FileReader } from "../tls.ts";
 import { HTTP_DEFAULTS } from "./defaults.ts";
 
 const UNITS: Record<string, number> = { "": 1, B: 1, KB: 1024, KIB: 1024, MB: 1024 ** 2, MIB: 1024 ** 2, GB: 1024 ** 3, GIB: 1024 ** 3 };
@@ -63,10 +62,7 @@ export const httpKeys = z.strictObject({
   fail_if_header_not_matches: z.array(headerMatch).optional().describe("fail (header_regexp) when a header does not match, or is missing unless allow_missing"),
   timeout: durationString.optional().describe(`deadline of the whole probe, every hop included (default ${HTTP_DEFAULTS.timeoutMs / 1000}s)`),
   insecure_skip_verify: z.boolean().optional().describe("shorthand for tls_config.insecure_skip_verify"),
-  tls_config: z
-    .strictObject({ insecure_skip_verify: z.boolean().optional(), ca_file: z.string().min(1).optional(), server_name: z.string().optional() })
-    .optional()
-    .describe("{insecure_skip_verify, ca_file, server_name}: ca_file is read by the server (relative to the probe file) and sent to agents as PEM; server_name is checked and sent as SNI"),
+  tls_config: tlsConfigKeys.optional(),
   basic_auth: z
     .strictObject({ username: z.string(), password: z.string().optional(), password_file: z.string().min(1).optional() })
     .refine((b) => !(b.password !== undefined && b.password_file !== undefined), "give password or password_file, not both")
@@ -87,19 +83,8 @@ export const httpKeys = z.strictObject({
  */
 function httpModuleSchema(baseDir: string): z.ZodType<HttpModule, unknown> {
   return httpKeys.transform((h, ctx): HttpModule => {
-    /** Reads a file the module names (relative to the probe file); a failure is an issue at `at`. */
-    const readModuleFile = (file: string | undefined, at: string[]): string => {
-      if (!file) return "";
-      const path = isAbsolute(file) ? file : join(baseDir, file);
-      try {
-        return readFileSync(path, "utf8");
-      } catch (e) {
-        ctx.addIssue({ code: "custom", path: at, message: `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
-        return "";
-      }
-    };
-    const caPem = readModuleFile(h.tls_config?.ca_file, ["tls_config", "ca_file"]);
-    if (h.tls_config?.ca_file && caPem && !caPem.includes("-----BEGIN CERTIFICATE-----")) ctx.addIssue({ code: "custom", path: ["tls_config", "ca_file"], message: `${h.tls_config.ca_file} holds no PEM certificate` });
+    const files: FileReader = { baseDir, issue: (path, message) => ctx.addIssue({ code: "custom", path, message }) };
+    const readModuleFile = (file: string | undefined, at: string[]) => readFile(files, file, at);
     if (h.bearer_token !== undefined && h.bearer_token_file !== undefined) ctx.addIssue({ code: "custom", path: ["bearer_token_file"], message: "give bearer_token or bearer_token_file, not both" });
     // Secret files: one value, the trailing newline of `echo secret > file` dropped.
     const bearerToken = h.bearer_token ?? readModuleFile(h.bearer_token_file, ["bearer_token_file"]).trim();
@@ -121,7 +106,7 @@ function httpModuleSchema(baseDir: string): z.ZodType<HttpModule, unknown> {
       timeout: durationFromMs(h.timeout ? parseDurationMs(h.timeout) : HTTP_DEFAULTS.timeoutMs),
       // Field 9 is kept in step with tls_config for agents of 0.1, which read only field 9.
       insecureSkipVerify: insecure,
-      tlsConfig: { insecureSkipVerify: insecure, caPem, serverName: h.tls_config?.server_name ?? "" },
+      tlsConfig: tlsConfigFrom(h.tls_config, files, ["tls_config"], insecure),
       basicAuth: h.basic_auth ? { username: h.basic_auth.username, password } : undefined,
       bearerToken,
       bodySizeLimit: BigInt(h.body_size_limit !== undefined ? parseBytes(h.body_size_limit)! : 0),
@@ -139,6 +124,7 @@ export function redactHttpModule(m: HttpModule, placeholder: string): HttpModule
   const r = clone(HttpModuleSchema, m);
   if (r.bearerToken) r.bearerToken = placeholder;
   if (r.basicAuth?.password) r.basicAuth.password = placeholder;
+  redactTlsConfig(r.tlsConfig, placeholder);
   for (const k of Object.keys(r.headers)) if (SECRET_HEADERS.has(k.toLowerCase())) r.headers[k] = placeholder;
   return r;
 }

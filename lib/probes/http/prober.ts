@@ -17,10 +17,11 @@ import net from "node:net";
 import tls from "node:tls";
 import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { HttpResultSchema, type HttpModule, type HttpResult, type HttpTarget } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { HttpResultSchema, type HttpModule, type HttpResult, type HttpTarget } from "../../rpc/gen/probermesh/v1/http_pb.ts";
 import { HTTP_DEFAULTS } from "./defaults.ts";
 import { VERSION } from "../../version.ts";
 import { ResolveTimeoutError, resolveHostWithin } from "../resolve.ts";
+import { handshakeFacts, tlsOptions } from "../tls.ts";
 import type { Prober, ProberStatus } from "../kind.ts";
 import { checkResponse, requestHeaders } from "./checks.ts";
 import type { FailedReason } from "./failed_reason.ts";
@@ -183,22 +184,12 @@ export class HttpPhaseProber implements Prober<"http"> {
       let certExpiry = 0;
       if (https) {
         t = now;
-        const tc = m?.tlsConfig;
-        const serverName = tc?.serverName || (net.isIP(host) ? undefined : host);
-        const tsock = tls.connect({
-          socket: sock,
-          host: serverName ?? host, // the name the certificate is checked against
-          servername: serverName, // SNI (never an IP literal)
-          secureContext: tc?.caPem ? secureContextFor(tc.caPem) : undefined,
-          rejectUnauthorized: !(m?.insecureSkipVerify || tc?.insecureSkipVerify),
-          ALPNProtocols: ["http/1.1"],
-        });
+        const tsock = tls.connect({ socket: sock, ...tlsOptions(m?.tlsConfig, host, ["http/1.1"], m?.insecureSkipVerify) });
         sock = tsock;
         await waitFor(tsock, "secureConnect", deadline, "tls");
         now = performance.now();
         phases.tls += (now - t) / 1000;
-        tlsVersion = tsock.getProtocol() ?? "";
-        certExpiry = earliestExpiry(tsock.getPeerCertificate(true));
+        ({ version: tlsVersion, certExpiry } = handshakeFacts(tsock));
       }
       const out = await exchange(sock, url, method, body, m, deadline, phases);
       return { ...out, tls: https, tlsVersion, certExpiry };
@@ -254,32 +245,4 @@ function exchange(sock: net.Socket, url: URL, method: string, body: string, m: H
     sock.on("data", onData).once("end", onEnd).once("close", onEnd).once("error", onError);
     sock.write(body ? head + body : head);
   });
-}
-
-const contexts = new Map<string, tls.SecureContext>();
-
-/**
- * One TLS context per distinct CA bundle (tls_config.ca_file's PEM), reused by every probe: building
- * it per connection costs CPU and native memory that was seen to grow RSS over thousands of rounds.
- */
-function secureContextFor(caPem: string): tls.SecureContext {
-  let c = contexts.get(caPem);
-  if (!c) {
-    if (contexts.size > 64) contexts.clear(); // bounded: CA bundles come from the probe file
-    c = tls.createSecureContext({ ca: caPem });
-    contexts.set(caPem, c);
-  }
-  return c;
-}
-
-/** Earliest NotAfter over the peer chain, unix seconds (blackbox's probe_ssl_earliest_cert_expiry). */
-function earliestExpiry(cert: tls.DetailedPeerCertificate | undefined): number {
-  let min = 0;
-  const seen = new Set<string>();
-  for (let c = cert; c && c.valid_to && !seen.has(c.fingerprint256); c = c.issuerCertificate) {
-    seen.add(c.fingerprint256);
-    const t = Math.floor(Date.parse(c.valid_to) / 1000);
-    if (Number.isFinite(t) && (min === 0 || t < min)) min = t;
-  }
-  return min;
 }

@@ -10,7 +10,7 @@
 import type { KindIngest, KindWindow } from "../../aggregation/window.ts";
 import { Moments } from "../../aggregation/moments.ts";
 import type { SeriesStore } from "../../metrics/series.ts";
-import type { IcmpResult } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import type { IcmpResult } from "../../rpc/gen/probermesh/v1/icmp_pb.ts";
 import { checkCommon, seconds } from "../result_common.ts";
 import { RTT_BUCKET_BOUNDS, RTT_BUCKETS, rttBucketCounts } from "./buckets.ts";
 

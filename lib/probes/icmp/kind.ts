@@ -6,7 +6,7 @@ import { clone, create, toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { z } from "zod";
 import { parseDurationMs } from "../../cli/duration.ts";
-import { IcmpModuleSchema, IcmpResultSchema, IcmpTargetSchema, type IcmpModule } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { IcmpModuleSchema, IcmpResultSchema, IcmpTargetSchema, type IcmpModule } from "../../rpc/gen/probermesh/v1/icmp_pb.ts";
 import { isHostOrIp } from "../address.ts";
 import type { ProbeKind } from "../kind.ts";
 import { durationString } from "../schema_types.ts";

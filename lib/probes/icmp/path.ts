@@ -6,7 +6,8 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Moments } from "../../aggregation/moments.ts";
-import { PathTraceSchema, TraceHopSchema, type IcmpTarget, type PathTrace } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { type IcmpTarget } from "../../rpc/gen/probermesh/v1/icmp_pb.ts";
+import { PathTraceSchema, TraceHopSchema, type PathTrace } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { resolveHost, roundErrorText } from "../resolve.ts";
 import type { TraceReason } from "./path_check.ts";
 import { PathTracer, type TraceOptions } from "./trace.ts";

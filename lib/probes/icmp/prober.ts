@@ -6,7 +6,7 @@
 import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Moments } from "../../aggregation/moments.ts";
-import { IcmpResultSchema, type IcmpModule, type IcmpResult, type IcmpTarget } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { IcmpResultSchema, type IcmpModule, type IcmpResult, type IcmpTarget } from "../../rpc/gen/probermesh/v1/icmp_pb.ts";
 import type { Prober, ProberStatus } from "../kind.ts";
 import { resolveHostWithin, roundErrorText } from "../resolve.ts";
 import { RTT_BUCKETS, rttBucket } from "./buckets.ts";

@@ -11,13 +11,23 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { DnsResult, DnsTarget } from "./dns_pb.ts";
+import { file_probermesh_v1_dns } from "./dns_pb.ts";
+import type { GrpcResult, GrpcTarget } from "./grpc_pb.ts";
+import { file_probermesh_v1_grpc } from "./grpc_pb.ts";
+import type { HttpResult, HttpTarget } from "./http_pb.ts";
+import { file_probermesh_v1_http } from "./http_pb.ts";
+import type { IcmpResult, IcmpTarget } from "./icmp_pb.ts";
+import { file_probermesh_v1_icmp } from "./icmp_pb.ts";
+import type { TcpResult, TcpTarget } from "./tcp_pb.ts";
+import { file_probermesh_v1_tcp } from "./tcp_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file probermesh/v1/probermesh.proto.
  */
 export const file_probermesh_v1_probermesh: GenFile = /*@__PURE__*/
-  fileDesc("Ch5wcm9iZXJtZXNoL3YxL3Byb2Jlcm1lc2gucHJvdG8SDXByb2Jlcm1lc2gudjEiRgoFQWdlbnQSDgoGcmVnaW9uGAEgASgJEgoKAmlwGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkiNwoQSGVhcnRiZWF0UmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQixgEKEUhlYXJ0YmVhdFJlc3BvbnNlEhYKDnNlcnZlcl92ZXJzaW9uGAEgASgJEjcKFGFnZ3JlZ2F0aW9uX2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtpbnN0YW5jZV9pZBgEIAEoCRIUCgxwb29sX3ZlcnNpb24YBSABKAQiOwoUR2V0VGFyZ2V0UG9vbFJlcXVlc3QSIwoFYWdlbnQYASABKAsyFC5wcm9iZXJtZXNoLnYxLkFnZW50InoKFUdldFRhcmdldFBvb2xSZXNwb25zZRInCgRpY21wGAEgAygLMhkucHJvYmVybWVzaC52MS5JY21wVGFyZ2V0EicKBGh0dHAYAiADKAsyGS5wcm9iZXJtZXNoLnYxLkh0dHBUYXJnZXQSDwoHcGFydGlhbBgDIAEoCCKRAQoKSWNtcE1vZHVsZRIUCgxwYWNrZXRfY291bnQYASABKA0SKwoIaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMcGF5bG9hZF9zaXplGAMgASgNEioKB3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iXwoKSWNtcFRhcmdldBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKQoGbW9kdWxlGAMgASgLMhkucHJvYmVybWVzaC52MS5JY21wTW9kdWxlIvMFCgpIdHRwTW9kdWxlEg4KBm1ldGhvZBgBIAEoCRIaChJ2YWxpZF9zdGF0dXNfY29kZXMYAiADKA0SNwoHaGVhZGVycxgDIAMoCzImLnByb2Jlcm1lc2gudjEuSHR0cE1vZHVsZS5IZWFkZXJzRW50cnkSDAoEYm9keRgEIAEoCRIbChNub19mb2xsb3dfcmVkaXJlY3RzGAUgASgIEiMKG2ZhaWxfaWZfYm9keV9tYXRjaGVzX3JlZ2V4cBgGIAMoCRInCh9mYWlsX2lmX2JvZHlfbm90X21hdGNoZXNfcmVnZXhwGAcgAygJEioKB3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHAoUaW5zZWN1cmVfc2tpcF92ZXJpZnkYCSABKAgSGwoTdmFsaWRfaHR0cF92ZXJzaW9ucxgKIAMoCRITCgtmYWlsX2lmX3NzbBgLIAEoCBIXCg9mYWlsX2lmX25vdF9zc2wYDCABKAgSOgoWZmFpbF9pZl9oZWFkZXJfbWF0Y2hlcxgNIAMoCzIaLnByb2Jlcm1lc2gudjEuSGVhZGVyTWF0Y2gSPgoaZmFpbF9pZl9oZWFkZXJfbm90X21hdGNoZXMYDiADKAsyGi5wcm9iZXJtZXNoLnYxLkhlYWRlck1hdGNoEiwKCnRsc19jb25maWcYDyABKAsyGC5wcm9iZXJtZXNoLnYxLlRsc0NvbmZpZxIsCgpiYXNpY19hdXRoGBAgASgLMhgucHJvYmVybWVzaC52MS5CYXNpY0F1dGgSFAoMYmVhcmVyX3Rva2VuGBEgASgJEhcKD2JvZHlfc2l6ZV9saW1pdBgSIAEoAxIdChVwcmVmZXJyZWRfaXBfcHJvdG9jb2wYEyABKAkSHAoUaXBfcHJvdG9jb2xfZmFsbGJhY2sYFCABKAgaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiRAoLSGVhZGVyTWF0Y2gSDgoGaGVhZGVyGAEgASgJEg4KBnJlZ2V4cBgCIAEoCRIVCg1hbGxvd19taXNzaW5nGAMgASgIIk4KCVRsc0NvbmZpZxIcChRpbnNlY3VyZV9za2lwX3ZlcmlmeRgBIAEoCBIOCgZjYV9wZW0YAiABKAkSEwoLc2VydmVyX25hbWUYAyABKAkiLwoJQmFzaWNBdXRoEhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIlsKCkh0dHBUYXJnZXQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRILCgN1cmwYAiABKAkSKQoGbW9kdWxlGAMgASgLMhkucHJvYmVybWVzaC52MS5IdHRwTW9kdWxlIrEDCgpJY21wUmVzdWx0EhUKDXRhcmdldF9yZWdpb24YASABKAkSDwoHYWRkcmVzcxgCIAEoCRITCgtyZXNvbHZlZF9pcBgDIAEoCRIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRzZW50GAUgASgNEhAKCHJlY2VpdmVkGAYgASgNEhIKCmR1cGxpY2F0ZXMYByABKA0SFAoMcnR0c19zZWNvbmRzGAggAygBEhMKC21pbl9zZWNvbmRzGAkgASgBEhQKDG1lYW5fc2Vjb25kcxgKIAEoARITCgttYXhfc2Vjb25kcxgLIAEoARIWCg5zdGRkZXZfc2Vjb25kcxgMIAEoARIXCg9yZXNvbHZlX3NlY29uZHMYDSABKAESDQoFZXJyb3IYDiABKAkSEQoJY29ycnVwdGVkGA8gASgNEhkKEXJ0dF9idWNrZXRfY291bnRzGBAgAygNEhgKEGR1cmF0aW9uX3NlY29uZHMYESABKAESFQoNc2FtcGxlX3dlaWdodBgSIAEoARITCgtlcnJvcl9zdGF0ZRgTIAEoCCK1AwoKSHR0cFJlc3VsdBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEgsKA3VybBgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdzdWNjZXNzGAQgASgIEhUKDWZhaWxlZF9yZWFzb24YBSABKAkSFwoPcmVzb2x2ZV9zZWNvbmRzGAYgASgBEhcKD2Nvbm5lY3Rfc2Vjb25kcxgHIAEoARITCgt0bHNfc2Vjb25kcxgIIAEoARIaChJwcm9jZXNzaW5nX3NlY29uZHMYCSABKAESGAoQdHJhbnNmZXJfc2Vjb25kcxgKIAEoARITCgtzdGF0dXNfY29kZRgLIAEoDRIUCgxodHRwX3ZlcnNpb24YDCABKAkSEwoLdGxzX3ZlcnNpb24YDSABKAkSIAoYc3NsX2VhcmxpZXN0X2NlcnRfZXhwaXJ5GA4gASgDEhEKCXJlZGlyZWN0cxgPIAEoDRIWCg5jb250ZW50X2xlbmd0aBgQIAEoAxINCgVlcnJvchgRIAEoCRIYChBkdXJhdGlvbl9zZWNvbmRzGBIgASgBIq8CChJQdXNoUmVzdWx0c1JlcXVlc3QSIwoFYWdlbnQYASABKAsyFC5wcm9iZXJtZXNoLnYxLkFnZW50EicKBGljbXAYAiADKAsyGS5wcm9iZXJtZXNoLnYxLkljbXBSZXN1bHQSJwoEaHR0cBgDIAMoCzIZLnByb2Jlcm1lc2gudjEuSHR0cFJlc3VsdBItCglzZW50X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBnRyYWNlcxgFIAMoCzIYLnByb2Jlcm1lc2gudjEuUGF0aFRyYWNlEhkKEWFnZW50X2luc3RhbmNlX2lkGAYgASgJEhYKDmJhdGNoX3NlcXVlbmNlGAcgASgEEhYKDmRyb3BwZWRfcG9pbnRzGAggASgEIjgKEURlcmVnaXN0ZXJSZXF1ZXN0EiMKBWFnZW50GAEgASgLMhQucHJvYmVybWVzaC52MS5BZ2VudCIUChJEZXJlZ2lzdGVyUmVzcG9uc2Ui4wEKCVBhdGhUcmFjZRIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSEwoLcmVzb2x2ZWRfaXAYAyABKAkSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAUgASgJEiUKBGhvcHMYBiADKAsyFy5wcm9iZXJtZXNoLnYxLlRyYWNlSG9wEg8KB3JlYWNoZWQYByABKAgSDQoFZXJyb3IYCCABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgJIAEoASLJAQoIVHJhY2VIb3ASCwoDdHRsGAEgASgNEg8KB2FkZHJlc3MYAiABKAkSDAoEc2VudBgDIAEoDRIQCghyZWNlaXZlZBgEIAEoDRIYChBydHRfbWVhbl9zZWNvbmRzGAUgASgBEhcKD3J0dF9taW5fc2Vjb25kcxgGIAEoARIXCg9ydHRfbWF4X3NlY29uZHMYByABKAESGgoScnR0X3N0ZGRldl9zZWNvbmRzGAggASgBEhcKD290aGVyX2FkZHJlc3NlcxgJIAMoCSJ5ChNQdXNoUmVzdWx0c1Jlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgNEhAKCHJlamVjdGVkGAIgASgNEhYKDnJlamVjdF9yZWFzb25zGAMgAygJEhMKC2luc3RhbmNlX2lkGAQgASgJEhEKCWR1cGxpY2F0ZRgFIAEoCDLwAgoRUHJvYmVyTWVzaFNlcnZpY2USUAoJSGVhcnRiZWF0Eh8ucHJvYmVybWVzaC52MS5IZWFydGJlYXRSZXF1ZXN0GiAucHJvYmVybWVzaC52MS5IZWFydGJlYXRSZXNwb25zZSIAElwKDUdldFRhcmdldFBvb2wSIy5wcm9iZXJtZXNoLnYxLkdldFRhcmdldFBvb2xSZXF1ZXN0GiQucHJvYmVybWVzaC52MS5HZXRUYXJnZXRQb29sUmVzcG9uc2UiABJWCgtQdXNoUmVzdWx0cxIhLnByb2Jlcm1lc2gudjEuUHVzaFJlc3VsdHNSZXF1ZXN0GiIucHJvYmVybWVzaC52MS5QdXNoUmVzdWx0c1Jlc3BvbnNlIgASUwoKRGVyZWdpc3RlchIgLnByb2Jlcm1lc2gudjEuRGVyZWdpc3RlclJlcXVlc3QaIS5wcm9iZXJtZXNoLnYxLkRlcmVnaXN0ZXJSZXNwb25zZSIAYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ch5wcm9iZXJtZXNoL3YxL3Byb2Jlcm1lc2gucHJvdG8SDXByb2Jlcm1lc2gudjEiRgoFQWdlbnQSDgoGcmVnaW9uGAEgASgJEgoKAmlwGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkiNwoQSGVhcnRiZWF0UmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQixgEKEUhlYXJ0YmVhdFJlc3BvbnNlEhYKDnNlcnZlcl92ZXJzaW9uGAEgASgJEjcKFGFnZ3JlZ2F0aW9uX2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtpbnN0YW5jZV9pZBgEIAEoCRIUCgxwb29sX3ZlcnNpb24YBSABKAQiOwoUR2V0VGFyZ2V0UG9vbFJlcXVlc3QSIwoFYWdlbnQYASABKAsyFC5wcm9iZXJtZXNoLnYxLkFnZW50IvEBChVHZXRUYXJnZXRQb29sUmVzcG9uc2USJwoEaWNtcBgBIAMoCzIZLnByb2Jlcm1lc2gudjEuSWNtcFRhcmdldBInCgRodHRwGAIgAygLMhkucHJvYmVybWVzaC52MS5IdHRwVGFyZ2V0EiUKA3RjcBgEIAMoCzIYLnByb2Jlcm1lc2gudjEuVGNwVGFyZ2V0EiUKA2RucxgFIAMoCzIYLnByb2Jlcm1lc2gudjEuRG5zVGFyZ2V0EicKBGdycGMYBiADKAsyGS5wcm9iZXJtZXNoLnYxLkdycGNUYXJnZXQSDwoHcGFydGlhbBgDIAEoCCKmAwoSUHVzaFJlc3VsdHNSZXF1ZXN0EiMKBWFnZW50GAEgASgLMhQucHJvYmVybWVzaC52MS5BZ2VudBInCgRpY21wGAIgAygLMhkucHJvYmVybWVzaC52MS5JY21wUmVzdWx0EicKBGh0dHAYAyADKAsyGS5wcm9iZXJtZXNoLnYxLkh0dHBSZXN1bHQSJQoDdGNwGAkgAygLMhgucHJvYmVybWVzaC52MS5UY3BSZXN1bHQSJQoDZG5zGAogAygLMhgucHJvYmVybWVzaC52MS5EbnNSZXN1bHQSJwoEZ3JwYxgLIAMoCzIZLnByb2Jlcm1lc2gudjEuR3JwY1Jlc3VsdBItCglzZW50X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBnRyYWNlcxgFIAMoCzIYLnByb2Jlcm1lc2gudjEuUGF0aFRyYWNlEhkKEWFnZW50X2luc3RhbmNlX2lkGAYgASgJEhYKDmJhdGNoX3NlcXVlbmNlGAcgASgEEhYKDmRyb3BwZWRfcG9pbnRzGAggASgEIjgKEURlcmVnaXN0ZXJSZXF1ZXN0EiMKBWFnZW50GAEgASgLMhQucHJvYmVybWVzaC52MS5BZ2VudCIUChJEZXJlZ2lzdGVyUmVzcG9uc2Ui4wEKCVBhdGhUcmFjZRIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSEwoLcmVzb2x2ZWRfaXAYAyABKAkSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAUgASgJEiUKBGhvcHMYBiADKAsyFy5wcm9iZXJtZXNoLnYxLlRyYWNlSG9wEg8KB3JlYWNoZWQYByABKAgSDQoFZXJyb3IYCCABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgJIAEoASLJAQoIVHJhY2VIb3ASCwoDdHRsGAEgASgNEg8KB2FkZHJlc3MYAiABKAkSDAoEc2VudBgDIAEoDRIQCghyZWNlaXZlZBgEIAEoDRIYChBydHRfbWVhbl9zZWNvbmRzGAUgASgBEhcKD3J0dF9taW5fc2Vjb25kcxgGIAEoARIXCg9ydHRfbWF4X3NlY29uZHMYByABKAESGgoScnR0X3N0ZGRldl9zZWNvbmRzGAggASgBEhcKD290aGVyX2FkZHJlc3NlcxgJIAMoCSJ5ChNQdXNoUmVzdWx0c1Jlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgNEhAKCHJlamVjdGVkGAIgASgNEhYKDnJlamVjdF9yZWFzb25zGAMgAygJEhMKC2luc3RhbmNlX2lkGAQgASgJEhEKCWR1cGxpY2F0ZRgFIAEoCDLwAgoRUHJvYmVyTWVzaFNlcnZpY2USUAoJSGVhcnRiZWF0Eh8ucHJvYmVybWVzaC52MS5IZWFydGJlYXRSZXF1ZXN0GiAucHJvYmVybWVzaC52MS5IZWFydGJlYXRSZXNwb25zZSIAElwKDUdldFRhcmdldFBvb2wSIy5wcm9iZXJtZXNoLnYxLkdldFRhcmdldFBvb2xSZXF1ZXN0GiQucHJvYmVybWVzaC52MS5HZXRUYXJnZXRQb29sUmVzcG9uc2UiABJWCgtQdXNoUmVzdWx0cxIhLnByb2Jlcm1lc2gudjEuUHVzaFJlc3VsdHNSZXF1ZXN0GiIucHJvYmVybWVzaC52MS5QdXNoUmVzdWx0c1Jlc3BvbnNlIgASUwoKRGVyZWdpc3RlchIgLnByb2Jlcm1lc2gudjEuRGVyZWdpc3RlclJlcXVlc3QaIS5wcm9iZXJtZXNoLnYxLkRlcmVnaXN0ZXJSZXNwb25zZSIAYgZwcm90bzM", [file_google_protobuf_duration, file_probermesh_v1_dns, file_probermesh_v1_grpc, file_probermesh_v1_http, file_probermesh_v1_icmp, file_probermesh_v1_tcp, file_google_protobuf_timestamp]);
 
 /**
  * Agent identifies one agent process.
@@ -159,6 +169,23 @@ export type GetTargetPoolResponse = Message<"probermesh.v1.GetTargetPoolResponse
   http: HttpTarget[];
 
   /**
+   * Since 0.5; older agents ignore these and probe ICMP and HTTP only.
+   *
+   * @generated from field: repeated probermesh.v1.TcpTarget tcp = 4;
+   */
+  tcp: TcpTarget[];
+
+  /**
+   * @generated from field: repeated probermesh.v1.DnsTarget dns = 5;
+   */
+  dns: DnsTarget[];
+
+  /**
+   * @generated from field: repeated probermesh.v1.GrpcTarget grpc = 6;
+   */
+  grpc: GrpcTarget[];
+
+  /**
    * True while the server may not know every live agent yet (the warm-up after its start, with
    * dynamic discovery): the agent adds the targets it gets and keeps the ones it already probes.
    *
@@ -173,594 +200,6 @@ export type GetTargetPoolResponse = Message<"probermesh.v1.GetTargetPoolResponse
  */
 export const GetTargetPoolResponseSchema: GenMessage<GetTargetPoolResponse> = /*@__PURE__*/
   messageDesc(file_probermesh_v1_probermesh, 4);
-
-/**
- * IcmpModule configures one ICMP probe round (RFC 792 / RFC 4443 echo).
- *
- * @generated from message probermesh.v1.IcmpModule
- */
-export type IcmpModule = Message<"probermesh.v1.IcmpModule"> & {
-  /**
-   * Echo requests per round (default 64).
-   *
-   * @generated from field: uint32 packet_count = 1;
-   */
-  packetCount: number;
-
-  /**
-   * Spacing between two echo requests to the same target (default 15 ms).
-   *
-   * @generated from field: google.protobuf.Duration interval = 2;
-   */
-  interval?: Duration | undefined;
-
-  /**
-   * Echo payload bytes, after the 8-byte ICMP header (default 64).
-   *
-   * @generated from field: uint32 payload_size = 3;
-   */
-  payloadSize: number;
-
-  /**
-   * Per-packet wait for the echo reply (default 5 s).
-   *
-   * @generated from field: google.protobuf.Duration timeout = 4;
-   */
-  timeout?: Duration | undefined;
-};
-
-/**
- * Describes the message probermesh.v1.IcmpModule.
- * Use `create(IcmpModuleSchema)` to create a new message.
- */
-export const IcmpModuleSchema: GenMessage<IcmpModule> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 5);
-
-/**
- * @generated from message probermesh.v1.IcmpTarget
- */
-export type IcmpTarget = Message<"probermesh.v1.IcmpTarget"> & {
-  /**
-   * Region the target belongs to (label target_region).
-   *
-   * @generated from field: string target_region = 1;
-   */
-  targetRegion: string;
-
-  /**
-   * IPv4, IPv6 or host name (resolved every round: the resolve phase).
-   *
-   * @generated from field: string address = 2;
-   */
-  address: string;
-
-  /**
-   * @generated from field: probermesh.v1.IcmpModule module = 3;
-   */
-  module?: IcmpModule | undefined;
-};
-
-/**
- * Describes the message probermesh.v1.IcmpTarget.
- * Use `create(IcmpTargetSchema)` to create a new message.
- */
-export const IcmpTargetSchema: GenMessage<IcmpTarget> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 6);
-
-/**
- * HttpModule mirrors blackbox_exporter's http module.
- *
- * @generated from message probermesh.v1.HttpModule
- */
-export type HttpModule = Message<"probermesh.v1.HttpModule"> & {
-  /**
-   * Request method (default GET).
-   *
-   * @generated from field: string method = 1;
-   */
-  method: string;
-
-  /**
-   * Accepted status codes; empty means 2xx.
-   *
-   * @generated from field: repeated uint32 valid_status_codes = 2;
-   */
-  validStatusCodes: number[];
-
-  /**
-   * @generated from field: map<string, string> headers = 3;
-   */
-  headers: { [key: string]: string };
-
-  /**
-   * @generated from field: string body = 4;
-   */
-  body: string;
-
-  /**
-   * @generated from field: bool no_follow_redirects = 5;
-   */
-  noFollowRedirects: boolean;
-
-  /**
-   * @generated from field: repeated string fail_if_body_matches_regexp = 6;
-   */
-  failIfBodyMatchesRegexp: string[];
-
-  /**
-   * @generated from field: repeated string fail_if_body_not_matches_regexp = 7;
-   */
-  failIfBodyNotMatchesRegexp: string[];
-
-  /**
-   * Whole-probe deadline (default 10 s).
-   *
-   * @generated from field: google.protobuf.Duration timeout = 8;
-   */
-  timeout?: Duration | undefined;
-
-  /**
-   * Skip TLS certificate verification (self-signed test servers). Same as tls_config.insecure_skip_verify.
-   *
-   * @generated from field: bool insecure_skip_verify = 9;
-   */
-  insecureSkipVerify: boolean;
-
-  /**
-   * Accepted HTTP versions of the final response, e.g. "HTTP/1.1"; empty accepts any.
-   *
-   * @generated from field: repeated string valid_http_versions = 10;
-   */
-  validHttpVersions: string[];
-
-  /**
-   * Fail when the final response came over TLS / over plain HTTP.
-   *
-   * @generated from field: bool fail_if_ssl = 11;
-   */
-  failIfSsl: boolean;
-
-  /**
-   * @generated from field: bool fail_if_not_ssl = 12;
-   */
-  failIfNotSsl: boolean;
-
-  /**
-   * Fail when a header of the final response matches / does not match a regexp.
-   *
-   * @generated from field: repeated probermesh.v1.HeaderMatch fail_if_header_matches = 13;
-   */
-  failIfHeaderMatches: HeaderMatch[];
-
-  /**
-   * @generated from field: repeated probermesh.v1.HeaderMatch fail_if_header_not_matches = 14;
-   */
-  failIfHeaderNotMatches: HeaderMatch[];
-
-  /**
-   * @generated from field: probermesh.v1.TlsConfig tls_config = 15;
-   */
-  tlsConfig?: TlsConfig | undefined;
-
-  /**
-   * @generated from field: probermesh.v1.BasicAuth basic_auth = 16;
-   */
-  basicAuth?: BasicAuth | undefined;
-
-  /**
-   * Sent as "Authorization: Bearer <token>".
-   *
-   * @generated from field: string bearer_token = 17;
-   */
-  bearerToken: string;
-
-  /**
-   * Fail when the body (after transfer decoding) exceeds this many bytes; 0 means no limit.
-   *
-   * @generated from field: int64 body_size_limit = 18;
-   */
-  bodySizeLimit: bigint;
-
-  /**
-   * "ip4" or "ip6": the address family tried first when a name has both.
-   *
-   * @generated from field: string preferred_ip_protocol = 19;
-   */
-  preferredIpProtocol: string;
-
-  /**
-   * Use the other family when the preferred one has no address.
-   *
-   * @generated from field: bool ip_protocol_fallback = 20;
-   */
-  ipProtocolFallback: boolean;
-};
-
-/**
- * Describes the message probermesh.v1.HttpModule.
- * Use `create(HttpModuleSchema)` to create a new message.
- */
-export const HttpModuleSchema: GenMessage<HttpModule> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 7);
-
-/**
- * HeaderMatch is blackbox_exporter's header regexp check.
- *
- * @generated from message probermesh.v1.HeaderMatch
- */
-export type HeaderMatch = Message<"probermesh.v1.HeaderMatch"> & {
-  /**
-   * Header name, case-insensitive.
-   *
-   * @generated from field: string header = 1;
-   */
-  header: string;
-
-  /**
-   * @generated from field: string regexp = 2;
-   */
-  regexp: string;
-
-  /**
-   * A missing header passes fail_if_header_matches and, with allow_missing, fail_if_header_not_matches.
-   *
-   * @generated from field: bool allow_missing = 3;
-   */
-  allowMissing: boolean;
-};
-
-/**
- * Describes the message probermesh.v1.HeaderMatch.
- * Use `create(HeaderMatchSchema)` to create a new message.
- */
-export const HeaderMatchSchema: GenMessage<HeaderMatch> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 8);
-
-/**
- * TlsConfig is blackbox_exporter's tls_config; the server reads ca_file and sends its PEM text.
- *
- * @generated from message probermesh.v1.TlsConfig
- */
-export type TlsConfig = Message<"probermesh.v1.TlsConfig"> & {
-  /**
-   * @generated from field: bool insecure_skip_verify = 1;
-   */
-  insecureSkipVerify: boolean;
-
-  /**
-   * PEM certificates trusted instead of the system roots ("" = system roots).
-   *
-   * @generated from field: string ca_pem = 2;
-   */
-  caPem: string;
-
-  /**
-   * Name checked against the certificate and sent as SNI ("" = the URL's host).
-   *
-   * @generated from field: string server_name = 3;
-   */
-  serverName: string;
-};
-
-/**
- * Describes the message probermesh.v1.TlsConfig.
- * Use `create(TlsConfigSchema)` to create a new message.
- */
-export const TlsConfigSchema: GenMessage<TlsConfig> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 9);
-
-/**
- * @generated from message probermesh.v1.BasicAuth
- */
-export type BasicAuth = Message<"probermesh.v1.BasicAuth"> & {
-  /**
-   * @generated from field: string username = 1;
-   */
-  username: string;
-
-  /**
-   * @generated from field: string password = 2;
-   */
-  password: string;
-};
-
-/**
- * Describes the message probermesh.v1.BasicAuth.
- * Use `create(BasicAuthSchema)` to create a new message.
- */
-export const BasicAuthSchema: GenMessage<BasicAuth> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 10);
-
-/**
- * @generated from message probermesh.v1.HttpTarget
- */
-export type HttpTarget = Message<"probermesh.v1.HttpTarget"> & {
-  /**
-   * @generated from field: string target_region = 1;
-   */
-  targetRegion: string;
-
-  /**
-   * Absolute URL (the config's bare host gets http://).
-   *
-   * @generated from field: string url = 2;
-   */
-  url: string;
-
-  /**
-   * @generated from field: probermesh.v1.HttpModule module = 3;
-   */
-  module?: HttpModule | undefined;
-};
-
-/**
- * Describes the message probermesh.v1.HttpTarget.
- * Use `create(HttpTargetSchema)` to create a new message.
- */
-export const HttpTargetSchema: GenMessage<HttpTarget> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 11);
-
-/**
- * IcmpResult is one ICMP round against one target.
- *
- * @generated from message probermesh.v1.IcmpResult
- */
-export type IcmpResult = Message<"probermesh.v1.IcmpResult"> & {
-  /**
-   * @generated from field: string target_region = 1;
-   */
-  targetRegion: string;
-
-  /**
-   * The target as handed out in the pool (IcmpTarget.address).
-   *
-   * @generated from field: string address = 2;
-   */
-  address: string;
-
-  /**
-   * The IP the round actually pinged ("" when resolving failed).
-   *
-   * @generated from field: string resolved_ip = 3;
-   */
-  resolvedIp: string;
-
-  /**
-   * @generated from field: google.protobuf.Timestamp time = 4;
-   */
-  time?: Timestamp | undefined;
-
-  /**
-   * @generated from field: uint32 sent = 5;
-   */
-  sent: number;
-
-  /**
-   * @generated from field: uint32 received = 6;
-   */
-  received: number;
-
-  /**
-   * Replies received again for an already answered request (not counted in received).
-   *
-   * @generated from field: uint32 duplicates = 7;
-   */
-  duplicates: number;
-
-  /**
-   * RTT of each received reply, seconds, in send order (agents before 0.2; see rtt_bucket_counts).
-   *
-   * @generated from field: repeated double rtts_seconds = 8;
-   */
-  rttsSeconds: number[];
-
-  /**
-   * @generated from field: double min_seconds = 9;
-   */
-  minSeconds: number;
-
-  /**
-   * @generated from field: double mean_seconds = 10;
-   */
-  meanSeconds: number;
-
-  /**
-   * @generated from field: double max_seconds = 11;
-   */
-  maxSeconds: number;
-
-  /**
-   * Population standard deviation of rtts_seconds (ProberMesh's jitter).
-   *
-   * @generated from field: double stddev_seconds = 12;
-   */
-  stddevSeconds: number;
-
-  /**
-   * @generated from field: double resolve_seconds = 13;
-   */
-  resolveSeconds: number;
-
-  /**
-   * Empty on success; "resolve: ..." or a socket error otherwise.
-   *
-   * @generated from field: string error = 14;
-   */
-  error: string;
-
-  /**
-   * Replies with this agent's token whose payload or checksum was damaged (ignored, not received).
-   *
-   * @generated from field: uint32 corrupted = 15;
-   */
-  corrupted: number;
-
-  /**
-   * The RTT histogram of the received replies: entry k (k = 0..18) counts RTTs <= 50 us x 2^k and
-   * above the previous bound; entry 19 counts the rest (+Inf). The buckets of
-   * prober_icmp_duration_seconds_total. Agents since 0.2 send this (20 counts) instead of
-   * rtts_seconds; the server accepts either, so the published statistics stay exact: mean from
-   * mean_seconds x received, min/max, jitter from stddev_seconds, the histogram from the counts.
-   *
-   * @generated from field: repeated uint32 rtt_bucket_counts = 16;
-   */
-  rttBucketCounts: number[];
-
-  /**
-   * Wall time from `time` to the end of the round (last reply or last timeout), seconds. The
-   * server files a result under the aggregation window in which its round ended; 0 (agents before
-   * 0.2) means "at `time`".
-   *
-   * @generated from field: double duration_seconds = 17;
-   */
-  durationSeconds: number;
-
-  /**
-   * The share of a probe interval this round samples, 0 < w <= 1: (time since the target's
-   * previous round started) / -agent.probe.interval, at most 1. A regular round has 1; a re-probe
-   * of a target in error state, 1 s after the previous round with a 15 s interval, has 1/15. The
-   * window's loss and prober_icmp_weighted_packets_*_total count the round's packets times w, so
-   * densely sampled error periods count for the time they lasted, not for their extra packets
-   * (docs/aggregation.md). 0 (agents before 0.3): 1.
-   *
-   * @generated from field: double sample_weight = 18;
-   */
-  sampleWeight: number;
-
-  /**
-   * True when the round ran while its target was in error state (a recent round lost packets or
-   * failed, so it is re-probed densely): re-probes and the regular rounds in between.
-   *
-   * @generated from field: bool error_state = 19;
-   */
-  errorState: boolean;
-};
-
-/**
- * Describes the message probermesh.v1.IcmpResult.
- * Use `create(IcmpResultSchema)` to create a new message.
- */
-export const IcmpResultSchema: GenMessage<IcmpResult> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 12);
-
-/**
- * HttpResult is one HTTP probe of one URL; phases follow blackbox_exporter / httpstat.
- *
- * @generated from message probermesh.v1.HttpResult
- */
-export type HttpResult = Message<"probermesh.v1.HttpResult"> & {
-  /**
-   * @generated from field: string target_region = 1;
-   */
-  targetRegion: string;
-
-  /**
-   * The target as handed out in the pool (HttpTarget.url).
-   *
-   * @generated from field: string url = 2;
-   */
-  url: string;
-
-  /**
-   * @generated from field: google.protobuf.Timestamp time = 3;
-   */
-  time?: Timestamp | undefined;
-
-  /**
-   * @generated from field: bool success = 4;
-   */
-  success: boolean;
-
-  /**
-   * "" on success; otherwise one of resolve, connect, tls, timeout, status_code, http_version,
-   * ssl, header_regexp, body_regexp, body_size_limit, http_protocol, redirects.
-   *
-   * @generated from field: string failed_reason = 5;
-   */
-  failedReason: string;
-
-  /**
-   * @generated from field: double resolve_seconds = 6;
-   */
-  resolveSeconds: number;
-
-  /**
-   * @generated from field: double connect_seconds = 7;
-   */
-  connectSeconds: number;
-
-  /**
-   * @generated from field: double tls_seconds = 8;
-   */
-  tlsSeconds: number;
-
-  /**
-   * @generated from field: double processing_seconds = 9;
-   */
-  processingSeconds: number;
-
-  /**
-   * @generated from field: double transfer_seconds = 10;
-   */
-  transferSeconds: number;
-
-  /**
-   * @generated from field: uint32 status_code = 11;
-   */
-  statusCode: number;
-
-  /**
-   * e.g. "HTTP/1.1".
-   *
-   * @generated from field: string http_version = 12;
-   */
-  httpVersion: string;
-
-  /**
-   * e.g. "TLSv1.3"; "" for plain HTTP.
-   *
-   * @generated from field: string tls_version = 13;
-   */
-  tlsVersion: string;
-
-  /**
-   * Earliest NotAfter in the peer chain, unix seconds; 0 for plain HTTP.
-   *
-   * @generated from field: int64 ssl_earliest_cert_expiry = 14;
-   */
-  sslEarliestCertExpiry: bigint;
-
-  /**
-   * @generated from field: uint32 redirects = 15;
-   */
-  redirects: number;
-
-  /**
-   * @generated from field: int64 content_length = 16;
-   */
-  contentLength: bigint;
-
-  /**
-   * Human-readable detail for failed_reason.
-   *
-   * @generated from field: string error = 17;
-   */
-  error: string;
-
-  /**
-   * Wall time from `time` to the end of the probe, seconds (see IcmpResult.duration_seconds).
-   *
-   * @generated from field: double duration_seconds = 18;
-   */
-  durationSeconds: number;
-};
-
-/**
- * Describes the message probermesh.v1.HttpResult.
- * Use `create(HttpResultSchema)` to create a new message.
- */
-export const HttpResultSchema: GenMessage<HttpResult> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 13);
 
 /**
  * @generated from message probermesh.v1.PushResultsRequest
@@ -780,6 +219,23 @@ export type PushResultsRequest = Message<"probermesh.v1.PushResultsRequest"> & {
    * @generated from field: repeated probermesh.v1.HttpResult http = 3;
    */
   http: HttpResult[];
+
+  /**
+   * Since 0.5.
+   *
+   * @generated from field: repeated probermesh.v1.TcpResult tcp = 9;
+   */
+  tcp: TcpResult[];
+
+  /**
+   * @generated from field: repeated probermesh.v1.DnsResult dns = 10;
+   */
+  dns: DnsResult[];
+
+  /**
+   * @generated from field: repeated probermesh.v1.GrpcResult grpc = 11;
+   */
+  grpc: GrpcResult[];
 
   /**
    * The agent's clock when it sent this request (set again at every attempt). The server takes
@@ -828,7 +284,7 @@ export type PushResultsRequest = Message<"probermesh.v1.PushResultsRequest"> & {
  * Use `create(PushResultsRequestSchema)` to create a new message.
  */
 export const PushResultsRequestSchema: GenMessage<PushResultsRequest> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 14);
+  messageDesc(file_probermesh_v1_probermesh, 5);
 
 /**
  * @generated from message probermesh.v1.DeregisterRequest
@@ -845,7 +301,7 @@ export type DeregisterRequest = Message<"probermesh.v1.DeregisterRequest"> & {
  * Use `create(DeregisterRequestSchema)` to create a new message.
  */
 export const DeregisterRequestSchema: GenMessage<DeregisterRequest> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 15);
+  messageDesc(file_probermesh_v1_probermesh, 6);
 
 /**
  * @generated from message probermesh.v1.DeregisterResponse
@@ -858,7 +314,7 @@ export type DeregisterResponse = Message<"probermesh.v1.DeregisterResponse"> & {
  * Use `create(DeregisterResponseSchema)` to create a new message.
  */
 export const DeregisterResponseSchema: GenMessage<DeregisterResponse> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 16);
+  messageDesc(file_probermesh_v1_probermesh, 7);
 
 /**
  * PathTrace is an MTR-style trace of the path from an agent to one of its ICMP targets: echo
@@ -933,7 +389,7 @@ export type PathTrace = Message<"probermesh.v1.PathTrace"> & {
  * Use `create(PathTraceSchema)` to create a new message.
  */
 export const PathTraceSchema: GenMessage<PathTrace> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 17);
+  messageDesc(file_probermesh_v1_probermesh, 8);
 
 /**
  * TraceHop is what came back for the probes sent with one TTL.
@@ -998,7 +454,7 @@ export type TraceHop = Message<"probermesh.v1.TraceHop"> & {
  * Use `create(TraceHopSchema)` to create a new message.
  */
 export const TraceHopSchema: GenMessage<TraceHop> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 18);
+  messageDesc(file_probermesh_v1_probermesh, 9);
 
 /**
  * @generated from message probermesh.v1.PushResultsResponse
@@ -1041,7 +497,7 @@ export type PushResultsResponse = Message<"probermesh.v1.PushResultsResponse"> &
  * Use `create(PushResultsResponseSchema)` to create a new message.
  */
 export const PushResultsResponseSchema: GenMessage<PushResultsResponse> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 19);
+  messageDesc(file_probermesh_v1_probermesh, 10);
 
 /**
  * ProberMeshService is served by `server` on -server.rpc.listen.addr and called by every agent.
