@@ -16,9 +16,8 @@ import type { FlagSpec } from "../lib/cli/flags.ts";
 import { REJECT_REASONS, serverMetrics } from "../lib/metrics/server.ts";
 import { SERVER_LABEL_VALUES } from "../lib/server/server.ts";
 import { SeriesStore } from "../lib/metrics/series.ts";
-import { FAILED_REASON_DOCS } from "../lib/probes/http/failed_reason.ts";
-import { httpKeys } from "../lib/probes/http/kind.ts";
-import { icmpKeys } from "../lib/probes/icmp/kind.ts";
+import { PROBER_TYPES } from "../lib/probes/kind.ts";
+import { PROBE_KINDS } from "../lib/probes/kinds.ts";
 import { SERVER_FLAGS } from "../lib/server/flags.ts";
 import { createIngests } from "../lib/server/kinds.ts";
 
@@ -55,10 +54,9 @@ export function generatedBlocks(): Record<string, string> {
     "flags-server": flagTable(SERVER_FLAGS),
     "flags-agent": flagTable(AGENT_FLAGS),
     metrics: metricsTable(),
-    "failed-reasons": reasonTable(FAILED_REASON_DOCS),
+    ...Object.fromEntries(PROBER_TYPES.flatMap((t) => { const r = PROBE_KINDS[t].failedReasons; return r ? [[`${t}-failed-reasons`, reasonTable(r)]] : []; })),
     "reject-reasons": reasonTable(REJECT_REASONS),
-    "icmp-module": keyTable(icmpKeys.shape),
-    "http-module": keyTable(httpKeys.shape),
+    ...Object.fromEntries(PROBER_TYPES.map((t) => [`${t}-module`, keyTable(PROBE_KINDS[t].keys.shape)])),
   };
 }
 

@@ -50,6 +50,10 @@ export interface ProbeKind<K extends ProberType> {
    * `baseDir`; errors are zod issues with the path of the offending key.
    */
   moduleSchema(baseDir: string): z.ZodType<ModuleOf<K>, unknown>;
+  /** The module's keys as written in the file (zod shape with a description per key): docs/configuration.md is generated from it. */
+  readonly keys: z.ZodObject;
+  /** Every failed_reason of the kind with its meaning (its failed_reason.ts); absent for kinds that report loss instead (icmp). */
+  readonly failedReasons?: Readonly<Record<string, string>>;
   /** The module of a block that has none. */
   defaultModule(): ModuleOf<K>;
   /** The result message's schema (sizes, encoding). */

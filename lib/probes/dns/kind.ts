@@ -9,6 +9,7 @@ import { z } from "zod";
 import { parseDurationMs } from "../../cli/duration.ts";
 import { DnsModuleSchema, DnsResultSchema, DnsTargetSchema, type DnsModule } from "../../rpc/gen/probermesh/v1/dns_pb.ts";
 import type { ProbeKind } from "../kind.ts";
+import { FAILED_REASON_DOCS } from "./failed_reason.ts";
 import { durationString } from "../schema_types.ts";
 
 /** The `dns:` keys as written in the file; docs/configuration.md lists them from here. */
@@ -21,6 +22,8 @@ const dnsModuleSchema = dnsKeys.transform((m): DnsModule => create(DnsModuleSche
 export const dnsKind: ProbeKind<"dns"> = {
   type: "dns",
   resultSchema: DnsResultSchema,
+  keys: dnsKeys,
+  failedReasons: FAILED_REASON_DOCS,
   moduleSchema: () => dnsModuleSchema,
   defaultModule: () => dnsModuleSchema.parse({}),
   normaliseTarget: (s) => (/^[^\s/]+:\d+$/.test(s) ? s : null),

@@ -9,6 +9,7 @@ import { z } from "zod";
 import { parseDurationMs } from "../../cli/duration.ts";
 import { GrpcModuleSchema, GrpcResultSchema, GrpcTargetSchema, type GrpcModule } from "../../rpc/gen/probermesh/v1/grpc_pb.ts";
 import type { ProbeKind } from "../kind.ts";
+import { FAILED_REASON_DOCS } from "./failed_reason.ts";
 import { durationString } from "../schema_types.ts";
 
 /** The `grpc:` keys as written in the file; docs/configuration.md lists them from here. */
@@ -21,6 +22,8 @@ const grpcModuleSchema = grpcKeys.transform((m): GrpcModule => create(GrpcModule
 export const grpcKind: ProbeKind<"grpc"> = {
   type: "grpc",
   resultSchema: GrpcResultSchema,
+  keys: grpcKeys,
+  failedReasons: FAILED_REASON_DOCS,
   moduleSchema: () => grpcModuleSchema,
   defaultModule: () => grpcModuleSchema.parse({}),
   normaliseTarget: (s) => (/^[^\s/]+:\d+$/.test(s) ? s : null),

@@ -10,6 +10,7 @@ import { parseDurationMs } from "../../cli/duration.ts";
 import { HttpModuleSchema, HttpResultSchema, HttpTargetSchema, type HttpModule } from "../../rpc/gen/probermesh/v1/http_pb.ts";
 import { isHostOrIp } from "../address.ts";
 import type { ProbeKind } from "../kind.ts";
+import { FAILED_REASON_DOCS } from "./failed_reason.ts";
 import { durationString, regexString } from "../schema_types.ts";
 import { readModuleFile as readFile, redactTlsConfig, tlsConfigFrom, tlsConfigKeys, type FileReader } from "../tls.ts";
 import { HTTP_DEFAULTS } from "./defaults.ts";
@@ -132,6 +133,8 @@ export function redactHttpModule(m: HttpModule, placeholder: string): HttpModule
 export const httpKind: ProbeKind<"http"> = {
   type: "http",
   resultSchema: HttpResultSchema,
+  keys: httpKeys,
+  failedReasons: FAILED_REASON_DOCS,
   moduleSchema: httpModuleSchema,
   defaultModule: () => httpModuleSchema("/").parse({}),
   normaliseTarget: normaliseHttpTarget,

@@ -33,6 +33,7 @@ const icmpModuleSchema = icmpKeys.transform((m): IcmpModule =>
 export const icmpKind: ProbeKind<"icmp"> = {
   type: "icmp",
   resultSchema: IcmpResultSchema,
+  keys: icmpKeys,
   moduleSchema: () => icmpModuleSchema,
   defaultModule: () => icmpModuleSchema.parse({}),
   normaliseTarget: (s) => (isHostOrIp(s) ? s : null),

@@ -9,6 +9,7 @@ import { z } from "zod";
 import { parseDurationMs } from "../../cli/duration.ts";
 import { TcpModuleSchema, TcpResultSchema, TcpTargetSchema, type TcpModule } from "../../rpc/gen/probermesh/v1/tcp_pb.ts";
 import type { ProbeKind } from "../kind.ts";
+import { FAILED_REASON_DOCS } from "./failed_reason.ts";
 import { durationString } from "../schema_types.ts";
 
 /** The `tcp:` keys as written in the file; docs/configuration.md lists them from here. */
@@ -21,6 +22,8 @@ const tcpModuleSchema = tcpKeys.transform((m): TcpModule => create(TcpModuleSche
 export const tcpKind: ProbeKind<"tcp"> = {
   type: "tcp",
   resultSchema: TcpResultSchema,
+  keys: tcpKeys,
+  failedReasons: FAILED_REASON_DOCS,
   moduleSchema: () => tcpModuleSchema,
   defaultModule: () => tcpModuleSchema.parse({}),
   normaliseTarget: (s) => (/^[^\s/]+:\d+$/.test(s) ? s : null),
