@@ -7,7 +7,7 @@ import type { DnsResult } from "../../rpc/gen/probermesh/v1/dns_pb.ts";
 import { checkPhasedResult, phasedIngest, type PhasedSpec } from "../phased_ingest.ts";
 import { FAILED_REASON_DOCS } from "./failed_reason.ts";
 
-/** The `phase` label"s values of prober_dns_duration_seconds, in order. */
+/** The `phase` label's values of prober_dns_duration_seconds, in order. */
 export const DNS_PHASES = ["resolve", "query"] as const;
 
 /** DNS as a check kind. */

@@ -7,7 +7,7 @@ import type { GrpcResult } from "../../rpc/gen/probermesh/v1/grpc_pb.ts";
 import { checkPhasedResult, phasedIngest, type PhasedSpec } from "../phased_ingest.ts";
 import { FAILED_REASON_DOCS } from "./failed_reason.ts";
 
-/** The `phase` label"s values of prober_grpc_duration_seconds, in order. */
+/** The `phase` label's values of prober_grpc_duration_seconds, in order. */
 export const GRPC_PHASES = ["resolve", "connect", "tls", "check"] as const;
 
 /** gRPC as a check kind. */

@@ -7,7 +7,7 @@ import type { TcpResult } from "../../rpc/gen/probermesh/v1/tcp_pb.ts";
 import { checkPhasedResult, phasedIngest, type PhasedSpec } from "../phased_ingest.ts";
 import { FAILED_REASON_DOCS } from "./failed_reason.ts";
 
-/** The `phase` label"s values of prober_tcp_duration_seconds, in order. */
+/** The `phase` label's values of prober_tcp_duration_seconds, in order. */
 export const TCP_PHASES = ["resolve", "connect", "tls"] as const;
 
 /** TCP as a check kind. */
