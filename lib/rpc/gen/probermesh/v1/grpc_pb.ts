@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file probermesh/v1/grpc.proto.
  */
 export const file_probermesh_v1_grpc: GenFile = /*@__PURE__*/
-  fileDesc("Chhwcm9iZXJtZXNoL3YxL2dycGMucHJvdG8SDXByb2Jlcm1lc2gudjEiZgoKR3JwY01vZHVsZRIqCgd0aW1lb3V0GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCnRsc19jb25maWcYAiABKAsyGC5wcm9iZXJtZXNoLnYxLlRsc0NvbmZpZyJfCgpHcnBjVGFyZ2V0EhUKDXRhcmdldF9yZWdpb24YASABKAkSDwoHYWRkcmVzcxgCIAEoCRIpCgZtb2R1bGUYAyABKAsyGS5wcm9iZXJtZXNoLnYxLkdycGNNb2R1bGUixAIKCkdycGNSZXN1bHQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3N1Y2Nlc3MYBCABKAgSFQoNZmFpbGVkX3JlYXNvbhgFIAEoCRINCgVlcnJvchgGIAEoCRIYChBkdXJhdGlvbl9zZWNvbmRzGAcgASgBEhcKD3Jlc29sdmVfc2Vjb25kcxgIIAEoARIXCg9jb25uZWN0X3NlY29uZHMYCSABKAESEwoLdGxzX3NlY29uZHMYCiABKAESFQoNY2hlY2tfc2Vjb25kcxgLIAEoARIgChhzc2xfZWFybGllc3RfY2VydF9leHBpcnkYDCABKAMSEwoLdGxzX3ZlcnNpb24YDSABKAliBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_probermesh_v1_tls]);
+  fileDesc("Chhwcm9iZXJtZXNoL3YxL2dycGMucHJvdG8SDXByb2Jlcm1lc2gudjEi8AEKCkdycGNNb2R1bGUSKgoHdGltZW91dBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgp0bHNfY29uZmlnGAIgASgLMhgucHJvYmVybWVzaC52MS5UbHNDb25maWcSDwoHc2VydmljZRgDIAEoCRILCgN0bHMYBCABKAgSHQoVcHJlZmVycmVkX2lwX3Byb3RvY29sGAUgASgJEhwKFGlwX3Byb3RvY29sX2ZhbGxiYWNrGAYgASgIEi0KCG1ldGFkYXRhGAcgAygLMhsucHJvYmVybWVzaC52MS5HcnBjTWV0YWRhdGEiKgoMR3JwY01ldGFkYXRhEgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCSJfCgpHcnBjVGFyZ2V0EhUKDXRhcmdldF9yZWdpb24YASABKAkSDwoHYWRkcmVzcxgCIAEoCRIpCgZtb2R1bGUYAyABKAsyGS5wcm9iZXJtZXNoLnYxLkdycGNNb2R1bGUi9gIKCkdycGNSZXN1bHQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3N1Y2Nlc3MYBCABKAgSFQoNZmFpbGVkX3JlYXNvbhgFIAEoCRINCgVlcnJvchgGIAEoCRIYChBkdXJhdGlvbl9zZWNvbmRzGAcgASgBEhcKD3Jlc29sdmVfc2Vjb25kcxgIIAEoARIXCg9jb25uZWN0X3NlY29uZHMYCSABKAESEwoLdGxzX3NlY29uZHMYCiABKAESFQoNY2hlY2tfc2Vjb25kcxgLIAEoARIgChhzc2xfZWFybGllc3RfY2VydF9leHBpcnkYDCABKAMSEwoLdGxzX3ZlcnNpb24YDSABKAkSGAoQZ3JwY19zdGF0dXNfY29kZRgOIAEoDRIWCg5zZXJ2aW5nX3N0YXR1cxgPIAEoCWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_probermesh_v1_tls]);
 
 /**
  * GrpcModule is the probe file's `grpc:` block, every default filled in by the server.
@@ -38,6 +38,42 @@ export type GrpcModule = Message<"probermesh.v1.GrpcModule"> & {
    * @generated from field: probermesh.v1.TlsConfig tls_config = 2;
    */
   tlsConfig?: TlsConfig | undefined;
+
+  /**
+   * Health service name sent in HealthCheckRequest.service ("" = the server as a whole).
+   *
+   * @generated from field: string service = 3;
+   */
+  service: string;
+
+  /**
+   * Connect with TLS (ALPN h2); false = HTTP/2 over plain TCP (h2c, prior knowledge).
+   *
+   * @generated from field: bool tls = 4;
+   */
+  tls: boolean;
+
+  /**
+   * Address family tried first for a host name: "ip4" or "ip6".
+   *
+   * @generated from field: string preferred_ip_protocol = 5;
+   */
+  preferredIpProtocol: string;
+
+  /**
+   * Use the other family when the preferred one has no address.
+   *
+   * @generated from field: bool ip_protocol_fallback = 6;
+   */
+  ipProtocolFallback: boolean;
+
+  /**
+   * Request metadata (HTTP/2 headers), in file order; keys lower-case. Values of "-bin" keys are the
+   * raw bytes, base64-encoded by the agent on the wire (as grpc-go does).
+   *
+   * @generated from field: repeated probermesh.v1.GrpcMetadata metadata = 7;
+   */
+  metadata: GrpcMetadata[];
 };
 
 /**
@@ -46,6 +82,30 @@ export type GrpcModule = Message<"probermesh.v1.GrpcModule"> & {
  */
 export const GrpcModuleSchema: GenMessage<GrpcModule> = /*@__PURE__*/
   messageDesc(file_probermesh_v1_grpc, 0);
+
+/**
+ * GrpcMetadata is one metadata value (blackbox's `metadata: {key: [values]}` gives one entry per value).
+ *
+ * @generated from message probermesh.v1.GrpcMetadata
+ */
+export type GrpcMetadata = Message<"probermesh.v1.GrpcMetadata"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from field: string value = 2;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message probermesh.v1.GrpcMetadata.
+ * Use `create(GrpcMetadataSchema)` to create a new message.
+ */
+export const GrpcMetadataSchema: GenMessage<GrpcMetadata> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_grpc, 1);
 
 /**
  * GrpcTarget is one grpc target handed to an agent.
@@ -78,7 +138,7 @@ export type GrpcTarget = Message<"probermesh.v1.GrpcTarget"> & {
  * Use `create(GrpcTargetSchema)` to create a new message.
  */
 export const GrpcTargetSchema: GenMessage<GrpcTarget> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_grpc, 1);
+  messageDesc(file_probermesh_v1_grpc, 2);
 
 /**
  * GrpcResult is one grpc probe of one target.
@@ -166,6 +226,24 @@ export type GrpcResult = Message<"probermesh.v1.GrpcResult"> & {
    * @generated from field: string tls_version = 13;
    */
   tlsVersion: string;
+
+  /**
+   * The call's gRPC status code (0 OK .. 16 UNAUTHENTICATED): the server's grpc-status, or for a call
+   * that got none the code a gRPC client reports (14 UNAVAILABLE: connection, TLS or HTTP/2 failure;
+   * 4 DEADLINE_EXCEEDED: timeout; 1 CANCELLED: aborted); 0 after a resolve failure. blackbox's
+   * probe_grpc_status_code.
+   *
+   * @generated from field: uint32 grpc_status_code = 14;
+   */
+  grpcStatusCode: number;
+
+  /**
+   * HealthCheckResponse.status by name: SERVING, NOT_SERVING, UNKNOWN, SERVICE_UNKNOWN ("" = no
+   * response message). blackbox's probe_grpc_healthcheck_response{serving_status}.
+   *
+   * @generated from field: string serving_status = 15;
+   */
+  servingStatus: string;
 };
 
 /**
@@ -173,5 +251,5 @@ export type GrpcResult = Message<"probermesh.v1.GrpcResult"> & {
  * Use `create(GrpcResultSchema)` to create a new message.
  */
 export const GrpcResultSchema: GenMessage<GrpcResult> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_grpc, 2);
+  messageDesc(file_probermesh_v1_grpc, 3);
 
