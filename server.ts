@@ -9,10 +9,16 @@ import { createLogger } from "./lib/log.ts";
 import { ConfigError } from "./lib/targets/config.ts";
 import type { Discovery } from "./lib/server/pool.ts";
 import { StartupRefusal } from "./lib/server/security.ts";
+import { checkConfig } from "./lib/server/check.ts";
 import { startServer } from "./lib/server/server.ts";
 import { versionLine } from "./lib/version.ts";
 
 const f = parseFlagsOrExit("server", "ProberMesh server", versionLine(), SERVER_FLAGS, process.argv.slice(2));
+if (f["check.config"]) {
+  const { ok, lines } = checkConfig(f["server.probe.file"] as string, f["server.web.config.file"] as string);
+  (ok ? process.stdout : process.stderr).write(lines.map((l) => `${l}\n`).join(""));
+  process.exit(ok ? 0 : 2);
+}
 const discovery = f["server.icmp.discovery"] as Discovery;
 if (discovery === "static" && !f["server.probe.file"]) {
   process.stderr.write("server: flag -server.probe.file is required when -server.icmp.discovery is static\n");

@@ -74,6 +74,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   if (exposureWarning) o.log.warn(exposureWarning);
   const security = new Security(o);
   const file: ProbeFile = o.probeFile ? loadProbeFile(o.probeFile) : { blocks: [] };
+  for (const w of file.warnings ?? []) o.log.warn({ file: o.probeFile }, w);
   const expireMs = o.seriesCacheRatio * o.aggregationIntervalMs;
   const startedMs = Date.now();
   // Cumulative series live as long as a silent agent is remembered (docs/metrics.md "Expiry").
@@ -126,7 +127,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     if (security.rpcTls) rpc.setTls(security.rpcTls);
     if (o.probeFile) {
       try {
-        pool.replaceFile(loadProbeFile(o.probeFile));
+        const next = loadProbeFile(o.probeFile);
+        for (const w of next.warnings ?? []) o.log.warn({ file: o.probeFile }, w);
+        pool.replaceFile(next);
       } catch (e) {
         errors.push((e as Error).message);
       }

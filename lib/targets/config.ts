@@ -8,7 +8,8 @@ import { dirname } from "node:path";
 import { LineCounter, parseDocument, isMap, isPair, isScalar, type Node } from "yaml";
 import { z } from "zod";
 import { PROBER_TYPES, type ModuleOf, type ProberType } from "../probes/kind.ts";
-import { PROBE_KINDS } from "../probes/kinds.ts";
+import { MESH_KIND, PROBE_KINDS } from "../probes/kinds.ts";
+import { BLACKBOX_ONLY_PROBERS, modulesSchema } from "./modules.ts";
 
 /** One `prober_configs` entry after validation. `region` is the TARGET region; targets are canonical and de-duplicated. */
 export type ProbeBlock = { [K in ProberType]: { proberType: K; region: string; targets: string[]; module: ModuleOf<K> } }[ProberType];
@@ -16,33 +17,77 @@ export type ProbeBlock = { [K in ProberType]: { proberType: K; region: string; t
 /** A whole validated file. */
 export interface ProbeFile {
   blocks: ProbeBlock[];
+  /** What is accepted but not used (modules of blackbox probers ProberMesh does not run). */
+  warnings?: string[];
 }
 
 /** A config error carrying `file:line: reason`. */
 export class ConfigError extends Error {
   override name = "ConfigError";
+  /**
+   * @param message the first error, `file:line: reason`
+   * @param errors every error found, each `file:line: reason` (-check.config prints them all)
+   */
+  constructor(message: string, readonly errors: string[] = [message]) {
+    super(message);
+  }
 }
 
-/** The file's schema; module keys (`icmp:`, `http:`) and target syntax come from the kinds. */
+/** The file's schema; module keys (`icmp:`, `http:` ...), target syntax and `modules:` come from the kinds. */
 function fileSchema(baseDir: string) {
   const moduleKeys = Object.fromEntries(PROBER_TYPES.map((t) => [t, PROBE_KINDS[t].moduleSchema(baseDir).optional()])) as { [K in ProberType]: z.ZodOptional<z.ZodType<ModuleOf<K>, unknown>> };
   const block = z
     .strictObject({
-      prober_type: z.enum(PROBER_TYPES),
+      prober_type: z.enum(PROBER_TYPES).optional(),
       region: z.string().min(1, "must not be empty"),
+      module: z.string().min(1).optional(),
       targets: z.array(z.string().min(1)).min(1, "must list at least one target"),
       ...moduleKeys,
     })
     .superRefine((b, ctx) => {
+      if (!b.prober_type && !b.module) ctx.addIssue({ code: "custom", path: ["prober_type"], message: "is required (or name a module with module:)" });
       for (const t of PROBER_TYPES) {
-        if (t !== b.prober_type && b[t] !== undefined) ctx.addIssue({ code: "custom", path: [t], message: `a ${b.prober_type} block cannot have an ${t} module` });
+        if (b[t] === undefined) continue;
+        if (b.module) ctx.addIssue({ code: "custom", path: [t], message: `give the module inline (${t}:) or by name (module: ${b.module}), not both` });
+        else if (t !== b.prober_type) ctx.addIssue({ code: "custom", path: [t], message: `a ${b.prober_type} block cannot have an ${t} module` });
       }
-      const kind = PROBE_KINDS[b.prober_type];
-      b.targets.forEach((t, i) => {
-        if (kind.normaliseTarget(t) === null) ctx.addIssue({ code: "custom", path: ["targets", i], message: `"${t}" is not a valid ${kind.targetDescription}` });
-      });
     });
-  return z.strictObject({ prober_configs: z.array(block) });
+  return z
+    .strictObject({ modules: modulesSchema(baseDir).optional(), prober_configs: z.array(block).optional() })
+    .transform((f, ctx) => {
+      const modules = f.modules ?? {};
+      const blocks = (f.prober_configs ?? []).flatMap((b, i): ProbeBlock[] => {
+        let type = b.prober_type;
+        let module: ModuleOf<ProberType> | undefined = type ? b[type] : undefined;
+        if (b.module) {
+          const named = Object.hasOwn(modules, b.module) ? modules[b.module] : undefined;
+          if (!named) {
+            ctx.addIssue({ code: "custom", path: ["prober_configs", i, "module"], message: `no module "${b.module}" in modules:` });
+            return [];
+          }
+          if (!named.module) {
+            ctx.addIssue({ code: "custom", path: ["prober_configs", i, "module"], message: `module "${b.module}" uses blackbox_exporter's ${named.prober} prober, which ProberMesh does not run: ${BLACKBOX_ONLY_PROBERS[named.prober as keyof typeof BLACKBOX_ONLY_PROBERS]}` });
+            return [];
+          }
+          if (type && type !== named.prober) {
+            ctx.addIssue({ code: "custom", path: ["prober_configs", i, "prober_type"], message: `is ${type} but module "${b.module}" has prober ${named.prober}` });
+            return [];
+          }
+          type = named.prober;
+          module = named.module;
+        }
+        const kind = PROBE_KINDS[type!];
+        const bad = b.targets.findIndex((t) => kind.normaliseTarget(t) === null);
+        if (bad >= 0) {
+          ctx.addIssue({ code: "custom", path: ["prober_configs", i, "targets", bad], message: `"${b.targets[bad]}" is not a valid ${kind.targetDescription}` });
+          return [];
+        }
+        const targets = [...new Set(b.targets.map((t) => kind.normaliseTarget(t)!))];
+        return [{ proberType: type!, region: b.region, targets, module: module ?? kind.defaultModule() } as ProbeBlock];
+      });
+      const warnings = Object.entries(modules).flatMap(([name, m]) => (m.module ? [] : [`module "${name}": blackbox_exporter's ${m.prober} prober is not run by ProberMesh (${BLACKBOX_ONLY_PROBERS[m.prober as keyof typeof BLACKBOX_ONLY_PROBERS]})`]));
+      return { blocks, warnings };
+    });
 }
 
 function lineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: PropertyKey[], unknownKey?: string): number {
@@ -75,30 +120,40 @@ export function parseProbeFile(text: string, file: string): ProbeFile {
     const line = e.linePos?.[0]?.line ?? lc.linePos(e.pos[0]).line;
     throw new ConfigError(`${file}:${line}: YAML syntax error: ${e.message.split("\n")[0]}`);
   }
-  const data = doc.toJS() ?? { prober_configs: [] };
+  const data = doc.toJS() ?? {};
   const parsed = fileSchema(dirname(file)).safeParse(data);
+  const errors: string[] = [];
   if (!parsed.success) {
-    // A misspelt key also makes a required key "missing": report the misspelling, it is the cause.
-    const issue = parsed.error.issues.find((i) => i.code === "unrecognized_keys") ?? parsed.error.issues[0]!;
-    const unknown = issue.code === "unrecognized_keys" ? issue.keys[0] : undefined;
-    const line = lineOf(doc, lc, issue.path, unknown);
-    const where = issue.path.length ? issue.path.join(".") : "file";
-    const msg = unknown ? `unknown key "${unknown}"` : `${where}: ${issue.message}`;
-    throw new ConfigError(`${file}:${line}: ${msg}`);
-  }
-  const seen = new Set<string>();
-  const blocks = parsed.data.prober_configs.map((b, i): ProbeBlock => {
-    const key = `${b.region}\u0000${b.prober_type}`;
-    if (seen.has(key)) {
-      const line = lineOf(doc, lc, ["prober_configs", i]);
-      throw new ConfigError(`${file}:${line}: duplicate block for region "${b.region}" and prober_type ${b.prober_type} (merge their targets into one block)`);
+    // A misspelt key also makes a required key "missing": report the misspelling first, it is the cause.
+    const issues = [...parsed.error.issues].sort((a, b) => Number(b.code === "unrecognized_keys") - Number(a.code === "unrecognized_keys"));
+    for (const issue of issues) {
+      for (const unknown of issue.code === "unrecognized_keys" ? issue.keys : [undefined]) {
+        const line = lineOf(doc, lc, issue.path, unknown);
+        const where = issue.path.length ? issue.path.join(".") : "file";
+        errors.push(`${file}:${line}: ${unknown ? `unknown key "${unknown}"` : `${where}: ${issue.message}`}`);
+      }
     }
-    seen.add(key);
-    const kind = PROBE_KINDS[b.prober_type];
-    const targets = [...new Set(b.targets.map((t) => kind.normaliseTarget(t)!))];
-    return { proberType: b.prober_type, region: b.region, targets, module: b[b.prober_type] ?? kind.defaultModule() } as ProbeBlock;
+    throw new ConfigError(errors[0]!, [...new Set(errors)]);
+  }
+  const { blocks, warnings } = parsed.data;
+  // The mesh kind's block of a region also gives the module of that region's agents: one per region.
+  // Other kinds may have several blocks per region (several modules), but a target once per kind and region.
+  const seen = new Set<string>();
+  (data.prober_configs ?? []).forEach((_: unknown, i: number) => {
+    const b = blocks[i];
+    if (!b) return;
+    const keys = b.proberType === MESH_KIND ? [`${b.region}\u0000${b.proberType}`] : b.targets.map((t) => `${b.region}\u0000${b.proberType}\u0000${t}`);
+    const dup = keys.find((k) => seen.has(k));
+    if (dup !== undefined) {
+      const line = lineOf(doc, lc, ["prober_configs", i]);
+      errors.push(b.proberType === MESH_KIND
+        ? `${file}:${line}: duplicate block for region "${b.region}" and prober_type ${b.proberType} (merge their targets into one block)`
+        : `${file}:${line}: target "${dup.split("\u0000")[2]}" of region "${b.region}" is listed twice for prober_type ${b.proberType} (its series would collide)`);
+    }
+    keys.forEach((k) => seen.add(k));
   });
-  return { blocks };
+  if (errors.length) throw new ConfigError(errors[0]!, errors);
+  return { blocks, warnings };
 }
 
 /** Reads and validates a probe file from disk. @throws ConfigError (including unreadable file). */
