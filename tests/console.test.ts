@@ -70,16 +70,17 @@ describe.skipIf(!ok)("web console in Chromium", () => {
     expect(link.slice(0, 3)).toEqual(["127.0.76.1", "127.0.76.2", "0.0 %"]);
   }, 30_000);
 
-  test("HTTP targets show httpstat phase bars and status; agents are listed alive; screenshot", async () => {
-    await page.waitForFunction(() => document.querySelectorAll("#http-table tr").length === 4, { timeout: 10_000 });
-    const rows = await page.$$eval("#http-table tr:not(:first-child)", (trs) => trs.map((tr) => ({
+  test("the targets view shows HTTP with httpstat phase bars and status; agents are listed alive; screenshot", async () => {
+    await page.waitForFunction(() => document.querySelectorAll("#targets-table tr").length === 4, { timeout: 10_000 });
+    const rows = await page.$$eval("#targets-table tr:not(:first-child)", (trs) => trs.map((tr) => ({
       cells: [...tr.querySelectorAll("td")].map((td) => td.textContent),
       segments: [...tr.querySelectorAll(".bar span")].map((s) => s.className),
     })));
     for (const r of rows) {
-      expect(r.cells[2]).toBe("200");
+      expect(r.cells[0]).toBe("http");
+      expect(r.cells[3]).toBe("200");
       expect(r.segments).toEqual(["p-resolve", "p-connect", "p-tls", "p-processing", "p-transfer"]);
-      expect(r.cells[6]).toBe("none");
+      expect(r.cells[7]).toBe("none");
     }
     const agents = await page.$$eval("#agents-table tr:not(:first-child)", (trs) => trs.map((tr) => [tr.children[0]!.textContent, tr.lastElementChild!.textContent]));
     expect(agents.sort()).toEqual(REGIONS.map((r) => [r, "alive"]));

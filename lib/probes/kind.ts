@@ -102,4 +102,6 @@ export interface ServerKind<K extends ProberType> {
   check(r: ResultOf<K>): string;
   /** Declares the kind's metrics on `store` and returns what feeds them. */
   ingest(store: SeriesStore): KindIngest<ResultOf<K>>;
+  /** Check kinds only (success + failed_reason + phases): the shared ingest's spec (lib/probes/phased_ingest.ts). */
+  spec?: { kind: string; title: string; phases: readonly string[] };
 }

@@ -4,7 +4,7 @@
  * are seconds, ratios 0..1, times RFC 3339.
  */
 import type { Hono } from "hono";
-import type { HttpAggregate } from "../probes/http/ingest.ts";
+import type { PhasedAggregate } from "../probes/phased_ingest.ts";
 import type { IcmpAggregate, IcmpLink } from "../probes/icmp/ingest.ts";
 import type { MeshHistory, PairPoint } from "./history.ts";
 import type { PathStore, StoredPath } from "./paths.ts";
@@ -16,7 +16,8 @@ export interface ApiDeps {
   history: MeshHistory;
   paths: PathStore;
   latestIcmp(): readonly IcmpAggregate[];
-  latestHttp(): readonly HttpAggregate[];
+  /** The last window's aggregates of every check kind (http, tcp, dns, grpc), by kind. */
+  latestChecks(): ReadonlyMap<string, readonly PhasedAggregate[]>;
   /** Aggregates older than this are stale (ratio x interval), milliseconds. */
   staleAfterMs: number;
 }
@@ -67,15 +68,25 @@ export function apiRoutes(app: Hono, d: ApiDeps): void {
   // Latest path traces, newest first; either filter may be left out.
   app.get("/api/v1/paths", (c) => c.json({ paths: d.paths.list(c.req.query("source_region") ?? "", c.req.query("target_region") ?? "").map(path) }));
 
-  app.get("/api/v1/http", (c) => {
-    const fresh = Date.now() - d.staleAfterMs;
-    const targets = d.latestHttp().filter((a) => a.windowEndMs >= fresh).map((a) => ({
-      source_region: a.sourceRegion, target_region: a.targetRegion, target_addr: a.targetAddr, window_end: iso(a.windowEndMs),
-      results: a.results, status_code: a.latestValue,
-      phases_seconds: a.phases ?? null,
-      cert_expiry_days: a.certExpiry > 0 ? (a.certExpiry * 1000 - Date.now()) / 86_400_000 : null,
-      failed: Object.fromEntries(a.failedByReason),
-    }));
+  /** A check kind's aggregate as the API shows it; `status_code` only for http. */
+  const check = (kind: string, a: PhasedAggregate, withKind = true) => ({
+    ...(withKind ? { kind } : {}),
+    source_region: a.sourceRegion, target_region: a.targetRegion, target_addr: a.targetAddr, window_end: iso(a.windowEndMs),
+    results: a.results, ...(kind === "http" ? { status_code: a.latestValue } : {}),
+    phases_seconds: a.phases ?? null,
+    cert_expiry_days: a.certExpiry > 0 ? (a.certExpiry * 1000 - Date.now()) / 86_400_000 : null,
+    failed: Object.fromEntries(a.failedByReason),
+  });
+  const fresh = (a: PhasedAggregate) => a.windowEndMs >= Date.now() - d.staleAfterMs;
+
+  // HTTP targets only (the shape of 0.1-0.4).
+  app.get("/api/v1/http", (c) => c.json({ targets: (d.latestChecks().get("http") ?? []).filter(fresh).map((a) => check("http", a, false)) }));
+
+  // Every check kind's targets, `kind` first; ?kind=tcp filters.
+  app.get("/api/v1/targets", (c) => {
+    const want = c.req.query("kind");
+    const targets = [...d.latestChecks()].filter(([k]) => !want || k === want).flatMap(([k, list]) =>
+      list.filter(fresh).map((a) => check(k, a)));
     return c.json({ targets });
   });
 

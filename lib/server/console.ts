@@ -4,7 +4,7 @@
  * against the pair's own baseline, a legend and the values in the cells; a click opens the pair:
  * RTT mean with its min-max band and loss over the history, which agent probed which address
  * (and which links are in error state), and the latest path traces of the pair, hop by hop.
- * HTTP targets with httpstat-style phase bars; agents. Text goes in through textContent only.
+ * Targets of every check kind (http, tcp, dns, grpc) with httpstat-style phase bars; agents. Text goes in through textContent only.
  */
 
 export const CONSOLE_HTML = `<!doctype html>
@@ -20,7 +20,7 @@ h2{font-size:1.05em;margin:.2em 0 .6em}table{border-collapse:collapse}th,td{padd
 .ok{background:#c8ecd0}.warn{background:#fbe7a8}.bad{background:#f5b5b0}.none{background:#f1f2f4;color:#999}.self{background:#fff}
 .slow{outline:2px solid #7b3fe4;outline-offset:-2px}.erring{box-shadow:inset 0 0 0 2px #b3261e}.legend span{display:inline-block;margin-right:1em}.legend i{display:inline-block;width:1em;height:1em;vertical-align:middle;margin-right:.3em;border:1px solid #ccc}
 .bar{display:flex;height:12px;width:240px;background:#eee}.bar span{display:block;height:100%}
-.p-resolve{background:#8ab4f8}.p-connect{background:#81c995}.p-tls{background:#fdd663}.p-processing{background:#f28b82}.p-transfer{background:#c58af9}
+.p-resolve{background:#8ab4f8}.p-connect{background:#81c995}.p-tls{background:#fdd663}.p-processing{background:#f28b82}.p-transfer{background:#c58af9}.p-query{background:#78d9ec}.p-check{background:#fcad70}
 .dead{color:#b3261e;font-weight:600}.alive{color:#137333}#pair[hidden]{display:none}svg{background:#fafbfc;border:1px solid #e3e5ea}
 </style></head>
 <body><header><h1>ProberMesh</h1><span id="updated">loading…</span></header>
@@ -32,7 +32,7 @@ h2{font-size:1.05em;margin:.2em 0 .6em}table{border-collapse:collapse}th,td{padd
 <p class="legend"><span><i style="background:#1a73e8"></i>RTT mean</span><span><i style="background:#c6dafc"></i>RTT min–max</span><span><i style="background:#d93025"></i>loss</span></p>
 <table id="links"></table>
 <h3>Path traces (latest first; taken when a target entered error state)</h3><div id="paths"><p>none yet</p></div></section>
-<section id="http"><h2>HTTP targets (last window)</h2><p class="legend"><span><i class="p-resolve"></i>resolve</span><span><i class="p-connect"></i>connect</span><span><i class="p-tls"></i>tls</span><span><i class="p-processing"></i>processing</span><span><i class="p-transfer"></i>transfer</span></p><table id="http-table"></table></section>
+<section id="targets"><h2>Targets: http, tcp, dns, grpc (last window)</h2><p class="legend"><span><i class="p-resolve"></i>resolve</span><span><i class="p-connect"></i>connect</span><span><i class="p-tls"></i>tls</span><span><i class="p-processing"></i>processing</span><span><i class="p-transfer"></i>transfer</span><span><i class="p-query"></i>query (dns)</span><span><i class="p-check"></i>check (grpc)</span></p><table id="targets-table"></table></section>
 <section id="agents"><h2>Agents</h2><table id="agents-table"></table></section>
 </main>
 <script>
@@ -109,14 +109,15 @@ function renderPaths(paths) {
   }));
 }
 
-function renderHttp(h) {
-  const t = document.getElementById("http-table"); t.replaceChildren(row(["source", "target", "status", "phases", "total", "certificate", "failures"], true));
+function renderTargets(h) {
+  const t = document.getElementById("targets-table"); t.replaceChildren(row(["kind", "source", "target", "status", "phases", "total", "certificate", "failures"], true));
   for (const x of h.targets) {
     const bar = el("div", { class: "bar" }); const ph = x.phases_seconds;
     const total = ph ? Object.values(ph).reduce((a, b) => a + b, 0) : 0;
     if (ph) for (const [k, v] of Object.entries(ph)) bar.append(el("span", { class: "p-" + k, style: "width:" + (total ? (v / total) * 100 : 0) + "%", title: k + " " + ms(v) }));
     const failed = Object.entries(x.failed).map(([r, n]) => r + " × " + n).join(", ") || "none";
-    t.append(row([x.source_region, x.target_addr, String(x.status_code), bar, ph ? ms(total) : "failed", x.cert_expiry_days === null ? "–" : x.cert_expiry_days.toFixed(0) + " days", failed]));
+    const status = x.kind === "http" ? String(x.status_code) : Object.keys(x.failed).length === 0 ? "ok" : ph ? "partly failed" : "failed";
+    t.append(row([x.kind, x.source_region, x.target_addr, status, bar, ph ? ms(total) : "failed", x.cert_expiry_days === null ? "–" : x.cert_expiry_days.toFixed(0) + " days", failed]));
   }
 }
 
@@ -127,8 +128,8 @@ function renderAgents(a) {
 
 async function loadAll() {
   try {
-    const [m, h, a] = await Promise.all([getJson("/api/v1/mesh"), getJson("/api/v1/http"), getJson("/api/v1/agents")]);
-    renderMesh(m); renderHttp(h); renderAgents(a); await loadPair();
+    const [m, h, a] = await Promise.all([getJson("/api/v1/mesh"), getJson("/api/v1/targets"), getJson("/api/v1/agents")]);
+    renderMesh(m); renderTargets(h); renderAgents(a); await loadPair();
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) { document.getElementById("updated").textContent = "update failed: " + e.message; }
 }

@@ -16,7 +16,7 @@ import { BasicAuth } from "./auth/basic_auth.ts";
 import { requestContext, rpcGate } from "./auth/gate.ts";
 import { AUTH_FAILURE_REASONS } from "./auth/tokens.ts";
 import { httpApp } from "./http.ts";
-import { createIngests } from "./kinds.ts";
+import { CHECK_KINDS, createIngests } from "./kinds.ts";
 import { TargetPool, type Discovery } from "./pool.ts";
 import { AgentRegistry, REGISTRY_REFUSALS } from "./registry.ts";
 import { RedisRegistrySync } from "./registry_redis.ts";
@@ -139,7 +139,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     return errors;
   };
   const app = httpApp({
-    store, registry, pool, latestIcmp: ingests.icmp.latest, latestHttp: ingests.http.latest, history, paths, staleAfterMs: expireMs, ready: () => ready, lifecycle: o.enableLifecycle,
+    store, registry, pool, latestIcmp: ingests.icmp.latest, latestChecks: () => new Map(CHECK_KINDS.map((k) => [k, ingests[k].latest()])), history, paths, staleAfterMs: expireMs, ready: () => ready, lifecycle: o.enableLifecycle,
     basicAuth: new BasicAuth(() => security.web.users), headers: () => security.web.headers,
     reload: () => {
       const errors = reload();
