@@ -4,12 +4,14 @@
  * declare), failed_reason values (lib/probes/http/failed_reason.ts), reject reasons, and the probe
  * file's module options (the kinds' zod schemas and their descriptions).
  *
- *   npm run docs          rewrites the generated blocks in docs/*.md
+ *   npm run docs          rewrites the generated blocks in docs/*.md, docs/kinds/*.md and the
+ *                         per-check-kind rules in deploy/prometheus (rules and their unit tests)
  *
- * A generated block sits between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`; the
- * text around it is hand-written. tests/docs_fresh.test.ts fails when a block is stale.
+ * A generated block sits between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` (in YAML:
+ * `# generated:NAME` and `# /generated:NAME`); the text around it is hand-written.
+ * tests/docs_fresh.test.ts fails when a block is stale.
  */
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { z } from "zod";
 import { AGENT_FLAGS } from "../lib/agent/flags.ts";
 import type { FlagSpec } from "../lib/cli/flags.ts";
@@ -19,7 +21,8 @@ import { SeriesStore } from "../lib/metrics/series.ts";
 import { PROBER_TYPES } from "../lib/probes/kind.ts";
 import { PROBE_KINDS } from "../lib/probes/kinds.ts";
 import { SERVER_FLAGS } from "../lib/server/flags.ts";
-import { createIngests } from "../lib/server/kinds.ts";
+import { CHECK_KINDS, SERVER_KINDS, createIngests } from "../lib/server/kinds.ts";
+import { checkRules, checkRuleTests } from "./gen-rules.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
@@ -57,6 +60,9 @@ export function generatedBlocks(): Record<string, string> {
     ...Object.fromEntries(PROBER_TYPES.flatMap((t) => { const r = PROBE_KINDS[t].failedReasons; return r ? [[`${t}-failed-reasons`, reasonTable(r)]] : []; })),
     "reject-reasons": reasonTable(REJECT_REASONS),
     ...Object.fromEntries(PROBER_TYPES.map((t) => [`${t}-module`, keyTable(PROBE_KINDS[t].keys.shape)])),
+    "check-recording-rules": checkRules(CHECK_KINDS.map((k) => SERVER_KINDS[k].spec)).recording,
+    "check-alert-rules": checkRules(CHECK_KINDS.map((k) => SERVER_KINDS[k].spec)).alerts,
+    "check-rule-tests": checkRuleTests(CHECK_KINDS.map((k) => SERVER_KINDS[k].spec)),
   };
 }
 
@@ -67,14 +73,25 @@ export function generatedBlocks(): Record<string, string> {
 export function renderDocs(): Map<string, [string, string]> {
   const blocks = generatedBlocks();
   const out = new Map<string, [string, string]>();
-  for (const name of readdirSync(`${root}docs`).filter((f) => f.endsWith(".md"))) {
-    const path = `${root}docs/${name}`;
+  const block = (path: string, name: string) => {
+    if (!(name in blocks)) throw new Error(`${path}: unknown generated block "${name}"`);
+    return blocks[name]!;
+  };
+  const md = /(<!-- generated:([a-z-]+) -->)[\s\S]*?(<!-- \/generated:\2 -->)/g;
+  for (const dir of ["docs", "docs/kinds"]) {
+    for (const name of existsSync(`${root}${dir}`) ? readdirSync(`${root}${dir}`).filter((f) => f.endsWith(".md")).sort() : []) {
+      const path = `${root}${dir}/${name}`;
+      const text = readFileSync(path, "utf8");
+      out.set(path, [text, text.replace(md, (_, open: string, b: string, close: string) => `${open}\n${block(path, b)}\n${close}`)]);
+    }
+  }
+  // YAML (the rules and their tests): a block's lines are indented like its opening marker.
+  const yml = /(([ ]*)# generated:([a-z-]+))\n[\s\S]*?([ ]*# \/generated:\3)/g;
+  for (const f of ["deploy/prometheus/probermesh.rules.yml", "deploy/prometheus/probermesh.rules.test.yml"]) {
+    const path = `${root}${f}`;
     const text = readFileSync(path, "utf8");
-    const fresh = text.replace(/(<!-- generated:([a-z-]+) -->)[\s\S]*?(<!-- \/generated:\2 -->)/g, (_, open: string, block: string, close: string) => {
-      if (!(block in blocks)) throw new Error(`${path}: unknown generated block "${block}"`);
-      return `${open}\n${blocks[block]}\n${close}`;
-    });
-    out.set(path, [text, fresh]);
+    out.set(path, [text, text.replace(yml, (_, open: string, indent: string, b: string, close: string) =>
+      `${open}\n${block(path, b).split("\n").map((l) => (l ? indent + l : l)).join("\n")}\n${close}`)]);
   }
   return out;
 }
