@@ -16,6 +16,8 @@ import { PanelBuilder as StatPanel } from "@grafana/grafana-foundation-sdk/stat"
 import { PanelBuilder as TablePanel } from "@grafana/grafana-foundation-sdk/table";
 import { PanelBuilder as TimeseriesPanel } from "@grafana/grafana-foundation-sdk/timeseries";
 
+import { CHECK_KINDS, SERVER_KINDS, type CheckKind } from "../../lib/server/kinds.ts";
+
 const DS = { type: "prometheus", uid: "${datasource}" };
 const q = (expr: string, legend = "") => new DataqueryBuilder().datasource(DS).expr(expr).legendFormat(legend);
 const instant = (expr: string) => new DataqueryBuilder().datasource(DS).expr(expr).instant().format(PromQueryFormat.Table);
@@ -85,28 +87,34 @@ function pair(): Dashboard {
     .build();
 }
 
-function http(): Dashboard {
+/**
+ * One dashboard per check kind (http, tcp, dns, grpc: CHECK_KINDS), the same panels from the
+ * kind's metric family (lib/probes/phased_ingest.ts): phases, success ratio, failures by reason,
+ * certificate expiry where the kind speaks TLS, and HTTP's status code.
+ */
+function checkKind(kind: CheckKind): Dashboard {
+  const spec = SERVER_KINDS[kind].spec;
   const sel = 'source_region=~"$source_region", target_addr=~"$target_addr"';
-  return new DashboardBuilder("ProberMesh / HTTP targets")
-    .uid("probermesh-http")
+  const m = (suffix: string) => `prober_${kind}_${suffix}`;
+  let d = new DashboardBuilder(`ProberMesh / ${spec.title} targets`)
+    .uid(`probermesh-${kind}`)
     .tags(["probermesh"])
     .refresh("30s")
     .time({ from: "now-6h", to: "now" })
     .withVariable(datasourceVar())
-    .withVariable(labelVar("source_region", "prober_http_probes_total", "Source region"))
-    .withVariable(labelVar("target_addr", "prober_http_probes_total", "Target"))
-    .withPanel(new TimeseriesPanel().title("Phases (httpstat): resolve, connect, tls, processing, transfer").datasource(DS).unit("s").min(0).span(24).height(10)
+    .withVariable(labelVar("source_region", m("probes_total"), "Source region"))
+    .withVariable(labelVar("target_addr", m("probes_total"), "Target"))
+    .withPanel(new TimeseriesPanel().title(`Phases${kind === "http" ? " (httpstat)" : ""}: ${spec.phases.join(", ")}`).datasource(DS).unit("s").min(0).span(24).height(10)
       .drawStyle(GraphDrawStyle.Bars).fillOpacity(80).stacking(new StackingConfigBuilder().mode(StackingMode.Normal))
-      .withTarget(q(`avg by (phase) (prober_http_duration_seconds{${sel}})`, "{{phase}}")))
+      .withTarget(q(`avg by (phase) (${m("duration_seconds")}{${sel}})`, "{{phase}}")))
     .withPanel(new TimeseriesPanel().title("Success ratio").datasource(DS).unit("percentunit").min(0).max(1).span(12)
-      .withTarget(q(`probermesh:http_success:ratio_rate5m{${sel}}`, "{{source_region}} → {{target_addr}}")))
+      .withTarget(q(`probermesh:${kind}_success:ratio_rate5m{${sel}}`, "{{source_region}} → {{target_addr}}")))
     .withPanel(new TimeseriesPanel().title("Failures by reason per second").datasource(DS).unit("reqps").min(0).span(12)
-      .withTarget(q(`sum by (failed_reason) (rate(prober_http_probes_failed_total{${sel}}[$__rate_interval]))`, "{{failed_reason}}")))
-    .withPanel(new TablePanel().title("Status code (latest window)").datasource(DS).span(12)
-      .withTarget(instant(`prober_http_status_code{${sel}}`)))
-    .withPanel(new StatPanel().title("Certificate expires in (days)").datasource(DS).unit("d").span(12)
-      .withTarget(q(`min by (target_addr) ((prober_http_ssl_earliest_cert_expiry{${sel}} - time()) / 86400)`, "{{target_addr}}")))
-    .build();
+      .withTarget(q(`sum by (failed_reason) (rate(${m("probes_failed_total")}{${sel}}[$__rate_interval]))`, "{{failed_reason}}")));
+  if (spec.latestValue) d = d.withPanel(new TablePanel().title("Status code (latest window)").datasource(DS).span(12).withTarget(instant(`${spec.latestValue.name}{${sel}}`)));
+  if (spec.tls) d = d.withPanel(new StatPanel().title("Certificate expires in (days)").datasource(DS).unit("d").span(12)
+    .withTarget(q(`min by (target_addr) ((${m("ssl_earliest_cert_expiry")}{${sel}} - time()) / 86400)`, "{{target_addr}}")));
+  return d.build();
 }
 
 function agents(): Dashboard {
@@ -127,5 +135,5 @@ function agents(): Dashboard {
 
 /** Every dashboard by file name. */
 export function dashboards(): Record<string, Dashboard> {
-  return { "mesh-overview.json": meshOverview(), "pair.json": pair(), "http.json": http(), "agents.json": agents() };
+  return { "mesh-overview.json": meshOverview(), "pair.json": pair(), ...Object.fromEntries(CHECK_KINDS.map((k) => [`${k}.json`, checkKind(k)])), "agents.json": agents() };
 }
