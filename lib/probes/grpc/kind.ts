@@ -1,35 +1,146 @@
 /**
- * The gRPC kind's common half (lib/probes/kind.ts): the probe file's `grpc:` module (blackbox_exporter's
- * <grpc_probe> names), parsed into the protobuf GrpcModule, and target addressing.
- * STUB: the grpc kind's owner replaces this file.
+ * The gRPC kind's common half (lib/probes/kind.ts): the probe file's `grpc:` module with
+ * blackbox_exporter's <grpc_probe> names and meaning (its CONFIGURATION.md, config.GRPCProbe),
+ * parsed straight into the protobuf GrpcModule handed to agents; and target addressing
+ * (`host:port`, `[v6]:port`, as blackbox's grpc targets are written).
  */
+import { isIP } from "node:net";
 import { clone, create, toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { z } from "zod";
 import { parseDurationMs } from "../../cli/duration.ts";
-import { GrpcModuleSchema, GrpcResultSchema, GrpcTargetSchema, type GrpcModule } from "../../rpc/gen/probermesh/v1/grpc_pb.ts";
+import { GrpcMetadataSchema, GrpcModuleSchema, GrpcResultSchema, GrpcTargetSchema, type GrpcModule } from "../../rpc/gen/probermesh/v1/grpc_pb.ts";
+import { isHostOrIp } from "../address.ts";
 import type { ProbeKind } from "../kind.ts";
-import { FAILED_REASON_DOCS } from "./failed_reason.ts";
 import { durationString } from "../schema_types.ts";
+import { redactTlsConfig, tlsConfigFrom, tlsConfigKeys, type FileReader } from "../tls.ts";
+import { FAILED_REASON_DOCS } from "./failed_reason.ts";
 
-/** The `grpc:` keys as written in the file; docs/configuration.md lists them from here. */
+/** Defaults of a `grpc:` module; durations in milliseconds. */
+export const GRPC_DEFAULTS = {
+  /** Whole-probe deadline (blackbox_exporter's module timeout defaults to 10 s too). */
+  timeoutMs: 10_000,
+  /** As the other kinds here; blackbox_exporter defaults to ip6. */
+  preferredIpProtocol: "ip4",
+  ipProtocolFallback: true,
+} as const;
+
+/**
+ * Metadata keys the prober sets itself (gRPC over HTTP/2: content-type, te, grpc-timeout, ...) or
+ * that HTTP/2 forbids (connection-specific headers, RFC 9113 §8.2.2): refused in the file.
+ */
+export const RESERVED_METADATA = new Set([
+  "content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "grpc-message", "grpc-status", "grpc-status-details-bin", "grpc-message-type",
+  "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host",
+]);
+
+/** Metadata keys whose values are credentials: redacted in /-/targets. */
+const SECRET_METADATA = /auth|token|secret|passw|cookie|api[-_.]?key|credential|session/;
+
+/** A gRPC metadata key (grpc-go's rule): lower-case letters, digits, `-`, `_`, `.`; upper case is lowered. */
+const METADATA_KEY = /^[0-9a-z_.-]+$/;
+
+/** The `grpc:` keys as written in the file (blackbox_exporter's names); docs list them from here. */
 export const grpcKeys = z.strictObject({
-  timeout: durationString.optional().describe("deadline of the whole probe (default 10s)"),
+  service: z.string().optional().describe('health service name sent in HealthCheckRequest.service (default "": the server as a whole)'),
+  tls: z.boolean().optional().describe("connect with TLS, ALPN h2 (default false: HTTP/2 over plain TCP, h2c with prior knowledge)"),
+  tls_config: tlsConfigKeys.optional(),
+  metadata: z.record(z.string(), z.array(z.string())).optional()
+    .describe('request metadata {key: [values]} sent as HTTP/2 headers, one per value; keys are lower-cased; values of "-bin" keys are raw bytes, sent base64 (as grpc-go); keys the prober sets (content-type, te, grpc-timeout, grpc-*) are refused; values of credential-like keys are hidden in /-/targets'),
+  timeout: durationString.optional().describe(`deadline of the whole probe, resolve to trailers (default ${GRPC_DEFAULTS.timeoutMs / 1000}s; blackbox's module-level timeout)`),
+  preferred_ip_protocol: z.enum(["ip4", "ip6"]).optional().describe(`address family tried first for a name (default ${GRPC_DEFAULTS.preferredIpProtocol}; blackbox_exporter defaults to ip6)`),
+  ip_protocol_fallback: z.boolean().optional().describe(`use the other family when the preferred one has no address (default ${GRPC_DEFAULTS.ipProtocolFallback})`),
 });
 
-const grpcModuleSchema = grpcKeys.transform((m): GrpcModule => create(GrpcModuleSchema, { timeout: durationFromMs(m.timeout ? parseDurationMs(m.timeout) : 10_000) }));
+/** Checks one metadata key and its values; `issue(message)` reports a problem at that key. */
+function checkMetadata(key: string, values: string[], issue: (message: string) => void): void {
+  if (!METADATA_KEY.test(key)) return issue(`metadata key "${key}" may hold only letters, digits, "-", "_" and "."`);
+  if (RESERVED_METADATA.has(key)) return issue(`metadata key "${key}" is set by the prober (or not allowed in HTTP/2)`);
+  if (key.endsWith("-bin")) return;
+  const bad = values.find((v) => !/^[\x20-\x7e]*$/.test(v));
+  if (bad !== undefined) issue(`metadata "${key}" has a value with characters other than printable ASCII (use a "-bin" key for bytes)`);
+}
+
+/**
+ * The `grpc:` module schema: validates the keys, reads tls_config's files (relative to `baseDir`,
+ * the probe file's directory; an unreadable or malformed file is an issue at that key) and builds
+ * the GrpcModule with defaults filled in.
+ */
+function grpcModuleSchema(baseDir: string): z.ZodType<GrpcModule, unknown> {
+  return grpcKeys.transform((g, ctx): GrpcModule => {
+    const files: FileReader = { baseDir, issue: (path, message) => ctx.addIssue({ code: "custom", path, message }) };
+    const metadata = Object.entries(g.metadata ?? {}).flatMap(([k, values]) => {
+      const key = k.toLowerCase();
+      checkMetadata(key, values, (message) => ctx.addIssue({ code: "custom", path: ["metadata", k], message }));
+      return values.map((value) => create(GrpcMetadataSchema, { key, value }));
+    });
+    return create(GrpcModuleSchema, {
+      timeout: durationFromMs(g.timeout ? parseDurationMs(g.timeout) : GRPC_DEFAULTS.timeoutMs),
+      tlsConfig: tlsConfigFrom(g.tls_config, files),
+      service: g.service ?? "",
+      tls: g.tls ?? false,
+      preferredIpProtocol: g.preferred_ip_protocol ?? GRPC_DEFAULTS.preferredIpProtocol,
+      ipProtocolFallback: g.ip_protocol_fallback ?? GRPC_DEFAULTS.ipProtocolFallback,
+      metadata,
+    });
+  });
+}
+
+/** A copy of `m` with tls_config's client key and credential-like metadata values replaced by `placeholder`. */
+export function redactGrpcModule(m: GrpcModule, placeholder: string): GrpcModule {
+  const r = clone(GrpcModuleSchema, m);
+  redactTlsConfig(r.tlsConfig, placeholder);
+  for (const md of r.metadata) if (SECRET_METADATA.test(md.key)) md.value = placeholder;
+  return r;
+}
+
+/** A target's parts: `host` without brackets (a name or an IP literal) and the port. */
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Splits `host:port` / `[v6]:port`; null when it is not one (bad host, port outside 1..65535, bare IPv6). */
+export function splitGrpcTarget(s: string): HostPort | null {
+  const m = /^\[([^\]\s]+)\]:(\d{1,5})$/.exec(s) ?? /^([^:[\]\s/]+):(\d{1,5})$/.exec(s);
+  if (!m) return null;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return null;
+  const bracketed = s.startsWith("[");
+  const host = m[1]!;
+  if (bracketed ? isIP(host) !== 6 : !isHostOrIp(host)) return null;
+  return { host, port };
+}
+
+/**
+ * A gRPC target in canonical form: `host:port` with the name lower-cased, `[v6]:port` with the
+ * address compressed (RFC 5952), the port without leading zeros.
+ * @returns the canonical target, or null when `s` is not `host:port` / `[v6]:port`
+ */
+export function normaliseGrpcTarget(s: string): string | null {
+  const hp = splitGrpcTarget(s);
+  if (!hp) return null;
+  if (isIP(hp.host) === 6) {
+    try {
+      return `${new URL(`http://[${hp.host}]/`).hostname}:${hp.port}`;
+    } catch {
+      return null; // zone identifiers (fe80::1%eth0) are not URL hosts
+    }
+  }
+  return `${hp.host.toLowerCase()}:${hp.port}`;
+}
 
 export const grpcKind: ProbeKind<"grpc"> = {
   type: "grpc",
   resultSchema: GrpcResultSchema,
   keys: grpcKeys,
   failedReasons: FAILED_REASON_DOCS,
-  moduleSchema: () => grpcModuleSchema,
-  defaultModule: () => grpcModuleSchema.parse({}),
-  normaliseTarget: (s) => (/^[^\s/]+:\d+$/.test(s) ? s : null),
+  moduleSchema: grpcModuleSchema,
+  defaultModule: () => grpcModuleSchema("/").parse({}),
+  normaliseTarget: normaliseGrpcTarget,
   targetDescription: "host:port",
   target: (targetRegion, address, module) => create(GrpcTargetSchema, { targetRegion, address, module }),
   moduleJson: (m) => toJson(GrpcModuleSchema, m),
-  redactModule: (m) => clone(GrpcModuleSchema, m),
+  redactModule: redactGrpcModule,
   addressOf: (t) => t.address,
 };
