@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { lookup } from "node:dns/promises";
+import http2 from "node:http2";
 import net from "node:net";
 import { create } from "@bufbuild/protobuf";
 import { parse } from "yaml";
@@ -13,7 +14,7 @@ import { grpcKind } from "../lib/probes/grpc/kind.ts";
 import { GrpcProber } from "../lib/probes/grpc/prober.ts";
 import { GrpcTargetSchema, type GrpcResult } from "../lib/rpc/gen/probermesh/v1/grpc_pb.ts";
 import { makeCerts, type TestCerts } from "./helpers/certs.ts";
-import { closedPort, ServingStatus, startHealthServer, startRawServer, type RunningServer } from "./helpers/grpc_server.ts";
+import { closedPort, grpcReply, ServingStatus, startH2Server, startHealthServer, startRawServer, type RunningServer } from "./helpers/grpc_server.ts";
 
 const prober = new GrpcProber();
 let certs: TestCerts;
@@ -147,6 +148,35 @@ describe("health check over h2c", () => {
     pre.abort();
     expect(reasonOf(await probeWith(`127.0.0.1:${h2c.port}`, "{}", pre.signal))).toBe("timeout");
   });
+});
+
+describe("responses no well-behaved server sends", () => {
+  /** A length-prefixed message (flag 0 unless given). */
+  const msg = (bytes: number[], flag = 0) => Buffer.from([flag, 0, 0, 0, bytes.length, ...bytes]);
+  const SERVING = [0x08, 0x01]; // HealthCheckResponse{status: SERVING}
+  const cases: [string, (s: http2.ServerHttp2Stream) => void, string, number, RegExp][] = [
+    ["a well-formed answer (the control)", (s) => grpcReply(s, msg(SERVING), { "grpc-status": "0" }), "ok", 0, /^$/],
+    ["grpc-status in the response headers but no trailers (not trailers-only)", (s) => { s.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "0" }); s.end(msg(SERVING)); }, "protocol", 13, /no grpc-status in trailers/],
+    ["grpc-status 0 without a message", (s) => grpcReply(s, Buffer.alloc(0), { "grpc-status": "0" }), "protocol", 13, /0 response messages/],
+    ["two messages", (s) => grpcReply(s, Buffer.concat([msg(SERVING), msg(SERVING)]), { "grpc-status": "0" }), "protocol", 13, /2 response messages/],
+    ["a message that is not a HealthCheckResponse", (s) => grpcReply(s, msg([0xff, 0xff, 0xff]), { "grpc-status": "0" }), "protocol", 13, /malformed HealthCheckResponse/],
+    ["a compressed message nobody asked for", (s) => grpcReply(s, msg(SERVING, 1), { "grpc-status": "0" }), "protocol", 13, /compressed/],
+    ["a message cut short", (s) => grpcReply(s, msg(SERVING).subarray(0, 6), { "grpc-status": "0" }), "protocol", 13, /truncated/],
+    ["content-type text/html", (s) => { s.respond({ ":status": 200, "content-type": "text/html" }); s.end("<html>"); }, "protocol", 2, /content-type "text\/html"/],
+    ["HTTP 503 without grpc-status", (s) => { s.respond({ ":status": 503 }); s.end(); }, "protocol", 14, /HTTP status 503/],
+    ["a stream reset by the server", (s) => s.close(http2.constants.NGHTTP2_INTERNAL_ERROR), "protocol", 14, /./],
+    ["grpc-status 14 with a percent-encoded message", (s) => grpcReply(s, Buffer.alloc(0), { "grpc-status": "14", "grpc-message": "down%20for%20maintenance%20%E2%9C%93" }), "grpc_status", 14, /^grpc-status 14 UNAVAILABLE: down for maintenance \u2713$/],
+    ["a grpc-status outside 0..16 reads as UNKNOWN", (s) => grpcReply(s, Buffer.alloc(0), { "grpc-status": "99" }), "grpc_status", 2, /^grpc-status 2 UNKNOWN/],
+    ["a serving status outside the enum", (s) => grpcReply(s, msg([0x08, 0x07]), { "grpc-status": "0" }), "not_serving", 0, /is 7$/],
+  ];
+  for (const [name, reply, reason, code, error] of cases) {
+    test(`${name}: ${reason} (${code})`, async () => {
+      const s = await start(startH2Server(reply));
+      const r = await probeWith(`127.0.0.1:${s.port}`, "timeout: 5s");
+      expect([reasonOf(r), r.grpcStatusCode]).toEqual([reason, code]);
+      expect(r.error).toMatch(error);
+    });
+  }
 });
 
 describe("TLS", () => {

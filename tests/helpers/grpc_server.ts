@@ -76,9 +76,9 @@ export async function startHealthServer(o: HealthServerOptions = {}): Promise<Ru
     fallback: o.notFound404
       ? undefined
       : (_req, res) => {
-          // grpc-go's answer to a method it does not serve: trailers-only UNIMPLEMENTED.
-          (res as http2.Http2ServerResponse).writeHead(200, { "content-type": "application/grpc", "grpc-status": "12", "grpc-message": "unknown service grpc.health.v1.Health" });
-          res.end();
+          // grpc-go's answer to a method it does not serve: trailers-only (one HEADERS frame with
+          // END_STREAM) UNIMPLEMENTED.
+          (res as http2.Http2ServerResponse).stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "12", "grpc-message": "unknown service grpc.health.v1.Health" }, { endStream: true });
         },
   });
   const handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
@@ -106,6 +106,46 @@ export async function startHealthServer(o: HealthServerOptions = {}): Promise<Ru
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * Starts an h2c server whose every stream the test answers itself (`reply`), for responses no
+ * well-behaved gRPC server sends: malformed messages, missing trailers, wrong content types.
+ * `grpc(stream, body, trailers)` answers as gRPC does: HEADERS, DATA `body`, trailers.
+ */
+export async function startH2Server(reply: (stream: http2.ServerHttp2Stream) => void): Promise<RunningServer> {
+  const calls: http2.IncomingHttpHeaders[] = [];
+  const server = http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (s: http2.ServerHttp2Session) => {
+    sessions.add(s);
+    s.on("error", () => {});
+    s.on("close", () => sessions.delete(s));
+  });
+  server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+    calls.push({ ...headers });
+    stream.on("error", () => {});
+    stream.resume();
+    reply(stream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    calls,
+    services: [],
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sessions) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Answers `stream` as a gRPC server does: HEADERS (200, application/grpc), DATA `body`, then `trailers`. */
+export function grpcReply(stream: http2.ServerHttp2Stream, body: Buffer, trailers: http2.OutgoingHttpHeaders): void {
+  stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+  stream.on("wantTrailers", () => stream.sendTrailers(trailers));
+  stream.end(body);
 }
 
 /** Starts a TCP server (TLS when `tlsOptions` is given) that hands each connection to `onConnection`. */

@@ -132,6 +132,7 @@ export function healthCheck(sock: net.Socket, o: CallOptions, onSession: (s: htt
     let head: http2.IncomingHttpHeaders | undefined;
     let trailers: http2.IncomingHttpHeaders | undefined;
     let statusAt = 0;
+    let trailersOnly = false;
     let bodyBytes = 0;
     let closeLater: ReturnType<typeof setImmediate> | undefined;
     const chunks: Buffer[] = [];
@@ -164,9 +165,11 @@ export function healthCheck(sock: net.Socket, o: CallOptions, onSession: (s: htt
     function onStreamError(e: Error) {
       settle(new ProbeFailure("protocol", `HTTP/2 stream: ${e.message}`, Code.UNAVAILABLE));
     }
-    function onResponse(h: http2.IncomingHttpHeaders) {
+    function onResponse(h: http2.IncomingHttpHeaders, flags: number) {
       head = h;
-      if (header(h, "grpc-status") !== undefined) statusAt = performance.now(); // trailers-only
+      // Trailers-only: the status in the one HEADERS frame, which ends the stream.
+      trailersOnly = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+      if (trailersOnly) statusAt = performance.now();
     }
     function onTrailers(t: http2.IncomingHttpHeaders) {
       trailers = t;
@@ -195,13 +198,15 @@ export function healthCheck(sock: net.Socket, o: CallOptions, onSession: (s: htt
       if (!head) throw new ProbeFailure("protocol", `stream closed before a response${stream.rstCode ? ` (RST_STREAM code ${stream.rstCode})` : ""}`, Code.UNAVAILABLE);
       const httpStatus = Number(head[":status"]);
       const grpcType = /^application\/grpc(\+|;|$)/.test(header(head, "content-type") ?? "");
-      const statusText = header(trailers, "grpc-status") ?? header(head, "grpc-status");
+      const statusText = trailersOnly ? header(head, "grpc-status") : header(trailers, "grpc-status");
       if (!grpcType || statusText === undefined) {
-        const why = httpStatus !== 200 ? `HTTP status ${httpStatus}` : !grpcType ? `content-type "${header(head, "content-type") ?? ""}"` : "no grpc-status";
-        throw new ProbeFailure("protocol", `not a gRPC response: ${why}`, httpStatus !== 200 ? codeOfHttpStatus(httpStatus) : Code.INTERNAL);
+        const why = httpStatus !== 200 ? `HTTP status ${httpStatus}` : !grpcType ? `content-type "${header(head, "content-type") ?? ""}"` : "no grpc-status in trailers";
+        // As grpc-go: a non-200 status maps by gRPC's table, 200 without gRPC's content-type is
+        // UNKNOWN, a gRPC response whose stream ended without grpc-status is INTERNAL.
+        throw new ProbeFailure("protocol", `not a gRPC response: ${why}`, httpStatus !== 200 ? codeOfHttpStatus(httpStatus) : grpcType ? Code.INTERNAL : Code.UNKNOWN);
       }
       const grpcStatus = parseGrpcStatus(statusText);
-      const grpcMessage = decodeGrpcMessage(header(trailers, "grpc-message") ?? header(head, "grpc-message"));
+      const grpcMessage = decodeGrpcMessage(header(trailersOnly ? head : trailers, "grpc-message"));
       if (grpcStatus !== Code.OK) return { grpcStatus, grpcMessage, servingStatus: "", statusAt };
       const msgs = unframe(Buffer.concat(chunks));
       if (msgs.length !== 1) throw new ProbeFailure("protocol", `grpc-status 0 with ${msgs.length} response messages (a unary call has one)`, Code.INTERNAL);

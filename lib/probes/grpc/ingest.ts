@@ -36,7 +36,7 @@ export const GRPC_SPEC: PhasedSpec<GrpcResult, (typeof GRPC_PHASES)[number]> = {
   tls: true,
   latestValue: {
     name: "prober_grpc_status_code",
-    help: "gRPC status code of the latest result of the last published window (blackbox's probe_grpc_status_code: the server's grpc-status, else 14 UNAVAILABLE for connection, TLS or HTTP/2 failures, 4 DEADLINE_EXCEEDED for timeouts; 0 after a resolve failure).",
+    help: "gRPC status code of the latest result of the last published window (blackbox's probe_grpc_status_code: the server's grpc-status, else the code a gRPC client reports: 14 UNAVAILABLE for connection, TLS or HTTP/2 failures, 4 DEADLINE_EXCEEDED for timeouts; 0 after a resolve failure).",
     of: (r) => r.grpcStatusCode,
   },
   check: checkGrpcFields,

@@ -228,10 +228,12 @@ export type GrpcResult = Message<"probermesh.v1.GrpcResult"> & {
   tlsVersion: string;
 
   /**
-   * The call's gRPC status code (0 OK .. 16 UNAUTHENTICATED): the server's grpc-status, or for a call
-   * that got none the code a gRPC client reports (14 UNAVAILABLE: connection, TLS or HTTP/2 failure;
-   * 4 DEADLINE_EXCEEDED: timeout; 1 CANCELLED: aborted); 0 after a resolve failure. blackbox's
-   * probe_grpc_status_code.
+   * The call's gRPC status code (0 OK .. 16 UNAUTHENTICATED; a grpc-status outside that range reads
+   * as 2 UNKNOWN): the server's grpc-status, or for a call that got none the code grpc-go reports
+   * (14 UNAVAILABLE: connection, TLS or HTTP/2 failure; 4 DEADLINE_EXCEEDED: timeout; 1 CANCELLED:
+   * aborted; a response that is not gRPC: its HTTP status mapped by gRPC's table, 2 UNKNOWN for a
+   * 200 of another content-type, 13 INTERNAL for a malformed one); 0 after a resolve failure.
+   * blackbox's probe_grpc_status_code.
    *
    * @generated from field: uint32 grpc_status_code = 14;
    */
