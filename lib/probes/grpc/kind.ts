@@ -44,9 +44,10 @@ const METADATA_KEY = /^[0-9a-z_.-]+$/;
 export const grpcKeys = z.strictObject({
   service: z.string().optional().describe('health service name sent in HealthCheckRequest.service (default "": the server as a whole)'),
   tls: z.boolean().optional().describe("connect with TLS, ALPN h2 (default false: HTTP/2 over plain TCP, h2c with prior knowledge)"),
-  tls_config: tlsConfigKeys.optional(),
+  // .optional() does not carry the inner schema's description: given again for the docs table.
+  tls_config: tlsConfigKeys.optional().describe(`used when tls is true: ${tlsConfigKeys.description}`),
   metadata: z.record(z.string(), z.array(z.string())).optional()
-    .describe('request metadata {key: [values]} sent as HTTP/2 headers, one per value; keys are lower-cased; values of "-bin" keys are raw bytes, sent base64 (as grpc-go); keys the prober sets (content-type, te, grpc-timeout, grpc-*) are refused; values of credential-like keys are hidden in /-/targets'),
+    .describe('request metadata {key: [values]} sent as HTTP/2 headers, one per value; keys are lower-cased; values of "-bin" keys are raw bytes, sent base64 (as grpc-go); keys the call sets (content-type, te, grpc-timeout, grpc-status, grpc-message, grpc-encoding ...) and HTTP/2 connection headers are refused; values of credential-like keys are hidden in /-/targets'),
   timeout: durationString.optional().describe(`deadline of the whole probe, resolve to trailers (default ${GRPC_DEFAULTS.timeoutMs / 1000}s; blackbox's module-level timeout)`),
   preferred_ip_protocol: z.enum(["ip4", "ip6"]).optional().describe(`address family tried first for a name (default ${GRPC_DEFAULTS.preferredIpProtocol}; blackbox_exporter defaults to ip6)`),
   ip_protocol_fallback: z.boolean().optional().describe(`use the other family when the preferred one has no address (default ${GRPC_DEFAULTS.ipProtocolFallback})`),
