@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file probermesh/v1/tcp.proto.
  */
 export const file_probermesh_v1_tcp: GenFile = /*@__PURE__*/
-  fileDesc("Chdwcm9iZXJtZXNoL3YxL3RjcC5wcm90bxINcHJvYmVybWVzaC52MSJlCglUY3BNb2R1bGUSKgoHdGltZW91dBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgp0bHNfY29uZmlnGAIgASgLMhgucHJvYmVybWVzaC52MS5UbHNDb25maWciXQoJVGNwVGFyZ2V0EhUKDXRhcmdldF9yZWdpb24YASABKAkSDwoHYWRkcmVzcxgCIAEoCRIoCgZtb2R1bGUYAyABKAsyGC5wcm9iZXJtZXNoLnYxLlRjcE1vZHVsZSKsAgoJVGNwUmVzdWx0EhUKDXRhcmdldF9yZWdpb24YASABKAkSDwoHYWRkcmVzcxgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdzdWNjZXNzGAQgASgIEhUKDWZhaWxlZF9yZWFzb24YBSABKAkSDQoFZXJyb3IYBiABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgHIAEoARIXCg9yZXNvbHZlX3NlY29uZHMYCCABKAESFwoPY29ubmVjdF9zZWNvbmRzGAkgASgBEhMKC3Rsc19zZWNvbmRzGAogASgBEiAKGHNzbF9lYXJsaWVzdF9jZXJ0X2V4cGlyeRgLIAEoAxITCgt0bHNfdmVyc2lvbhgMIAEoCWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_probermesh_v1_tls]);
+  fileDesc("Chdwcm9iZXJtZXNoL3YxL3RjcC5wcm90bxINcHJvYmVybWVzaC52MSKDAgoJVGNwTW9kdWxlEioKB3RpbWVvdXQYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoKdGxzX2NvbmZpZxgCIAEoCzIYLnByb2Jlcm1lc2gudjEuVGxzQ29uZmlnEh0KFXByZWZlcnJlZF9pcF9wcm90b2NvbBgDIAEoCRIcChRpcF9wcm90b2NvbF9mYWxsYmFjaxgEIAEoCBIZChFzb3VyY2VfaXBfYWRkcmVzcxgFIAEoCRI3Cg5xdWVyeV9yZXNwb25zZRgGIAMoCzIfLnByb2Jlcm1lc2gudjEuVGNwUXVlcnlSZXNwb25zZRILCgN0bHMYByABKAgiaAoQVGNwUXVlcnlSZXNwb25zZRITCgZleHBlY3QYASABKAlIAIgBARIUCgxleHBlY3RfYnl0ZXMYAiABKAwSDAoEc2VuZBgDIAEoDBIQCghzdGFydHRscxgEIAEoCEIJCgdfZXhwZWN0Il0KCVRjcFRhcmdldBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKAoGbW9kdWxlGAMgASgLMhgucHJvYmVybWVzaC52MS5UY3BNb2R1bGUirAIKCVRjcFJlc3VsdBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3VjY2VzcxgEIAEoCBIVCg1mYWlsZWRfcmVhc29uGAUgASgJEg0KBWVycm9yGAYgASgJEhgKEGR1cmF0aW9uX3NlY29uZHMYByABKAESFwoPcmVzb2x2ZV9zZWNvbmRzGAggASgBEhcKD2Nvbm5lY3Rfc2Vjb25kcxgJIAEoARITCgt0bHNfc2Vjb25kcxgKIAEoARIgChhzc2xfZWFybGllc3RfY2VydF9leHBpcnkYCyABKAMSEwoLdGxzX3ZlcnNpb24YDCABKAliBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_probermesh_v1_tls]);
 
 /**
  * TcpModule is the probe file's `tcp:` block, every default filled in by the server.
@@ -33,11 +33,46 @@ export type TcpModule = Message<"probermesh.v1.TcpModule"> & {
   timeout?: Duration | undefined;
 
   /**
-   * blackbox_exporter's tls_config (shared with http: tls.proto).
+   * blackbox_exporter's tls_config (shared with http: tls.proto), for `tls` and for `starttls` steps.
    *
    * @generated from field: probermesh.v1.TlsConfig tls_config = 2;
    */
   tlsConfig?: TlsConfig | undefined;
+
+  /**
+   * "ip4" or "ip6": the address family tried first when a name has both.
+   *
+   * @generated from field: string preferred_ip_protocol = 3;
+   */
+  preferredIpProtocol: string;
+
+  /**
+   * Use the other family when the preferred one has no address.
+   *
+   * @generated from field: bool ip_protocol_fallback = 4;
+   */
+  ipProtocolFallback: boolean;
+
+  /**
+   * Local IP address the connection is bound to ("" = chosen by the kernel).
+   *
+   * @generated from field: string source_ip_address = 5;
+   */
+  sourceIpAddress: string;
+
+  /**
+   * The dialogue run after connecting, in order (blackbox_exporter's query_response).
+   *
+   * @generated from field: repeated probermesh.v1.TcpQueryResponse query_response = 6;
+   */
+  queryResponse: TcpQueryResponse[];
+
+  /**
+   * TLS handshake right after the TCP connection is established.
+   *
+   * @generated from field: bool tls = 7;
+   */
+  tls: boolean;
 };
 
 /**
@@ -46,6 +81,51 @@ export type TcpModule = Message<"probermesh.v1.TcpModule"> & {
  */
 export const TcpModuleSchema: GenMessage<TcpModule> = /*@__PURE__*/
   messageDesc(file_probermesh_v1_tcp, 0);
+
+/**
+ * TcpQueryResponse is one step of the query_response dialogue. Within a step: expect (or
+ * expect_bytes), then send, then starttls.
+ *
+ * @generated from message probermesh.v1.TcpQueryResponse
+ */
+export type TcpQueryResponse = Message<"probermesh.v1.TcpQueryResponse"> & {
+  /**
+   * RE2 (Go) regular expression as written in the probe file, matched against each line read
+   * (without its "\n" or "\r\n") until one matches. Absent: read nothing. "" matches any line.
+   *
+   * @generated from field: optional string expect = 1;
+   */
+  expect?: string | undefined;
+
+  /**
+   * Bytes that must be read next, exactly (empty: none). Never set together with expect.
+   *
+   * @generated from field: bytes expect_bytes = 2;
+   */
+  expectBytes: Uint8Array;
+
+  /**
+   * Written followed by "\n" (empty: nothing). After an expect match, $1, ${1}, ${name} are
+   * replaced by the match's groups (Go's Regexp.Expand).
+   *
+   * @generated from field: bytes send = 3;
+   */
+  send: Uint8Array;
+
+  /**
+   * Upgrade the connection to TLS (tls_config) at the end of this step.
+   *
+   * @generated from field: bool starttls = 4;
+   */
+  starttls: boolean;
+};
+
+/**
+ * Describes the message probermesh.v1.TcpQueryResponse.
+ * Use `create(TcpQueryResponseSchema)` to create a new message.
+ */
+export const TcpQueryResponseSchema: GenMessage<TcpQueryResponse> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_tcp, 1);
 
 /**
  * TcpTarget is one tcp target handed to an agent.
@@ -78,7 +158,7 @@ export type TcpTarget = Message<"probermesh.v1.TcpTarget"> & {
  * Use `create(TcpTargetSchema)` to create a new message.
  */
 export const TcpTargetSchema: GenMessage<TcpTarget> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_tcp, 1);
+  messageDesc(file_probermesh_v1_tcp, 2);
 
 /**
  * TcpResult is one tcp probe of one target.
@@ -132,7 +212,8 @@ export type TcpResult = Message<"probermesh.v1.TcpResult"> & {
   durationSeconds: number;
 
   /**
-   * Phase durations, seconds (0 for a phase that did not run).
+   * Phase durations, seconds (0 for a phase that did not run or did not complete). tls sums every
+   * handshake of the probe: `tls: true` and each `starttls` step.
    *
    * @generated from field: double resolve_seconds = 8;
    */
@@ -149,14 +230,16 @@ export type TcpResult = Message<"probermesh.v1.TcpResult"> & {
   tlsSeconds: number;
 
   /**
-   * Earliest NotAfter in the peer's certificate chain, unix seconds (0: no TLS).
+   * Earliest NotAfter in the peer's certificate chain of the last completed handshake, unix
+   * seconds (0: no TLS), as blackbox's probe_ssl_earliest_cert_expiry.
    *
    * @generated from field: int64 ssl_earliest_cert_expiry = 11;
    */
   sslEarliestCertExpiry: bigint;
 
   /**
-   * Negotiated TLS version, e.g. "TLS 1.3" ("" without TLS).
+   * Negotiated TLS version of the last completed handshake, blackbox's names: "TLS 1.0" .. "TLS 1.3"
+   * ("" without TLS).
    *
    * @generated from field: string tls_version = 12;
    */
@@ -168,5 +251,5 @@ export type TcpResult = Message<"probermesh.v1.TcpResult"> & {
  * Use `create(TcpResultSchema)` to create a new message.
  */
 export const TcpResultSchema: GenMessage<TcpResult> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_tcp, 2);
+  messageDesc(file_probermesh_v1_tcp, 3);
 
