@@ -59,13 +59,25 @@ function waitFor(sock: net.Socket, ok: string, deadline: number, reason: "connec
   });
 }
 
-/** Resolves within what is left of the deadline; any failure is "resolve", running out of time included (the resolver is the cause). */
-async function resolveWithin(host: string, m: GrpcModule | undefined, deadline: number) {
+/**
+ * Resolves within what is left of the deadline; any failure is "resolve", running out of time
+ * included (the resolver is the cause). An abort ends the wait at once ("timeout", CANCELLED); the
+ * lookup itself finishes in the background and is dropped.
+ */
+async function resolveWithin(host: string, m: GrpcModule | undefined, deadline: number, signal?: AbortSignal) {
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new ProbeFailure("timeout", "aborted", Code.CANCELLED));
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
   try {
-    return await resolveHostWithin(host, deadline - performance.now(), m?.preferredIpProtocol === "ip6" ? "ip6" : "ip4", m?.ipProtocolFallback ?? GRPC_DEFAULTS.ipProtocolFallback);
+    return await Promise.race([resolveHostWithin(host, deadline - performance.now(), m?.preferredIpProtocol === "ip6" ? "ip6" : "ip4", m?.ipProtocolFallback ?? GRPC_DEFAULTS.ipProtocolFallback), aborted]);
   } catch (e) {
+    if (e instanceof ProbeFailure) throw e;
     const msg = (e as Error).message;
     throw new ProbeFailure("resolve", e instanceof ResolveTimeoutError ? `${msg} (the probe's timeout ran out while resolving)` : msg);
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
   }
 }
 
@@ -92,7 +104,7 @@ export class GrpcProber implements Prober<"grpc"> {
       const hp = splitGrpcTarget(target.address);
       if (!hp) throw new ProbeFailure("resolve", `target "${target.address}" is not host:port`);
       if (signal?.aborted) throw new ProbeFailure("timeout", "aborted", Code.CANCELLED);
-      const resolved = await resolveWithin(hp.host, m, deadline);
+      const resolved = await resolveWithin(hp.host, m, deadline, signal);
       r.resolveSeconds = resolved.seconds;
       if (signal?.aborted) throw new ProbeFailure("timeout", "aborted", Code.CANCELLED);
       let t = performance.now();
