@@ -9,13 +9,15 @@ import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { TlsConfig } from "./tls_pb.ts";
+import { file_probermesh_v1_tls } from "./tls_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file probermesh/v1/dns.proto.
  */
 export const file_probermesh_v1_dns: GenFile = /*@__PURE__*/
-  fileDesc("Chdwcm9iZXJtZXNoL3YxL2Rucy5wcm90bxINcHJvYmVybWVzaC52MSI3CglEbnNNb2R1bGUSKgoHdGltZW91dBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJdCglEbnNUYXJnZXQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEigKBm1vZHVsZRgDIAEoCzIYLnByb2Jlcm1lc2gudjEuRG5zTW9kdWxlIt4BCglEbnNSZXN1bHQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3N1Y2Nlc3MYBCABKAgSFQoNZmFpbGVkX3JlYXNvbhgFIAEoCRINCgVlcnJvchgGIAEoCRIYChBkdXJhdGlvbl9zZWNvbmRzGAcgASgBEhcKD3Jlc29sdmVfc2Vjb25kcxgIIAEoARIVCg1xdWVyeV9zZWNvbmRzGAkgASgBYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chdwcm9iZXJtZXNoL3YxL2Rucy5wcm90bxINcHJvYmVybWVzaC52MSKYBAoJRG5zTW9kdWxlEioKB3RpbWVvdXQYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEgoKcXVlcnlfbmFtZRgCIAEoCRISCgpxdWVyeV90eXBlGAMgASgJEhMKC3F1ZXJ5X2NsYXNzGAQgASgJEhoKEnRyYW5zcG9ydF9wcm90b2NvbBgFIAEoCRIUCgxkbnNfb3Zlcl90bHMYBiABKAgSLAoKdGxzX2NvbmZpZxgHIAEoCzIYLnByb2Jlcm1lc2gudjEuVGxzQ29uZmlnEh0KFXByZWZlcnJlZF9pcF9wcm90b2NvbBgIIAEoCRIcChRpcF9wcm90b2NvbF9mYWxsYmFjaxgJIAEoCBIZChFzb3VyY2VfaXBfYWRkcmVzcxgKIAEoCRIZChFyZWN1cnNpb25fZGVzaXJlZBgLIAEoCBIUCgx2YWxpZF9yY29kZXMYDCADKAkSOgoTdmFsaWRhdGVfYW5zd2VyX3JycxgNIAEoCzIdLnByb2Jlcm1lc2gudjEuRG5zUlJWYWxpZGF0b3ISPQoWdmFsaWRhdGVfYXV0aG9yaXR5X3JycxgOIAEoCzIdLnByb2Jlcm1lc2gudjEuRG5zUlJWYWxpZGF0b3ISPgoXdmFsaWRhdGVfYWRkaXRpb25hbF9ycnMYDyABKAsyHS5wcm9iZXJtZXNoLnYxLkRuc1JSVmFsaWRhdG9yIpsBCg5EbnNSUlZhbGlkYXRvchIeChZmYWlsX2lmX21hdGNoZXNfcmVnZXhwGAEgAygJEiAKGGZhaWxfaWZfYWxsX21hdGNoX3JlZ2V4cBgCIAMoCRIiChpmYWlsX2lmX25vdF9tYXRjaGVzX3JlZ2V4cBgDIAMoCRIjChtmYWlsX2lmX25vbmVfbWF0Y2hlc19yZWdleHAYBCADKAkiXQoJRG5zVGFyZ2V0EhUKDXRhcmdldF9yZWdpb24YASABKAkSDwoHYWRkcmVzcxgCIAEoCRIoCgZtb2R1bGUYAyABKAsyGC5wcm9iZXJtZXNoLnYxLkRuc01vZHVsZSLIAwoJRG5zUmVzdWx0EhUKDXRhcmdldF9yZWdpb24YASABKAkSDwoHYWRkcmVzcxgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdzdWNjZXNzGAQgASgIEhUKDWZhaWxlZF9yZWFzb24YBSABKAkSDQoFZXJyb3IYBiABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgHIAEoARIXCg9yZXNvbHZlX3NlY29uZHMYCCABKAESFQoNcXVlcnlfc2Vjb25kcxgJIAEoARINCgVyY29kZRgKIAEoCRISCgphbnN3ZXJfcnJzGAsgASgNEhUKDWF1dGhvcml0eV9ycnMYDCABKA0SFgoOYWRkaXRpb25hbF9ycnMYDSABKA0SFwoPY29ubmVjdF9zZWNvbmRzGA4gASgBEhMKC3Rsc19zZWNvbmRzGA8gASgBEiAKGHNzbF9lYXJsaWVzdF9jZXJ0X2V4cGlyeRgQIAEoAxITCgt0bHNfdmVyc2lvbhgRIAEoCRITCgZzZXJpYWwYEiABKA1IAIgBARIRCgl0cnVuY2F0ZWQYEyABKAhCCQoHX3NlcmlhbGIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_probermesh_v1_tls]);
 
 /**
  * DnsModule is the probe file's `dns:` block, every default filled in by the server.
@@ -29,6 +31,100 @@ export type DnsModule = Message<"probermesh.v1.DnsModule"> & {
    * @generated from field: google.protobuf.Duration timeout = 1;
    */
   timeout?: Duration | undefined;
+
+  /**
+   * Name asked for, as written (a trailing dot is added when sending, like blackbox's dns.Fqdn).
+   *
+   * @generated from field: string query_name = 2;
+   */
+  queryName: string;
+
+  /**
+   * Query type mnemonic as miekg/dns spells it ("A", "AAAA", "ANY", "NSAP-PTR"; default "ANY").
+   *
+   * @generated from field: string query_type = 3;
+   */
+  queryType: string;
+
+  /**
+   * Query class mnemonic: "IN" (default), "CS", "CH", "HS", "NONE", "ANY".
+   *
+   * @generated from field: string query_class = 4;
+   */
+  queryClass: string;
+
+  /**
+   * "udp" (default) or "tcp" (also with dns_over_tls).
+   *
+   * @generated from field: string transport_protocol = 5;
+   */
+  transportProtocol: string;
+
+  /**
+   * DNS over TLS (RFC 7858): the TCP connection is wrapped in TLS; default port 853.
+   *
+   * @generated from field: bool dns_over_tls = 6;
+   */
+  dnsOverTls: boolean;
+
+  /**
+   * TLS settings of dns_over_tls (shared with the other kinds: tls.proto).
+   *
+   * @generated from field: probermesh.v1.TlsConfig tls_config = 7;
+   */
+  tlsConfig?: TlsConfig | undefined;
+
+  /**
+   * Address family tried first for the server's name: "ip4" or "ip6".
+   *
+   * @generated from field: string preferred_ip_protocol = 8;
+   */
+  preferredIpProtocol: string;
+
+  /**
+   * Use the other family when the preferred one has no address.
+   *
+   * @generated from field: bool ip_protocol_fallback = 9;
+   */
+  ipProtocolFallback: boolean;
+
+  /**
+   * Local address the query is sent from ("" = chosen by the kernel).
+   *
+   * @generated from field: string source_ip_address = 10;
+   */
+  sourceIpAddress: string;
+
+  /**
+   * The RD bit of the query (blackbox's default: true, filled in by the server).
+   *
+   * @generated from field: bool recursion_desired = 11;
+   */
+  recursionDesired: boolean;
+
+  /**
+   * Accepted response codes by name ("NOERROR", "NXDOMAIN", ...); never empty (default ["NOERROR"]).
+   *
+   * @generated from field: repeated string valid_rcodes = 12;
+   */
+  validRcodes: string[];
+
+  /**
+   * Checks of the answer, authority and additional sections.
+   *
+   * @generated from field: probermesh.v1.DnsRRValidator validate_answer_rrs = 13;
+   */
+  validateAnswerRrs?: DnsRRValidator | undefined;
+
+  /**
+   * @generated from field: probermesh.v1.DnsRRValidator validate_authority_rrs = 14;
+   */
+  validateAuthorityRrs?: DnsRRValidator | undefined;
+
+  /**
+   * @generated from field: probermesh.v1.DnsRRValidator validate_additional_rrs = 15;
+   */
+  validateAdditionalRrs?: DnsRRValidator | undefined;
 };
 
 /**
@@ -37,6 +133,51 @@ export type DnsModule = Message<"probermesh.v1.DnsModule"> & {
  */
 export const DnsModuleSchema: GenMessage<DnsModule> = /*@__PURE__*/
   messageDesc(file_probermesh_v1_dns, 0);
+
+/**
+ * DnsRRValidator is blackbox_exporter's DNSRRValidator: regular expressions matched (unanchored)
+ * against every resource record of one section in miekg/dns's text form
+ * ("example.com.\t3600\tIN\tA\t127.0.0.1").
+ *
+ * @generated from message probermesh.v1.DnsRRValidator
+ */
+export type DnsRRValidator = Message<"probermesh.v1.DnsRRValidator"> & {
+  /**
+   * Fail when any record matches any of these.
+   *
+   * @generated from field: repeated string fail_if_matches_regexp = 1;
+   */
+  failIfMatchesRegexp: string[];
+
+  /**
+   * Fail unless every record matches every one of these: blackbox's code and tests (PR #552,
+   * "pass if all records match"), whatever the name suggests; an empty section passes.
+   *
+   * @generated from field: repeated string fail_if_all_match_regexp = 2;
+   */
+  failIfAllMatchRegexp: string[];
+
+  /**
+   * Fail when some record does not match one of these, or when the section is empty.
+   *
+   * @generated from field: repeated string fail_if_not_matches_regexp = 3;
+   */
+  failIfNotMatchesRegexp: string[];
+
+  /**
+   * Fail when no record matches any of these, or when the section is empty.
+   *
+   * @generated from field: repeated string fail_if_none_matches_regexp = 4;
+   */
+  failIfNoneMatchesRegexp: string[];
+};
+
+/**
+ * Describes the message probermesh.v1.DnsRRValidator.
+ * Use `create(DnsRRValidatorSchema)` to create a new message.
+ */
+export const DnsRRValidatorSchema: GenMessage<DnsRRValidator> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_dns, 1);
 
 /**
  * DnsTarget is one dns target handed to an agent.
@@ -69,7 +210,7 @@ export type DnsTarget = Message<"probermesh.v1.DnsTarget"> & {
  * Use `create(DnsTargetSchema)` to create a new message.
  */
 export const DnsTargetSchema: GenMessage<DnsTarget> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_dns, 1);
+  messageDesc(file_probermesh_v1_dns, 2);
 
 /**
  * DnsResult is one dns probe of one target.
@@ -124,15 +265,86 @@ export type DnsResult = Message<"probermesh.v1.DnsResult"> & {
 
   /**
    * Phase durations, seconds (0 for a phase that did not run).
+   * resolve: the DNS server's own name -> address (0 for an IP literal).
    *
    * @generated from field: double resolve_seconds = 8;
    */
   resolveSeconds: number;
 
   /**
+   * query: the query written -> the complete reply read (blackbox's "request"); connect and TLS
+   * handshake are not in it (connect_seconds, tls_seconds).
+   *
    * @generated from field: double query_seconds = 9;
    */
   querySeconds: number;
+
+  /**
+   * Response code of the reply by name ("NOERROR", "NXDOMAIN", "RCODE12"); "" when no reply was read.
+   *
+   * @generated from field: string rcode = 10;
+   */
+  rcode: string;
+
+  /**
+   * Records in the reply's answer, authority and additional sections (blackbox's probe_dns_*_rrs).
+   *
+   * @generated from field: uint32 answer_rrs = 11;
+   */
+  answerRrs: number;
+
+  /**
+   * @generated from field: uint32 authority_rrs = 12;
+   */
+  authorityRrs: number;
+
+  /**
+   * @generated from field: uint32 additional_rrs = 13;
+   */
+  additionalRrs: number;
+
+  /**
+   * TCP connection setup, seconds (tcp and dns_over_tls; 0 over udp).
+   *
+   * @generated from field: double connect_seconds = 14;
+   */
+  connectSeconds: number;
+
+  /**
+   * TLS handshake, seconds (dns_over_tls only).
+   *
+   * @generated from field: double tls_seconds = 15;
+   */
+  tlsSeconds: number;
+
+  /**
+   * Earliest NotAfter in the server's certificate chain, unix seconds (0: no TLS).
+   *
+   * @generated from field: int64 ssl_earliest_cert_expiry = 16;
+   */
+  sslEarliestCertExpiry: bigint;
+
+  /**
+   * Negotiated TLS version, e.g. "TLSv1.3" ("" without TLS).
+   *
+   * @generated from field: string tls_version = 17;
+   */
+  tlsVersion: string;
+
+  /**
+   * Serial of the SOA record in the answer when query_type is SOA (blackbox's probe_dns_serial).
+   *
+   * @generated from field: optional uint32 serial = 18;
+   */
+  serial?: number | undefined;
+
+  /**
+   * The reply had the TC bit (udp; the sections may be incomplete). blackbox validates such a
+   * reply as it is, and so does ProberMesh: set transport_protocol tcp for the whole answer.
+   *
+   * @generated from field: bool truncated = 19;
+   */
+  truncated: boolean;
 };
 
 /**
@@ -140,5 +352,5 @@ export type DnsResult = Message<"probermesh.v1.DnsResult"> & {
  * Use `create(DnsResultSchema)` to create a new message.
  */
 export const DnsResultSchema: GenMessage<DnsResult> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_dns, 2);
+  messageDesc(file_probermesh_v1_dns, 3);
 
