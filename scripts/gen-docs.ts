@@ -45,7 +45,9 @@ function metricsTable(): string {
 }
 
 function keyTable(shape: Record<string, z.ZodType>): string {
-  const rows = Object.entries(shape).map(([k, v]) => `| \`${k}\` | ${cell(v.description ?? "")} |`);
+  // An optional key's description may sit on the schema it wraps (tlsConfigKeys.optional()).
+  const describe = (v: z.ZodType): string => v.description ?? ("unwrap" in v && typeof v.unwrap === "function" ? describe(v.unwrap() as z.ZodType) : "");
+  const rows = Object.entries(shape).map(([k, v]) => `| \`${k}\` | ${cell(describe(v))} |`);
   return ["| key | meaning |", "|---|---|", ...rows].join("\n");
 }
 
