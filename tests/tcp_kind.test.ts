@@ -1,13 +1,19 @@
 /**
  * The tcp kind's common half: blackbox_exporter's tcp modules (tests/fixtures/blackbox/, copied
  * from its example.yml, blackbox-good.yml and testdata) through the module schema, its validation
- * with the path of the offending key, defaults, redaction of the client key, and targets.
+ * with the path of the offending key, defaults, redaction of the client key, targets, and the
+ * server half (result checks, metrics).
  */
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { durationMs } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { parse } from "yaml";
+import { SeriesStore } from "../lib/metrics/series.ts";
+import { FAILED_REASONS } from "../lib/probes/tcp/failed_reason.ts";
+import { checkTcpResult, tcpIngest } from "../lib/probes/tcp/ingest.ts";
 import { tcpKind } from "../lib/probes/tcp/kind.ts";
+import { TcpResultSchema, type TcpResult } from "../lib/rpc/gen/probermesh/v1/tcp_pb.ts";
 import { modulesSchema } from "../lib/targets/modules.ts";
 import { makeCerts } from "./helpers/certs.ts";
 
@@ -109,5 +115,40 @@ describe("targets", () => {
       expect({ bad, n: n(bad) }).toEqual({ bad, n: null });
     }
     expect(tcpKind.targetDescription).toBe("host:port");
+  });
+});
+
+describe("server half", () => {
+  const result = (x: Omit<Partial<TcpResult>, "$typeName" | "$unknown"> = {}): TcpResult =>
+    create(TcpResultSchema, { targetRegion: "t", address: "h:25", time: timestampFromMs(Date.now()), success: true, durationSeconds: 0.01, connectSeconds: 0.002, tlsSeconds: 0.004, ...x });
+
+  test("checkTcpResult accepts every failed_reason of the list and refuses others", () => {
+    expect(checkTcpResult(result())).toBe("");
+    for (const reason of FAILED_REASONS) expect(checkTcpResult(result({ success: false, failedReason: reason }))).toBe("");
+    expect(checkTcpResult(result({ success: false, failedReason: "query_response" }))).toMatch(/unknown failed_reason/);
+    expect(checkTcpResult(result({ success: false }))).toBe("success and failed_reason disagree");
+    expect(checkTcpResult(result({ tlsSeconds: -1 }))).toBe("phase out of range");
+  });
+
+  test("metrics: phases over successes, failures by reason, the certificate expiry", async () => {
+    const store = new SeriesStore(60_000);
+    const ingest = tcpIngest(store);
+    const w = ingest.openWindow();
+    const now = Date.now();
+    for (const r of [
+      result({ tlsSeconds: 0.002, sslEarliestCertExpiry: 2_000_000_000n }),
+      result({ tlsSeconds: 0.004, sslEarliestCertExpiry: 1_900_000_000n }),
+      result({ success: false, failedReason: "expect" }),
+    ]) {
+      ingest.count({ sourceRegion: "s", agentIp: "a", result: r });
+      w.add({ sourceRegion: "s", agentIp: "a", result: r });
+    }
+    w.publish(now + 10);
+    const text = await store.metrics();
+    const L = 'source_region="s",target_region="t",target_addr="h:25"';
+    expect(text).toContain(`prober_tcp_duration_seconds{${L},phase="tls"} 0.003`);
+    expect(text).toContain(`prober_tcp_failed{${L},failed_reason="expect"} 1`);
+    expect(text).toContain(`prober_tcp_ssl_earliest_cert_expiry{${L}} 1900000000`);
+    expect(text).toContain(`prober_tcp_probes_total{${L}} 3`);
   });
 });

@@ -142,9 +142,16 @@ export class Conn {
     }
   }
 
-  /** An io failure for a socket error, if any. */
+  /**
+   * The failure for a socket error, if any: tls for an error of the TLS layer after the handshake
+   * (a TLS 1.3 server refuses a client certificate only after the client's side of the handshake,
+   * so the alert comes with the first read), io otherwise.
+   */
   private ioFailure(what: string): ProbeFailure | undefined {
-    return this.failure && new ProbeFailure("io", `${what}: ${this.failure.message}`);
+    const e = this.failure as NodeJS.ErrnoException | undefined;
+    if (!e) return undefined;
+    const tlsLayer = this.sock instanceof tls.TLSSocket && (/^ERR_SSL_/.test(e.code ?? "") || /SSL routines|alert/i.test(e.message));
+    return new ProbeFailure(tlsLayer ? "tls" : "io", `${what}: ${e.message}`);
   }
 
   /**
@@ -155,13 +162,14 @@ export class Conn {
   readLine(what: string): Promise<string | null> {
     return this.wait(what, (): { line: string | null } | undefined => {
       const nl = this.buf.indexOf(0x0a);
+      // The line and its "\n" must fit in Go's 64 KiB scan buffer.
+      if (nl >= 0 ? nl + 1 > MAX_LINE_BYTES : this.buf.length >= MAX_LINE_BYTES) throw new ProbeFailure("io", `${what}: line longer than ${MAX_LINE_BYTES} bytes`);
       if (nl >= 0 || (this.eof && this.buf.length > 0)) {
         const end = nl >= 0 ? nl : this.buf.length;
         const line = this.buf.subarray(0, end > 0 && this.buf[end - 1] === 0x0d ? end - 1 : end);
         this.buf = this.buf.subarray(nl >= 0 ? nl + 1 : end);
         return { line: line.toString("utf8") };
       }
-      if (this.buf.length >= MAX_LINE_BYTES) throw new ProbeFailure("io", `${what}: line longer than ${MAX_LINE_BYTES} bytes`);
       const f = this.ioFailure(what);
       if (f) throw f;
       return this.eof ? { line: null } : undefined;

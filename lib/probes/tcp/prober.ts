@@ -91,9 +91,11 @@ export class TcpProber implements Prober<"tcp"> {
       phases.connect = (performance.now() - t) / 1000;
       const c = conn;
       // Certificates are checked against tls_config.server_name, else the target's host (as blackbox).
-      const handshake = async () => {
+      const handshake = async (step?: string) => {
         t = performance.now();
-        const facts = await c.startTls(tlsOptions(m?.tlsConfig, hp.host.split("%")[0]!, []));
+        const facts = await c.startTls(tlsOptions(m?.tlsConfig, hp.host.split("%")[0]!, [])).catch((e: unknown) => {
+          throw step && e instanceof ProbeFailure ? new ProbeFailure(e.reason, `${step}: starttls: ${e.message}`) : e;
+        });
         phases.tls += (performance.now() - t) / 1000;
         r.tlsVersion = facts.version;
         r.sslEarliestCertExpiry = BigInt(facts.certExpiry);
