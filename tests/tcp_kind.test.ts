@@ -105,6 +105,7 @@ describe("targets", () => {
   test("host:port and [v6]:port in canonical form; anything else refused", () => {
     const n = tcpKind.normaliseTarget;
     expect(n("example.com:25")).toBe("example.com:25");
+    expect(n("Mail.Example.COM:25")).toBe("mail.example.com:25");
     expect(n("127.0.0.1:0443")).toBe("127.0.0.1:443");
     expect(n("[::1]:22")).toBe("[::1]:22");
     expect(n("[0:0:0:0:0:0:0:1]:22")).toBe("[::1]:22");

@@ -36,9 +36,13 @@ export function splitTcpTarget(s: string): TcpHostPort | null {
   return isHostOrIp(m[2]!) ? { host: m[2]!, port } : null;
 }
 
-/** The canonical form of a TCP target (IPv6 in RFC 5952 form, port without leading zeros), or null when it is not one. */
+/**
+ * The canonical form of a TCP target, or null when it is not one: a name lower-cased (DNS names
+ * are case-insensitive: one target, one target_addr, as the grpc kind), IPv6 in RFC 5952 form,
+ * the port without leading zeros.
+ */
 export function normaliseTcpTarget(s: string): string | null {
   const hp = splitTcpTarget(s);
   if (!hp) return null;
-  return isIP(hp.host.split("%")[0]!) === 6 ? `[${canonicalIpv6(hp.host)}]:${hp.port}` : `${hp.host}:${hp.port}`;
+  return isIP(hp.host.split("%")[0]!) === 6 ? `[${canonicalIpv6(hp.host)}]:${hp.port}` : `${hp.host.toLowerCase()}:${hp.port}`;
 }
