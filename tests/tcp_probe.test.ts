@@ -78,6 +78,20 @@ describe("query_response", () => {
     expect(outcome(short)).toEqual({ reason: "expect_bytes", error: "query_response[0]: connection closed after 7 of the 11 bytes of expect_bytes (read 2b4f4bc3a90d0a)" });
   });
 
+  test("expect_bytes longer than what is buffered ahead (256 KiB) is read in full", async () => {
+    const big = "a".repeat(300 * 1024);
+    const s = await serve(async (c: ServerConn) => {
+      // In pieces, so that the prober pauses the socket at 256 KiB before the rest has come.
+      for (let i = 0; i < big.length; i += 32 * 1024) {
+        c.send(Buffer.from(big.slice(i, i + 32 * 1024)));
+        await Bun.sleep(1);
+      }
+      c.end();
+    });
+    expect(reasonOf(await probeTcp(s.target, `timeout: 5s\nquery_response: [{expect_bytes: "${big}"}]`))).toBe("ok");
+    expect(reasonOf(await probeTcp(s.target, `query_response: [{expect_bytes: "${big}b"}]`))).toBe("expect_bytes");
+  });
+
   test("a send after the server's last line and FIN still goes out, as with Go's half-open net.Conn", async () => {
     const s = await serve(async (c: ServerConn) => {
       c.end("220 hi"); // FIN right after the line; the server still reads

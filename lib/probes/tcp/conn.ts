@@ -18,6 +18,9 @@ import { ProbeFailure, type FailedReason } from "./failed_reason.ts";
 /** Longest line read, in bytes: Go's bufio.MaxScanTokenSize (blackbox reads lines with a default Scanner). */
 export const MAX_LINE_BYTES = 64 * 1024;
 
+/** Bytes buffered ahead of the dialogue before the socket is paused (a chatty server cannot fill the agent's memory). */
+const HIGH_WATER = 256 * 1024;
+
 /** What a completed handshake reports: version in blackbox's names ("TLS 1.3"), earliest NotAfter in unix seconds. */
 export interface TlsFacts {
   version: string;
@@ -65,8 +68,14 @@ export class Conn {
 
   private readonly onData = (d: Buffer) => {
     this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+    if (this.buf.length >= HIGH_WATER) this.sock.pause();
     this.wake?.();
   };
+
+  /** Resumes reading while fewer than `need` (at least HIGH_WATER) bytes are buffered. */
+  private flow(need = 0): void {
+    if (this.sock.isPaused() && this.buf.length < Math.max(HIGH_WATER, need)) this.sock.resume();
+  }
   private readonly onEnd = () => {
     this.eof = true;
     this.wake?.();
@@ -161,6 +170,7 @@ export class Conn {
    */
   readLine(what: string): Promise<string | null> {
     return this.wait(what, (): { line: string | null } | undefined => {
+      this.flow();
       const nl = this.buf.indexOf(0x0a);
       // The line and its "\n" must fit in Go's 64 KiB scan buffer.
       if (nl >= 0 ? nl + 1 > MAX_LINE_BYTES : this.buf.length >= MAX_LINE_BYTES) throw new ProbeFailure("io", `${what}: line longer than ${MAX_LINE_BYTES} bytes`);
@@ -182,6 +192,7 @@ export class Conn {
    */
   readBytes(n: number, what: string): Promise<Buffer> {
     return this.wait(what, () => {
+      this.flow(n);
       if (this.buf.length >= n || (this.eof && !this.failure)) {
         const got = this.buf.subarray(0, n);
         this.buf = this.buf.subarray(got.length);
