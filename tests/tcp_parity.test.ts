@@ -11,8 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { makeCerts, type TestCerts } from "./helpers/certs.ts";
 import { freePort, skipReason } from "./helpers/procs.ts";
-import { closeAfter, irc, silent, smtp, startTcpServer, type ServerConn, type TcpTestServer } from "./helpers/tcp_servers.ts";
-import { probeTcp, reasonOf } from "./helpers/tcp_probe.ts";
+import { probeTcp, reasonOf, closeAfter, irc, silent, smtp, startTcpServer, type ServerConn, type TcpTestServer } from "./helpers/tcp_servers.ts";
 
 const BLACKBOX = "/usr/bin/prometheus-blackbox-exporter";
 const available = existsSync(BLACKBOX);

@@ -7,8 +7,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { lookup } from "node:dns/promises";
 import { Conn } from "../lib/probes/tcp/conn.ts";
-import { closedPort, banner, closeAfter, irc, silent, startTcpServer, type ServerConn, type TcpTestServer } from "./helpers/tcp_servers.ts";
-import { outcome, probeTcp, reasonOf } from "./helpers/tcp_probe.ts";
+import { outcome, probeTcp, reasonOf, closedPort, banner, closeAfter, irc, silent, startTcpServer, type ServerConn, type TcpTestServer } from "./helpers/tcp_servers.ts";
 
 const servers: TcpTestServer[] = [];
 const serve = async (...a: Parameters<typeof startTcpServer>) => {

@@ -10,8 +10,7 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type tls from "node:tls";
 import { makeCerts, type TestCerts } from "./helpers/certs.ts";
-import { banner, pgSsl, smtp, startTcpServer, type ServerConn, type ServerOptions, type TcpTestServer } from "./helpers/tcp_servers.ts";
-import { outcome, probeTcp, reasonOf } from "./helpers/tcp_probe.ts";
+import { outcome, probeTcp, reasonOf, banner, pgSsl, smtp, startTcpServer, type ServerConn, type ServerOptions, type TcpTestServer } from "./helpers/tcp_servers.ts";
 
 let certs: TestCerts;
 let serverTls: tls.TlsOptions;
