@@ -76,6 +76,7 @@ export class Conn {
   private flow(need = 0): void {
     if (this.sock.isPaused() && this.buf.length < Math.max(HIGH_WATER, need)) this.sock.resume();
   }
+
   private readonly onEnd = () => {
     this.eof = true;
     this.wake?.();
