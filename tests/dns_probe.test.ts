@@ -154,6 +154,13 @@ describe("validate_answer_rrs / validate_authority_rrs / validate_additional_rrs
     expect(verdict(bad)).toEqual({ success: false, failedReason: reason, error: `${section} RRs: ${error}` });
   });
 
+  test("patterns are RE2 as in blackbox: a leading (?i) and \\Q...\\E work", async () => {
+    const r = await probe({ query_name: "example.com", query_type: "A", validate_answer_rrs: { fail_if_not_matches_regexp: ["(?i)^EXAMPLE\\.COM\\.\\tIN"], fail_if_none_matches_regexp: ["\\Q127.0.0.2\\E$"] } });
+    expect(verdict(r)).toEqual({ success: false, failedReason: "answer_rrs", error: 'answer RRs: at least one RR did not match regexp "(?i)^EXAMPLE\\\\.COM\\\\.\\\\tIN": "example.com.\\t3600\\tIN\\tA\\t127.0.0.1"' });
+    const ok = await probe({ query_name: "example.com", query_type: "A", validate_answer_rrs: { fail_if_not_matches_regexp: ["(?i)^EXAMPLE\\.COM\\.\\t3600\\tin\\ta\\t"], fail_if_none_matches_regexp: ["\\Q127.0.0.2\\E$"] } });
+    expect(verdict(ok)).toEqual({ success: true, failedReason: "", error: "" });
+  });
+
   test("an empty section: fail_if_not_matches_regexp and fail_if_none_matches_regexp fail, fail_if_matches_regexp and fail_if_all_match_regexp pass (blackbox's validRRs)", async () => {
     const empty = (v: Record<string, string[]>) => probe({ query_name: "empty.example.com", query_type: "A", validate_answer_rrs: v });
     expect(verdict(await empty({ fail_if_not_matches_regexp: ["."] }))).toEqual({ success: false, failedReason: "answer_rrs", error: "answer RRs: fail_if_not_matches_regexp specified but no RRs returned" });

@@ -178,7 +178,7 @@ function serveStream(s: DnsTestServer, c: net.Socket, transport: "tcp" | "tls", 
       const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
       buf = buf.subarray(2 + msg.length);
       const name = (() => { try { return packet.decode(msg).questions?.[0]?.name.split(".")[0] ?? ""; } catch { return ""; } })();
-      const out = handle(s, msg, transport, c.remoteAddress ?? "", (c as tls.TLSSocket).servername);
+      const out = handle(s, msg, transport, c.remoteAddress ?? "", (c as tls.TLSSocket).servername ?? undefined);
       if (name === "closes") return void c.destroy();
       if (name === "half") {
         const full = out?.[0] ?? reply(msg, 0, false, 0, ZONE["example.com"]!);

@@ -3,26 +3,18 @@
  * answer, authority and additional sections in that order; the first failure is the probe's.
  */
 import type { DnsModule, DnsRRValidator } from "../../rpc/gen/probermesh/v1/dns_pb.ts";
+import { goRegexp } from "../tcp/regexp.ts";
 import { rcodeCode, rcodeName } from "./codes.ts";
 import { ProbeFailure, type FailedReason } from "./failed_reason.ts";
 
-const compiled = new Map<string, RegExp>();
-
-/** A pattern compiled once per agent (patterns come from the probe file: bounded). @throws SyntaxError */
-function re(source: string): RegExp {
-  let r = compiled.get(source);
-  if (!r) {
-    if (compiled.size > 1024) compiled.clear();
-    r = new RegExp(source);
-    compiled.set(source, r);
-  }
-  return r;
-}
-
-/** Whether `pattern` matches `text` anywhere (Go's regexp.MatchString). @throws ProbeFailure when the pattern does not compile here */
+/**
+ * Whether the RE2 `pattern` matches `text` anywhere (Go's regexp.MatchString), through the tcp
+ * kind's RE2 translation (compiled once per pattern).
+ * @throws ProbeFailure when the pattern does not compile here (blackbox: "Error matching regexp")
+ */
 function matches(pattern: string, text: string, reason: FailedReason): boolean {
   try {
-    return re(pattern).test(text);
+    return goRegexp(pattern).test(text);
   } catch (e) {
     throw new ProbeFailure(reason, `error matching regexp ${JSON.stringify(pattern)}: ${(e as Error).message}`);
   }

@@ -9,7 +9,7 @@ export const FAILED_REASON_DOCS = {
   resolve: "the DNS server's host name did not resolve (NXDOMAIN, no address of the wanted family, resolver error), or not before the module's timeout",
   connect: "the query could not be sent or was refused: TCP connection refused, reset or unreachable; over UDP an ICMP port or host unreachable, or source_ip_address not usable",
   tls: "dns_over_tls: the TLS handshake failed (certificate not trusted, wrong name, protocol error)",
-  timeout: "the module's timeout ran out after the server's name resolved (no complete reply in time); the phases completed before it are still reported",
+  timeout: "the module's timeout ran out after the server's name resolved (connecting, in the TLS handshake, or waiting for a complete reply); the phases completed before it are still reported. Also an agent shutting down mid-probe (error \"aborted\")",
   protocol: "the reply was not a usable DNS message: malformed (no DNS header, a section that does not decode), a TCP reply with another query's id, or the TCP connection closed or reset before the reply was complete",
   rcode: "the reply's response code is not in valid_rcodes (default NOERROR)",
   answer_rrs: "validate_answer_rrs failed on the answer section",

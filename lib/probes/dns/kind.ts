@@ -11,14 +11,21 @@ import { z } from "zod";
 import { parseDurationMs } from "../../cli/duration.ts";
 import { DnsModuleSchema, DnsResultSchema, DnsRRValidatorSchema, DnsTargetSchema, type DnsModule, type DnsRRValidator } from "../../rpc/gen/probermesh/v1/dns_pb.ts";
 import type { ProbeKind } from "../kind.ts";
-import { durationString, regexString } from "../schema_types.ts";
+import { durationString } from "../schema_types.ts";
+import { goRegexpError } from "../tcp/regexp.ts";
 import { redactTlsConfig, tlsConfigFrom, tlsConfigKeys, type FileReader } from "../tls.ts";
 import { classCode, rcodeCode, typeCode } from "./codes.ts";
 import { DNS_DEFAULTS } from "./defaults.ts";
 import { FAILED_REASON_DOCS } from "./failed_reason.ts";
 import { normaliseDnsTarget } from "./target.ts";
 
-const regexps = (what: string) => z.array(regexString).optional().describe(what);
+/** An RE2 pattern (Go's regexp, as blackbox matches them), translated for JavaScript or refused (lib/probes/tcp/regexp.ts). */
+const re2 = z.string().superRefine((s, ctx) => {
+  const why = goRegexpError(s);
+  if (why) ctx.addIssue({ code: "custom", message: `is not a valid RE2 regular expression: ${why}` });
+});
+
+const regexps = (what: string) => z.array(re2).optional().describe(what);
 
 /** blackbox's DNSRRValidator; a key given with nothing after it (YAML null) is an empty validator, as in blackbox. */
 const rrValidator = (section: string, reason: string) =>
@@ -31,7 +38,7 @@ const rrValidator = (section: string, reason: string) =>
     })
     .nullable()
     .optional()
-    .describe(`{fail_if_matches_regexp, fail_if_all_match_regexp, fail_if_not_matches_regexp, fail_if_none_matches_regexp}: regular expressions matched (unanchored) against each record of the ${section} section in miekg/dns text form ("example.com.\\t3600\\tIN\\tA\\t127.0.0.1"); fails with ${reason}`);
+    .describe(`{fail_if_matches_regexp, fail_if_all_match_regexp, fail_if_not_matches_regexp, fail_if_none_matches_regexp}: RE2 regular expressions matched (unanchored) against each record of the ${section} section in miekg/dns text form ("example.com.\\t3600\\tIN\\tA\\t127.0.0.1"); fails with ${reason}`);
 
 /** The `dns:` keys as written in the file (blackbox_exporter's names, in its CONFIGURATION.md order); docs list them from here. */
 export const dnsKeys = z.strictObject({
