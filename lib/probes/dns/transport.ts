@@ -102,7 +102,11 @@ export async function udpExchange<T>(peer: Peer, query: Uint8Array, accept: (msg
     times.query = (performance.now() - sentAt) / 1000;
     return reply;
   } finally {
-    sock.close();
+    try {
+      sock.close();
+    } catch {
+      // already closed (a failed bind may close it): nothing left to release
+    }
   }
 }
 
