@@ -1,0 +1,204 @@
+/**
+ * Every probe kind through the compiled binaries, side by side with the real blackbox_exporter
+ * (Debian's prometheus-blackbox-exporter) on the same `modules:` and the same local targets:
+ *
+ *   - one probe file holds blackbox modules of every kind and blocks that use them; blackbox
+ *     gets the very same file (it reads `modules:` and ignores nothing it knows);
+ *   - a server and one agent run it; the verdict of each (module, target) read from the server
+ *     (`/api/v1/targets`, `/api/v1/mesh`) equals blackbox's `probe_success` for it, and equals the
+ *     verdict written here (so both being wrong the same way fails too);
+ *   - `/metrics` has each kind's family with the labels the rules and dashboards read.
+ *
+ * Targets are loopback servers started here (HTTP, TCP with and without TLS, DNS, gRPC health).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { makeCerts } from "./helpers/certs.ts";
+import { startDnsServer, type DnsTestServer } from "./helpers/dns_server.ts";
+import { ServingStatus, startHealthServer, type RunningServer } from "./helpers/grpc_server.ts";
+import { startTestServers, type TestServers } from "./helpers/http_servers.ts";
+import { AGENT_BIN, IS_ROOT, SERVER_BIN, freePort, killAll, skipReason, start, waitFor } from "./helpers/procs.ts";
+import { banner, closedPort, startTcpServer, type TcpTestServer } from "./helpers/tcp_servers.ts";
+
+const blackbox = Bun.which("prometheus-blackbox-exporter");
+const ok = IS_ROOT && blackbox !== null;
+if (!ok) skipReason(`kinds_e2e.test.ts needs root (ICMP for both probers) and prometheus-blackbox-exporter (apt-get install prometheus-blackbox-exporter); root=${IS_ROOT} blackbox=${blackbox}`);
+
+/** One (module, target) with the verdict both probers must reach. */
+interface Case {
+  kind: "icmp" | "http" | "tcp" | "dns" | "grpc";
+  /** Target region ("t" unless one target is probed by two modules: a target is listed once per region and kind). */
+  region?: string;
+  module: string;
+  target: string;
+  success: boolean;
+  /** Our failed_reason when it fails. */
+  reason?: string;
+}
+
+describe.skipIf(!ok)("every kind through the binaries, next to blackbox_exporter", () => {
+  let web = "";
+  let bb = "";
+  let http: TestServers;
+  let tcpPlain: TcpTestServer;
+  let tcpTls: TcpTestServer;
+  let dns: DnsTestServer;
+  let grpcPlain: RunningServer;
+  let grpcTls: RunningServer;
+  const cases: Case[] = [];
+
+  beforeAll(async () => {
+    const certs = await makeCerts();
+    const tlsOpts = { cert: await Bun.file(certs.serverCert).text(), key: await Bun.file(certs.serverKey).text() };
+    http = await startTestServers();
+    tcpPlain = await startTcpServer(banner("SSH-2.0-OpenSSH_9.2 test"));
+    tcpTls = await startTcpServer(banner("+OK pop3 ready"), { tls: tlsOpts });
+    const closed = await closedPort();
+    dns = await startDnsServer("127.0.0.1");
+    grpcPlain = await startHealthServer({ statuses: { "": ServingStatus.SERVING, down: ServingStatus.NOT_SERVING } });
+    grpcTls = await startHealthServer({ tls: tlsOpts });
+    const dir = mkdtempSync(`${tmpdir()}/pm-kinds-`);
+    cases.push(
+      { kind: "icmp", module: "icmp", target: "127.0.0.1", success: true },
+      { kind: "http", module: "http_2xx", target: `http://127.0.0.1:${http.httpPort}/ok`, success: true },
+      { kind: "http", module: "http_2xx", target: `http://127.0.0.1:${http.httpPort}/500`, success: false, reason: "status_code" },
+      { kind: "http", module: "https_ca", target: `https://localhost:${http.httpsPort}/ok`, success: true },
+      { kind: "tcp", module: "ssh_banner", target: tcpPlain.target, success: true },
+      { kind: "tcp", module: "tcp_connect", target: `127.0.0.1:${closed}`, success: false, reason: "connect" },
+      { kind: "tcp", module: "pop3s_banner", target: tcpTls.target, success: true },
+      { kind: "dns", module: "dns_a", target: `127.0.0.1:${dns.port}`, success: true },
+      { kind: "dns", module: "dns_nx", region: "t2", target: `127.0.0.1:${dns.port}`, success: false, reason: "rcode" },
+      { kind: "grpc", module: "grpc_plain", target: `127.0.0.1:${grpcPlain.port}`, success: true },
+      { kind: "grpc", module: "grpc_down", region: "t2", target: `127.0.0.1:${grpcPlain.port}`, success: false, reason: "not_serving" },
+      { kind: "grpc", module: "grpc_tls", target: `127.0.0.1:${grpcTls.port}`, success: true },
+    );
+    // blackbox_exporter 0.23's option names; files by absolute path (both read them).
+    const modules = `modules:
+  icmp:
+    prober: icmp
+    timeout: 5s
+  http_2xx:
+    prober: http
+    timeout: 5s
+    http: {preferred_ip_protocol: ip4}
+  https_ca:
+    prober: http
+    timeout: 5s
+    http: {preferred_ip_protocol: ip4, tls_config: {ca_file: "${http.caFile}"}}
+  ssh_banner:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+      query_response:
+        - expect: "^SSH-2.0-"
+  tcp_connect:
+    prober: tcp
+    timeout: 5s
+    tcp: {preferred_ip_protocol: ip4}
+  pop3s_banner:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+      tls: true
+      tls_config: {ca_file: "${certs.caFile}"}
+      query_response:
+        - expect: "^[+]OK"
+  dns_a:
+    prober: dns
+    timeout: 5s
+    dns: {query_name: example.com, query_type: A, preferred_ip_protocol: ip4, validate_answer_rrs: {fail_if_not_matches_regexp: ["example.com.\\t.*\\tIN\\tA\\t127.0.0.[12]"]}}
+  dns_nx:
+    prober: dns
+    timeout: 5s
+    dns: {query_name: nothing.example.com, query_type: A, preferred_ip_protocol: ip4}
+  grpc_plain:
+    prober: grpc
+    timeout: 5s
+    grpc: {preferred_ip_protocol: ip4}
+  grpc_down:
+    prober: grpc
+    timeout: 5s
+    grpc: {service: down, preferred_ip_protocol: ip4}
+  grpc_tls:
+    prober: grpc
+    timeout: 5s
+    grpc: {tls: true, preferred_ip_protocol: ip4, tls_config: {ca_file: "${certs.caFile}"}}
+`;
+    const byModule = new Map<string, Case[]>();
+    for (const c of cases) byModule.set(c.module, [...(byModule.get(c.module) ?? []), c]);
+    const blocks = [...byModule].map(([m, cs]) => `  - region: ${cs[0]!.region ?? "t"}\n    module: ${m}\n    targets: [${cs.map((c) => JSON.stringify(c.target)).join(", ")}]\n`).join("");
+    writeFileSync(`${dir}/blackbox.yml`, modules);
+    writeFileSync(`${dir}/probes.yml`, `${modules}prober_configs:\n${blocks}`);
+
+    const [rpc, webPort, bbPort] = [await freePort(), await freePort(), await freePort()];
+    web = `http://127.0.0.1:${webPort}`;
+    bb = `http://127.0.0.1:${bbPort}`;
+    start([SERVER_BIN, "-server.probe.file", `${dir}/probes.yml`, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${webPort}`, "-server.aggregation.interval", "1s", "-server.icmp.discovery", "static"]);
+    start([AGENT_BIN, "-region", "a", "-agent.ip", "127.0.91.1", "-server.rpc.addr", `127.0.0.1:${rpc}`, "-agent.probe.interval", "1s", "-agent.sync.interval", "500ms"]);
+    start([blackbox!, `--config.file=${dir}/blackbox.yml`, `--web.listen-address=127.0.0.1:${bbPort}`]);
+    await waitFor("blackbox_exporter up", 20_000, async () => (await fetch(`${bb}/-/healthy`).catch(() => undefined))?.ok);
+  }, 60_000);
+
+  afterAll(async () => {
+    await killAll();
+    http?.close();
+    await Promise.all([tcpPlain?.close(), tcpTls?.close(), dns?.close(), grpcPlain?.close(), grpcTls?.close()]);
+  });
+
+  /** Our verdict per case: from /api/v1/targets (check kinds) and /api/v1/mesh (icmp). */
+  async function ours(): Promise<Map<Case, { success: boolean; reasons: string[] }> | undefined> {
+    const t = (await (await fetch(`${web}/api/v1/targets`)).json()) as { targets: { kind: string; target_region: string; target_addr: string; results: number; failed: Record<string, number> }[] };
+    const m = (await (await fetch(`${web}/api/v1/mesh`)).json()) as { pairs: { source_region: string; target_region: string; loss_ratio: number }[] };
+    const out = new Map<Case, { success: boolean; reasons: string[] }>();
+    for (const c of cases) {
+      if (c.kind === "icmp") {
+        const p = m.pairs.find((x) => x.source_region === "a" && x.target_region === "t");
+        if (!p) return undefined;
+        out.set(c, { success: p.loss_ratio === 0, reasons: [] });
+        continue;
+      }
+      const x = t.targets.find((y) => y.kind === c.kind && y.target_addr === c.target && y.target_region === (c.region ?? "t"));
+      if (!x || x.results === 0) return undefined;
+      out.set(c, { success: Object.keys(x.failed).length === 0, reasons: Object.keys(x.failed) });
+    }
+    return out;
+  }
+
+  test("each (module, target) gets the same verdict from the mesh and from blackbox_exporter, and the expected one", async () => {
+    const got = await waitFor("results of every kind", 40_000, ours);
+    const rows = await Promise.all(cases.map(async (c) => {
+      const text = await (await fetch(`${bb}/probe?module=${c.module}&target=${encodeURIComponent(c.target)}`)).text();
+      const bbSuccess = /^probe_success (\d)/m.exec(text)?.[1] === "1";
+      const mine = got.get(c)!;
+      return { case: `${c.module} ${c.target}`, expected: c.success, mesh: mine.success, blackbox: bbSuccess, reason: mine.success ? "" : mine.reasons.join(",") };
+    }));
+    console.log(rows.map((r) => `${r.case}: expected ${r.expected}, mesh ${r.mesh}${r.reason ? ` (${r.reason})` : ""}, blackbox ${r.blackbox}`).join("\n"));
+    for (const r of rows) expect(r).toEqual({ ...r, mesh: r.expected, blackbox: r.expected });
+    for (const c of cases.filter((x) => !x.success && x.reason)) expect({ case: `${c.module} ${c.target}`, reasons: got.get(c)!.reasons }).toEqual({ case: `${c.module} ${c.target}`, reasons: [c.reason!] });
+  }, 90_000);
+
+  test("/metrics carries every check kind's family with the labels the rules and dashboards read", async () => {
+    const text = await (await fetch(`${web}/metrics`)).text();
+    const has = (re: RegExp) => re.test(text);
+    for (const c of cases.filter((x) => x.kind !== "icmp")) {
+      const l = `source_region="a",target_region="${c.region ?? "t"}",target_addr="${c.target}"`;
+      expect({ c: c.module, total: has(new RegExp(`^prober_${c.kind}_probes_total\\{${esc(l)}\\} [1-9]`, "m")) }).toEqual({ c: c.module, total: true });
+      if (c.success) expect({ c: c.module, phase: has(new RegExp(`^prober_${c.kind}_duration_seconds\\{${esc(l)},phase="[a-z]+"\\} `, "m")) }).toEqual({ c: c.module, phase: true });
+      else expect({ c: c.module, failed: has(new RegExp(`^prober_${c.kind}_probes_failed_total\\{${esc(l)},failed_reason="${c.reason}"\\} [1-9]`, "m")) }).toEqual({ c: c.module, failed: true });
+    }
+    for (const [kind, target] of [["tcp", tcpTls.target], ["grpc", `127.0.0.1:${grpcTls.port}`], ["http", `https://localhost:${http.httpsPort}/ok`]] as const) {
+      expect({ kind, expiry: has(new RegExp(`^prober_${kind}_ssl_earliest_cert_expiry\\{source_region="a",target_region="t",target_addr="${esc(target)}"\\} [1-9]`, "m")) }).toEqual({ kind, expiry: true });
+    }
+    expect(has(/^prober_dns_duration_seconds\{.*phase="query"\} /m)).toBe(true);
+    expect(has(/^prober_grpc_duration_seconds\{.*phase="check"\} /m)).toBe(true);
+    expect(has(/^prober_tcp_duration_seconds\{.*phase="tls"\} /m)).toBe(true);
+  });
+});
+
+/** Escapes a string for use inside a RegExp. */
+function esc(s: string): string {
+  return s.replace(/[-/\\^$*+?.()|[\]{}]/g, "\\$&");
+}
