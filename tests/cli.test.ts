@@ -98,7 +98,8 @@ describe("binaries reject bad input with exit 2 and a one-line reason", () => {
     ["unknown key", "prober_configs:\n  - prober_type: icmp\n    region: a\n    tragets: [127.0.0.1]\n", /bad\.yaml:4: unknown key "tragets"/],
     ["wrong type", "prober_configs:\n  - prober_type: icmp\n    region: a\n    icmp: {packet_count: lots}\n    targets: [127.0.0.1]\n", /bad\.yaml:4: .*packet_count/],
     ["bad address", "prober_configs:\n  - prober_type: icmp\n    region: a\n    targets:\n      - 127.0.0.1\n      - 999.1.1\n", /bad\.yaml:6: .*"999\.1\.1" is not a valid IP address or host name/],
-    ["duplicate region+type", "prober_configs:\n  - prober_type: http\n    region: a\n    targets: [127.0.0.1]\n  - prober_type: http\n    region: a\n    targets: [127.0.0.2]\n", /bad\.yaml:5: duplicate block for region "a" and prober_type http/],
+    ["duplicate icmp region", "prober_configs:\n  - prober_type: icmp\n    region: a\n    targets: [127.0.0.1]\n  - prober_type: icmp\n    region: a\n    targets: [127.0.0.2]\n", /bad\.yaml:5: duplicate block for region "a" and prober_type icmp/],
+    ["a target twice in one region and kind", "prober_configs:\n  - prober_type: http\n    region: a\n    targets: [127.0.0.1]\n  - prober_type: http\n    region: a\n    http: {method: HEAD}\n    targets: [127.0.0.2, 127.0.0.1]\n", /bad\.yaml:5: target "http:\/\/127\.0\.0\.1" of region "a" is listed twice for prober_type http/],
   ];
   for (const [name, text, re] of files) {
     test(`probe file: ${name}`, async () => {

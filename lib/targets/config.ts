@@ -100,6 +100,14 @@ function lineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: Pr
       const k = pair?.key as Node | undefined;
       if (k?.range) return lc.linePos(k.range[0]).line;
     }
+    // A key that is missing (a required option) is reported at the key of the section that lacks
+    // it (`dns:`), not at the first line inside that section.
+    if (n < path.length && n > 0) {
+      const parent = doc.getIn(path.slice(0, n - 1) as (string | number)[], true) as Node | undefined;
+      const pair = isMap(parent) ? parent.items.find((p) => isPair(p) && isScalar(p.key) && p.key.value === path[n - 1]) : undefined;
+      const k = pair?.key as Node | undefined;
+      if (k?.range) return lc.linePos(k.range[0]).line;
+    }
     if (target?.range) return lc.linePos(target.range[0]).line;
   }
   return 1;
