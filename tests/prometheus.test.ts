@@ -1,13 +1,18 @@
 /**
  * A real Prometheus (Debian package `prometheus`) scrapes the compiled server of a two-region
- * mesh with HTTP targets, with deploy/prometheus's rules loaded: PromQL returns the mesh's series,
+ * mesh with targets of every check kind (http, tcp, dns, grpc: each with one target that passes
+ * over TLS and one that fails, so every dashboard panel has data), with deploy/prometheus's rules loaded: PromQL returns the mesh's series,
  * the recording rules produce data, and every panel and variable query of every Grafana dashboard
  * (deploy/grafana/dashboards/*.json) runs without error and returns data.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { makeCerts } from "./helpers/certs.ts";
+import { startDnsServer, type DnsTestServer } from "./helpers/dns_server.ts";
+import { ServingStatus, startHealthServer, type RunningServer } from "./helpers/grpc_server.ts";
 import { startTestServers, type TestServers } from "./helpers/http_servers.ts";
+import { banner, closedPort, startTcpServer, type TcpTestServer } from "./helpers/tcp_servers.ts";
 import { AGENT_BIN, IS_ROOT, ROOT, SERVER_BIN, freePort, killAll, skipReason, start, waitFor } from "./helpers/procs.ts";
 
 const prometheus = Bun.which("prometheus");
@@ -17,16 +22,38 @@ if (!ok) skipReason(`prometheus.test.ts needs root (ICMP) and the prometheus bin
 describe.skipIf(!ok)("Prometheus scrapes the server", () => {
   let promUrl = "";
   let srv: TestServers;
+  let tcpTls: TcpTestServer;
+  let dns: DnsTestServer;
+  let grpc: RunningServer;
   beforeAll(async () => {
     const [rpc, web, prom] = [await freePort(), await freePort(), await freePort()];
     promUrl = `http://127.0.0.1:${prom}`;
     const dir = mkdtempSync(`${tmpdir()}/pm-prom-`);
     srv = await startTestServers();
+    const certs = await makeCerts();
+    const pem = { cert: readFileSync(certs.serverCert, "utf8"), key: readFileSync(certs.serverKey, "utf8") };
+    tcpTls = await startTcpServer(banner("+OK ready"), { tls: pem });
+    dns = await startDnsServer("127.0.0.1", { certs: { cert: certs.serverCert, key: certs.serverKey } });
+    grpc = await startHealthServer({ tls: pem, statuses: { "": ServingStatus.SERVING, down: ServingStatus.NOT_SERVING } });
+    const closed = await closedPort();
+    const ca = `tls_config: {ca_file: "${certs.caFile}"}`;
     writeFileSync(`${dir}/p.yaml`, `prober_configs:
   - prober_type: http
     region: web
     http: {tls_config: {ca_file: "${srv.caFile}"}}
     targets: ["https://localhost:${srv.httpsPort}/ok", "http://127.0.0.1:${srv.httpPort}/500"]
+  - prober_type: tcp
+    region: web
+    tcp: {tls: true, ${ca}}
+    targets: ["${tcpTls.target}", "127.0.0.1:${closed}"]
+  - prober_type: dns
+    region: web
+    dns: {query_name: example.com, query_type: A, dns_over_tls: true, transport_protocol: tcp, ${ca}}
+    targets: ["127.0.0.1:${dns.tlsPort}", "127.0.0.1:${closed}"]
+  - prober_type: grpc
+    region: web
+    grpc: {tls: true, ${ca}}
+    targets: ["127.0.0.1:${grpc.port}", "127.0.0.1:${closed}"]
 `);
     start([SERVER_BIN, "-server.probe.file", `${dir}/p.yaml`, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`, "-server.aggregation.interval", "1s"]);
     for (const [region, ip] of [["prom-a", "127.0.40.1"], ["prom-b", "127.0.40.2"]]) {
@@ -51,6 +78,7 @@ scrape_configs:
   afterAll(async () => {
     await killAll();
     srv?.close();
+    await Promise.all([tcpTls?.close(), dns?.close(), grpc?.close()]);
   });
 
   test("PromQL returns loss, RTT and agent liveness for both directions", async () => {
