@@ -67,4 +67,22 @@ describe.skipIf(!IS_ROOT)("/api/v1", () => {
     const agents = (await get("/api/v1/agents")).body.agents;
     expect(agents.map((a: { region: string; alive: boolean }) => `${a.region}:${a.alive}`).sort()).toEqual(["api-a:true", "api-b:true"]);
   });
+
+  test("targets: every check kind with its own phases, ?kind= keeps one; /api/v1/http keeps its 0.4 shape (no kind)", async () => {
+    const { body } = await waitFor("http and tcp targets from both regions", 15_000, async () => {
+      const r = await get("/api/v1/targets");
+      return r.body.targets.length === 4 ? r : undefined;
+    });
+    const byKind = (k: string) => body.targets.filter((t: { kind: string }) => t.kind === k);
+    expect(byKind("http")).toHaveLength(2);
+    for (const t of byKind("tcp")) {
+      expect(Object.keys(t.phases_seconds).sort()).toEqual(["connect", "resolve", "tls"]);
+      expect(t.status_code).toBeUndefined();
+      expect(t.failed).toEqual({});
+    }
+    expect(byKind("tcp")).toHaveLength(2);
+    const tcp = (await get("/api/v1/targets?kind=tcp")).body.targets;
+    expect(tcp.map((t: { kind: string }) => t.kind)).toEqual(["tcp", "tcp"]);
+    expect((await get("/api/v1/http")).body.targets.every((t: object) => !("kind" in t))).toBe(true);
+  });
 });

@@ -70,16 +70,16 @@ describe.skipIf(!ok)("web console in Chromium", () => {
     expect(link.slice(0, 3)).toEqual(["127.0.76.1", "127.0.76.2", "0.0 %"]);
   }, 30_000);
 
-  test("the targets view shows HTTP with httpstat phase bars and status; agents are listed alive; screenshot", async () => {
-    await page.waitForFunction(() => document.querySelectorAll("#targets-table tr").length === 4, { timeout: 10_000 });
+  test("the targets view shows every kind (http with httpstat phase bars and status, tcp with its phases); agents are listed alive; screenshot", async () => {
+    await page.waitForFunction(() => document.querySelectorAll("#targets-table tr").length === 7, { timeout: 10_000 });
     const rows = await page.$$eval("#targets-table tr:not(:first-child)", (trs) => trs.map((tr) => ({
       cells: [...tr.querySelectorAll("td")].map((td) => td.textContent),
       segments: [...tr.querySelectorAll(".bar span")].map((s) => s.className),
     })));
+    expect(rows.map((r) => r.cells[0]).sort()).toEqual(["http", "http", "http", "tcp", "tcp", "tcp"]);
     for (const r of rows) {
-      expect(r.cells[0]).toBe("http");
-      expect(r.cells[3]).toBe("200");
-      expect(r.segments).toEqual(["p-resolve", "p-connect", "p-tls", "p-processing", "p-transfer"]);
+      expect(r.cells[3]).toBe(r.cells[0] === "http" ? "200" : "ok");
+      expect(r.segments).toEqual(r.cells[0] === "http" ? ["p-resolve", "p-connect", "p-tls", "p-processing", "p-transfer"] : ["p-resolve", "p-connect", "p-tls"]);
       expect(r.cells[7]).toBe("none");
     }
     const agents = await page.$$eval("#agents-table tr:not(:first-child)", (trs) => trs.map((tr) => [tr.children[0]!.textContent, tr.lastElementChild!.textContent]));

@@ -1,6 +1,6 @@
 /**
  * A small live mesh of the compiled binaries on loopback for tests of what the HTTP side shows:
- * a local HTTP target (region "web"), the server with 1 s windows, and one agent per region at
+ * a local HTTP target (region "web", probed as http and as a tcp connect), the server with 1 s windows, and one agent per region at
  * the given IPs. Needs root (the agents' raw ICMP sockets). Stop with killAll() and `stop()`.
  */
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -17,7 +17,7 @@ export interface WebMesh {
 export async function startWebMesh(regions: [string, string][], serverFlags: string[] = []): Promise<WebMesh> {
   const target = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
   const dir = mkdtempSync(`${tmpdir()}/pm-web-`);
-  writeFileSync(`${dir}/p.yaml`, `prober_configs:\n  - prober_type: http\n    region: web\n    targets: ["http://127.0.0.1:${target.port}/"]\n`);
+  writeFileSync(`${dir}/p.yaml`, `prober_configs:\n  - prober_type: http\n    region: web\n    targets: ["http://127.0.0.1:${target.port}/"]\n  - prober_type: tcp\n    region: web\n    targets: ["127.0.0.1:${target.port}"]\n`);
   const [rpc, web] = [await freePort(), await freePort()];
   const base = `http://127.0.0.1:${web}`;
   start([SERVER_BIN, "-server.probe.file", `${dir}/p.yaml`, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`, "-server.aggregation.interval", "1s", ...serverFlags]);
