@@ -51,13 +51,21 @@ export class ResolveTimeoutError extends Error {
  * monotonic timers; an IP literal never waits). The lookup cannot be cancelled: it finishes or
  * gives up in the background and its outcome is dropped.
  * @param timeoutMs deadline in milliseconds (≤ 0: fails at once unless `host` is an IP literal)
- * @throws ResolveTimeoutError at the deadline; otherwise what resolveHost throws
+ * @param signal aborts the wait at once (the probe was aborted): rejects with the signal's reason
+ *   and leaves no timer behind
+ * @throws ResolveTimeoutError at the deadline; the signal's reason when aborted; otherwise what resolveHost throws
  */
-export async function resolveHostWithin(host: string, timeoutMs: number, prefer: IpPreference = "ip4", fallback = true): Promise<Resolved> {
+export async function resolveHostWithin(host: string, timeoutMs: number, prefer: IpPreference = "ip4", fallback = true, signal?: AbortSignal): Promise<Resolved> {
   const answer = resolveHost(host, prefer, fallback);
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new ResolveTimeoutError(timeoutMs)), Math.max(0, timeoutMs));
+    if (signal) {
+      onAbort = () => reject(signal.reason ?? new Error("aborted"));
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+    }
   });
   try {
     // An IP literal settles in a microtask, before any timer: it never fails the deadline. A
@@ -65,6 +73,7 @@ export async function resolveHostWithin(host: string, timeoutMs: number, prefer:
     return await Promise.race([answer, expired]);
   } finally {
     clearTimeout(timer);
+    if (onAbort) signal!.removeEventListener("abort", onAbort);
   }
 }
 
