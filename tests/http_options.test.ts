@@ -57,7 +57,9 @@ describe("module options against local servers", () => {
   test("fail_if_header_matches / fail_if_header_not_matches (allow_missing)", async () => {
     const u = `http://127.0.0.1:${srv.httpPort}/headers`;
     expect(reasonOf(await probeWith(u, 'fail_if_header_matches: [{header: Cache-Control, regexp: "no-store"}]'))).toBe("header_regexp");
-    expect(reasonOf(await probeWith(u, 'fail_if_header_matches: [{header: X-Absent, regexp: ".*"}]'))).toBe("ok");
+    // blackbox_exporter: a missing header fails fail_if_header_matches too, unless allow_missing.
+    expect(reasonOf(await probeWith(u, 'fail_if_header_matches: [{header: X-Absent, regexp: ".*"}]'))).toBe("header_regexp");
+    expect(reasonOf(await probeWith(u, 'fail_if_header_matches: [{header: X-Absent, regexp: ".*", allow_missing: true}]'))).toBe("ok");
     expect(reasonOf(await probeWith(u, 'fail_if_header_not_matches: [{header: x-probe, regexp: "^mesh-\\\\d$"}]'))).toBe("ok");
     expect(reasonOf(await probeWith(u, 'fail_if_header_not_matches: [{header: X-Probe, regexp: "^other"}]'))).toBe("header_regexp");
     expect(reasonOf(await probeWith(u, 'fail_if_header_not_matches: [{header: X-Absent, regexp: "."}]'))).toBe("header_regexp");
@@ -104,7 +106,7 @@ describe("module errors are config errors with the line", () => {
   test("unknown keys, wrong types, bad regexps, bad sizes, unreadable ca_file", () => {
     expect(bad("tls_config: {insecure: true}")).toBe('p.yaml:5: unknown key "insecure"');
     expect(bad("fail_if_ssl: yes please")).toMatch(/^p\.yaml:5: prober_configs\.0\.http\.fail_if_ssl: /);
-    expect(bad('fail_if_header_matches: [{header: A, regexp: "("}]')).toMatch(/^p\.yaml:5: .*regexp: is not a valid regular expression/);
+    expect(bad('fail_if_header_matches: [{header: A, regexp: "("}]')).toMatch(/^p\.yaml:5: .*regexp: "Could not compile regular expression" regexp="\("/);
     expect(bad("body_size_limit: lots")).toMatch(/^p\.yaml:5: .*body_size_limit: must be a byte count/);
     expect(bad("preferred_ip_protocol: ip5")).toMatch(/^p\.yaml:5: .*preferred_ip_protocol/);
     expect(bad("tls_config:\n  ca_file: /nonexistent/ca.pem")).toBe("p.yaml:6: prober_configs.0.http.tls_config.ca_file: cannot read /nonexistent/ca.pem: ENOENT");

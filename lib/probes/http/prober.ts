@@ -2,116 +2,91 @@
  * HTTP probe type with blackbox_exporter's / httpstat's phases, measured at socket events of a
  * fresh connection per hop (no keep-alive, so connect and tls are measured every round):
  *
- *   resolve     start -> DNS answer (0 for an IP literal)
- *   connect     DNS answer -> TCP established ("connect" event)
- *   tls         TCP established -> TLS handshake done ("secureConnect"; 0 for http)
- *   processing  request written -> first response byte (first "data" event)
- *   transfer    first response byte -> body complete (Content-Length / chunked / close)
+ *   resolve     start -> DNS answer (0 for an IP literal; the proxy's name too, conn.ts)
+ *   connect     DNS answer -> TCP established (to the proxy, and through it: conn.ts)
+ *   tls         TCP established -> TLS handshake done (0 for http)
+ *   processing  request sent -> first response byte (HTTP/1.1) or response headers (HTTP/2)
+ *   transfer    first response byte -> body complete and decoded
  *
- * Redirects are followed (at most 10) and each phase is summed over the hops. All durations in
- * the result are seconds, differences of performance.now() readings (monotonic in Bun: a
- * wall-clock step does not enter them); only `time` is wall-clock. A probe that times out keeps
- * the phases it completed.
+ * Redirects are followed (at most 10, follow_redirects) and each phase is summed over the hops;
+ * cookies set on the way are sent on (cookies.ts), credentials stay with the first host
+ * (headers.ts). All durations in the result are seconds, differences of performance.now()
+ * readings (monotonic in Bun: a wall-clock step does not enter them); only `time` is wall-clock.
+ * A probe that times out keeps the phases it completed. An OAuth2 token request (oauth2.ts) is
+ * in no phase, only in duration_seconds.
  */
-import net from "node:net";
-import tls from "node:tls";
-import { create } from "@bufbuild/protobuf";
+import type net from "node:net";
+import { clone, create } from "@bufbuild/protobuf";
 import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { HttpResultSchema, type HttpModule, type HttpResult, type HttpTarget } from "../../rpc/gen/probermesh/v1/http_pb.ts";
-import { HTTP_DEFAULTS } from "./defaults.ts";
+import { TlsConfigSchema } from "../../rpc/gen/probermesh/v1/tls_pb.ts";
 import { VERSION } from "../../version.ts";
-import { ResolveTimeoutError, resolveHostWithin } from "../resolve.ts";
-import { handshakeFacts, tlsOptions } from "../tls.ts";
 import type { Prober, ProberStatus } from "../kind.ts";
-import { checkResponse, requestHeaders } from "./checks.ts";
+import { BodySink } from "./body.ts";
+import { checkResponse, checksBody, type CheckedBody } from "./checks.ts";
+import { openConnection, type ConnectPhases } from "./conn.ts";
+import { CookieJar } from "./cookies.ts";
+import { HTTP_DEFAULTS, MAX_REDIRECTS } from "./defaults.ts";
 import type { FailedReason } from "./failed_reason.ts";
-import { HttpProtocolError, ResponseParser, type ResponseHead } from "./response.ts";
+import { ProbeFailure } from "./failure.ts";
+import { exchangeH1, type ExchangePhases } from "./h1.ts";
+import { exchangeH2 } from "./h2.ts";
+import { hopHeaders, isDomainOrSubdomain } from "./headers.ts";
+import { oauth2Token } from "./oauth2.ts";
+import type { ResponseHead } from "./response.ts";
 
-/** Redirect hops followed at most (as Go's http.Client and blackbox_exporter). */
-export const MAX_REDIRECTS = 10;
-
-class ProbeFailure extends Error {
-  constructor(readonly reason: FailedReason, message: string) {
-    super(message);
-  }
-}
+export { MAX_REDIRECTS } from "./defaults.ts";
 
 /** Phase durations of one probe, seconds, summed over its hops (blackbox_exporter's phase names). */
-interface PhaseTimes {
-  resolve: number;
-  connect: number;
-  tls: number;
-  processing: number;
-  transfer: number;
-}
+type PhaseTimes = ConnectPhases & ExchangePhases;
 
 /** What a hop learned besides its phases. */
 interface HopOutcome {
   head: ResponseHead;
-  body: string;
-  bodyBytes: number;
+  body: CheckedBody;
+  wireBytes: number;
+  decodedBytes: number;
   tls: boolean;
   tlsVersion: string;
   /** Earliest NotAfter of the peer chain, unix seconds; 0 for plain HTTP. */
   certExpiry: number;
 }
 
-/**
- * Waits for `ok` on `sock`; rejects on "error", on "close" first, or at the deadline. Settles
- * exactly once and leaves no listener or timer behind.
- */
-function waitFor(sock: net.Socket, ok: string, deadline: number, reason: FailedReason): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const timer = setTimeout(() => settle(new ProbeFailure("timeout", `timed out waiting for ${reason}`)), Math.max(0, deadline - performance.now()));
-    const onOk = () => settle();
-    const onErr = (e: Error) => settle(new ProbeFailure(reason, e.message));
-    const onClose = () => settle(new ProbeFailure(reason, "connection closed"));
-    function settle(err?: Error) {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      sock.off(ok, onOk).off("error", onErr).off("close", onClose);
-      if (err) reject(err);
-      else resolve();
-    }
-    sock.once(ok, onOk).once("error", onErr).once("close", onClose);
-  });
+/** Where a probe stands between hops. */
+interface ProbeState {
+  m: HttpModule | undefined;
+  deadline: number;
+  signal: AbortSignal | undefined;
+  phases: PhaseTimes;
+  jar: CookieJar;
+  /** The first URL's host:port and host name. */
+  firstHost: string;
+  firstName: string;
+  /** The module's Host header, while it applies (first hop, relative redirects). */
+  customHost: string | undefined;
+  /** The probe left the first host: credentials are no longer sent (sticky, as Go). */
+  strip: boolean;
+  userAgent: string;
 }
 
-/**
- * Resolves `host` within what is left of the probe's deadline (`deadline`: performance.now()
- * milliseconds). Any failure is failed_reason "resolve", running out of time included: a resolver
- * that does not answer is the cause, which "timeout" would hide (docs/probes.md "HTTP").
- */
-async function resolveWithin(host: string, m: HttpModule | undefined, deadline: number) {
-  const left = deadline - performance.now();
-  // A redirect hop that starts with no time left ran out in the hops before it, not in DNS.
-  if (left <= 0 && !net.isIP(host)) throw new ProbeFailure("timeout", "timed out before resolving");
-  try {
-    return await resolveHostWithin(host, left, m?.preferredIpProtocol === "ip6" ? "ip6" : "ip4", m?.ipProtocolFallback ?? true);
-  } catch (e) {
-    const msg = (e as Error).message;
-    throw new ProbeFailure("resolve", e instanceof ResolveTimeoutError ? `${msg} (the probe's timeout ran out while resolving)` : msg);
-  }
-}
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 /**
- * The HTTP prober. Stateless apart from settings; safe to share across targets. The result a
- * probe() call resolves with is final: no socket event, timer or later probe can change it.
+ * The HTTP prober. Stateless apart from settings (and the OAuth2 token cache); safe to share
+ * across targets. The result a probe() call resolves with is final: no socket event, timer or
+ * later probe can change it.
  */
 export class HttpPhaseProber implements Prober<"http"> {
   readonly type = "http" as const;
 
   status(): ProberStatus {
-    return { ready: true, message: "HTTP probes over node:net / node:tls (HTTP/1.1, a fresh connection per hop)" };
+    return { ready: true, message: "HTTP probes over node:net / node:tls / node:http2 (HTTP/1.1, HTTP/2 by ALPN; a fresh connection per hop; proxies: HTTP, CONNECT, SOCKS5)" };
   }
 
   async probe(target: HttpTarget, signal?: AbortSignal): Promise<HttpResult> {
     const m = target.module;
     const timeoutMs = m?.timeout ? durationMs(m.timeout) : HTTP_DEFAULTS.timeoutMs;
     const start = performance.now();
-    const deadline = start + timeoutMs;
     const r = create(HttpResultSchema, { targetRegion: target.targetRegion, url: target.url, time: timestampFromMs(Date.now()) });
     let url: URL;
     try {
@@ -119,27 +94,45 @@ export class HttpPhaseProber implements Prober<"http"> {
     } catch {
       return Object.assign(r, { failedReason: "http_protocol" satisfies FailedReason, error: `bad URL ${target.url}` });
     }
+    const header = (name: string) => Object.entries(m?.headers ?? {}).find(([k]) => k.toLowerCase() === name)?.[1];
     // Owned by this call only; copied into the result once, below.
-    const phases: PhaseTimes = { resolve: 0, connect: 0, tls: 0, processing: 0, transfer: 0 };
+    const s: ProbeState = {
+      m, deadline: start + timeoutMs, signal, jar: new CookieJar(),
+      phases: { resolve: 0, connect: 0, tls: 0, processing: 0, transfer: 0 },
+      firstHost: url.host, firstName: url.hostname, customHost: header("host"), strip: false,
+      userAgent: header("user-agent") ?? `ProberMesh/${VERSION}`,
+    };
     let method = m?.method || "GET";
-    let body = m?.body ?? "";
+    let body = m?.bodyBytes.length ? Buffer.from(m.bodyBytes) : Buffer.from(m?.body ?? "");
     try {
       for (let hop = 0; ; hop++) {
         if (signal?.aborted) throw new ProbeFailure("timeout", "aborted");
-        const out = await this.hop(url, method, body, m, deadline, phases);
+        // Go strips credentials once a hop is neither the first host nor a subdomain of it, for the rest of the chain.
+        if (!s.strip && !isDomainOrSubdomain(url.hostname, s.firstName)) s.strip = true;
+        const out = await this.hop(url, method, body, s);
         r.statusCode = out.head.status;
         r.httpVersion = out.head.version;
-        r.contentLength = BigInt(out.bodyBytes);
-        if (out.tls) r.tlsVersion = out.tlsVersion;
+        r.contentLength = BigInt(out.wireBytes);
+        r.uncompressedBodyLength = BigInt(out.decodedBytes);
+        r.tlsVersion = out.tls ? out.tlsVersion : "";
         if (out.certExpiry > 0 && (r.sslEarliestCertExpiry === 0n || BigInt(out.certExpiry) < r.sslEarliestCertExpiry)) r.sslEarliestCertExpiry = BigInt(out.certExpiry);
-        const loc = out.head.headers.get("location");
-        if (!m?.noFollowRedirects && loc && [301, 302, 303, 307, 308].includes(out.head.status)) {
+        const loc = out.head.headers.get("location")?.[0];
+        if (!m?.noFollowRedirects && loc && REDIRECTS.has(out.head.status)) {
           if (hop + 1 > MAX_REDIRECTS) throw new ProbeFailure("redirects", `stopped after ${MAX_REDIRECTS} redirects`);
-          url = new URL(loc, url);
-          if (out.head.status === 303 || ((out.head.status === 301 || out.head.status === 302) && method === "POST")) {
-            method = method === "HEAD" ? "HEAD" : "GET";
-            body = "";
+          let next: URL;
+          try {
+            next = new URL(loc, url);
+          } catch {
+            throw new ProbeFailure("http_protocol", `failed to parse Location header ${JSON.stringify(loc)}`);
           }
+          if (next.protocol !== "http:" && next.protocol !== "https:") throw new ProbeFailure("http_protocol", `redirect to unsupported protocol scheme ${next.protocol}`);
+          // Go keeps a custom Host only through a relative redirect.
+          if (/^[a-zA-Z][a-zA-Z0-9+.-]*:|^\/\//.test(loc)) s.customHost = undefined;
+          if (out.head.status <= 303 && method !== "GET" && method !== "HEAD") {
+            method = "GET";
+            body = Buffer.alloc(0);
+          } else if (out.head.status <= 303) body = Buffer.alloc(0);
+          url = next;
           r.redirects++;
           continue;
         }
@@ -156,93 +149,46 @@ export class HttpPhaseProber implements Prober<"http"> {
       r.error = f.message;
     }
     r.success = r.failedReason === "";
-    r.resolveSeconds = phases.resolve;
-    r.connectSeconds = phases.connect;
-    r.tlsSeconds = phases.tls;
-    r.processingSeconds = phases.processing;
-    r.transferSeconds = phases.transfer;
+    r.resolveSeconds = s.phases.resolve;
+    r.connectSeconds = s.phases.connect;
+    r.tlsSeconds = s.phases.tls;
+    r.processingSeconds = s.phases.processing;
+    r.transferSeconds = s.phases.transfer;
     r.durationSeconds = (performance.now() - start) / 1000;
     return r;
   }
 
   close(): void {}
 
-  /** One request on a fresh connection; adds its phase durations to `phases` as they complete. */
-  private async hop(url: URL, method: string, body: string, m: HttpModule | undefined, deadline: number, phases: PhaseTimes): Promise<HopOutcome> {
-    const https = url.protocol === "https:";
-    const host = url.hostname.replace(/^\[|\]$/g, "");
-    const port = Number(url.port || (https ? 443 : 80));
-    const resolved = await resolveWithin(host, m, deadline);
-    phases.resolve += resolved.seconds;
-    let t = performance.now();
-    let sock: net.Socket = net.connect({ host: resolved.ip, port, noDelay: true });
+  /** One request on a fresh connection; adds its phase durations to the state's as they complete. */
+  private async hop(url: URL, method: string, body: Buffer, s: ProbeState): Promise<HopOutcome> {
+    const { m, deadline, signal } = s;
+    const sockets: net.Socket[] = [];
+    let sink: BodySink | undefined;
     try {
-      await waitFor(sock, "connect", deadline, "connect");
-      let now = performance.now();
-      phases.connect += (now - t) / 1000;
-      let tlsVersion = "";
-      let certExpiry = 0;
-      if (https) {
-        t = now;
-        const tsock = tls.connect({ socket: sock, ...tlsOptions(m?.tlsConfig, host, ["http/1.1"], m?.insecureSkipVerify) });
-        sock = tsock;
-        await waitFor(tsock, "secureConnect", deadline, "tls");
-        now = performance.now();
-        phases.tls += (now - t) / 1000;
-        ({ version: tlsVersion, certExpiry } = handshakeFacts(tsock));
-      }
-      const out = await exchange(sock, url, method, body, m, deadline, phases);
-      return { ...out, tls: https, tlsVersion, certExpiry };
+      const token = m?.oauth2 && !s.strip ? await oauth2Token(m.oauth2, s.userAgent, deadline, signal) : undefined;
+      // blackbox's client names the first host (tls_config.server_name, else the Host header, else the URL's)
+      // in TLS; a hop to another host:port uses its own name and no server_name.
+      const firstHost = url.host === s.firstHost;
+      const tlsConfig = firstHost || !m?.tlsConfig ? m?.tlsConfig : { ...clone(TlsConfigSchema, m.tlsConfig), serverName: "" };
+      const tlsHost = (firstHost && s.customHost ? s.customHost.replace(/:\d+$/, "") : url.hostname).replace(/^\[|\]$/g, "");
+      const conn = await openConnection(url, {
+        tlsHost, proxy: m?.proxy, tlsConfig, insecure: m?.insecureSkipVerify ?? false,
+        alpn: m?.enableHttp2 ? ["h2", "http/1.1"] : ["http/1.1"], skipResolveWithProxy: m?.skipResolvePhaseWithProxy ?? false,
+        preferIp6: m?.preferredIpProtocol === "ip6", fallback: m?.ipProtocolFallback ?? true, deadline, signal,
+      }, s.phases, (x) => sockets.push(x));
+      const { authority, headers } = hopHeaders(m, { url, host: s.customHost, strip: s.strip, oauth2: token, cookies: s.jar.header(url), proxyAuthorization: conn.forward?.proxyAuthorization ?? "", userAgent: s.userAgent });
+      const path = `${url.pathname || "/"}${url.search}`;
+      // Through a forward proxy: absolute-form naming the address the proxy is to use (the resolved IP, or the name when not resolved).
+      const fwd = conn.forward ? `${url.protocol}//${conn.forward.host.includes(":") ? `[${conn.forward.host}]` : conn.forward.host}${url.port ? `:${url.port}` : ""}${path}` : path;
+      sink = new BodySink({ compression: m?.compression ?? "", limit: Number(m?.bodySizeLimit ?? 0n), keep: checksBody(m) });
+      const req = { method, target: fwd, authority, scheme: url.protocol.slice(0, -1), headers, body };
+      const head = conn.alpn === "h2" ? await exchangeH2(conn.sock as import("node:tls").TLSSocket, req, sink, deadline, s.phases, signal) : await exchangeH1(conn.sock, req, sink, deadline, s.phases, signal);
+      s.jar.store(url, head.headers.get("set-cookie") ?? []);
+      return { head, body: { bytes: sink.bytes(), truncated: sink.truncated }, wireBytes: sink.wireBytes, decodedBytes: sink.decodedBytes, tls: conn.tls, tlsVersion: conn.tlsVersion, certExpiry: conn.certExpiry };
     } finally {
-      sock.destroy();
+      sink?.destroy();
+      for (const x of sockets) x.destroy();
     }
   }
-}
-
-/**
- * Writes the request and reads the response: processing (request written -> first byte) and
- * transfer (first byte -> body complete, or -> failure once the body had started). Settles exactly
- * once, whichever of body-complete, "end", "close", "error" or the deadline comes first, and
- * removes every listener and the timer when it does: a FIN arriving with the last chunk must not
- * finish the exchange a second time.
- */
-function exchange(sock: net.Socket, url: URL, method: string, body: string, m: HttpModule | undefined, deadline: number, phases: PhaseTimes): Promise<Omit<HopOutcome, "tls" | "tlsVersion" | "certExpiry">> {
-  const headers = requestHeaders(url, m, `ProberMesh/${VERSION}`);
-  if (body || ["POST", "PUT", "PATCH"].includes(method)) headers["Content-Length"] = String(Buffer.byteLength(body));
-  const head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
-  const parser = new ResponseParser(method === "HEAD");
-  const bodyLimit = Number(m?.bodySizeLimit ?? 0n);
-  return new Promise((resolve, reject) => {
-    let firstByteAt = 0;
-    let settled = false;
-    const sentAt = performance.now();
-    const settle = (err?: Error) => {
-      if (settled) return;
-      settled = true;
-      const at = performance.now();
-      clearTimeout(timer);
-      sock.off("data", onData).off("end", onEnd).off("close", onEnd).off("error", onError);
-      if (firstByteAt) phases.transfer += (at - firstByteAt) / 1000;
-      if (err) reject(err);
-      else resolve({ head: parser.head!, body: Buffer.concat(parser.body).toString("utf8"), bodyBytes: parser.bodyBytes });
-    };
-    const timer = setTimeout(() => settle(new ProbeFailure("timeout", firstByteAt ? "timed out reading the body" : "timed out waiting for the first byte")), Math.max(0, deadline - sentAt));
-    const onData = (d: Buffer) => {
-      if (!firstByteAt) {
-        firstByteAt = performance.now();
-        phases.processing += (firstByteAt - sentAt) / 1000;
-      }
-      try {
-        parser.push(d);
-      } catch (e) {
-        return settle(new ProbeFailure("http_protocol", (e as HttpProtocolError).message));
-      }
-      if (bodyLimit > 0 && parser.bodyBytes > bodyLimit) return settle(new ProbeFailure("body_size_limit", `body larger than body_size_limit (${bodyLimit} bytes)`));
-      if (parser.done) settle();
-    };
-    const onEnd = () => settle(parser.end() ? undefined : new ProbeFailure("http_protocol", "connection closed before the response was complete"));
-    const onError = (e: Error) => settle(new ProbeFailure("http_protocol", e.message));
-    sock.on("data", onData).once("end", onEnd).once("close", onEnd).once("error", onError);
-    sock.write(body ? head + body : head);
-  });
 }

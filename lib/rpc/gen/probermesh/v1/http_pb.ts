@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file probermesh/v1/http.proto.
  */
 export const file_probermesh_v1_http: GenFile = /*@__PURE__*/
-  fileDesc("Chhwcm9iZXJtZXNoL3YxL2h0dHAucHJvdG8SDXByb2Jlcm1lc2gudjEi8wUKCkh0dHBNb2R1bGUSDgoGbWV0aG9kGAEgASgJEhoKEnZhbGlkX3N0YXR1c19jb2RlcxgCIAMoDRI3CgdoZWFkZXJzGAMgAygLMiYucHJvYmVybWVzaC52MS5IdHRwTW9kdWxlLkhlYWRlcnNFbnRyeRIMCgRib2R5GAQgASgJEhsKE25vX2ZvbGxvd19yZWRpcmVjdHMYBSABKAgSIwobZmFpbF9pZl9ib2R5X21hdGNoZXNfcmVnZXhwGAYgAygJEicKH2ZhaWxfaWZfYm9keV9ub3RfbWF0Y2hlc19yZWdleHAYByADKAkSKgoHdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIcChRpbnNlY3VyZV9za2lwX3ZlcmlmeRgJIAEoCBIbChN2YWxpZF9odHRwX3ZlcnNpb25zGAogAygJEhMKC2ZhaWxfaWZfc3NsGAsgASgIEhcKD2ZhaWxfaWZfbm90X3NzbBgMIAEoCBI6ChZmYWlsX2lmX2hlYWRlcl9tYXRjaGVzGA0gAygLMhoucHJvYmVybWVzaC52MS5IZWFkZXJNYXRjaBI+ChpmYWlsX2lmX2hlYWRlcl9ub3RfbWF0Y2hlcxgOIAMoCzIaLnByb2Jlcm1lc2gudjEuSGVhZGVyTWF0Y2gSLAoKdGxzX2NvbmZpZxgPIAEoCzIYLnByb2Jlcm1lc2gudjEuVGxzQ29uZmlnEiwKCmJhc2ljX2F1dGgYECABKAsyGC5wcm9iZXJtZXNoLnYxLkJhc2ljQXV0aBIUCgxiZWFyZXJfdG9rZW4YESABKAkSFwoPYm9keV9zaXplX2xpbWl0GBIgASgDEh0KFXByZWZlcnJlZF9pcF9wcm90b2NvbBgTIAEoCRIcChRpcF9wcm90b2NvbF9mYWxsYmFjaxgUIAEoCBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJECgtIZWFkZXJNYXRjaBIOCgZoZWFkZXIYASABKAkSDgoGcmVnZXhwGAIgASgJEhUKDWFsbG93X21pc3NpbmcYAyABKAgiLwoJQmFzaWNBdXRoEhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIlsKCkh0dHBUYXJnZXQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRILCgN1cmwYAiABKAkSKQoGbW9kdWxlGAMgASgLMhkucHJvYmVybWVzaC52MS5IdHRwTW9kdWxlIrUDCgpIdHRwUmVzdWx0EhUKDXRhcmdldF9yZWdpb24YASABKAkSCwoDdXJsGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3N1Y2Nlc3MYBCABKAgSFQoNZmFpbGVkX3JlYXNvbhgFIAEoCRIXCg9yZXNvbHZlX3NlY29uZHMYBiABKAESFwoPY29ubmVjdF9zZWNvbmRzGAcgASgBEhMKC3Rsc19zZWNvbmRzGAggASgBEhoKEnByb2Nlc3Npbmdfc2Vjb25kcxgJIAEoARIYChB0cmFuc2Zlcl9zZWNvbmRzGAogASgBEhMKC3N0YXR1c19jb2RlGAsgASgNEhQKDGh0dHBfdmVyc2lvbhgMIAEoCRITCgt0bHNfdmVyc2lvbhgNIAEoCRIgChhzc2xfZWFybGllc3RfY2VydF9leHBpcnkYDiABKAMSEQoJcmVkaXJlY3RzGA8gASgNEhYKDmNvbnRlbnRfbGVuZ3RoGBAgASgDEg0KBWVycm9yGBEgASgJEhgKEGR1cmF0aW9uX3NlY29uZHMYEiABKAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_probermesh_v1_tls]);
+  fileDesc("Chhwcm9iZXJtZXNoL3YxL2h0dHAucHJvdG8SDXByb2Jlcm1lc2gudjEizwkKCkh0dHBNb2R1bGUSDgoGbWV0aG9kGAEgASgJEhoKEnZhbGlkX3N0YXR1c19jb2RlcxgCIAMoDRI3CgdoZWFkZXJzGAMgAygLMiYucHJvYmVybWVzaC52MS5IdHRwTW9kdWxlLkhlYWRlcnNFbnRyeRIMCgRib2R5GAQgASgJEhsKE25vX2ZvbGxvd19yZWRpcmVjdHMYBSABKAgSIwobZmFpbF9pZl9ib2R5X21hdGNoZXNfcmVnZXhwGAYgAygJEicKH2ZhaWxfaWZfYm9keV9ub3RfbWF0Y2hlc19yZWdleHAYByADKAkSKgoHdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIcChRpbnNlY3VyZV9za2lwX3ZlcmlmeRgJIAEoCBIbChN2YWxpZF9odHRwX3ZlcnNpb25zGAogAygJEhMKC2ZhaWxfaWZfc3NsGAsgASgIEhcKD2ZhaWxfaWZfbm90X3NzbBgMIAEoCBI6ChZmYWlsX2lmX2hlYWRlcl9tYXRjaGVzGA0gAygLMhoucHJvYmVybWVzaC52MS5IZWFkZXJNYXRjaBI+ChpmYWlsX2lmX2hlYWRlcl9ub3RfbWF0Y2hlcxgOIAMoCzIaLnByb2Jlcm1lc2gudjEuSGVhZGVyTWF0Y2gSLAoKdGxzX2NvbmZpZxgPIAEoCzIYLnByb2Jlcm1lc2gudjEuVGxzQ29uZmlnEiwKCmJhc2ljX2F1dGgYECABKAsyGC5wcm9iZXJtZXNoLnYxLkJhc2ljQXV0aBIUCgxiZWFyZXJfdG9rZW4YESABKAkSFwoPYm9keV9zaXplX2xpbWl0GBIgASgDEh0KFXByZWZlcnJlZF9pcF9wcm90b2NvbBgTIAEoCRIcChRpcF9wcm90b2NvbF9mYWxsYmFjaxgUIAEoCBITCgtjb21wcmVzc2lvbhgVIAEoCRISCgpib2R5X2J5dGVzGBYgASgMEkAKDGh0dHBfaGVhZGVycxgXIAMoCzIqLnByb2Jlcm1lc2gudjEuSHR0cE1vZHVsZS5IdHRwSGVhZGVyc0VudHJ5EjcKDWF1dGhvcml6YXRpb24YGCABKAsyIC5wcm9iZXJtZXNoLnYxLkh0dHBBdXRob3JpemF0aW9uEikKBm9hdXRoMhgZIAEoCzIZLnByb2Jlcm1lc2gudjEuSHR0cE9BdXRoMhInCgVwcm94eRgaIAEoCzIYLnByb2Jlcm1lc2gudjEuSHR0cFByb3h5EiUKHXNraXBfcmVzb2x2ZV9waGFzZV93aXRoX3Byb3h5GBsgASgIEhQKDGVuYWJsZV9odHRwMhgcIAEoCBIlCh1mYWlsX2lmX2JvZHlfanNvbl9tYXRjaGVzX2NlbBgdIAEoCRIpCiFmYWlsX2lmX2JvZHlfanNvbl9ub3RfbWF0Y2hlc19jZWwYHiABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaUwoQSHR0cEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSLgoFdmFsdWUYAiABKAsyHy5wcm9iZXJtZXNoLnYxLkh0dHBIZWFkZXJWYWx1ZXM6AjgBIjMKEEh0dHBIZWFkZXJWYWx1ZXMSDgoGdmFsdWVzGAEgAygJEg8KB3NlY3JldHMYAiADKAkiNgoRSHR0cEF1dGhvcml6YXRpb24SDAoEdHlwZRgBIAEoCRITCgtjcmVkZW50aWFscxgCIAEoCSL8AQoJSHR0cFByb3h5EhEKCXByb3h5X3VybBgBIAEoCRIQCghub19wcm94eRgCIAEoCRIeChZwcm94eV9mcm9tX2Vudmlyb25tZW50GAMgASgIEk4KFHByb3h5X2Nvbm5lY3RfaGVhZGVyGAQgAygLMjAucHJvYmVybWVzaC52MS5IdHRwUHJveHkuUHJveHlDb25uZWN0SGVhZGVyRW50cnkaWgoXUHJveHlDb25uZWN0SGVhZGVyRW50cnkSCwoDa2V5GAEgASgJEi4KBXZhbHVlGAIgASgLMh8ucHJvYmVybWVzaC52MS5IdHRwSGVhZGVyVmFsdWVzOgI4ASKvAgoKSHR0cE9BdXRoMhIRCgljbGllbnRfaWQYASABKAkSFQoNY2xpZW50X3NlY3JldBgCIAEoCRIOCgZzY29wZXMYAyADKAkSEQoJdG9rZW5fdXJsGAQgASgJEkYKD2VuZHBvaW50X3BhcmFtcxgFIAMoCzItLnByb2Jlcm1lc2gudjEuSHR0cE9BdXRoMi5FbmRwb2ludFBhcmFtc0VudHJ5EiwKCnRsc19jb25maWcYBiABKAsyGC5wcm9iZXJtZXNoLnYxLlRsc0NvbmZpZxInCgVwcm94eRgHIAEoCzIYLnByb2Jlcm1lc2gudjEuSHR0cFByb3h5GjUKE0VuZHBvaW50UGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJECgtIZWFkZXJNYXRjaBIOCgZoZWFkZXIYASABKAkSDgoGcmVnZXhwGAIgASgJEhUKDWFsbG93X21pc3NpbmcYAyABKAgiLwoJQmFzaWNBdXRoEhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIlsKCkh0dHBUYXJnZXQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRILCgN1cmwYAiABKAkSKQoGbW9kdWxlGAMgASgLMhkucHJvYmVybWVzaC52MS5IdHRwTW9kdWxlItcDCgpIdHRwUmVzdWx0EhUKDXRhcmdldF9yZWdpb24YASABKAkSCwoDdXJsGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3N1Y2Nlc3MYBCABKAgSFQoNZmFpbGVkX3JlYXNvbhgFIAEoCRIXCg9yZXNvbHZlX3NlY29uZHMYBiABKAESFwoPY29ubmVjdF9zZWNvbmRzGAcgASgBEhMKC3Rsc19zZWNvbmRzGAggASgBEhoKEnByb2Nlc3Npbmdfc2Vjb25kcxgJIAEoARIYChB0cmFuc2Zlcl9zZWNvbmRzGAogASgBEhMKC3N0YXR1c19jb2RlGAsgASgNEhQKDGh0dHBfdmVyc2lvbhgMIAEoCRITCgt0bHNfdmVyc2lvbhgNIAEoCRIgChhzc2xfZWFybGllc3RfY2VydF9leHBpcnkYDiABKAMSEQoJcmVkaXJlY3RzGA8gASgNEhYKDmNvbnRlbnRfbGVuZ3RoGBAgASgDEg0KBWVycm9yGBEgASgJEhgKEGR1cmF0aW9uX3NlY29uZHMYEiABKAESIAoYdW5jb21wcmVzc2VkX2JvZHlfbGVuZ3RoGBMgASgDYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_probermesh_v1_tls]);
 
 /**
  * HttpModule mirrors blackbox_exporter's http module.
@@ -127,7 +127,8 @@ export type HttpModule = Message<"probermesh.v1.HttpModule"> & {
   bearerToken: string;
 
   /**
-   * Fail when the body (after transfer decoding) exceeds this many bytes; 0 means no limit.
+   * Fail when the body (after transfer decoding and decoding `compression`) exceeds this many
+   * bytes; 0 means no limit.
    *
    * @generated from field: int64 body_size_limit = 18;
    */
@@ -146,6 +147,78 @@ export type HttpModule = Message<"probermesh.v1.HttpModule"> & {
    * @generated from field: bool ip_protocol_fallback = 20;
    */
   ipProtocolFallback: boolean;
+
+  /**
+   * Content coding the body is decoded with: "gzip", "br", "deflate", "identity" or "" (none);
+   * blackbox_exporter's compression. Without an Accept-Encoding in headers, agents send
+   * "Accept-Encoding: <compression>".
+   *
+   * @generated from field: string compression = 21;
+   */
+  compression: string;
+
+  /**
+   * Request body read from body_file when it is not UTF-8 (body is then ""); sent instead of body.
+   *
+   * @generated from field: bytes body_bytes = 22;
+   */
+  bodyBytes: Uint8Array;
+
+  /**
+   * Prometheus common config's http_headers: every value of every header is added to the request.
+   *
+   * @generated from field: map<string, probermesh.v1.HttpHeaderValues> http_headers = 23;
+   */
+  httpHeaders: { [key: string]: HttpHeaderValues };
+
+  /**
+   * authorization with a type other than Bearer ("Bearer" credentials go in bearer_token, which
+   * agents of 0.4 read too).
+   *
+   * @generated from field: probermesh.v1.HttpAuthorization authorization = 24;
+   */
+  authorization?: HttpAuthorization | undefined;
+
+  /**
+   * OAuth 2.0 client credentials: agents fetch a token from token_url and send it as Authorization.
+   *
+   * @generated from field: probermesh.v1.HttpOAuth2 oauth2 = 25;
+   */
+  oauth2?: HttpOAuth2 | undefined;
+
+  /**
+   * Proxy for the probe's requests (proxy_url, no_proxy, proxy_from_environment, proxy_connect_header).
+   *
+   * @generated from field: probermesh.v1.HttpProxy proxy = 26;
+   */
+  proxy?: HttpProxy | undefined;
+
+  /**
+   * With a proxy, do not resolve the target's name: the proxy gets the name (blackbox's option).
+   *
+   * @generated from field: bool skip_resolve_phase_with_proxy = 27;
+   */
+  skipResolvePhaseWithProxy: boolean;
+
+  /**
+   * Offer HTTP/2 by ALPN on TLS connections (blackbox's default true; a 0.4 server leaves it false).
+   *
+   * @generated from field: bool enable_http2 = 28;
+   */
+  enableHttp2: boolean;
+
+  /**
+   * CEL expressions over the body parsed as JSON (variable `body`): fail when the first gives
+   * true, or when the second gives false; a body that is not JSON fails either.
+   *
+   * @generated from field: string fail_if_body_json_matches_cel = 29;
+   */
+  failIfBodyJsonMatchesCel: string;
+
+  /**
+   * @generated from field: string fail_if_body_json_not_matches_cel = 30;
+   */
+  failIfBodyJsonNotMatchesCel: string;
 };
 
 /**
@@ -154,6 +227,153 @@ export type HttpModule = Message<"probermesh.v1.HttpModule"> & {
  */
 export const HttpModuleSchema: GenMessage<HttpModule> = /*@__PURE__*/
   messageDesc(file_probermesh_v1_http, 0);
+
+/**
+ * HttpHeaderValues are the values of one header. Secrets (http_headers' secrets and files,
+ * proxy_connect_header) are redacted in the server's views and never sent after a redirect to
+ * another host; values are plain.
+ *
+ * @generated from message probermesh.v1.HttpHeaderValues
+ */
+export type HttpHeaderValues = Message<"probermesh.v1.HttpHeaderValues"> & {
+  /**
+   * @generated from field: repeated string values = 1;
+   */
+  values: string[];
+
+  /**
+   * @generated from field: repeated string secrets = 2;
+   */
+  secrets: string[];
+};
+
+/**
+ * Describes the message probermesh.v1.HttpHeaderValues.
+ * Use `create(HttpHeaderValuesSchema)` to create a new message.
+ */
+export const HttpHeaderValuesSchema: GenMessage<HttpHeaderValues> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_http, 1);
+
+/**
+ * HttpAuthorization is Prometheus common config's authorization: "Authorization: <type> <credentials>".
+ *
+ * @generated from message probermesh.v1.HttpAuthorization
+ */
+export type HttpAuthorization = Message<"probermesh.v1.HttpAuthorization"> & {
+  /**
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * A secret (credentials, or the content of credentials_file read by the server).
+   *
+   * @generated from field: string credentials = 2;
+   */
+  credentials: string;
+};
+
+/**
+ * Describes the message probermesh.v1.HttpAuthorization.
+ * Use `create(HttpAuthorizationSchema)` to create a new message.
+ */
+export const HttpAuthorizationSchema: GenMessage<HttpAuthorization> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_http, 2);
+
+/**
+ * HttpProxy is Prometheus common config's proxy settings.
+ *
+ * @generated from message probermesh.v1.HttpProxy
+ */
+export type HttpProxy = Message<"probermesh.v1.HttpProxy"> & {
+  /**
+   * http://, https:// or socks5:// URL of the proxy ("" = none); its user:password is a secret.
+   *
+   * @generated from field: string proxy_url = 1;
+   */
+  proxyUrl: string;
+
+  /**
+   * Comma-separated hosts, domains, IPs and CIDRs not proxied (Go's NO_PROXY syntax).
+   *
+   * @generated from field: string no_proxy = 2;
+   */
+  noProxy: string;
+
+  /**
+   * Take the proxy from the agent's HTTP_PROXY / HTTPS_PROXY / NO_PROXY environment.
+   *
+   * @generated from field: bool proxy_from_environment = 3;
+   */
+  proxyFromEnvironment: boolean;
+
+  /**
+   * Headers sent to the proxy with CONNECT (all secrets).
+   *
+   * @generated from field: map<string, probermesh.v1.HttpHeaderValues> proxy_connect_header = 4;
+   */
+  proxyConnectHeader: { [key: string]: HttpHeaderValues };
+};
+
+/**
+ * Describes the message probermesh.v1.HttpProxy.
+ * Use `create(HttpProxySchema)` to create a new message.
+ */
+export const HttpProxySchema: GenMessage<HttpProxy> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_http, 3);
+
+/**
+ * HttpOAuth2 is Prometheus common config's oauth2 with grant type client_credentials.
+ *
+ * @generated from message probermesh.v1.HttpOAuth2
+ */
+export type HttpOAuth2 = Message<"probermesh.v1.HttpOAuth2"> & {
+  /**
+   * @generated from field: string client_id = 1;
+   */
+  clientId: string;
+
+  /**
+   * A secret (client_secret, or the content of client_secret_file read by the server).
+   *
+   * @generated from field: string client_secret = 2;
+   */
+  clientSecret: string;
+
+  /**
+   * @generated from field: repeated string scopes = 3;
+   */
+  scopes: string[];
+
+  /**
+   * @generated from field: string token_url = 4;
+   */
+  tokenUrl: string;
+
+  /**
+   * @generated from field: map<string, string> endpoint_params = 5;
+   */
+  endpointParams: { [key: string]: string };
+
+  /**
+   * TLS and proxy for the token request.
+   *
+   * @generated from field: probermesh.v1.TlsConfig tls_config = 6;
+   */
+  tlsConfig?: TlsConfig | undefined;
+
+  /**
+   * @generated from field: probermesh.v1.HttpProxy proxy = 7;
+   */
+  proxy?: HttpProxy | undefined;
+};
+
+/**
+ * Describes the message probermesh.v1.HttpOAuth2.
+ * Use `create(HttpOAuth2Schema)` to create a new message.
+ */
+export const HttpOAuth2Schema: GenMessage<HttpOAuth2> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_http, 4);
 
 /**
  * HeaderMatch is blackbox_exporter's header regexp check.
@@ -186,7 +406,7 @@ export type HeaderMatch = Message<"probermesh.v1.HeaderMatch"> & {
  * Use `create(HeaderMatchSchema)` to create a new message.
  */
 export const HeaderMatchSchema: GenMessage<HeaderMatch> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_http, 1);
+  messageDesc(file_probermesh_v1_http, 5);
 
 /**
  * @generated from message probermesh.v1.BasicAuth
@@ -208,7 +428,7 @@ export type BasicAuth = Message<"probermesh.v1.BasicAuth"> & {
  * Use `create(BasicAuthSchema)` to create a new message.
  */
 export const BasicAuthSchema: GenMessage<BasicAuth> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_http, 2);
+  messageDesc(file_probermesh_v1_http, 6);
 
 /**
  * @generated from message probermesh.v1.HttpTarget
@@ -237,7 +457,7 @@ export type HttpTarget = Message<"probermesh.v1.HttpTarget"> & {
  * Use `create(HttpTargetSchema)` to create a new message.
  */
 export const HttpTargetSchema: GenMessage<HttpTarget> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_http, 3);
+  messageDesc(file_probermesh_v1_http, 7);
 
 /**
  * HttpResult is one HTTP probe of one URL; phases follow blackbox_exporter / httpstat.
@@ -268,8 +488,8 @@ export type HttpResult = Message<"probermesh.v1.HttpResult"> & {
   success: boolean;
 
   /**
-   * "" on success; otherwise one of resolve, connect, tls, timeout, status_code, http_version,
-   * ssl, header_regexp, body_regexp, body_size_limit, http_protocol, redirects.
+   * "" on success; otherwise a failed reason of lib/probes/http/failed_reason.ts (resolve,
+   * connect, tls, timeout, status_code, ...).
    *
    * @generated from field: string failed_reason = 5;
    */
@@ -332,6 +552,8 @@ export type HttpResult = Message<"probermesh.v1.HttpResult"> & {
   redirects: number;
 
   /**
+   * Body bytes received (after transfer decoding, before decoding `compression`).
+   *
    * @generated from field: int64 content_length = 16;
    */
   contentLength: bigint;
@@ -349,6 +571,14 @@ export type HttpResult = Message<"probermesh.v1.HttpResult"> & {
    * @generated from field: double duration_seconds = 18;
    */
   durationSeconds: number;
+
+  /**
+   * Body bytes after decoding `compression` (blackbox's probe_http_uncompressed_body_length);
+   * content_length counts them before decoding. Equal without compression.
+   *
+   * @generated from field: int64 uncompressed_body_length = 19;
+   */
+  uncompressedBodyLength: bigint;
 };
 
 /**
@@ -356,5 +586,5 @@ export type HttpResult = Message<"probermesh.v1.HttpResult"> & {
  * Use `create(HttpResultSchema)` to create a new message.
  */
 export const HttpResultSchema: GenMessage<HttpResult> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_http, 4);
+  messageDesc(file_probermesh_v1_http, 8);
 
