@@ -14,6 +14,15 @@
  *   /auth               200 only with Authorization "Basic dTpw" (u:p) or "Bearer tok", else 401
  *   /headers            sets X-Probe: mesh-1 and Cache-Control: no-store
  *   /big?kb=64          a body of kb KiB
+ *   /echo               200, JSON {method, url, headers, body (base64)} of the request it got
+ *   /json               {"foo":"bar","baz":"qux","n":1,"items":[{"name":"a"}]} (application/json)
+ *   /gzip /br /deflate /deflate-raw   COMPRESSED_TEXT in that coding (Content-Encoding set); ?lie=1
+ *                       sends it uncompressed with the same Content-Encoding
+ *   /interim?n=2        n interim answers (103 Early Hints, then 100 Continue), then 200 "final"
+ *   /to?url=U&code=302  redirect with that code to U (absolute or relative)
+ *   /cookie/set         302 to /cookie/check with Set-Cookie: session=abc; Path=/
+ *   /cookie/check       200 only when the request carries session=abc, else 403
+ *   CONNECT (plain port) 403 Forbidden: a web server is no proxy
  *
  * Two more raw servers (finPort: TCP, finsPort: TLS with the same certificate) answer every
  * request with a chunked body whose first chunk leaves at once and whose last chunk leaves `ms`
@@ -22,12 +31,17 @@
  * send times go to `finLog` (performance.now() ms of this process).
  */
 import http from "node:http";
+import zlib from "node:zlib";
 import https from "node:https";
 import net from "node:net";
 import tls from "node:tls";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { $ } from "bun";
+import { create } from "@bufbuild/protobuf";
+import { PROBE_KINDS } from "../../lib/probes/kinds.ts";
+import { HttpPhaseProber } from "../../lib/probes/http/prober.ts";
+import { HttpTargetSchema, type HttpResult } from "../../lib/rpc/gen/probermesh/v1/http_pb.ts";
 
 /** Running servers and the CA that signed the HTTPS certificate. */
 export interface TestServers {
@@ -66,6 +80,26 @@ function finResponder(log: TestServers["finLog"]) {
   };
 }
 
+/** The text /gzip, /br, /deflate and /deflate-raw send compressed. */
+export const COMPRESSED_TEXT = "hello compressed world ".repeat(20);
+
+const CODINGS: Record<string, [string, (b: Buffer) => Buffer]> = {
+  "/gzip": ["gzip", zlib.gzipSync],
+  "/br": ["br", zlib.brotliCompressSync],
+  "/deflate": ["deflate", zlib.deflateSync],
+  "/deflate-raw": ["deflate", zlib.deflateRawSync],
+};
+
+/** Answers with the request as JSON (the body read in full first). */
+function echo(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const parts: Buffer[] = [];
+  req.on("data", (d: Buffer) => parts.push(d));
+  req.on("end", () => {
+    res.writeHead(200, { "Content-Type": "application/json" });
+    res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, rawHeaders: req.rawHeaders, body: Buffer.concat(parts).toString("base64") }));
+  });
+}
+
 function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
   const u = new URL(req.url ?? "/", "http://x");
   const ms = (d: number) => Number(u.searchParams.get("ms") ?? d);
@@ -89,6 +123,24 @@ function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
     res.writeHead(ok ? 200 : 401).end(ok ? "welcome" : "who are you");
   } else if (p === "/headers") res.writeHead(200, { "X-Probe": "mesh-1", "Cache-Control": "no-store" }).end("ok");
   else if (p === "/big") res.end("x".repeat(Number(u.searchParams.get("kb") ?? 64) * 1024));
+  else if (p === "/echo") echo(req, res);
+  else if (p === "/json") res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify({ foo: "bar", baz: "qux", n: 1, items: [{ name: "a" }] }));
+  else if (CODINGS[p]) {
+    const [coding, encode] = CODINGS[p]!;
+    res.writeHead(200, { "Content-Encoding": coding }).end(u.searchParams.has("lie") ? COMPRESSED_TEXT : encode(Buffer.from(COMPRESSED_TEXT)));
+  } else if (p === "/interim") {
+    const n = Number(u.searchParams.get("n") ?? 2);
+    for (let i = 0; i < n; i++) {
+      if (i % 2 === 0) res.writeEarlyHints({ link: "</style.css>; rel=preload" });
+      else res.writeContinue();
+    }
+    res.end("final");
+  } else if (p === "/to") res.writeHead(Number(u.searchParams.get("code") ?? 302), { Location: u.searchParams.get("url") ?? "/ok" }).end();
+  else if (p === "/cookie/set") res.writeHead(302, { Location: "/cookie/check", "Set-Cookie": "session=abc; Path=/" }).end();
+  else if (p === "/cookie/check") {
+    const ok = /(^|;\s*)session=abc(;|$)/.test(req.headers.cookie ?? "");
+    res.writeHead(ok ? 200 : 403).end(ok ? "cookie ok" : "no cookie");
+  }
   else res.end("ok body");
 }
 
@@ -100,6 +152,7 @@ export async function startTestServers(): Promise<TestServers> {
   await Bun.write(`${dir}/ext.cnf`, "subjectAltName=DNS:localhost,DNS:probe.test\n");
   await $`openssl x509 -req -in ${dir}/r.csr -CA ${dir}/ca.pem -CAkey ${dir}/ca.key -CAcreateserial -out ${dir}/c.pem -days 2 -extfile ${dir}/ext.cnf`.quiet();
   const plain = http.createServer(handler);
+  plain.on("connect", (_req: http.IncomingMessage, sock: net.Socket) => sock.end("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"));
   const secure = https.createServer({ key: readFileSync(`${dir}/k.pem`), cert: readFileSync(`${dir}/c.pem`) }, handler);
   await new Promise<void>((r) => plain.listen(0, "127.0.0.1", r));
   await new Promise<void>((r) => secure.listen(0, "127.0.0.1", r));
@@ -126,3 +179,15 @@ export async function startTestServers(): Promise<TestServers> {
     },
   };
 }
+
+/**
+ * Probes `url` once with an `http:` module given as its keys (as written in a probe file, parsed
+ * by the kind's schema with files relative to `dir`).
+ */
+export async function probeWithKeys(url: string, keys: Record<string, unknown>, dir = "/", signal?: AbortSignal): Promise<HttpResult> {
+  const module = PROBE_KINDS.http.moduleSchema(dir).parse({ timeout: "5s", ...keys });
+  return new HttpPhaseProber().probe(create(HttpTargetSchema, { targetRegion: "t", url, module }), signal);
+}
+
+/** "ok", or the failed_reason of a result. */
+export const reasonOf = (r: HttpResult) => (r.success ? "ok" : r.failedReason);

@@ -7,3 +7,13 @@ export class ProbeFailure extends Error {
     super(message);
   }
 }
+
+/**
+ * A socket error during the exchange: a TLS alert after the handshake (TLS 1.3 servers judge the
+ * client certificate after the client's Finished, so a refusal arrives as an alert on the first
+ * read) is failed_reason "tls"; anything else "http_protocol".
+ */
+export function exchangeFailure(e: Error, context = ""): ProbeFailure {
+  const code = (e as NodeJS.ErrnoException).code ?? "";
+  return code.startsWith("ERR_SSL") ? new ProbeFailure("tls", `TLS alert: ${e.message}`) : new ProbeFailure("http_protocol", `${context}${e.message}`);
+}

@@ -7,7 +7,7 @@
  */
 import type net from "node:net";
 import type { BodySink } from "./body.ts";
-import { ProbeFailure } from "./failure.ts";
+import { exchangeFailure, ProbeFailure } from "./failure.ts";
 import { HttpProtocolError, ResponseParser, type ResponseHead } from "./response.ts";
 
 /** A request as one hop sends it. */
@@ -86,7 +86,7 @@ export function exchangeH1(sock: net.Socket, req: HopRequest, sink: BodySink, de
       if (parser.done) complete();
     };
     const onEnd = () => (parser.end() ? complete() : settle(new ProbeFailure("http_protocol", "connection closed before the response was complete")));
-    const onError = (e: Error) => settle(new ProbeFailure("http_protocol", e.message));
+    const onError = (e: Error) => settle(exchangeFailure(e));
     sink.onFailure = (f) => settle(f);
     sock.on("data", onData).once("end", onEnd).once("close", onEnd).once("error", onError);
     signal?.addEventListener("abort", onAbort, { once: true });

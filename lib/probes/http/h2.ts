@@ -9,7 +9,7 @@ import http2 from "node:http2";
 import type tls from "node:tls";
 import type { BodySink } from "./body.ts";
 import { MAX_INTERIM_RESPONSES } from "./defaults.ts";
-import { ProbeFailure } from "./failure.ts";
+import { exchangeFailure, ProbeFailure } from "./failure.ts";
 import type { ExchangePhases, HopRequest } from "./h1.ts";
 import type { ResponseHead } from "./response.ts";
 
@@ -110,7 +110,7 @@ export function exchangeH2(sock: tls.TLSSocket, req: HopRequest, sink: BodySink,
       });
     }
     function onError(e: Error) {
-      settle(new ProbeFailure("http_protocol", `HTTP/2: ${e.message}`));
+      settle(exchangeFailure(e, "HTTP/2: "));
     }
 
     sink.onFailure = (f) => settle(f);
