@@ -1,17 +1,20 @@
 /**
  * The HTTP prober under an agent's load: bounded concurrency (the agent's HTTP_CONCURRENCY), a
  * hanging server among many good ones, and no socket / file-descriptor leak over many rounds with
- * every kind of failure in the mix.
+ * every kind of failure in the mix (HTTP/1.1 and HTTP/2, direct and through proxies), and aborts.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import http2 from "node:http2";
 import pLimit from "p-limit";
 import { HTTP_CONCURRENCY } from "../lib/agent/kinds.ts";
 import { HttpPhaseProber } from "../lib/probes/http/prober.ts";
 import { HttpTargetSchema, type HttpTarget } from "../lib/rpc/gen/probermesh/v1/http_pb.ts";
 import { httpKind } from "../lib/probes/http/kind.ts";
+import { makeCerts } from "./helpers/certs.ts";
 import { startTestServers, type TestServers } from "./helpers/http_servers.ts";
+import { startProxy } from "./helpers/proxy.ts";
 
 let srv: TestServers;
 beforeAll(async () => {
@@ -62,3 +65,53 @@ test("no file descriptor leak over 40 rounds of successes, timeouts, refusals, T
   }
   expect(fds()).toBeLessThanOrEqual(after5);
 }, 120_000);
+
+test("no file descriptor leak with HTTP/2, proxies, decoding failures, body limits and aborted probes", async () => {
+  const c = await makeCerts();
+  const h2 = http2.createSecureServer({ key: readFileSync(c.serverKey), cert: readFileSync(c.serverCert), allowHTTP1: true }, (req, res) => (req.url === "/hang" ? undefined : res.end("x".repeat(4096))));
+  await new Promise<void>((r) => h2.listen(0, "127.0.0.1", r));
+  const proxy = await startProxy({ socks: true });
+  try {
+    const h2url = `https://localhost:${(h2.address() as { port: number }).port}`;
+    const t = (url: string, keys: Record<string, unknown>) => create(HttpTargetSchema, { targetRegion: "b", url, module: httpKind.moduleSchema("/").parse({ timeout: "2s", ...keys }) });
+    const ca = { tls_config: { ca_file: c.caFile } };
+    const mix = [
+      ...Array.from({ length: 20 }, () => t(`${h2url}/ok`, ca)),
+      ...Array.from({ length: 10 }, () => t(`${h2url}/ok`, { ...ca, body_size_limit: 100 })),
+      ...Array.from({ length: 10 }, () => t(`${h2url}/hang`, { ...ca, timeout: "200ms" })),
+      ...Array.from({ length: 10 }, () => t(`https://localhost:${srv.httpsPort}/ok`, { tls_config: { ca_file: srv.caFile }, proxy_url: `http://127.0.0.1:${proxy.port}` })),
+      ...Array.from({ length: 10 }, () => t(`http://127.0.0.1:${srv.httpPort}/ok`, { proxy_url: `socks5://127.0.0.1:${proxy.socksPort}` })),
+      ...Array.from({ length: 10 }, () => t(`http://127.0.0.1:${srv.httpPort}/gzip?lie=1`, { compression: "gzip" })),
+    ];
+    const fds = () => readdirSync("/proc/self/fd").length;
+    let after3 = 0;
+    for (let k = 1; k <= 15; k++) {
+      const out = await round(mix);
+      const aborter = new AbortController();
+      const aborted = prober.probe(t(`${h2url}/hang`, ca), aborter.signal);
+      setTimeout(() => aborter.abort(), 20);
+      const reasons = new Map<string, number>();
+      for (const { r } of [...out, { r: await aborted }]) reasons.set(r.failedReason || "ok", (reasons.get(r.failedReason || "ok") ?? 0) + 1);
+      expect(Object.fromEntries(reasons)).toEqual({ ok: 40, body_size_limit: 10, timeout: 11, compression: 10 });
+      await Bun.sleep(20);
+      if (k === 3) after3 = fds();
+    }
+    expect(fds()).toBeLessThanOrEqual(after3);
+  } finally {
+    h2.close();
+    proxy.close();
+  }
+}, 120_000);
+
+test("an abort ends a probe at once, whatever it waits for, with the phases it completed", async () => {
+  for (const url of [`http://127.0.0.1:${srv.httpPort}/hang`, `https://localhost:${srv.httpsPort}/hang`]) {
+    const aborter = new AbortController();
+    const pending = prober.probe(target(url, "60s"), aborter.signal);
+    await Bun.sleep(100);
+    aborter.abort();
+    const r = await pending;
+    expect([r.failedReason, r.error]).toEqual(["timeout", "aborted"]);
+    expect(r.connectSeconds).toBeGreaterThan(0);
+    expect(r.durationSeconds).toBeLessThan(60);
+  }
+});
