@@ -75,7 +75,7 @@ export async function startOAuth2Server(o: OAuth2ServerOptions): Promise<OAuth2S
       issued.push(token);
       const answer: Record<string, string | number> = { access_token: token, token_type: o.tokenType ?? "bearer" };
       if (o.expiresIn) answer.expires_in = o.expiresIn;
-      if (o.formAnswer) res.writeHead(200, { "Content-Type": "application/x-www-form-urlencoded" }).end(new URLSearchParams(Object.entries(answer).map(([k, v]) => [k, String(v)])).toString());
+      if (o.formAnswer) res.writeHead(200, { "Content-Type": "application/x-www-form-urlencoded" }).end(new URLSearchParams(Object.entries(answer).map(([k, v]): [string, string] => [k, String(v)])).toString());
       else res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(answer));
     });
   };
