@@ -45,8 +45,8 @@ const secretRef = z.string().optional().describe("not supported: needs a secret 
 /** Prometheus common config's proxy keys (ProxyConfig), in the module and in oauth2. */
 export const proxyKeys = {
   proxy_url: z.string().min(1).optional().describe("proxy for the requests: http://, https:// or socks5:// URL (user:password in it is sent to the proxy as Proxy-Authorization / SOCKS5 credentials)"),
-  no_proxy: z.string().optional().describe("comma-separated hosts, domains (.example.com), IPs and CIDRs that go direct (Go's NO_PROXY syntax; localhost and loopback addresses always go direct, as in Go); needs proxy_url"),
-  proxy_from_environment: z.boolean().optional().describe("use the agent's HTTP_PROXY / HTTPS_PROXY / NO_PROXY environment (read when the agent starts probing)"),
+  no_proxy: z.string().optional().describe("comma-separated hosts, domains (.example.com), IPs and CIDRs that go direct (Go's NO_PROXY syntax; with it, localhost and loopback addresses go direct too, as in Go); needs proxy_url"),
+  proxy_from_environment: z.boolean().optional().describe("use the agent's HTTP_PROXY / HTTPS_PROXY / NO_PROXY environment (by the target's scheme, as Go's httpproxy.FromEnvironment)"),
   proxy_connect_header: z.record(z.string(), z.array(z.string())).optional().describe("headers sent to the proxy with CONNECT (https targets), name -> [values]; secrets"),
 };
 
