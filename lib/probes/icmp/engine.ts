@@ -17,101 +17,33 @@
  * Sequence numbers (RFC 792 "sequence number") are counted per destination and continue across
  * rounds, starting at a random value, so a late reply of an earlier round never matches a later
  * one and the 16-bit wrap is crossed in normal operation.
+ *
+ * Socket settings (blackbox_exporter's ttl, dont_fragment, source_ip_address): a round that asks
+ * for any runs on a socket of its own kind, one per distinct combination (engine_variants.ts);
+ * those sockets also read ICMP errors, so such a round names the error that ate a request (time
+ * exceeded, fragmentation needed, ...) and ends once every request is answered or refused. Rounds
+ * without settings keep the shared sockets, whose IPv4 one never sets DF (IP_PMTUDISC_DONT: a
+ * request larger than the path MTU is fragmented, not dropped while the kernel learns the MTU).
  */
 import { randomBytes, randomInt } from "node:crypto";
 import { isIPv6 } from "node:net";
-import { EAGAIN, ENOBUFS, encodeSockaddr, strerror } from "./libc.ts";
+import { EAGAIN, EMSGSIZE, ENOBUFS, encodeSockaddr } from "./libc.ts";
 import { MinHeap } from "./heap.ts";
-import { ECHO_HEADER_LEN, parseEchoReply, writeEchoRequest, type EchoReply } from "./packet.ts";
-import { FamilySockets, IcmpSocket, type Datagram, type SocketKind } from "./socket.ts";
+import { ECHO_HEADER_LEN, ICMP6_ECHO_REQUEST, ICMP_ECHO_REQUEST, parseEchoReply, writeEchoRequest, type EchoReply } from "./packet.ts";
+import { IcmpSocket, type Datagram, type QueuedIcmpError, type SocketKind } from "./socket.ts";
+import { FamilySockets } from "./family.ts";
 import { SYSTEM_CLOCK, type Clock } from "./clock.ts";
+import { hasSettings, VARIANT_IDLE_MS, VariantSockets, type VariantSocket } from "./engine_variants.ts";
+import { icmpErrorText, sendErrorText } from "./icmp_errors.ts";
+import type { EchoOptions, EchoOutcome, EngineStats, Round } from "./engine_types.ts";
+import { RoundOutcome, TIMES, hex, u32, type Released } from "./outcome.ts";
 
-/** Parameters of one echo round; durations in milliseconds. */
-export interface EchoOptions {
-  /** Echo requests to send, 1..65535. */
-  count: number;
-  /** Spacing of requests to this destination, ms (never closer than half of it, even after a stall). */
-  intervalMs: number;
-  /** ICMP data bytes after the 8-byte echo header (≥ 8: the engine token fills the first 8). */
-  payloadSize: number;
-  /** Per-packet timeout, ms: a reply later than this after its request counts as lost. */
-  timeoutMs: number;
-  /**
-   * Sequence number of the first request instead of the per-destination counter (tests use it to
-   * cross the 16-bit wrap on purpose). Two concurrent rounds to one address must not overlap.
-   */
-  firstSequence?: number;
-}
-
-/** Outcome of one echo round. RTTs in seconds. */
-export interface EchoOutcome {
-  sent: number;
-  received: number;
-  /** Extra replies for requests already answered (RFC 792 allows duplicates; not counted as received). */
-  duplicates: number;
-  /** Replies carrying our token whose payload or checksum did not match what was sent (ignored). */
-  corrupted: number;
-  /** RTT of each answered request in send order, seconds (receive time − time before sendto, both monotonic; socket.ts). Built on access. */
-  rttsSeconds: number[];
-  /**
-   * RTT per request, nanoseconds, NaN when unanswered (index i: sequence firstSequence + i). The
-   * round's own buffer, no copy: valid until `IcmpEngine.release(outcome)`.
-   */
-  rttNs: Float64Array;
-  /** RTT per request, seconds, NaN when unanswered: index i is sequence (firstSequence + i) mod 2^16. */
-  requestRttsSeconds: number[];
-  /** Sequence number of the first request (the others follow, modulo 2^16). */
-  firstSequence: number;
-  /** First send error, "" if none. */
-  error: string;
-}
-
-interface Round {
-  v6: boolean;
-  sockaddr: Uint8Array;
-  destKey: number | string;
-  opts: EchoOptions;
-  seqBase: number;
-  startNs: number;
-  /** Due time of the next request (send heap key), ns. */
-  dueNs: number;
-  /** lastSendNs + timeout once every request is out (deadline heap key), ns. */
-  deadlineNs: number;
-  /** Send time per request, ns (NaN: send failed): the first half of `times`. */
-  sentAt: Float64Array;
-  /** RTT per request, ns (NaN: unanswered): the second half of `times`. */
-  rttNs: Float64Array;
-  /** One buffer of 2 × count doubles holding sentAt and rttNs, recycled through the free list. */
-  times: Float64Array;
-  sent: number;
-  received: number;
-  duplicates: number;
-  corrupted: number;
-  error: string;
-  lastSendNs: number;
-  finished: boolean;
-  done: (o: EchoOutcome) => void;
-}
-
-/** Statistics of the engine since start, for debugging and the benchmark. */
-export interface EngineStats {
-  sent: number;
-  received: number;
-  /** Echo replies with our token but no active round (late after their round ended, or forged). */
-  unmatched: number;
-  /** Send attempts deferred because the socket buffer was full. */
-  deferred: number;
-  /** Replies matched to a request but later than its timeout (monotonic send and receive times; counted lost). */
-  late: number;
-}
+export type { EchoOptions, EchoOutcome, EngineStats } from "./engine_types.ts";
 
 /** Sends between two drains of the receive sockets inside one burst. */
 const DRAIN_EVERY = 64;
 /** Retry delay after EAGAIN/ENOBUFS on send, ns. */
 const DEFER_NS = 200_000;
-/** The outcome's hidden link to its round's timing buffer (for release()). */
-const TIMES = Symbol("times");
-type Released = EchoOutcome & { [TIMES]?: Float64Array };
 
 /** Destinations remembered (sockaddr, sequence counter) before the maps start over: churn cannot grow them. */
 const MAX_DESTS = 65_536;
@@ -121,9 +53,13 @@ const FREE_PER_COUNT = 4096;
 /** Shared ICMP engine; create one per agent. */
 export class IcmpEngine {
   /** Engine statistics (counters only grow). */
-  readonly stats: EngineStats = { sent: 0, received: 0, unmatched: 0, deferred: 0, late: 0 };
+  readonly stats: EngineStats = { sent: 0, received: 0, unmatched: 0, deferred: 0, late: 0, icmpErrors: 0 };
   private readonly token = randomBytes(8);
   private readonly sockets: FamilySockets;
+  /** Sockets with settings (ttl, dont_fragment, source), opened per distinct combination. */
+  private readonly variants: VariantSockets;
+  /** The path MTU of the last local EMSGSIZE read from a variant socket's error queue (0: none). */
+  private localMtu = 0;
   private readonly sendQueue = new MinHeap<Round>((r) => r.dueNs);
   private readonly deadlines = new MinHeap<Round>((r) => r.deadlineNs);
   /** Active rounds per destination (IPv4: address as uint32; IPv6: hex). Usually one. */
@@ -151,13 +87,34 @@ export class IcmpEngine {
    * @param rcvbufBytes receive buffer requested per socket (SO_RCVBUFFORCE when privileged);
    *   8 MiB holds ~8,000 queued replies, i.e. 0.2 s of replies at 40,000 packets/s
    * @param clock where the engine and its sockets read time (tests inject one whose wall clock steps)
+   * @param variantIdleMs how long a socket with settings (ttl, dont_fragment, source) stays open after its last round, ms
    */
   constructor(
     private readonly prefer: SocketKind | "auto" = "auto",
     private readonly rcvbufBytes = 8 << 20,
     readonly clock: Clock = SYSTEM_CLOCK,
+    variantIdleMs = VARIANT_IDLE_MS,
   ) {
-    this.sockets = new FamilySockets((v6) => new IcmpSocket(v6, this.rcvbufBytes, this.prefer, "replies", this.clock));
+    // IPv4: dont_fragment false means no DF bit (IP_PMTUDISC_DONT), as on the variant sockets.
+    this.sockets = new FamilySockets((v6) => new IcmpSocket(v6, this.rcvbufBytes, this.prefer, "replies", this.clock, v6 ? {} : { dontFragment: false }, this.identifiers()));
+    this.variants = new VariantSockets(
+      (v6, setup) => new IcmpSocket(v6, this.rcvbufBytes, this.prefer, "replies", this.clock, setup, this.identifiers()),
+      (v, d) => this.onDatagram(v.sock, d),
+      (v, e) => this.onQueuedError(v, e),
+      variantIdleMs,
+    );
+  }
+
+  /** The open sockets with settings: key "family|ttl|df|source", kind, rounds using each now (tests, debugging). */
+  variantSockets(): { key: string; kind: SocketKind; users: number }[] {
+    return this.variants.list.map((v) => ({ key: v.key, kind: v.sock.kind, users: v.users }));
+  }
+
+  /** Echo identifiers of the engine's open raw sockets: each raw socket sees every reply and keeps those with its own. */
+  private identifiers(): Set<number> {
+    const ids = this.variants?.identifiers() ?? new Set<number>();
+    for (const s of [this.sockets?.opened(false), this.sockets?.opened(true)]) if (s?.kind === "raw") ids.add(s.identifier);
+    return ids;
   }
 
   /**
@@ -176,9 +133,11 @@ export class IcmpEngine {
 
   /**
    * Runs one round: `count` echo requests to `ip` (an IP literal), `intervalMs` apart.
-   * Resolves when every request is answered or the last one timed out; never rejects for
-   * network errors (they are in `error`).
-   * @throws IcmpUnavailableError (synchronously) when the family has no socket; Error for a bad literal
+   * Resolves when every request is answered or the last one timed out (with settings: or was
+   * refused by an ICMP error or the host); never rejects for network errors (they are in `error`).
+   * @throws IcmpUnavailableError (synchronously) when the family has no socket; Error for a bad
+   *   literal, or when a socket with the round's settings cannot be had (engine_variants.ts:
+   *   VariantSockets.acquire names the option)
    */
   echo(ip: string, opts: EchoOptions): Promise<EchoOutcome> {
     let dest = this.dests.get(ip);
@@ -190,7 +149,8 @@ export class IcmpEngine {
       this.dests.set(ip, dest);
     }
     const { v6, sockaddr, destKey } = dest;
-    const sock = this.socket(v6);
+    const variant = hasSettings(opts) ? this.variants.acquire(v6, ip, opts) : undefined;
+    const sock = variant ? variant.sock : this.socket(v6);
     if (this.nextSeq.size >= MAX_DESTS && !this.nextSeq.has(destKey)) this.nextSeq.clear(); // counters restart at random values
     const seqBase = opts.firstSequence ?? this.nextSeq.get(destKey) ?? randomInt(0x10000);
     this.nextSeq.set(destKey, (seqBase + opts.count) & 0xffff);
@@ -199,7 +159,7 @@ export class IcmpEngine {
       const times = this.free.get(opts.count)?.pop() ?? new Float64Array(2 * opts.count);
       const rttNs = times.subarray(opts.count).fill(NaN);
       const round: Round = {
-        v6, sockaddr, destKey, opts,
+        v6, ip, sock, variant, lost: 0, sockaddr, destKey, opts,
         seqBase, startNs: now, dueNs: now, deadlineNs: Infinity,
         sentAt: times.subarray(0, opts.count), rttNs, times,
         sent: 0, received: 0, duplicates: 0, corrupted: 0, error: "", lastSendNs: 0, finished: false, done,
@@ -227,12 +187,13 @@ export class IcmpEngine {
     if (list.length < FREE_PER_COUNT) list.push(times);
   }
 
-  /** Closes both sockets; pending rounds finish with what they have. */
+  /** Closes every socket; pending rounds finish with what they have. */
   close(): void {
     for (const list of [...this.byDest.values()]) for (const r of [...list]) this.finish(r);
     this.sendQueue.clear();
     this.deadlines.clear();
     this.sockets.close();
+    this.variants.close();
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -275,11 +236,12 @@ export class IcmpEngine {
   private drainAll(): void {
     this.sockets.opened(false)?.drain(this.onDatagram4);
     this.sockets.opened(true)?.drain(this.onDatagram6);
+    if (this.variants.list.length > 0) this.variants.drain();
   }
 
   /** Sends the round's next request and requeues it. @returns false when the send must be retried */
   private sendNext(r: Round): boolean {
-    const sock = this.socket(r.v6);
+    const sock = r.sock;
     const index = r.sent;
     const size = ECHO_HEADER_LEN + r.opts.payloadSize;
     // One view per request size, not per request (a view per packet was garbage at 40,000/s).
@@ -291,9 +253,16 @@ export class IcmpEngine {
     r.sent++;
     this.stats.sent++;
     if (t < 0) {
-      if (!r.error) r.error = `sendto: ${strerror(-t)}`;
       r.sentAt[index] = NaN;
       r.lastSendNs = this.clock.monotonicNs();
+      if (r.variant) {
+        r.lost++;
+        // A refused DF send queued the path MTU on the error queue (IP_RECVERR) during sendto.
+        this.localMtu = 0;
+        if (-t === EMSGSIZE) r.variant.sock.drainErrors(r.variant.onError, true);
+        if (!r.error) r.error = sendErrorText(-t, this.facts(r), this.localMtu);
+        if (r.finished) return true; // that drain's ICMP errors accounted for the rest
+      } else if (!r.error) r.error = sendErrorText(-t, this.facts(r), 0);
     } else {
       r.sentAt[index] = t;
       r.lastSendNs = t;
@@ -302,6 +271,8 @@ export class IcmpEngine {
     if (r.sent < r.opts.count) {
       r.dueNs = Math.max(r.startNs + r.sent * intervalNs, r.lastSendNs + intervalNs / 2);
       this.sendQueue.push(r);
+    } else if (r.variant && r.received + r.lost === r.opts.count) {
+      this.finish(r); // every request answered or refused: nothing left to wait for
     } else {
       r.deadlineNs = r.lastSendNs + r.opts.timeoutMs * 1e6;
       this.deadlines.push(r);
@@ -318,6 +289,7 @@ export class IcmpEngine {
     let index = -1;
     if (list) {
       for (const c of list) {
+        if (c.sock !== sock) continue;
         const i = (reply.sequence - c.seqBase) & 0xffff;
         if (i < c.sent) {
           r = c;
@@ -346,71 +318,53 @@ export class IcmpEngine {
     r.rttNs[index] = Math.max(rtt, 0);
     r.received++;
     this.stats.received++;
-    if (r.received === r.opts.count) this.finish(r);
+    if (r.received + r.lost === r.opts.count && r.sent === r.opts.count) this.finish(r);
+  }
+
+  /**
+   * An error from a variant socket's queue: an ICMP error quoting one of our requests (matched by
+   * destination, identifier on raw sockets, and sequence), or a local one (the MTU of a refused
+   * DF send, read by sendNext).
+   */
+  private onQueuedError(v: VariantSocket, e: QueuedIcmpError): void {
+    if (e.origin === "local") {
+      if (e.errno === EMSGSIZE) this.localMtu = e.info;
+      return;
+    }
+    const sock = v.sock;
+    const q = e.request;
+    if (q.length < 8 || q[0] !== (sock.v6 ? ICMP6_ECHO_REQUEST : ICMP_ECHO_REQUEST)) return;
+    // Every raw socket with IP_RECVERR gets the errors of every raw ICMP socket: keep our own.
+    if (sock.kind === "raw" && ((q[4]! << 8) | q[5]!) !== sock.identifier) return;
+    const list = this.byDest.get(sock.v6 ? hex(e.destination, 0, 16) : u32(e.destination, 0));
+    if (!list) return;
+    const sequence = (q[6]! << 8) | q[7]!;
+    for (const c of list) {
+      if (c.sock !== sock) continue;
+      const i = (sequence - c.seqBase) & 0xffff;
+      if (i >= c.sent) continue;
+      this.stats.icmpErrors++;
+      if (Number.isNaN(c.sentAt[i]!) || !Number.isNaN(c.rttNs[i]!)) return; // already answered or refused
+      c.sentAt[i] = NaN; // a reply after its error cannot count
+      c.lost++;
+      if (!c.error) c.error = icmpErrorText(e, this.facts(c));
+      if (c.sent === c.opts.count && c.received + c.lost === c.opts.count) this.finish(c);
+      return;
+    }
+  }
+
+  private facts(r: Round) {
+    return { v6: r.v6, ip: r.ip, payloadSize: r.opts.payloadSize, ttl: r.opts.ttl, dontFragment: r.opts.dontFragment };
   }
 
   private finish(r: Round): void {
+    if (r.finished) return;
     r.finished = true;
     this.active--;
+    if (r.variant) this.variants.release(r.variant);
     const list = this.byDest.get(r.destKey)!;
     if (list.length === 1) this.byDest.delete(r.destKey);
     else list.splice(list.indexOf(r), 1);
     r.done(new RoundOutcome(r));
   }
-}
-
-/**
- * A finished round's EchoOutcome. The RTT arrays are getters on the prototype, built on demand
- * (tests, fixtures): an agent at 10,000 targets reads `rttNs` only, and per-round closures were
- * garbage 10,000 times an interval.
- */
-class RoundOutcome implements EchoOutcome {
-  readonly sent: number;
-  readonly received: number;
-  readonly duplicates: number;
-  readonly corrupted: number;
-  readonly rttNs: Float64Array;
-  readonly firstSequence: number;
-  readonly error: string;
-  /** The round's timing buffer until release() takes it back. */
-  [TIMES]?: Float64Array;
-
-  constructor(r: Round) {
-    this.sent = r.sent;
-    this.received = r.received;
-    this.duplicates = r.duplicates;
-    this.corrupted = r.corrupted;
-    this.rttNs = r.rttNs.subarray(0, r.sent);
-    this.firstSequence = r.seqBase;
-    this.error = r.error;
-    this[TIMES] = r.times;
-  }
-
-  get rttsSeconds(): number[] {
-    const out: number[] = [];
-    for (const v of this.rttNs) if (!Number.isNaN(v)) out.push(v / 1e9);
-    return out;
-  }
-
-  get requestRttsSeconds(): number[] {
-    return Array.from(this.rttNs, (v) => v / 1e9);
-  }
-
-  /** JSON form (fixtures print outcomes): the fields and both RTT arrays, seconds; rttNs as an array. */
-  toJSON(): Omit<EchoOutcome, "rttNs"> & { rttNs: number[] } {
-    const { sent, received, duplicates, corrupted, firstSequence, error } = this;
-    return { sent, received, duplicates, corrupted, firstSequence, error, rttNs: Array.from(this.rttNs), rttsSeconds: this.rttsSeconds, requestRttsSeconds: this.requestRttsSeconds };
-  }
-}
-
-
-function u32(b: Uint8Array, off: number): number {
-  return ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
-}
-
-/** Hex text of `len` bytes of `b` from `off` (the IPv6 demux key). */
-function hex(b: Uint8Array, off: number, len: number): string {
-  let s = "";
-  for (let i = off; i < off + len; i++) s += (b[i]! < 16 ? "0" : "") + b[i]!.toString(16);
-  return s;
 }

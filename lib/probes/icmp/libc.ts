@@ -33,7 +33,15 @@ export const IP_RECVERR = 11;
 export const IPV6_UNICAST_HOPS = 16;
 export const IPV6_RECVERR = 25;
 export const MSG_ERRQUEUE = 0x2000;
+/** Fragmentation control (ip(7) IP_MTU_DISCOVER, ipv6(7) IPV6_DONTFRAG): blackbox's dont_fragment. */
+export const IP_MTU_DISCOVER = 10;
+/** Never set DF: fragment locally to the path MTU, let routers fragment further. */
+export const IP_PMTUDISC_DONT = 0;
+/** Always set DF: a datagram larger than the known path MTU fails with EMSGSIZE. */
+export const IP_PMTUDISC_DO = 2;
+export const IPV6_DONTFRAG = 62;
 /** sock_extended_err.ee_origin of an ICMP / ICMPv6 error (linux/errqueue.h). */
+export const SO_EE_ORIGIN_LOCAL = 1;
 export const SO_EE_ORIGIN_ICMP = 2;
 export const SO_EE_ORIGIN_ICMP6 = 3;
 export const CLOCK_REALTIME = 0;
@@ -42,10 +50,13 @@ export const EAGAIN = 11;
 export const ENOBUFS = 105;
 export const EPERM = 1;
 export const EACCES = 13;
+export const EMSGSIZE = 90;
+export const EADDRNOTAVAIL = 99;
 
 const lib = dlopen(`libc.so.6`, {
   socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
   getsockname: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64_fast },
   recvmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i64_fast },

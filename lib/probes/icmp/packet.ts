@@ -12,6 +12,10 @@ export const ICMP_TIME_EXCEEDED = 11;
 export const ICMP_DEST_UNREACH = 3;
 export const ICMP6_TIME_EXCEEDED = 3;
 export const ICMP6_DEST_UNREACH = 1;
+/** Destination Unreachable code 4 "fragmentation needed and DF set" (RFC 792; RFC 1191 puts the next-hop MTU in it). */
+export const ICMP_FRAG_NEEDED = 4;
+/** ICMPv6 Packet Too Big (RFC 4443 type 2, with the MTU of the next link). */
+export const ICMP6_PACKET_TOO_BIG = 2;
 /** Length of the ICMP echo header in bytes. */
 export const ECHO_HEADER_LEN = 8;
 /** Bytes of the engine token at the start of every payload (tells our replies from others'). */

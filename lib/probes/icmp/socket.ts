@@ -13,8 +13,8 @@
  * queue (counted in `rxStampsRejected`).
  */
 import {
-  AF_INET, AF_INET6, EACCES, EAGAIN, EPERM, ICMP6_FILTER, ICMP_FILTER, IPPROTO_ICMP, IPPROTO_ICMPV6,
-  IPPROTO_IP, IPPROTO_IPV6, IPV6_RECVERR, IPV6_UNICAST_HOPS, IP_RECVERR, IP_TTL, MSG_ERRQUEUE, SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6,
+  AF_INET, AF_INET6, EAGAIN, ENOBUFS, EPERM, ICMP6_FILTER, ICMP_FILTER, IPPROTO_ICMP, IPPROTO_ICMPV6,
+  IPPROTO_IP, IPPROTO_IPV6, IPV6_RECVERR, IPV6_UNICAST_HOPS, IP_RECVERR, IP_TTL, MSG_ERRQUEUE, SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, SO_EE_ORIGIN_LOCAL,
   SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOL_RAW, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_TIMESTAMPNS,
   addressOf, errno, libc, strerror,
 } from "./libc.ts";
@@ -23,60 +23,11 @@ import {
 } from "./packet.ts";
 import { readFileSync } from "node:fs";
 import { SYSTEM_CLOCK, type Clock } from "./clock.ts";
+import { applySetup, unavailableReason, type SocketSetup } from "./socket_setup.ts";
 
-/** "ping": SOCK_DGRAM ICMP (unprivileged, net.ipv4.ping_group_range); "raw": SOCK_RAW (CAP_NET_RAW). */
-export type SocketKind = "ping" | "raw";
-
-/**
- * What a socket is for: "replies" (a pinger: a raw socket passes echo replies only), "requests"
- * (a test responder), or "trace" (a path tracer: echo replies plus Time Exceeded and Destination
- * Unreachable; a ping socket gets those through IP_RECVERR, read with drainErrors()).
- */
-export type EchoDirection = "replies" | "requests" | "trace";
-
-/** An ICMP error about one of our requests, read from a ping socket's error queue (IP_RECVERR). */
-export interface QueuedIcmpError {
-  /** ICMP type and code of the error (IPv4 or ICMPv6 numbering, by the socket's family). */
-  type: number;
-  code: number;
-  /** The router that sent it (SO_EE_OFFENDER): 4 or 16 address bytes. */
-  offender: Uint8Array;
-  /** Destination of the request it is about: 4 or 16 address bytes. */
-  destination: Uint8Array;
-  /** The start of our request as sent: ICMP header (type, code, checksum, identifier, sequence) on. */
-  request: Uint8Array;
-  /** Receive time, monotonic ns on the socket's clock (see module docs). */
-  rxNs: number;
-}
-
-/** Why no ICMP socket could be opened, with the exact sysctl / capability to fix it. */
-export class IcmpUnavailableError extends Error {
-  override name = "IcmpUnavailableError";
-}
-
-/**
- * One received datagram as handed to the engine. `buf` is the socket's whole receive buffer and
- * the offsets are absolute in it; the object itself is reused for the next datagram (at 40,000
- * replies a second, a view and an object per reply were most of the agent's garbage): read what
- * you need inside the callback.
- */
-export interface Datagram {
-  buf: Uint8Array;
-  /** Start of the ICMP header in `buf` (after the IPv4 header on raw IPv4 sockets). */
-  icmpOffset: number;
-  /** End of the datagram in `buf`. */
-  end: number;
-  /** The source address: 4 (IPv4) or 16 (IPv6) bytes at `sourceOffset` in `sourceBuf`. */
-  sourceBuf: Uint8Array;
-  sourceOffset: number;
-  /** Receive time, monotonic ns on the socket's clock: the kernel's stamp when plausible (see module docs). */
-  rxNs: number;
-}
-
-/** A copy-free view of a datagram's source address bytes (allocates: for low-volume callers). */
-export function datagramSource(d: Datagram, v6: boolean): Uint8Array {
-  return d.sourceBuf.subarray(d.sourceOffset, d.sourceOffset + (v6 ? 16 : 4));
-}
+import type { Datagram, EchoDirection, QueuedIcmpError, SocketKind } from "./socket_types.ts";
+import { IcmpUnavailableError } from "./socket_types.ts";
+export { IcmpUnavailableError, datagramSource, type Datagram, type EchoDirection, type QueuedIcmpError, type SocketKind } from "./socket_types.ts";
 
 /** recvmmsg() errors in a row after which one drain() gives up (transient ones come one at a time). */
 const MAX_CONSECUTIVE_ERRORS = 4;
@@ -116,6 +67,8 @@ export class IcmpSocket {
   rxStampsRejected = 0;
   /** Estimated receive buffer, bytes: the request doubled (as the kernel does), clamped by rmem_max when unprivileged; not read back. */
   readonly rcvbuf: number;
+  /** ICMP errors about this socket's requests are queued for drainErrors() (IP_RECVERR / IPV6_RECVERR). */
+  readonly recvErr: boolean;
   private fd: number;
   /** Monotonic ns when the receive queue was last seen empty (or the socket opened): what is read later arrived after it. */
   private emptyAtNs: number;
@@ -141,9 +94,16 @@ export class IcmpSocket {
    * @param rcvbufBytes requested receive buffer (SO_RCVBUFFORCE when privileged)
    * @param accept raw sockets only: pass echo replies (default) or echo requests (test responders)
    * @param clock where send and receive times are read (tests inject one that steps the wall clock)
-   * @throws IcmpUnavailableError naming the sysctl and capability that would allow ICMP
+   * @param setup TTL, fragmentation, local address, IP_RECVERR (socket_setup.ts)
+   * @param avoidIdentifiers raw sockets: echo identifiers already used by the caller's other raw
+   *   sockets (each raw socket sees every echo reply and tells its own by identifier)
+   * @throws IcmpUnavailableError naming the sysctl and capability that would allow ICMP;
+   *   SocketSetupError when the kernel refuses a setting of `setup` (the socket is closed)
    */
-  constructor(v6: boolean, rcvbufBytes = 4 << 20, prefer: SocketKind | "auto" = "auto", accept: EchoDirection = "replies", clock: Clock = SYSTEM_CLOCK) {
+  constructor(
+    v6: boolean, rcvbufBytes = 4 << 20, prefer: SocketKind | "auto" = "auto", accept: EchoDirection = "replies", clock: Clock = SYSTEM_CLOCK,
+    setup: SocketSetup = {}, avoidIdentifiers?: ReadonlySet<number>,
+  ) {
     this.v6 = v6;
     this.clock = clock;
     const family = v6 ? AF_INET6 : AF_INET;
@@ -166,6 +126,13 @@ export class IcmpSocket {
     if (fd < 0) throw new IcmpUnavailableError(unavailableReason(v6, pingErr, EPERM));
     this.fd = fd;
     this.kind = kind;
+    try {
+      applySetup(fd, v6, setup);
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+    this.recvErr = setup.recvErr === true || (kind === "ping" && accept === "trace");
     this.setInt(SOL_SOCKET, SO_TIMESTAMPNS, 1);
     if (this.setInt(SOL_SOCKET, SO_RCVBUFFORCE, rcvbufBytes) !== 0) this.setInt(SOL_SOCKET, SO_RCVBUF, rcvbufBytes);
     this.setInt(SOL_SOCKET, SO_SNDBUF, 1 << 20);
@@ -175,7 +142,9 @@ export class IcmpSocket {
         : accept === "replies" ? [v6 ? ICMP6_ECHO_REPLY : ICMP_ECHO_REPLY]
         : v6 ? [ICMP6_ECHO_REPLY, ICMP6_TIME_EXCEEDED, ICMP6_DEST_UNREACH] : [ICMP_ECHO_REPLY, ICMP_TIME_EXCEEDED, ICMP_DEST_UNREACH];
       this.installFilter(types);
-      this.identifier = (Math.random() * 0xffff) | 0;
+      let id = (Math.random() * 0xffff) | 0;
+      while (avoidIdentifiers?.has(id)) id = (id + 1) & 0xffff;
+      this.identifier = id;
     } else {
       this.identifier = this.boundIdentifier();
       if (accept === "trace") this.setInt(v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_RECVERR : IP_RECVERR, 1);
@@ -203,8 +172,16 @@ export class IcmpSocket {
    * before sendto), or a negative errno on failure (-EAGAIN / -ENOBUFS mean "retry later").
    */
   send(packet: Uint8Array, sockaddr: Uint8Array): number {
-    const t = this.nowNs();
-    const n = libc.sendto(this.fd, packet, packet.length, 0, sockaddr, sockaddr.length);
+    let t = this.nowNs();
+    let n = libc.sendto(this.fd, packet, packet.length, 0, sockaddr, sockaddr.length);
+    if (n >= 0) return t;
+    const e = errno();
+    if (!this.recvErr || e === EAGAIN || e === ENOBUFS) return -e;
+    // With IP_RECVERR an ICMP error about an earlier request (ours, or on a raw socket another
+    // raw socket's) is also reported once as the next call's errno (sk_err), and nothing is sent;
+    // the error itself waits in the queue. Send again: a real send error repeats.
+    t = this.nowNs();
+    n = libc.sendto(this.fd, packet, packet.length, 0, sockaddr, sockaddr.length);
     return n < 0 ? -errno() : t;
   }
 
@@ -306,12 +283,13 @@ export class IcmpSocket {
   }
 
   /**
-   * Reads every queued ICMP error (MSG_ERRQUEUE) of a ping socket opened for "trace" and hands each
-   * to `onError`; the views are reused by the next read. Raw sockets get ICMP errors as datagrams
-   * (drain) instead. @returns errors read
+   * Reads every queued error (MSG_ERRQUEUE) of a socket with IP_RECVERR (`recvErr`: a ping socket
+   * opened for "trace", or a SocketSetup asking for it) and hands each ICMP one, and with
+   * `withLocal` each local one, to `onError`; the views are reused by the next read. Raw trace
+   * sockets get ICMP errors as datagrams (drain) instead. @returns errors read
    */
-  drainErrors(onError: (e: QueuedIcmpError) => void): number {
-    if (this.kind !== "ping") return 0;
+  drainErrors(onError: (e: QueuedIcmpError) => void, withLocal = false): number {
+    if (!this.recvErr) return 0;
     const q = (this.errq ??= this.errorQueueBuffers());
     let count = 0;
     for (;;) {
@@ -337,9 +315,11 @@ export class IcmpSocket {
         } else if ((level === IPPROTO_IP && type === IP_RECVERR) || (level === IPPROTO_IPV6 && type === IPV6_RECVERR)) {
           // struct sock_extended_err (16 bytes), then the offender's sockaddr (SO_EE_OFFENDER).
           const origin = q.ctrl[off + 20]!;
-          if (origin === SO_EE_ORIGIN_ICMP || origin === SO_EE_ORIGIN_ICMP6) {
+          const icmp = origin === SO_EE_ORIGIN_ICMP || origin === SO_EE_ORIGIN_ICMP6;
+          if (icmp || (withLocal && origin === SO_EE_ORIGIN_LOCAL)) {
             const sa = off + 32;
             ee = {
+              origin: icmp ? "icmp" : "local", errno: q.ctrlView.getUint32(off + 16, true), info: q.ctrlView.getUint32(off + 24, true),
               type: q.ctrl[off + 21]!, code: q.ctrl[off + 22]!,
               offender: this.v6 ? q.ctrl.subarray(sa + 8, sa + 24) : q.ctrl.subarray(sa + 4, sa + 8),
               destination: this.v6 ? q.name.subarray(8, 24) : q.name.subarray(4, 8),
@@ -411,66 +391,4 @@ export class IcmpSocket {
     libc.getsockname(this.fd, sa, len);
     return (sa[2]! << 8) | sa[3]!; // the kernel rewrites the echo id to the ping socket's "port"
   }
-}
-
-/**
- * One socket per address family, each opened on first use by `open`; a failure to open is kept and
- * thrown again on every use (the message names the missing sysctl or capability). Shared by the
- * echo engine and the path tracer.
- */
-export class FamilySockets {
-  private sockets: [IcmpSocket | Error | undefined, IcmpSocket | Error | undefined] = [undefined, undefined];
-
-  constructor(private readonly open: (v6: boolean) => IcmpSocket) {}
-
-  /** The family's socket, opened now if it is the first use. @throws IcmpUnavailableError */
-  get(v6: boolean): IcmpSocket {
-    const i = v6 ? 1 : 0;
-    let s = this.sockets[i];
-    if (s === undefined) {
-      try {
-        s = this.open(v6);
-      } catch (e) {
-        s = e as Error;
-      }
-      this.sockets[i] = s;
-    }
-    if (s instanceof Error) throw s;
-    return s;
-  }
-
-  /** The family's socket if it is open, else undefined (never opens one). */
-  opened(v6: boolean): IcmpSocket | undefined {
-    const s = this.sockets[v6 ? 1 : 0];
-    return s instanceof IcmpSocket ? s : undefined;
-  }
-
-  /** Which kind of socket a family uses, or why none can be opened. */
-  describe(v6: boolean): { socket: IcmpSocket } | { error: string } {
-    try {
-      return { socket: this.get(v6) };
-    } catch (e) {
-      return { error: (e as Error).message };
-    }
-  }
-
-  /** Closes both; the next get() opens again. */
-  close(): void {
-    for (const s of this.sockets) if (s instanceof IcmpSocket) s.close();
-    this.sockets = [undefined, undefined];
-  }
-}
-
-function unavailableReason(v6: boolean, pingErr: number, rawErr: number): string {
-  let range = "unknown";
-  try {
-    range = readFileSync("/proc/sys/net/ipv4/ping_group_range", "utf8").trim().replace(/\s+/, " ");
-  } catch {}
-  const gid = process.getgid?.() ?? -1;
-  const denied = (e: number) => (e === EACCES || e === EPERM ? "not permitted" : strerror(e));
-  return (
-    `no ICMP${v6 ? "v6" : ""} socket: ping socket ${denied(pingErr)} (net.ipv4.ping_group_range is "${range}", ` +
-    `this process's gid is ${gid}; allow it with: sysctl -w net.ipv4.ping_group_range="0 2147483647"), ` +
-    `raw socket ${denied(rawErr)} (needs CAP_NET_RAW: run as root or setcap cap_net_raw+ep ./agent)`
-  );
 }

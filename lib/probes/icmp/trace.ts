@@ -12,12 +12,14 @@
  */
 import { randomBytes, randomInt } from "node:crypto";
 import { isIPv6 } from "node:net";
-import { EAGAIN, ENOBUFS, encodeSockaddr, strerror } from "./libc.ts";
+import { encodeSockaddr, strerror } from "./libc.ts";
 import {
   ECHO_HEADER_LEN, ICMP6_DEST_UNREACH, ICMP6_ECHO_REQUEST, ICMP6_TIME_EXCEEDED, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED,
   parseEchoReply, writeEchoRequest,
 } from "./packet.ts";
-import { FamilySockets, IcmpSocket, datagramSource, type Datagram, type QueuedIcmpError, type SocketKind } from "./socket.ts";
+import { FamilySockets } from "./family.ts";
+import { ipText as canonical } from "./icmp_errors.ts";
+import { IcmpSocket, datagramSource, type Datagram, type QueuedIcmpError, type SocketKind } from "./socket.ts";
 
 /** Trace parameters; durations in milliseconds. */
 export interface TraceOptions {
@@ -116,10 +118,9 @@ export class PathTracer {
           const i = cycle * opts.maxHops + ttl - 1;
           writeEchoRequest(packet, v6, sock.identifier, (t.seqBase + i) & 0xffff, this.token);
           sock.setHopLimit(ttl);
-          let sent = sock.send(packet, sockaddr);
-          // A ping socket with IP_RECVERR reports the last ICMP error once more as the next call's
-          // errno (sk_err), sending nothing: that error is already in the queue, so send again.
-          if (sent < 0 && sock.kind === "ping" && -sent !== EAGAIN && -sent !== ENOBUFS) sent = sock.send(packet, sockaddr);
+          // (A ping socket with IP_RECVERR reports the last ICMP error once more as the next call's
+          // errno, sending nothing: IcmpSocket.send sends again then.)
+          const sent = sock.send(packet, sockaddr);
           if (sent < 0) {
             t.error ||= `sendto (ttl ${ttl}): ${strerror(-sent)}`;
             continue;
@@ -241,22 +242,4 @@ function summarise(t: ActiveTrace): TraceOutcome {
     hops.push({ ttl, address: ranked[0] ?? "", sent, received: rtts.length, rttsSeconds: rtts, otherAddresses: ranked.slice(1, 1 + MAX_OTHER_ADDRESSES) });
   }
   return { hops, reached, error: t.error };
-}
-
-/** Text form of 4 or 16 address bytes (IPv6 compressed as RFC 5952). */
-function canonical(b: Uint8Array): string {
-  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((b[i]! << 8) | b[i + 1]!);
-  // Longest run of ≥ 2 zero groups becomes "::".
-  let best = -1, bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) (best = i), (bestLen = j - i);
-    i = j;
-  }
-  const hex = (g: number[]) => g.map((x) => x.toString(16)).join(":");
-  return best < 0 ? hex(groups) : `${hex(groups.slice(0, best))}::${hex(groups.slice(best + bestLen))}`;
 }

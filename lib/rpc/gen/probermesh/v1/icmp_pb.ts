@@ -15,10 +15,12 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file probermesh/v1/icmp.proto.
  */
 export const file_probermesh_v1_icmp: GenFile = /*@__PURE__*/
-  fileDesc("Chhwcm9iZXJtZXNoL3YxL2ljbXAucHJvdG8SDXByb2Jlcm1lc2gudjEikQEKCkljbXBNb2R1bGUSFAoMcGFja2V0X2NvdW50GAEgASgNEisKCGludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDHBheWxvYWRfc2l6ZRgDIAEoDRIqCgd0aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIl8KCkljbXBUYXJnZXQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEikKBm1vZHVsZRgDIAEoCzIZLnByb2Jlcm1lc2gudjEuSWNtcE1vZHVsZSKxAwoKSWNtcFJlc3VsdBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSEwoLcmVzb2x2ZWRfaXAYAyABKAkSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEc2VudBgFIAEoDRIQCghyZWNlaXZlZBgGIAEoDRISCgpkdXBsaWNhdGVzGAcgASgNEhQKDHJ0dHNfc2Vjb25kcxgIIAMoARITCgttaW5fc2Vjb25kcxgJIAEoARIUCgxtZWFuX3NlY29uZHMYCiABKAESEwoLbWF4X3NlY29uZHMYCyABKAESFgoOc3RkZGV2X3NlY29uZHMYDCABKAESFwoPcmVzb2x2ZV9zZWNvbmRzGA0gASgBEg0KBWVycm9yGA4gASgJEhEKCWNvcnJ1cHRlZBgPIAEoDRIZChFydHRfYnVja2V0X2NvdW50cxgQIAMoDRIYChBkdXJhdGlvbl9zZWNvbmRzGBEgASgBEhUKDXNhbXBsZV93ZWlnaHQYEiABKAESEwoLZXJyb3Jfc3RhdGUYEyABKAhiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chhwcm9iZXJtZXNoL3YxL2ljbXAucHJvdG8SDXByb2Jlcm1lc2gudjEijQIKCkljbXBNb2R1bGUSFAoMcGFja2V0X2NvdW50GAEgASgNEisKCGludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDHBheWxvYWRfc2l6ZRgDIAEoDRIqCgd0aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEgsKA3R0bBgFIAEoDRIVCg1kb250X2ZyYWdtZW50GAYgASgIEhkKEXNvdXJjZV9pcF9hZGRyZXNzGAcgASgJEh0KFXByZWZlcnJlZF9pcF9wcm90b2NvbBgIIAEoCRIcChRpcF9wcm90b2NvbF9mYWxsYmFjaxgJIAEoCCJfCgpJY21wVGFyZ2V0EhUKDXRhcmdldF9yZWdpb24YASABKAkSDwoHYWRkcmVzcxgCIAEoCRIpCgZtb2R1bGUYAyABKAsyGS5wcm9iZXJtZXNoLnYxLkljbXBNb2R1bGUisQMKCkljbXBSZXN1bHQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhMKC3Jlc29sdmVkX2lwGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHNlbnQYBSABKA0SEAoIcmVjZWl2ZWQYBiABKA0SEgoKZHVwbGljYXRlcxgHIAEoDRIUCgxydHRzX3NlY29uZHMYCCADKAESEwoLbWluX3NlY29uZHMYCSABKAESFAoMbWVhbl9zZWNvbmRzGAogASgBEhMKC21heF9zZWNvbmRzGAsgASgBEhYKDnN0ZGRldl9zZWNvbmRzGAwgASgBEhcKD3Jlc29sdmVfc2Vjb25kcxgNIAEoARINCgVlcnJvchgOIAEoCRIRCgljb3JydXB0ZWQYDyABKA0SGQoRcnR0X2J1Y2tldF9jb3VudHMYECADKA0SGAoQZHVyYXRpb25fc2Vjb25kcxgRIAEoARIVCg1zYW1wbGVfd2VpZ2h0GBIgASgBEhMKC2Vycm9yX3N0YXRlGBMgASgIYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
- * IcmpModule configures one ICMP probe round (RFC 792 / RFC 4443 echo).
+ * IcmpModule configures one ICMP probe round (RFC 792 / RFC 4443 echo). Fields 1-4 are ProberMesh's
+ * own (a round is a burst of echoes); 5-9 mirror blackbox_exporter's <icmp_probe> (its
+ * CONFIGURATION.md), same names and meaning (docs/kinds/icmp.md).
  *
  * @generated from message probermesh.v1.IcmpModule
  */
@@ -50,6 +52,48 @@ export type IcmpModule = Message<"probermesh.v1.IcmpModule"> & {
    * @generated from field: google.protobuf.Duration timeout = 4;
    */
   timeout?: Duration | undefined;
+
+  /**
+   * Fields 5-9: blackbox_exporter's <icmp_probe> options (0.5). Agents before 0.5 ignore them and
+   * probe with the system's TTL, the kernel's fragmentation default, a kernel-chosen source
+   * address, and names resolved IPv4 first with fallback.
+   * TTL (IPv4) / hop limit (IPv6) of the echo requests, 1..255; 0 = the system default
+   * (net.ipv4.ip_default_ttl, net.ipv6.conf.*.hop_limit: 64 unless changed).
+   *
+   * @generated from field: uint32 ttl = 5;
+   */
+  ttl: number;
+
+  /**
+   * Set the DF bit (IPv4: IP_MTU_DISCOVER = IP_PMTUDISC_DO) / forbid fragmentation at the source
+   * (IPv6: IPV6_DONTFRAG): an echo request larger than the path MTU is refused, not fragmented.
+   * false: IPv4 requests never carry DF (IP_PMTUDISC_DONT) and are fragmented where needed.
+   *
+   * @generated from field: bool dont_fragment = 6;
+   */
+  dontFragment: boolean;
+
+  /**
+   * Local IP address the agent's socket is bound to ("" = chosen by the kernel).
+   *
+   * @generated from field: string source_ip_address = 7;
+   */
+  sourceIpAddress: string;
+
+  /**
+   * "ip4" or "ip6": the address family tried first when a name has both ("" = "ip4" with
+   * fallback, what a module from a server before 0.5 means).
+   *
+   * @generated from field: string preferred_ip_protocol = 8;
+   */
+  preferredIpProtocol: string;
+
+  /**
+   * Use the other family when the preferred one has no address.
+   *
+   * @generated from field: bool ip_protocol_fallback = 9;
+   */
+  ipProtocolFallback: boolean;
 };
 
 /**
