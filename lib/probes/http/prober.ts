@@ -114,7 +114,7 @@ export class HttpPhaseProber implements Prober<"http"> {
         r.httpVersion = out.head.version;
         r.contentLength = BigInt(out.wireBytes);
         r.uncompressedBodyLength = BigInt(out.decodedBytes);
-        r.tlsVersion = out.tls ? out.tlsVersion : "";
+        if (out.tls) r.tlsVersion = out.tlsVersion;
         if (out.certExpiry > 0 && (r.sslEarliestCertExpiry === 0n || BigInt(out.certExpiry) < r.sslEarliestCertExpiry)) r.sslEarliestCertExpiry = BigInt(out.certExpiry);
         const loc = out.head.headers.get("location")?.[0];
         if (!m?.noFollowRedirects && loc && REDIRECTS.has(out.head.status)) {
