@@ -97,6 +97,15 @@ describe("request", () => {
     }
   });
 
+  test("follow_redirects: false (and its deprecated name no_follow_redirects: true) checks the redirect itself", async () => {
+    for (const keys of [{ follow_redirects: false }, { no_follow_redirects: true }]) {
+      const r = await probeWithKeys(`${h}/redirect/1`, keys);
+      expect([reasonOf(r), r.statusCode, r.redirects]).toEqual(["status_code", 302, 0]);
+    }
+    const followed = await probeWithKeys(`${h}/redirect/1`, { follow_redirects: true });
+    expect([reasonOf(followed), followed.redirects]).toEqual(["ok", 2]);
+  });
+
   test("a cookie set on a redirect is sent on (a jar per probe, as blackbox)", async () => {
     expect(reasonOf(await probeWithKeys(`${h}/cookie/set`, {}))).toBe("ok");
     expect(reasonOf(await probeWithKeys(`${h}/cookie/check`, {}))).toBe("status_code");
