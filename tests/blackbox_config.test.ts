@@ -39,10 +39,21 @@ const VERDICTS: Record<string, null | { keys: string[]; says: RegExp }> = {
   "invalid-tcp-query-response-regexp.yml": { keys: ["expect", "query_response"], says: /regular expression/ },
 };
 
-/** 1-based lines holding one of `keys` as a YAML key (`key:`, `- key:`, quoted or not). */
+/**
+ * 1-based lines holding one of `keys` as a YAML key (`key:`, `- key:`, quoted or not), and the
+ * list items right under such a key (an error may point at the bad item itself).
+ */
 function linesOfKeys(text: string, keys: string[]): number[] {
   const esc = (k: string) => k.replace(/[-/\\^$*+?.()|[\]{}]/g, "\\$&");
-  return text.split("\n").flatMap((l, i) => (keys.some((k) => new RegExp(`^\\s*(- )?["']?${esc(k)}["']?\\s*:`).test(l)) ? [i + 1] : []));
+  const lines = text.split("\n");
+  const out: number[] = [];
+  lines.forEach((l, i) => {
+    if (!keys.some((k) => new RegExp(`^\\s*(- )?["']?${esc(k)}["']?\\s*:`).test(l))) return;
+    out.push(i + 1);
+    const indent = /^\s*/.exec(l)![0].length;
+    for (let j = i + 1; j < lines.length && /^\s*- /.test(lines[j]!) && /^\s*/.exec(lines[j]!)![0].length >= indent; j++) out.push(j + 1);
+  });
+  return out;
 }
 
 describe("blackbox_exporter's testdata through ./server -check.config", () => {
@@ -66,13 +77,15 @@ describe("blackbox_exporter's testdata through ./server -check.config", () => {
     });
   }
 
-  test("example.yml (blackbox's documented example): every module accepted; the only errors are the CA files it names, which do not exist here (ProberMesh reads files at load, blackbox at probe time)", async () => {
+  test("example.yml (blackbox's documented example): every module accepted; the only errors are the files it names (CA, body, header), which do not exist here (ProberMesh reads files at load, blackbox at probe time)", async () => {
     const path = `${DIR}/example.yml`;
     const r = await run([SERVER_BIN, "-check.config", "-server.probe.file", path]);
     const errors = r.stderr.trim().split("\n").filter(Boolean).map((e) => e.replace(/^.*?example\.yml:\d+: /, ""));
     expect(r.code).toBe(2);
     expect(errors.sort()).toEqual([
       "modules.http_custom_ca_example.http.tls_config.ca_file: cannot read /certs/my_cert.crt: ENOENT",
+      "modules.http_post_body_file.http.body_file: cannot read /files/body.txt: ENOENT",
+      "modules.http_with_header_from_files.http.http_headers.X-API-Key.files.0: cannot read /path/to/api-key.txt: ENOENT",
       "modules.rabbitmq.tcp.tls_config.ca_file: cannot read /etc/blackbox_exporter/CA_cert.crt: ENOENT",
       "modules.rabbitmq_insecure.tcp.tls_config.ca_file: cannot read /etc/blackbox_exporter/CA_cert.crt: ENOENT",
     ]);

@@ -59,6 +59,11 @@ describe.skipIf(!available)("feature matrix through the binaries", () => {
       body_size_limit: { module: "{body_size_limit: 1KiB}", url: `${h}/big?kb=64` },
       http_protocol: { module: "{}", url: `${h}/close-mid-body` },
       redirects: { module: "{}", url: `${h}/redirect/12` },
+      oauth2: { module: '{oauth2: {client_id: a, client_secret: b, token_url: "http://127.0.0.1:1/token"}}', url: `${h}/ok` },
+      proxy: { module: `{proxy_url: "${h}"}`, url: `https://127.0.0.1:${ports.httpsPort}/ok` }, // the fixture answers CONNECT with 403
+      compression: { module: "{compression: gzip}", url: `${h}/ok` },
+      body_too_large: { module: "{fail_if_body_matches_regexp: ['nope']}", url: `${h}/big?kb=2048` },
+      body_cel: { module: '{fail_if_body_json_not_matches_cel: "body.ok == true"}', url: `${h}/ok` },
     };
     finUrls = [`http://127.0.0.1:${ports.finPort}/?ms=${GAP_S * 1000}`, `https://probe.test:${ports.finsPort}/?ms=${GAP_S * 1000}`];
     const blocks = [
