@@ -1,10 +1,10 @@
 /**
- * RE2 (Go) `expect` patterns as the tcp kind matches them in JavaScript (lib/probes/tcp/regexp.ts),
+ * RE2 (Go) `expect` patterns as the tcp kind matches them in JavaScript (lib/probes/regexp.ts),
  * and Go's Regexp.Expand for `send` templates. Expected values are what Go's regexp package does
  * with the same pattern and input.
  */
 import { describe, expect, test } from "bun:test";
-import { expandTemplate, goRegexp, goRegexpError } from "../lib/probes/tcp/regexp.ts";
+import { expandTemplate, goRegexp, goRegexpError } from "../lib/probes/regexp.ts";
 
 const matches = (re: string, s: string) => goRegexp(re).test(s);
 

@@ -10,13 +10,3 @@ export const durationString = z.string().refine((s) => {
     return false;
   }
 }, "must be a positive duration such as 15ms, 5s or 1m30s");
-
-/** A JavaScript regular expression source (RE2 / Go syntax mostly agrees for the common cases). */
-export const regexString = z.string().refine((s) => {
-  try {
-    new RegExp(s);
-    return true;
-  } catch {
-    return false;
-  }
-}, "is not a valid regular expression");

@@ -3,7 +3,7 @@
  * answer, authority and additional sections in that order; the first failure is the probe's.
  */
 import type { DnsModule, DnsRRValidator } from "../../rpc/gen/probermesh/v1/dns_pb.ts";
-import { goRegexp } from "../tcp/regexp.ts";
+import { goRegexp } from "../regexp.ts";
 import { rcodeCode, rcodeName } from "./codes.ts";
 import { ProbeFailure, type FailedReason } from "./failed_reason.ts";
 

@@ -12,14 +12,14 @@ import { parseDurationMs } from "../../cli/duration.ts";
 import { DnsModuleSchema, DnsResultSchema, DnsRRValidatorSchema, DnsTargetSchema, type DnsModule, type DnsRRValidator } from "../../rpc/gen/probermesh/v1/dns_pb.ts";
 import type { ProbeKind } from "../kind.ts";
 import { durationString } from "../schema_types.ts";
-import { goRegexpError } from "../tcp/regexp.ts";
+import { goRegexpError } from "../regexp.ts";
 import { redactTlsConfig, tlsConfigFrom, tlsConfigKeys, type FileReader } from "../tls.ts";
 import { classCode, rcodeCode, typeCode } from "./codes.ts";
 import { DNS_DEFAULTS } from "./defaults.ts";
 import { FAILED_REASON_DOCS } from "./failed_reason.ts";
 import { normaliseDnsTarget } from "./target.ts";
 
-/** An RE2 pattern (Go's regexp, as blackbox matches them), translated for JavaScript or refused (lib/probes/tcp/regexp.ts). */
+/** An RE2 pattern (Go's regexp, as blackbox matches them), translated for JavaScript or refused (lib/probes/regexp.ts). */
 const re2 = z.string().superRefine((s, ctx) => {
   const why = goRegexpError(s);
   if (why) ctx.addIssue({ code: "custom", message: `is not a valid RE2 regular expression: ${why}` });

@@ -8,6 +8,7 @@ import { celProgram, jsonForCel } from "./cel.ts";
 import { BODY_CHECK_DEFAULT_BYTES } from "./defaults.ts";
 import type { FailedReason } from "./failed_reason.ts";
 import type { ResponseHead } from "./response.ts";
+import { goRegexp } from "../regexp.ts";
 
 /** A failed check: the reason label and a human-readable detail. */
 export interface CheckFailure {
@@ -40,7 +41,7 @@ function checkHeaders(head: ResponseHead, m: HttpModule): CheckFailure | null {
         if (!h.allowMissing) return { reason: "header_regexp", message: `header ${h.header} missing` };
         continue;
       }
-      const re = new RegExp(h.regexp);
+      const re = goRegexp(h.regexp);
       const matched = values.some((v) => re.test(v));
       if (failWhenMatched && matched) return { reason: "header_regexp", message: `header ${h.header} matched /${h.regexp}/` };
       if (!failWhenMatched && !matched) return { reason: "header_regexp", message: `header ${h.header} did not match /${h.regexp}/` };
@@ -95,10 +96,10 @@ export function checkResponse(head: ResponseHead, body: CheckedBody, tlsUsed: bo
   if (body.truncated) return { reason: "body_too_large", message: `body larger than the ${BODY_CHECK_DEFAULT_BYTES} bytes kept for the body checks (set body_size_limit to check more); not checked` };
   const text = body.bytes.toString("utf8");
   for (const re of m.failIfBodyMatchesRegexp) {
-    if (new RegExp(re).test(text)) return { reason: "body_regexp", message: `body matched /${re}/` };
+    if (goRegexp(re).test(text)) return { reason: "body_regexp", message: `body matched /${re}/` };
   }
   for (const re of m.failIfBodyNotMatchesRegexp) {
-    if (!new RegExp(re).test(text)) return { reason: "body_regexp", message: `body did not match /${re}/` };
+    if (!goRegexp(re).test(text)) return { reason: "body_regexp", message: `body did not match /${re}/` };
   }
   if (m.failIfBodyJsonMatchesCel || m.failIfBodyJsonNotMatchesCel) return checkCel(text, m);
   return null;

@@ -10,6 +10,7 @@ import { z } from "zod";
 import { durationString } from "../schema_types.ts";
 import { tlsConfigKeys } from "../tls.ts";
 import { BODY_CHECK_DEFAULT_BYTES, HTTP_DEFAULTS } from "./defaults.ts";
+import { goRegexpError } from "../regexp.ts";
 
 const UNITS: Record<string, number> = { "": 1, B: 1, KB: 1024, KIB: 1024, MB: 1024 ** 2, MIB: 1024 ** 2, GB: 1024 ** 3, GIB: 1024 ** 3 };
 
@@ -21,13 +22,10 @@ export function parseBytes(v: number | string): number | null {
   return m && unit !== undefined ? Number(m[1]) * unit : null;
 }
 
-/** A regular expression (JavaScript syntax), refused with blackbox's message when it does not compile. */
+/** A regular expression in RE2 (Go) syntax as blackbox's (lib/probes/regexp.ts), refused with blackbox's message when it does not compile or cannot be translated. */
 export const httpRegexp = z.string().superRefine((s, ctx) => {
-  try {
-    new RegExp(s);
-  } catch (e) {
-    ctx.addIssue({ code: "custom", message: `"Could not compile regular expression" regexp="${s}": ${(e as Error).message}` });
-  }
+  const err = goRegexpError(s);
+  if (err) ctx.addIssue({ code: "custom", message: `"Could not compile regular expression" regexp="${s}": ${err}` });
 });
 
 /** blackbox's <http_header_match_spec>; its own checks are blackbox's (header and regexp must be set). */

@@ -15,7 +15,7 @@
 import type { TcpQueryResponse } from "../../rpc/gen/probermesh/v1/tcp_pb.ts";
 import type { Conn } from "./conn.ts";
 import { ProbeFailure } from "./failed_reason.ts";
-import { expandTemplate, goRegexp } from "./regexp.ts";
+import { expandTemplate, goRegexp } from "../regexp.ts";
 
 /** How much of a line or a byte string an error message quotes. */
 const QUOTE_MAX = 120;

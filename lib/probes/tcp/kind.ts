@@ -20,7 +20,7 @@ import { durationString } from "../schema_types.ts";
 import { redactTlsConfig, tlsConfigFrom, tlsConfigKeys, type FileReader } from "../tls.ts";
 import { TCP_DEFAULTS } from "./defaults.ts";
 import { FAILED_REASON_DOCS } from "./failed_reason.ts";
-import { goRegexpError } from "./regexp.ts";
+import { goRegexpError } from "../regexp.ts";
 import { normaliseTcpTarget } from "./target.ts";
 
 /**

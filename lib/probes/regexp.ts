@@ -1,6 +1,6 @@
 /**
- * blackbox_exporter's `expect` regexps are Go's RE2 syntax (regexp/syntax); agents match with
- * JavaScript's RegExp. This module translates the RE2 forms JavaScript spells differently and
+ * blackbox_exporter's regexps (tcp `expect`, http body and header matches, dns RR validation) are
+ * Go's RE2 syntax (regexp/syntax); agents match with JavaScript's RegExp. This module translates the RE2 forms JavaScript spells differently and
  * refuses the ones it cannot express, so that a pattern means the same thing on both sides or is
  * refused when the probe file is read (never silently matching something else):
  *
