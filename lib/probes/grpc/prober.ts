@@ -25,38 +25,20 @@ import { healthCheck } from "./call.ts";
 import { ProbeFailure } from "./failure.ts";
 import { GRPC_DEFAULTS, splitGrpcTarget } from "./kind.ts";
 import { Code, codeText } from "./status.ts";
+import { waitForSocket } from "../socket_wait.ts";
 
 /** TLS errors that mean "the server does not speak h2" rather than a failed handshake. */
 const ALPN_REFUSED = /no.application.protocol/i;
 
-/**
- * Waits for `ok` on `sock`; rejects on "error", on "close" first, at the deadline ("timeout") or on
- * abort. Settles exactly once and leaves no listener or timer behind.
- */
+/** Waits for `ok` on `sock` (lib/probes/socket_wait.ts) with gRPC's failures and status codes; a TLS server without h2 is "protocol". */
 function waitFor(sock: net.Socket, ok: string, deadline: number, reason: "connect" | "tls", signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const timer = setTimeout(() => settle(new ProbeFailure("timeout", `timed out waiting for ${reason}`, Code.DEADLINE_EXCEEDED)), Math.max(0, deadline - performance.now()));
-    const onOk = () => settle();
-    const onErr = (e: Error) => {
-      const code = (e as NodeJS.ErrnoException).code ?? "";
-      settle(reason === "tls" && ALPN_REFUSED.test(`${code} ${e.message}`) ? new ProbeFailure("protocol", `TLS server refused ALPN h2: ${e.message}`, Code.UNAVAILABLE) : new ProbeFailure(reason, e.message, Code.UNAVAILABLE));
-    };
-    const onClose = () => settle(new ProbeFailure(reason, "connection closed", Code.UNAVAILABLE));
-    const onAbort = () => settle(new ProbeFailure("timeout", "aborted", Code.CANCELLED));
-    function settle(err?: Error) {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-      sock.off(ok, onOk).off("error", onErr).off("close", onClose);
-      if (err) reject(err);
-      else resolve();
-    }
-    sock.once(ok, onOk).once("error", onErr).once("close", onClose);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    if (signal?.aborted) onAbort();
-  });
+  return waitForSocket(sock, ok, deadline, (outcome, e) => {
+    if (outcome === "timeout") return new ProbeFailure("timeout", `timed out waiting for ${reason}`, Code.DEADLINE_EXCEEDED);
+    if (outcome === "abort") return new ProbeFailure("timeout", "aborted", Code.CANCELLED);
+    if (outcome === "close") return new ProbeFailure(reason, "connection closed", Code.UNAVAILABLE);
+    const code = (e as NodeJS.ErrnoException).code ?? "";
+    return reason === "tls" && ALPN_REFUSED.test(`${code} ${e!.message}`) ? new ProbeFailure("protocol", `TLS server refused ALPN h2: ${e!.message}`, Code.UNAVAILABLE) : new ProbeFailure(reason, e!.message, Code.UNAVAILABLE);
+  }, signal);
 }
 
 /**

@@ -20,6 +20,7 @@ import { handshakeFacts, tlsOptions } from "../tls.ts";
 import type { FailedReason } from "./failed_reason.ts";
 import { ProbeFailure } from "./failure.ts";
 import { connectTunnel, proxyAuthorization, proxyFor, socks5Tunnel } from "./proxy.ts";
+import { waitForSocket } from "../socket_wait.ts";
 
 /** Resolve, connect and tls durations, seconds, summed over a probe's hops. */
 export interface ConnectPhases {
@@ -58,31 +59,12 @@ export interface ConnectOptions {
   signal?: AbortSignal;
 }
 
-/**
- * Waits for `ok` on `sock`; rejects on "error", on "close" first, at the deadline, or on abort.
- * Settles exactly once and leaves no listener or timer behind.
- */
+/** Waits for `ok` on `sock` (lib/probes/socket_wait.ts) with HTTP's failures: the phase's reason, "timeout" at the deadline or on abort. */
 export function waitFor(sock: net.Socket, ok: string, deadline: number, reason: FailedReason, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const timer = setTimeout(() => settle(new ProbeFailure("timeout", `timed out waiting for ${reason}`)), Math.max(0, deadline - performance.now()));
-    const onOk = () => settle();
-    const onErr = (e: Error) => settle(new ProbeFailure(reason, e.message));
-    const onClose = () => settle(new ProbeFailure(reason, "connection closed"));
-    const onAbort = () => settle(new ProbeFailure("timeout", "aborted"));
-    function settle(err?: Error) {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-      sock.off(ok, onOk).off("error", onErr).off("close", onClose);
-      if (err) reject(err);
-      else resolve();
-    }
-    sock.once(ok, onOk).once("error", onErr).once("close", onClose);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    if (signal?.aborted) onAbort();
-  });
+  return waitForSocket(sock, ok, deadline, (outcome, e) =>
+    outcome === "timeout" ? new ProbeFailure("timeout", `timed out waiting for ${reason}`)
+    : outcome === "abort" ? new ProbeFailure("timeout", "aborted")
+    : new ProbeFailure(reason, outcome === "error" ? e!.message : "connection closed"), signal);
 }
 
 /**
