@@ -70,13 +70,22 @@ describe.skipIf(!available)("ttl and dont_fragment through two routers", () => {
   });
 
   for (const prefer of ["ping", "raw"] as const) {
-    test(`${prefer} socket: ttl 1 and 2 end at r1 and r2 with time exceeded; ttl 3 and the default reach the target (IPv4 and IPv6)`, async () => {
+    test(`${prefer} socket: ttl 1 and 2 end at r1 and r2 with time exceeded; ttl 3 and the default reach the target; an address r1 has no route for gets its unreachable (IPv4 and IPv6)`, async () => {
       const cases: [string, Record<string, unknown>][] = [];
       for (const target of [bed.targetIp, bed.targetIp6]) for (const keys of [{ ttl: 1 }, { ttl: 2 }, { ttl: 3 }, {}]) cases.push([target, keys]);
       const out = await probeIn(bed.inAgent, prefer, cases);
       expect(out.map((o) => [o.sent, o.received, o.error])).toEqual([
         [4, 0, `time exceeded from ${bed.r1Ip} (ttl 1)`], [4, 0, `time exceeded from ${bed.r2Ip} (ttl 2)`], [4, 4, ""], [4, 4, ""],
         [4, 0, `time exceeded from ${bed.r1Ip6} (hop limit 1)`], [4, 0, `time exceeded from ${bed.r2Ip6} (hop limit 2)`], [4, 4, ""], [4, 4, ""],
+      ]);
+      // The agent's default route leads to r1, which has no route for these. r1's IPv4 "network
+      // unreachable" (ip_error) spends the per-host token bucket that its other ICMP errors, with
+      // the bed's icmp_ratelimit 0, leave empty; it refills at one message a second.
+      await Bun.sleep(1500);
+      const nowhere = [bed.targetIp.replace(/^10\.234\./, "10.235."), bed.targetIp6.replace(/^fd00:234:/, "fd00:235:")];
+      const unreachable = await probeIn(bed.inAgent, prefer, nowhere.map((t) => [t, { ttl: 64 }]));
+      expect(unreachable.map((o) => [o.sent, o.received, o.error])).toEqual([
+        [4, 0, `destination unreachable from ${bed.r1Ip} (network unreachable)`], [4, 0, `destination unreachable from ${bed.r1Ip6} (no route to destination)`],
       ]);
     }, 60_000);
 
