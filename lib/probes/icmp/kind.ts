@@ -27,7 +27,7 @@ export const icmpKeys = z.strictObject({
   payload_size: z.int()
     .min(0, "payload_size cannot be negative")
     .max(MAX_PAYLOAD_SIZE, `payload_size cannot exceed ${MAX_PAYLOAD_SIZE} (the largest echo an IPv4 packet holds)`)
-    .refine((n) => n === 0 || n >= MIN_PAYLOAD_SIZE, `payload_size must be 0 (the default) or at least ${MIN_PAYLOAD_SIZE}: the first 8 payload bytes carry the agent's token`)
+    .refine((n) => !(n > 0 && n < MIN_PAYLOAD_SIZE), `payload_size must be 0 (the default) or at least ${MIN_PAYLOAD_SIZE}: the first 8 payload bytes carry the agent's token`)
     .optional()
     .describe(`ICMP data bytes after the 8-byte echo header, ${MIN_PAYLOAD_SIZE}..${MAX_PAYLOAD_SIZE}; 0 or absent: ${ICMP_DEFAULTS.payloadSize} (blackbox_exporter: its 28-byte text). The first 8 carry the agent's token, the rest a pattern that reveals corruption. The IP packet is 28 (IPv4) or 48 (IPv6) bytes more: with dont_fragment, a path-MTU check`),
   timeout: durationString.optional().describe(`how long each request waits for its reply, and the deadline of the round's name resolution (default ${ICMP_DEFAULTS.timeoutMs / 1000}s); blackbox's module-level timeout, which bounds its single echo`),
