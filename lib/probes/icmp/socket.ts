@@ -1,5 +1,7 @@
 /**
- * One non-blocking ICMP socket (one per address family per agent) with kernel receive timestamps.
+ * One non-blocking ICMP socket with kernel receive timestamps: the echo engine's shared one per
+ * address family (family.ts), one per distinct ttl / dont_fragment / source_ip_address setting
+ * (engine_variants.ts, socket_setup.ts), and the path tracer's.
  *
  * Clocks (clock.ts): every timestamp here is CLOCK_MONOTONIC in nanoseconds on the socket's Clock,
  * so durations between them survive wall-clock steps. Send times are read immediately before
