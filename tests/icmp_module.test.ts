@@ -5,7 +5,7 @@
  * their module-level timeout moved into the icmp keys), each key's validation and default, what
  * an agent makes of a module from an older server, and, on loopback with raw sockets (root), the
  * engine's sockets with settings: shared per distinct settings, closed when idle, bounded, never
- * mixing their replies with the shared socket's. Paths with routers, MTUs, sources and names:
+ * mixing their replies with the shared socket's (a raw one filters them in the kernel). Paths with routers, MTUs, sources and names:
  * tests/icmp_module_paths.test.ts.
  */
 import { describe, expect, test } from "bun:test";
@@ -17,7 +17,10 @@ import { ICMP_DEFAULTS } from "../lib/probes/icmp/defaults.ts";
 import { MAX_VARIANT_SOCKETS } from "../lib/probes/icmp/engine_variants.ts";
 import { IcmpEngine } from "../lib/probes/icmp/engine.ts";
 import { icmpKind } from "../lib/probes/icmp/kind.ts";
+import { encodeSockaddr } from "../lib/probes/icmp/libc.ts";
+import { writeEchoRequest } from "../lib/probes/icmp/packet.ts";
 import { IcmpEchoProber, echoOptions } from "../lib/probes/icmp/prober.ts";
+import { IcmpSocket } from "../lib/probes/icmp/socket.ts";
 import { IcmpModuleSchema } from "../lib/rpc/gen/probermesh/v1/icmp_pb.ts";
 import { modulesSchema } from "../lib/targets/modules.ts";
 import { ROOT, skipReason } from "./helpers/procs.ts";
@@ -167,6 +170,35 @@ describe.skipIf(!root)("sockets with settings on loopback (raw sockets, root)", 
       expect(e.variantSockets().length).toBe(MAX_VARIANT_SOCKETS);
     } finally {
       e.close();
+    }
+  });
+
+  test("a raw socket with settings gets only replies carrying its identifier (kernel filter): another raw socket's replies never reach it, IPv4 and IPv6", async () => {
+    for (const v6 of [false, true]) {
+      const other = new IcmpSocket(v6, 1 << 20, "raw", "replies");
+      const own = new IcmpSocket(v6, 1 << 20, "raw", "replies", undefined, { ownIdentifierOnly: true }, new Set([other.identifier]));
+      const unfiltered = new IcmpSocket(v6, 1 << 20, "raw", "replies", undefined, {}, new Set([other.identifier, own.identifier]));
+      try {
+        const sockaddr = encodeSockaddr(v6 ? "::1" : "127.0.0.1");
+        const packet = new Uint8Array(8 + 16);
+        const token = new Uint8Array(8).fill(7);
+        const idsSeen = (s: IcmpSocket) => {
+          const ids: number[] = [];
+          s.drain((d) => ids.push((d.buf[d.icmpOffset + 4]! << 8) | d.buf[d.icmpOffset + 5]!));
+          return ids;
+        };
+        for (let seq = 0; seq < 5; seq++) {
+          writeEchoRequest(packet, v6, other.identifier, seq, token);
+          expect(other.send(packet, sockaddr)).toBeGreaterThan(0);
+        }
+        writeEchoRequest(packet, v6, own.identifier, 9, token);
+        expect(own.send(packet, sockaddr)).toBeGreaterThan(0);
+        await Bun.sleep(100);
+        // The unfiltered one shows what a raw socket gets without the filter: everybody's replies.
+        expect({ own: idsSeen(own), unfiltered: idsSeen(unfiltered).sort() }).toEqual({ own: [own.identifier], unfiltered: [...Array(5).fill(other.identifier), own.identifier].sort() });
+      } finally {
+        for (const s of [other, own, unfiltered]) s.close();
+      }
     }
   });
 

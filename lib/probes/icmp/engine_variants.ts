@@ -84,7 +84,7 @@ export class VariantSockets {
       if (this.list.length >= MAX_VARIANT_SOCKETS && !this.evictIdle()) {
         throw new Error(`more than ${MAX_VARIANT_SOCKETS} distinct (ttl, dont_fragment, source_ip_address) settings in use at once: each needs a socket of its own`);
       }
-      const setup: SocketSetup = { recvErr: true };
+      const setup: SocketSetup = { recvErr: true, ownIdentifierOnly: true };
       if (ttl) setup.ttl = ttl;
       if (settings.dontFragment) setup.dontFragment = true;
       else if (!v6) setup.dontFragment = false; // as the shared IPv4 socket: DF never set

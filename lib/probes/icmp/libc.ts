@@ -21,6 +21,8 @@ export const SO_RCVBUF = 8;
 export const SO_SNDBUF = 7;
 export const SO_RCVBUFFORCE = 33;
 export const SO_TIMESTAMPNS = 35;
+/** Classic BPF socket filter (socket(7), struct sock_fprog). */
+export const SO_ATTACH_FILTER = 26;
 /** struct icmp_filter for IPv4 raw sockets (linux/icmp.h). */
 export const ICMP_FILTER = 1;
 /** struct icmp6_filter for ICMPv6 raw sockets (netinet/icmp6.h). */

@@ -25,7 +25,7 @@ import {
 } from "./packet.ts";
 import { readFileSync } from "node:fs";
 import { SYSTEM_CLOCK, type Clock } from "./clock.ts";
-import { applySetup, unavailableReason, type SocketSetup } from "./socket_setup.ts";
+import { SocketSetupError, applySetup, attachIdentifierFilter, unavailableReason, type SocketSetup } from "./socket_setup.ts";
 
 import type { Datagram, EchoDirection, QueuedIcmpError, SocketKind } from "./socket_types.ts";
 import { IcmpUnavailableError } from "./socket_types.ts";
@@ -147,6 +147,11 @@ export class IcmpSocket {
       let id = (Math.random() * 0xffff) | 0;
       while (avoidIdentifiers?.has(id)) id = (id + 1) & 0xffff;
       this.identifier = id;
+      const e = setup.ownIdentifierOnly ? attachIdentifierFilter(fd, v6, id) : 0;
+      if (e) {
+        this.close();
+        throw new SocketSetupError("filter", e, `SO_ATTACH_FILTER: ${strerror(e)}`);
+      }
     } else {
       this.identifier = this.boundIdentifier();
       if (accept === "trace") this.setInt(v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_RECVERR : IP_RECVERR, 1);

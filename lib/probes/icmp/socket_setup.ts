@@ -6,7 +6,7 @@
  */
 import {
   EACCES, EADDRNOTAVAIL, EPERM, IPPROTO_IP, IPPROTO_IPV6, IPV6_DONTFRAG, IPV6_RECVERR, IPV6_UNICAST_HOPS, IP_MTU_DISCOVER,
-  IP_PMTUDISC_DO, IP_PMTUDISC_DONT, IP_RECVERR, IP_TTL, errno, libc, sockaddrOf, strerror,
+  IP_PMTUDISC_DO, IP_PMTUDISC_DONT, IP_RECVERR, IP_TTL, SOL_SOCKET, SO_ATTACH_FILTER, addressOf, errno, libc, sockaddrOf, strerror,
 } from "./libc.ts";
 import { readFileSync } from "node:fs";
 
@@ -26,12 +26,18 @@ export interface SocketSetup {
   source?: Uint8Array;
   /** IP_RECVERR / IPV6_RECVERR: ICMP errors about our requests and local send errors go to the error queue. */
   recvErr?: boolean;
+  /**
+   * Raw sockets: a kernel filter passes only ICMP messages carrying the socket's echo identifier
+   * (a raw socket otherwise gets a copy of every echo reply on the host, the shared socket's
+   * tens of thousands a second included, which it would read only to drop).
+   */
+  ownIdentifierOnly?: boolean;
 }
 
 /** A setting the kernel refused: which one, and its errno. */
 export class SocketSetupError extends Error {
   override name = "SocketSetupError";
-  constructor(readonly setting: "ttl" | "dont_fragment" | "source" | "recverr", readonly errno: number, message: string) {
+  constructor(readonly setting: "ttl" | "dont_fragment" | "source" | "recverr" | "filter", readonly errno: number, message: string) {
     super(message);
   }
 }
@@ -65,6 +71,37 @@ export function applySetup(fd: number, v6: boolean, setup: SocketSetup): void {
       throw new SocketSetupError("source", e, `bind: ${strerror(e)}${hint}`);
     }
   }
+}
+
+/**
+ * Attaches a classic BPF filter (SO_ATTACH_FILTER) to the raw ICMP socket `fd` that keeps only
+ * messages whose echo identifier (bytes 4-5 of the ICMP header) is `identifier`. A raw IPv4
+ * socket's filter sees the IP header first (its length from the IHL nibble); an IPv6 one starts at
+ * the ICMPv6 header. @returns 0 or the errno of setsockopt
+ */
+export function attachIdentifierFilter(fd: number, v6: boolean, identifier: number): number {
+  // struct sock_filter {u16 code; u8 jt; u8 jf; u32 k}
+  const ops: [number, number, number, number][] = [
+    ...(v6 ? [] : [[0xb1, 0, 0, 0] as [number, number, number, number]]), // ldxb 4*([0]&0xf): X = IPv4 header length
+    [v6 ? 0x28 : 0x48, 0, 0, 4], // ldh [4] (IPv6) / ldh [x + 4] (IPv4): the echo identifier
+    [0x15, 0, 1, identifier], // jeq #identifier
+    [0x06, 0, 0, 0xffff], // ret: keep (up to 65535 bytes)
+    [0x06, 0, 0, 0], // ret: drop
+  ];
+  const filter = new Uint8Array(ops.length * 8);
+  const fv = new DataView(filter.buffer);
+  ops.forEach(([code, jt, jf, k], i) => {
+    fv.setUint16(i * 8, code, true);
+    filter[i * 8 + 2] = jt;
+    filter[i * 8 + 3] = jf;
+    fv.setUint32(i * 8 + 4, k, true);
+  });
+  // struct sock_fprog {u16 len; (6 bytes padding) struct sock_filter *filter}: the kernel copies the program during the call.
+  const prog = new Uint8Array(16);
+  const pv = new DataView(prog.buffer);
+  pv.setUint16(0, ops.length, true);
+  pv.setBigUint64(8, BigInt(addressOf(filter)), true);
+  return libc.setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, prog, 16) === 0 ? 0 : errno();
 }
 
 /** Why neither a ping nor a raw socket could be opened, naming the sysctl and capability to fix it. */
