@@ -9,11 +9,12 @@ import { mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { AGENT_BIN, IS_ROOT, ROOT, SERVER_BIN, freePort, killAll, samples, scrape, skipReason, start, waitFor } from "./helpers/procs.ts";
 
-/** The commits of the previous releases (0.3.0 is the previous one; older ones are kept while fleets still run them). */
+/** The commits of the previous releases (0.4.0 is the previous one; older ones are kept while fleets still run them). */
 const PREVIOUS_RELEASES = [
   { commit: "fe6bb29", version: "0.1.0", region: "v010", ip: "127.0.70.1" },
   { commit: "dfd9e7e", version: "0.2.0", region: "v020", ip: "127.0.70.3" },
   { commit: "f596d49", version: "0.3.0", region: "v030", ip: "127.0.70.4" },
+  { commit: "313dacb", version: "0.4.0", region: "v040", ip: "127.0.70.5" },
 ];
 
 const hasHistory = (await Promise.all(PREVIOUS_RELEASES.map(async (r) => (await $`git -C ${ROOT} cat-file -e ${r.commit}^{commit}`.quiet().nothrow()).exitCode === 0))).every(Boolean);
