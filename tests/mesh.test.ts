@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { VERSION } from "../lib/version.ts";
 import { AGENT_BIN, IS_ROOT, SERVER_BIN, freePort, killAll, samples, scrape, skipReason, start, waitFor, type Proc } from "./helpers/procs.ts";
+import { PROBER_TYPES } from "../lib/probes/kind.ts";
 
 const INTERVAL = "1s";
 const RATIO = 3;
@@ -95,7 +96,7 @@ describe.skipIf(!IS_ROOT)("mesh of three agents (compiled binaries)", () => {
     expect(seen.filter((v) => v !== "0")).toEqual([]);
     // Rounds that were in flight to it are dropped as target_left, not rejected as not_assigned.
     const m = await scrape(metricsUrl);
-    expect(samples(m, "prober_server_reject_points_total", { reason: "not_assigned" }).map((x) => x.value)).toEqual(["0", "0"]);
+    expect(samples(m, "prober_server_reject_points_total", { reason: "not_assigned" }).map((x) => x.value)).toEqual(PROBER_TYPES.map(() => "0")); // one series per kind
   }, 30_000);
 });
 
