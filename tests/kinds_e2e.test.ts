@@ -64,6 +64,17 @@ describe.skipIf(!ok)("every kind through the binaries, next to blackbox_exporter
       { kind: "http", module: "http_2xx", target: `http://127.0.0.1:${http.httpPort}/ok`, success: true },
       { kind: "http", module: "http_2xx", target: `http://127.0.0.1:${http.httpPort}/500`, success: false, reason: "status_code" },
       { kind: "http", module: "https_ca", target: `https://localhost:${http.httpsPort}/ok`, success: true },
+      { kind: "http", module: "http_post_2xx", region: "h1", target: `http://127.0.0.1:${http.httpPort}/echo`, success: true },
+      { kind: "http", module: "http_no_follow", region: "h2", target: `http://127.0.0.1:${http.httpPort}/redirect/1`, success: false, reason: "status_code" },
+      { kind: "http", module: "http_follow", region: "h3", target: `http://127.0.0.1:${http.httpPort}/redirect/3`, success: true },
+      { kind: "http", module: "http_500_ok", region: "h1", target: `http://127.0.0.1:${http.httpPort}/500`, success: true },
+      { kind: "http", module: "http_body_match", region: "h4", target: `http://127.0.0.1:${http.httpPort}/ok`, success: true },
+      { kind: "http", module: "http_body_nomatch", region: "h5", target: `http://127.0.0.1:${http.httpPort}/ok`, success: false, reason: "body_regexp" },
+      { kind: "http", module: "http_header_match", region: "h6", target: `http://127.0.0.1:${http.httpPort}/headers`, success: false, reason: "header_regexp" },
+      { kind: "http", module: "http_not_ssl", region: "h7", target: `http://127.0.0.1:${http.httpPort}/ok`, success: false, reason: "ssl" },
+      { kind: "http", module: "http_basic_auth", region: "h1", target: `http://127.0.0.1:${http.httpPort}/auth`, success: true },
+      { kind: "http", module: "http_version_11", region: "h8", target: `http://127.0.0.1:${http.httpPort}/ok`, success: true },
+      { kind: "http", module: "http_timeout", region: "h1", target: `http://127.0.0.1:${http.httpPort}/hang`, success: false, reason: "timeout" },
       { kind: "tcp", module: "ssh_banner", target: tcpPlain.target, success: true },
       { kind: "tcp", module: "tcp_connect", target: `127.0.0.1:${closed}`, success: false, reason: "connect" },
       { kind: "tcp", module: "pop3s_banner", target: tcpTls.target, success: true },
@@ -86,6 +97,50 @@ describe.skipIf(!ok)("every kind through the binaries, next to blackbox_exporter
     prober: http
     timeout: 5s
     http: {preferred_ip_protocol: ip4, tls_config: {ca_file: "${http.caFile}"}}
+  http_post_2xx:
+    prober: http
+    timeout: 5s
+    http: {method: POST, body: '{"a":1}', headers: {Content-Type: application/json}, preferred_ip_protocol: ip4}
+  http_no_follow:
+    prober: http
+    timeout: 5s
+    http: {follow_redirects: false, preferred_ip_protocol: ip4}
+  http_follow:
+    prober: http
+    timeout: 5s
+    http: {follow_redirects: true, preferred_ip_protocol: ip4}
+  http_500_ok:
+    prober: http
+    timeout: 5s
+    http: {valid_status_codes: [500], preferred_ip_protocol: ip4}
+  http_body_match:
+    prober: http
+    timeout: 5s
+    http: {fail_if_body_not_matches_regexp: ["^ok b.dy$"], preferred_ip_protocol: ip4}
+  http_body_nomatch:
+    prober: http
+    timeout: 5s
+    http: {fail_if_body_matches_regexp: ["(?i)OK"], preferred_ip_protocol: ip4}
+  http_header_match:
+    prober: http
+    timeout: 5s
+    http: {fail_if_header_matches: [{header: X-Probe, regexp: "mesh-[0-9]"}], preferred_ip_protocol: ip4}
+  http_not_ssl:
+    prober: http
+    timeout: 5s
+    http: {fail_if_not_ssl: true, preferred_ip_protocol: ip4}
+  http_basic_auth:
+    prober: http
+    timeout: 5s
+    http: {basic_auth: {username: u, password: p}, preferred_ip_protocol: ip4}
+  http_version_11:
+    prober: http
+    timeout: 5s
+    http: {valid_http_versions: ["HTTP/1.1"], preferred_ip_protocol: ip4}
+  http_timeout:
+    prober: http
+    timeout: 1s
+    http: {preferred_ip_protocol: ip4}
   ssh_banner:
     prober: tcp
     timeout: 5s
