@@ -29,6 +29,9 @@ writeFileSync(
   - prober_type: http
     region: demo-web
     targets: [http://127.0.0.1:18080/, http://127.0.0.1:18080/slow]
+  - prober_type: tcp
+    region: demo-web
+    targets: ["127.0.0.1:18080"]
 `,
 );
 
