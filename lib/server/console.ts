@@ -7,6 +7,15 @@
  * Targets of every check kind (http, tcp, dns, grpc) with httpstat-style phase bars; agents. Text goes in through textContent only.
  */
 
+import { CHECK_KINDS, SERVER_KINDS } from "./kinds.ts";
+
+/** Bar colours of the check kinds' phases; a phase a new kind brings without one is grey. */
+const PHASE_COLOURS: Record<string, string> = { resolve: "#8ab4f8", connect: "#81c995", tls: "#fdd663", processing: "#f28b82", transfer: "#c58af9", query: "#78d9ec", check: "#fcad70" };
+/** Every phase of every check kind, in registry order (the legend, and a CSS class each). */
+const PHASES = [...new Set(CHECK_KINDS.flatMap((k) => SERVER_KINDS[k].spec.phases))];
+const PHASE_CSS = PHASES.map((p) => `.p-${p}{background:${PHASE_COLOURS[p] ?? "#bbb"}}`).join("");
+const PHASE_LEGEND = PHASES.map((p) => `<span><i class="p-${p}"></i>${p}</span>`).join("");
+
 export const CONSOLE_HTML = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ProberMesh</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -20,7 +29,7 @@ h2{font-size:1.05em;margin:.2em 0 .6em}table{border-collapse:collapse}th,td{padd
 .ok{background:#c8ecd0}.warn{background:#fbe7a8}.bad{background:#f5b5b0}.none{background:#f1f2f4;color:#999}.self{background:#fff}
 .slow{outline:2px solid #7b3fe4;outline-offset:-2px}.erring{box-shadow:inset 0 0 0 2px #b3261e}.legend span{display:inline-block;margin-right:1em}.legend i{display:inline-block;width:1em;height:1em;vertical-align:middle;margin-right:.3em;border:1px solid #ccc}
 .bar{display:flex;height:12px;width:240px;background:#eee}.bar span{display:block;height:100%}
-.p-resolve{background:#8ab4f8}.p-connect{background:#81c995}.p-tls{background:#fdd663}.p-processing{background:#f28b82}.p-transfer{background:#c58af9}.p-query{background:#78d9ec}.p-check{background:#fcad70}
+${PHASE_CSS}
 .dead{color:#b3261e;font-weight:600}.alive{color:#137333}#pair[hidden]{display:none}svg{background:#fafbfc;border:1px solid #e3e5ea}
 </style></head>
 <body><header><h1>ProberMesh</h1><span id="updated">loading…</span></header>
@@ -32,7 +41,7 @@ h2{font-size:1.05em;margin:.2em 0 .6em}table{border-collapse:collapse}th,td{padd
 <p class="legend"><span><i style="background:#1a73e8"></i>RTT mean</span><span><i style="background:#c6dafc"></i>RTT min–max</span><span><i style="background:#d93025"></i>loss</span></p>
 <table id="links"></table>
 <h3>Path traces (latest first; taken when a target entered error state)</h3><div id="paths"><p>none yet</p></div></section>
-<section id="targets"><h2>Targets: http, tcp, dns, grpc (last window)</h2><p class="legend"><span><i class="p-resolve"></i>resolve</span><span><i class="p-connect"></i>connect</span><span><i class="p-tls"></i>tls</span><span><i class="p-processing"></i>processing</span><span><i class="p-transfer"></i>transfer</span><span><i class="p-query"></i>query (dns)</span><span><i class="p-check"></i>check (grpc)</span></p><table id="targets-table"></table></section>
+<section id="targets"><h2>Targets: ${CHECK_KINDS.join(", ")} (last window)</h2><p class="legend">${PHASE_LEGEND}</p><table id="targets-table"></table></section>
 <section id="agents"><h2>Agents</h2><table id="agents-table"></table></section>
 </main>
 <script>
