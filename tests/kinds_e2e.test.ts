@@ -18,7 +18,7 @@ import { makeCerts } from "./helpers/certs.ts";
 import { startDnsServer, type DnsTestServer } from "./helpers/dns_server.ts";
 import { ServingStatus, startHealthServer, type RunningServer } from "./helpers/grpc_server.ts";
 import { startTestServers, type TestServers } from "./helpers/http_servers.ts";
-import { AGENT_BIN, IS_ROOT, SERVER_BIN, freePort, killAll, skipReason, start, waitFor } from "./helpers/procs.ts";
+import { AGENT_BIN, IS_ROOT, SERVER_BIN, freePort, killAll, skipReason, start, waitFor, type Proc } from "./helpers/procs.ts";
 import { banner, closedPort, startTcpServer, type TcpTestServer } from "./helpers/tcp_servers.ts";
 
 const blackbox = Bun.which("prometheus-blackbox-exporter");
@@ -47,6 +47,9 @@ describe.skipIf(!ok)("every kind through the binaries, next to blackbox_exporter
   let grpcPlain: RunningServer;
   let grpcTls: RunningServer;
   const cases: Case[] = [];
+  /** A banner server in its own process, frozen with SIGSTOP by the fault test. */
+  let frozen: Proc;
+  let frozenTarget = "";
 
   beforeAll(async () => {
     const certs = await makeCerts();
@@ -59,7 +62,12 @@ describe.skipIf(!ok)("every kind through the binaries, next to blackbox_exporter
     grpcPlain = await startHealthServer({ statuses: { "": ServingStatus.SERVING, down: ServingStatus.NOT_SERVING } });
     grpcTls = await startHealthServer({ tls: tlsOpts });
     const dir = mkdtempSync(`${tmpdir()}/pm-kinds-`);
+    const frozenPort = await freePort();
+    frozenTarget = `127.0.0.1:${frozenPort}`;
+    frozen = start([process.execPath, "-e", `require("node:net").createServer((c) => { c.on("error", () => {}); c.write("SSH-2.0-frozen\\r\\n"); }).listen(${frozenPort}, "127.0.0.1", () => console.log("listening"))`]);
+    await waitFor("the banner process listening", 10_000, () => frozen.output().includes("listening"));
     cases.push(
+      { kind: "tcp", module: "banner_1s", region: "f", target: frozenTarget, success: true },
       { kind: "icmp", module: "icmp", target: "127.0.0.1", success: true },
       { kind: "http", module: "http_2xx", target: `http://127.0.0.1:${http.httpPort}/ok`, success: true },
       { kind: "http", module: "http_2xx", target: `http://127.0.0.1:${http.httpPort}/500`, success: false, reason: "status_code" },
@@ -141,6 +149,13 @@ describe.skipIf(!ok)("every kind through the binaries, next to blackbox_exporter
     prober: http
     timeout: 1s
     http: {preferred_ip_protocol: ip4}
+  banner_1s:
+    prober: tcp
+    timeout: 1s
+    tcp:
+      preferred_ip_protocol: ip4
+      query_response:
+        - expect: "^SSH-2.0-"
   ssh_banner:
     prober: tcp
     timeout: 5s
@@ -234,6 +249,25 @@ describe.skipIf(!ok)("every kind through the binaries, next to blackbox_exporter
     for (const r of rows) expect(r).toEqual({ ...r, mesh: r.expected, blackbox: r.expected });
     for (const c of cases.filter((x) => !x.success && x.reason)) expect({ case: `${c.module} ${c.target}`, reasons: got.get(c)!.reasons }).toEqual({ case: `${c.module} ${c.target}`, reasons: [c.reason!] });
   }, 90_000);
+
+  test("a target process frozen with SIGSTOP turns its tcp check into timeouts on the console's API and /metrics; SIGCONT brings success back", async () => {
+    const status = async () => {
+      const t = (await (await fetch(`${web}/api/v1/targets?kind=tcp`)).json()) as { targets: { target_addr: string; failed: Record<string, number>; results: number }[] };
+      return t.targets.find((x) => x.target_addr === frozenTarget);
+    };
+    const failedTimeouts = async () => {
+      const line = (await (await fetch(`${web}/metrics`)).text()).split("\n").find((l) => l.startsWith("prober_tcp_probes_failed_total{") && l.includes(`target_addr="${frozenTarget}"`) && l.includes('failed_reason="timeout"'));
+      return Number(line?.split(" ").at(-1) ?? 0);
+    };
+    await waitFor("the banner target passing", 20_000, async () => { const x = await status(); return x && x.results > 0 && Object.keys(x.failed).length === 0; });
+    frozen.proc.kill("SIGSTOP");
+    // The kernel still completes the handshake (the listen backlog); the frozen process never sends its banner.
+    const down = await waitFor("timeouts while frozen", 20_000, async () => { const x = await status(); return x && x.failed.timeout ? x : undefined; });
+    expect(Object.keys(down.failed)).toEqual(["timeout"]);
+    expect(await failedTimeouts()).toBeGreaterThan(0);
+    frozen.proc.kill("SIGCONT");
+    await waitFor("success again after SIGCONT", 20_000, async () => { const x = await status(); return x && x.results > 0 && Object.keys(x.failed).length === 0; });
+  }, 70_000);
 
   test("/metrics carries every check kind's family with the labels the rules and dashboards read", async () => {
     const text = await (await fetch(`${web}/metrics`)).text();
