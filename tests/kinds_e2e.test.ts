@@ -7,7 +7,8 @@
  *   - a server and one agent run it; the verdict of each (module, target) read from the server
  *     (`/api/v1/targets`, `/api/v1/mesh`) equals blackbox's `probe_success` for it, and equals the
  *     verdict written here (so both being wrong the same way fails too);
- *   - `/metrics` has each kind's family with the labels the rules and dashboards read.
+ *   - `/metrics` has each kind's family with the labels the rules and dashboards read;
+ *   - a fault: a target process frozen with SIGSTOP turns into timeouts, and SIGCONT heals it.
  *
  * Targets are loopback servers started here (HTTP, TCP with and without TLS, DNS, gRPC health).
  */
