@@ -5,6 +5,7 @@
  */
 import { isIP } from "node:net";
 import { isHostOrIp } from "../address.ts";
+import { canonicalIpv6 } from "../host_port.ts";
 
 /** blackbox's default ports: DNS (RFC 1035) and DNS over TLS (RFC 7858). */
 export const DNS_PORT = 53;
@@ -16,8 +17,6 @@ export interface DnsServer {
   port: number | undefined;
 }
 
-/** RFC 5952 text of an IPv6 literal (lower case, zeros compressed) through the URL parser. */
-const canonicalV6 = (ip: string) => new URL(`http://[${ip}]/`).hostname.slice(1, -1);
 
 /**
  * Splits a target. @returns host and port, or null when it is not `host[:port]`, `[v6][:port]` or
@@ -40,7 +39,7 @@ export function parseDnsTarget(s: string): DnsServer | null {
   }
   const p = port === undefined ? undefined : Number(port);
   if (p !== undefined && (p < 1 || p > 65535)) return null;
-  return { host: isIP(host) === 6 ? canonicalV6(host) : host.toLowerCase(), port: p };
+  return { host: isIP(host) === 6 ? canonicalIpv6(host) : host.toLowerCase(), port: p };
 }
 
 /**

@@ -4,17 +4,16 @@
  * parsed straight into the protobuf GrpcModule handed to agents; and target addressing
  * (`host:port`, `[v6]:port`, as blackbox's grpc targets are written).
  */
-import { isIP } from "node:net";
 import { clone, create, toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { z } from "zod";
 import { parseDurationMs } from "../../cli/duration.ts";
 import { GrpcMetadataSchema, GrpcModuleSchema, GrpcResultSchema, GrpcTargetSchema, type GrpcModule } from "../../rpc/gen/probermesh/v1/grpc_pb.ts";
-import { isHostOrIp } from "../address.ts";
 import type { ProbeKind } from "../kind.ts";
 import { durationString } from "../schema_types.ts";
 import { redactTlsConfig, tlsConfigFrom, tlsConfigKeys, type FileReader } from "../tls.ts";
 import { FAILED_REASON_DOCS } from "./failed_reason.ts";
+import { normaliseHostPortTarget } from "../host_port.ts";
 
 /** Defaults of a `grpc:` module; durations in milliseconds. */
 export const GRPC_DEFAULTS = {
@@ -95,42 +94,6 @@ export function redactGrpcModule(m: GrpcModule, placeholder: string): GrpcModule
   return r;
 }
 
-/** A target's parts: `host` without brackets (a name or an IP literal) and the port. */
-export interface HostPort {
-  host: string;
-  port: number;
-}
-
-/** Splits `host:port` / `[v6]:port`; null when it is not one (bad host, port outside 1..65535, bare IPv6). */
-export function splitGrpcTarget(s: string): HostPort | null {
-  const m = /^\[([^\]\s]+)\]:(\d{1,5})$/.exec(s) ?? /^([^:[\]\s/]+):(\d{1,5})$/.exec(s);
-  if (!m) return null;
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) return null;
-  const bracketed = s.startsWith("[");
-  const host = m[1]!;
-  if (bracketed ? isIP(host) !== 6 : !isHostOrIp(host)) return null;
-  return { host, port };
-}
-
-/**
- * A gRPC target in canonical form: `host:port` with the name lower-cased, `[v6]:port` with the
- * address compressed (RFC 5952), the port without leading zeros.
- * @returns the canonical target, or null when `s` is not `host:port` / `[v6]:port`
- */
-export function normaliseGrpcTarget(s: string): string | null {
-  const hp = splitGrpcTarget(s);
-  if (!hp) return null;
-  if (isIP(hp.host) === 6) {
-    try {
-      return `${new URL(`http://[${hp.host}]/`).hostname}:${hp.port}`;
-    } catch {
-      return null; // zone identifiers (fe80::1%eth0) are not URL hosts
-    }
-  }
-  return `${hp.host.toLowerCase()}:${hp.port}`;
-}
-
 export const grpcKind: ProbeKind<"grpc"> = {
   type: "grpc",
   resultSchema: GrpcResultSchema,
@@ -138,7 +101,7 @@ export const grpcKind: ProbeKind<"grpc"> = {
   failedReasons: FAILED_REASON_DOCS,
   moduleSchema: grpcModuleSchema,
   defaultModule: () => grpcModuleSchema("/").parse({}),
-  normaliseTarget: normaliseGrpcTarget,
+  normaliseTarget: normaliseHostPortTarget,
   targetDescription: "host:port",
   target: (targetRegion, address, module) => create(GrpcTargetSchema, { targetRegion, address, module }),
   moduleJson: (m) => toJson(GrpcModuleSchema, m),

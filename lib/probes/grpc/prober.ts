@@ -23,7 +23,8 @@ import { ResolveTimeoutError, resolveHostWithin } from "../resolve.ts";
 import { handshakeFacts, tlsOptions } from "../tls.ts";
 import { healthCheck } from "./call.ts";
 import { ProbeFailure } from "./failure.ts";
-import { GRPC_DEFAULTS, splitGrpcTarget } from "./kind.ts";
+import { splitHostPortTarget } from "../host_port.ts";
+import { GRPC_DEFAULTS } from "./kind.ts";
 import { Code, codeText } from "./status.ts";
 import { waitForSocket } from "../socket_wait.ts";
 
@@ -83,7 +84,7 @@ export class GrpcProber implements Prober<"grpc"> {
     let sock: net.Socket | undefined;
     let session: http2.ClientHttp2Session | undefined;
     try {
-      const hp = splitGrpcTarget(target.address);
+      const hp = splitHostPortTarget(target.address);
       if (!hp) throw new ProbeFailure("resolve", `target "${target.address}" is not host:port`);
       if (signal?.aborted) throw new ProbeFailure("timeout", "aborted", Code.CANCELLED);
       const resolved = await resolveWithin(hp.host, m, deadline, signal);

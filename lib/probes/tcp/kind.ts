@@ -21,7 +21,7 @@ import { redactTlsConfig, tlsConfigFrom, tlsConfigKeys, type FileReader } from "
 import { TCP_DEFAULTS } from "./defaults.ts";
 import { FAILED_REASON_DOCS } from "./failed_reason.ts";
 import { goRegexpError } from "../regexp.ts";
-import { normaliseTcpTarget } from "./target.ts";
+import { normaliseHostPortTarget } from "../host_port.ts";
 
 /**
  * A text or byte value of query_response: a string, a YAML `!!binary` value (postgresql's
@@ -109,7 +109,7 @@ export const tcpKind: ProbeKind<"tcp"> = {
   failedReasons: FAILED_REASON_DOCS,
   moduleSchema: tcpModuleSchema,
   defaultModule: () => tcpModuleSchema("/").parse({}),
-  normaliseTarget: normaliseTcpTarget,
+  normaliseTarget: normaliseHostPortTarget,
   targetDescription: "host:port",
   target: (targetRegion, address, module) => create(TcpTargetSchema, { targetRegion, address, module }),
   moduleJson: (m) => toJson(TcpModuleSchema, m),

@@ -26,7 +26,7 @@ import { Conn } from "./conn.ts";
 import { TCP_DEFAULTS } from "./defaults.ts";
 import { runQueryResponse } from "./dialogue.ts";
 import { ProbeFailure } from "./failed_reason.ts";
-import { splitTcpTarget } from "./target.ts";
+import { splitHostPortTarget } from "../host_port.ts";
 
 /**
  * Resolves `host` within what is left before `deadline` (performance.now() ms), or until `signal`
@@ -80,7 +80,7 @@ export class TcpProber implements Prober<"tcp"> {
     const phases = { resolve: 0, connect: 0, tls: 0 };
     let conn: Conn | undefined;
     try {
-      const hp = splitTcpTarget(target.address);
+      const hp = splitHostPortTarget(target.address);
       if (!hp) throw new ProbeFailure("connect", `${target.address} is not host:port`);
       if (signal?.aborted) throw new ProbeFailure("timeout", "aborted before the probe started");
       const resolved = await resolveWithin(hp.host, m, deadline, signal);
