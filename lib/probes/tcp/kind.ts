@@ -2,7 +2,7 @@
  * The TCP kind's common half (lib/probes/kind.ts): the probe file's `tcp:` module with
  * blackbox_exporter's <tcp_probe> names and meaning (its CONFIGURATION.md, config/config.go),
  * parsed straight into the protobuf TcpModule handed to agents; and TCP target addressing
- * (`host:port`, `[v6]:port`: lib/probes/tcp/target.ts).
+ * (`host:port`, `[v6]:port`: lib/probes/host_port.ts).
  *
  * Validation as blackbox's config loading: an `expect` that does not compile is refused
  * ("Could not compile regular expression"), expect and expect_bytes are exclusive, tls_config as
