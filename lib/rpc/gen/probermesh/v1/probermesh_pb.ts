@@ -21,13 +21,15 @@ import type { IcmpResult, IcmpTarget } from "./icmp_pb.ts";
 import { file_probermesh_v1_icmp } from "./icmp_pb.ts";
 import type { TcpResult, TcpTarget } from "./tcp_pb.ts";
 import { file_probermesh_v1_tcp } from "./tcp_pb.ts";
+import type { UdpResult, UdpTarget } from "./udp_pb.ts";
+import { file_probermesh_v1_udp } from "./udp_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file probermesh/v1/probermesh.proto.
  */
 export const file_probermesh_v1_probermesh: GenFile = /*@__PURE__*/
-  fileDesc("Ch5wcm9iZXJtZXNoL3YxL3Byb2Jlcm1lc2gucHJvdG8SDXByb2Jlcm1lc2gudjEiRgoFQWdlbnQSDgoGcmVnaW9uGAEgASgJEgoKAmlwGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkiNwoQSGVhcnRiZWF0UmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQixgEKEUhlYXJ0YmVhdFJlc3BvbnNlEhYKDnNlcnZlcl92ZXJzaW9uGAEgASgJEjcKFGFnZ3JlZ2F0aW9uX2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtpbnN0YW5jZV9pZBgEIAEoCRIUCgxwb29sX3ZlcnNpb24YBSABKAQiOwoUR2V0VGFyZ2V0UG9vbFJlcXVlc3QSIwoFYWdlbnQYASABKAsyFC5wcm9iZXJtZXNoLnYxLkFnZW50IvEBChVHZXRUYXJnZXRQb29sUmVzcG9uc2USJwoEaWNtcBgBIAMoCzIZLnByb2Jlcm1lc2gudjEuSWNtcFRhcmdldBInCgRodHRwGAIgAygLMhkucHJvYmVybWVzaC52MS5IdHRwVGFyZ2V0EiUKA3RjcBgEIAMoCzIYLnByb2Jlcm1lc2gudjEuVGNwVGFyZ2V0EiUKA2RucxgFIAMoCzIYLnByb2Jlcm1lc2gudjEuRG5zVGFyZ2V0EicKBGdycGMYBiADKAsyGS5wcm9iZXJtZXNoLnYxLkdycGNUYXJnZXQSDwoHcGFydGlhbBgDIAEoCCKmAwoSUHVzaFJlc3VsdHNSZXF1ZXN0EiMKBWFnZW50GAEgASgLMhQucHJvYmVybWVzaC52MS5BZ2VudBInCgRpY21wGAIgAygLMhkucHJvYmVybWVzaC52MS5JY21wUmVzdWx0EicKBGh0dHAYAyADKAsyGS5wcm9iZXJtZXNoLnYxLkh0dHBSZXN1bHQSJQoDdGNwGAkgAygLMhgucHJvYmVybWVzaC52MS5UY3BSZXN1bHQSJQoDZG5zGAogAygLMhgucHJvYmVybWVzaC52MS5EbnNSZXN1bHQSJwoEZ3JwYxgLIAMoCzIZLnByb2Jlcm1lc2gudjEuR3JwY1Jlc3VsdBItCglzZW50X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBnRyYWNlcxgFIAMoCzIYLnByb2Jlcm1lc2gudjEuUGF0aFRyYWNlEhkKEWFnZW50X2luc3RhbmNlX2lkGAYgASgJEhYKDmJhdGNoX3NlcXVlbmNlGAcgASgEEhYKDmRyb3BwZWRfcG9pbnRzGAggASgEIjgKEURlcmVnaXN0ZXJSZXF1ZXN0EiMKBWFnZW50GAEgASgLMhQucHJvYmVybWVzaC52MS5BZ2VudCIUChJEZXJlZ2lzdGVyUmVzcG9uc2Ui4wEKCVBhdGhUcmFjZRIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSEwoLcmVzb2x2ZWRfaXAYAyABKAkSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAUgASgJEiUKBGhvcHMYBiADKAsyFy5wcm9iZXJtZXNoLnYxLlRyYWNlSG9wEg8KB3JlYWNoZWQYByABKAgSDQoFZXJyb3IYCCABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgJIAEoASLJAQoIVHJhY2VIb3ASCwoDdHRsGAEgASgNEg8KB2FkZHJlc3MYAiABKAkSDAoEc2VudBgDIAEoDRIQCghyZWNlaXZlZBgEIAEoDRIYChBydHRfbWVhbl9zZWNvbmRzGAUgASgBEhcKD3J0dF9taW5fc2Vjb25kcxgGIAEoARIXCg9ydHRfbWF4X3NlY29uZHMYByABKAESGgoScnR0X3N0ZGRldl9zZWNvbmRzGAggASgBEhcKD290aGVyX2FkZHJlc3NlcxgJIAMoCSJ5ChNQdXNoUmVzdWx0c1Jlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgNEhAKCHJlamVjdGVkGAIgASgNEhYKDnJlamVjdF9yZWFzb25zGAMgAygJEhMKC2luc3RhbmNlX2lkGAQgASgJEhEKCWR1cGxpY2F0ZRgFIAEoCDLwAgoRUHJvYmVyTWVzaFNlcnZpY2USUAoJSGVhcnRiZWF0Eh8ucHJvYmVybWVzaC52MS5IZWFydGJlYXRSZXF1ZXN0GiAucHJvYmVybWVzaC52MS5IZWFydGJlYXRSZXNwb25zZSIAElwKDUdldFRhcmdldFBvb2wSIy5wcm9iZXJtZXNoLnYxLkdldFRhcmdldFBvb2xSZXF1ZXN0GiQucHJvYmVybWVzaC52MS5HZXRUYXJnZXRQb29sUmVzcG9uc2UiABJWCgtQdXNoUmVzdWx0cxIhLnByb2Jlcm1lc2gudjEuUHVzaFJlc3VsdHNSZXF1ZXN0GiIucHJvYmVybWVzaC52MS5QdXNoUmVzdWx0c1Jlc3BvbnNlIgASUwoKRGVyZWdpc3RlchIgLnByb2Jlcm1lc2gudjEuRGVyZWdpc3RlclJlcXVlc3QaIS5wcm9iZXJtZXNoLnYxLkRlcmVnaXN0ZXJSZXNwb25zZSIAYgZwcm90bzM", [file_google_protobuf_duration, file_probermesh_v1_dns, file_probermesh_v1_grpc, file_probermesh_v1_http, file_probermesh_v1_icmp, file_probermesh_v1_tcp, file_google_protobuf_timestamp]);
+  fileDesc("Ch5wcm9iZXJtZXNoL3YxL3Byb2Jlcm1lc2gucHJvdG8SDXByb2Jlcm1lc2gudjEiagoFQWdlbnQSDgoGcmVnaW9uGAEgASgJEgoKAmlwGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSEAoIdWRwX3BvcnQYBSABKA0SEAoIdGNwX3BvcnQYBiABKA0iNwoQSGVhcnRiZWF0UmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQi2AEKEUhlYXJ0YmVhdFJlc3BvbnNlEhYKDnNlcnZlcl92ZXJzaW9uGAEgASgJEjcKFGFnZ3JlZ2F0aW9uX2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtpbnN0YW5jZV9pZBgEIAEoCRIUCgxwb29sX3ZlcnNpb24YBSABKAQSEAoIbWVzaF9rZXkYBiABKAwiOwoUR2V0VGFyZ2V0UG9vbFJlcXVlc3QSIwoFYWdlbnQYASABKAsyFC5wcm9iZXJtZXNoLnYxLkFnZW50IpgCChVHZXRUYXJnZXRQb29sUmVzcG9uc2USJwoEaWNtcBgBIAMoCzIZLnByb2Jlcm1lc2gudjEuSWNtcFRhcmdldBInCgRodHRwGAIgAygLMhkucHJvYmVybWVzaC52MS5IdHRwVGFyZ2V0EiUKA3RjcBgEIAMoCzIYLnByb2Jlcm1lc2gudjEuVGNwVGFyZ2V0EiUKA2RucxgFIAMoCzIYLnByb2Jlcm1lc2gudjEuRG5zVGFyZ2V0EicKBGdycGMYBiADKAsyGS5wcm9iZXJtZXNoLnYxLkdycGNUYXJnZXQSJQoDdWRwGAcgAygLMhgucHJvYmVybWVzaC52MS5VZHBUYXJnZXQSDwoHcGFydGlhbBgDIAEoCCLNAwoSUHVzaFJlc3VsdHNSZXF1ZXN0EiMKBWFnZW50GAEgASgLMhQucHJvYmVybWVzaC52MS5BZ2VudBInCgRpY21wGAIgAygLMhkucHJvYmVybWVzaC52MS5JY21wUmVzdWx0EicKBGh0dHAYAyADKAsyGS5wcm9iZXJtZXNoLnYxLkh0dHBSZXN1bHQSJQoDdGNwGAkgAygLMhgucHJvYmVybWVzaC52MS5UY3BSZXN1bHQSJQoDZG5zGAogAygLMhgucHJvYmVybWVzaC52MS5EbnNSZXN1bHQSJwoEZ3JwYxgLIAMoCzIZLnByb2Jlcm1lc2gudjEuR3JwY1Jlc3VsdBIlCgN1ZHAYDCADKAsyGC5wcm9iZXJtZXNoLnYxLlVkcFJlc3VsdBItCglzZW50X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBnRyYWNlcxgFIAMoCzIYLnByb2Jlcm1lc2gudjEuUGF0aFRyYWNlEhkKEWFnZW50X2luc3RhbmNlX2lkGAYgASgJEhYKDmJhdGNoX3NlcXVlbmNlGAcgASgEEhYKDmRyb3BwZWRfcG9pbnRzGAggASgEIjgKEURlcmVnaXN0ZXJSZXF1ZXN0EiMKBWFnZW50GAEgASgLMhQucHJvYmVybWVzaC52MS5BZ2VudCIUChJEZXJlZ2lzdGVyUmVzcG9uc2UioAIKCVBhdGhUcmFjZRIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSEwoLcmVzb2x2ZWRfaXAYAyABKAkSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAUgASgJEiUKBGhvcHMYBiADKAsyFy5wcm9iZXJtZXNoLnYxLlRyYWNlSG9wEg8KB3JlYWNoZWQYByABKAgSDQoFZXJyb3IYCCABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgJIAEoARIMCgRraW5kGAogASgJEhMKC3NvdXJjZV9wb3J0GAsgASgNEhgKEGRlc3RpbmF0aW9uX3BvcnQYDCABKA0iyQEKCFRyYWNlSG9wEgsKA3R0bBgBIAEoDRIPCgdhZGRyZXNzGAIgASgJEgwKBHNlbnQYAyABKA0SEAoIcmVjZWl2ZWQYBCABKA0SGAoQcnR0X21lYW5fc2Vjb25kcxgFIAEoARIXCg9ydHRfbWluX3NlY29uZHMYBiABKAESFwoPcnR0X21heF9zZWNvbmRzGAcgASgBEhoKEnJ0dF9zdGRkZXZfc2Vjb25kcxgIIAEoARIXCg9vdGhlcl9hZGRyZXNzZXMYCSADKAkieQoTUHVzaFJlc3VsdHNSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoDRIQCghyZWplY3RlZBgCIAEoDRIWCg5yZWplY3RfcmVhc29ucxgDIAMoCRITCgtpbnN0YW5jZV9pZBgEIAEoCRIRCglkdXBsaWNhdGUYBSABKAgy8AIKEVByb2Jlck1lc2hTZXJ2aWNlElAKCUhlYXJ0YmVhdBIfLnByb2Jlcm1lc2gudjEuSGVhcnRiZWF0UmVxdWVzdBogLnByb2Jlcm1lc2gudjEuSGVhcnRiZWF0UmVzcG9uc2UiABJcCg1HZXRUYXJnZXRQb29sEiMucHJvYmVybWVzaC52MS5HZXRUYXJnZXRQb29sUmVxdWVzdBokLnByb2Jlcm1lc2gudjEuR2V0VGFyZ2V0UG9vbFJlc3BvbnNlIgASVgoLUHVzaFJlc3VsdHMSIS5wcm9iZXJtZXNoLnYxLlB1c2hSZXN1bHRzUmVxdWVzdBoiLnByb2Jlcm1lc2gudjEuUHVzaFJlc3VsdHNSZXNwb25zZSIAElMKCkRlcmVnaXN0ZXISIC5wcm9iZXJtZXNoLnYxLkRlcmVnaXN0ZXJSZXF1ZXN0GiEucHJvYmVybWVzaC52MS5EZXJlZ2lzdGVyUmVzcG9uc2UiAGIGcHJvdG8z", [file_google_protobuf_duration, file_probermesh_v1_dns, file_probermesh_v1_grpc, file_probermesh_v1_http, file_probermesh_v1_icmp, file_probermesh_v1_tcp, file_probermesh_v1_udp, file_google_protobuf_timestamp]);
 
 /**
  * Agent identifies one agent process.
@@ -60,6 +62,20 @@ export type Agent = Message<"probermesh.v1.Agent"> & {
    * @generated from field: string hostname = 4;
    */
   hostname: string;
+
+  /**
+   * Port of this agent's UDP responder (-agent.udp.listen.port) and of its TCP listener for
+   * connect probes (-agent.tcp.listen.port) on `ip`; 0 = not listening (or an agent before 0.6).
+   * Under dynamic discovery the other regions probe them (the udp and tcp mesh).
+   *
+   * @generated from field: uint32 udp_port = 5;
+   */
+  udpPort: number;
+
+  /**
+   * @generated from field: uint32 tcp_port = 6;
+   */
+  tcpPort: number;
 };
 
 /**
@@ -128,6 +144,16 @@ export type HeartbeatResponse = Message<"probermesh.v1.HeartbeatResponse"> & {
    * @generated from field: uint64 pool_version = 5;
    */
   poolVersion: bigint;
+
+  /**
+   * The mesh key (since 0.6; 32 bytes): UDP probes between agents carry an HMAC-SHA256 tag under
+   * it, and a responder answers only probes whose tag verifies (docs/security.md "Responders").
+   * The same on every server of a mesh (-server.mesh.key.file, or shared through the Redis
+   * registry). Empty from servers before 0.6: the agent's responder then answers nothing.
+   *
+   * @generated from field: bytes mesh_key = 6;
+   */
+  meshKey: Uint8Array;
 };
 
 /**
@@ -186,6 +212,13 @@ export type GetTargetPoolResponse = Message<"probermesh.v1.GetTargetPoolResponse
   grpc: GrpcTarget[];
 
   /**
+   * Since 0.6.
+   *
+   * @generated from field: repeated probermesh.v1.UdpTarget udp = 7;
+   */
+  udp: UdpTarget[];
+
+  /**
    * True while the server may not know every live agent yet (the warm-up after its start, with
    * dynamic discovery): the agent adds the targets it gets and keeps the ones it already probes.
    *
@@ -236,6 +269,13 @@ export type PushResultsRequest = Message<"probermesh.v1.PushResultsRequest"> & {
    * @generated from field: repeated probermesh.v1.GrpcResult grpc = 11;
    */
   grpc: GrpcResult[];
+
+  /**
+   * Since 0.6.
+   *
+   * @generated from field: repeated probermesh.v1.UdpResult udp = 12;
+   */
+  udp: UdpResult[];
 
   /**
    * The agent's clock when it sent this request (set again at every attempt). The server takes
@@ -317,9 +357,10 @@ export const DeregisterResponseSchema: GenMessage<DeregisterResponse> = /*@__PUR
   messageDesc(file_probermesh_v1_probermesh, 7);
 
 /**
- * PathTrace is an MTR-style trace of the path from an agent to one of its ICMP targets: echo
- * requests with TTL (IPv6: hop limit) 1, 2, ... and the ICMP Time Exceeded messages the routers
- * answer with (RFC 792 type 11, RFC 4443 type 3), several probes per hop.
+ * PathTrace is an MTR-style trace of the path from an agent to one of its targets: probes with TTL
+ * (IPv6: hop limit) 1, 2, ... (ICMP echo requests, or for one flow UDP probes / TCP SYNs: `kind`)
+ * and the ICMP Time Exceeded messages the routers answer with (RFC 792 type 11, RFC 4443 type 3),
+ * several probes per hop.
  *
  * @generated from message probermesh.v1.PathTrace
  */
@@ -330,7 +371,7 @@ export type PathTrace = Message<"probermesh.v1.PathTrace"> & {
   targetRegion: string;
 
   /**
-   * The target as handed out in the pool (IcmpTarget.address).
+   * The target as handed out in the pool (IcmpTarget.address; UdpTarget / TcpTarget.address).
    *
    * @generated from field: string address = 2;
    */
@@ -382,6 +423,29 @@ export type PathTrace = Message<"probermesh.v1.PathTrace"> & {
    * @generated from field: double duration_seconds = 9;
    */
   durationSeconds: number;
+
+  /**
+   * What was traced (since 0.6): "icmp" (echo requests; "" from older agents means icmp), or
+   * "udp" / "tcp": a Paris-traceroute of one flow, TTL-limited UDP probes / TCP SYNs with the
+   * flow's exact 5-tuple (source_port -> address's port), so every hop is on that flow's ECMP path.
+   *
+   * @generated from field: string kind = 10;
+   */
+  kind: string;
+
+  /**
+   * The flow's source port (udp, tcp; 0 for icmp).
+   *
+   * @generated from field: uint32 source_port = 11;
+   */
+  sourcePort: number;
+
+  /**
+   * The destination port (udp, tcp; 0 for icmp).
+   *
+   * @generated from field: uint32 destination_port = 12;
+   */
+  destinationPort: number;
 };
 
 /**

@@ -9,6 +9,8 @@ import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { FlowStats } from "./flow_pb.ts";
+import { file_probermesh_v1_flow } from "./flow_pb.ts";
 import type { TlsConfig } from "./tls_pb.ts";
 import { file_probermesh_v1_tls } from "./tls_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
@@ -17,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file probermesh/v1/tcp.proto.
  */
 export const file_probermesh_v1_tcp: GenFile = /*@__PURE__*/
-  fileDesc("Chdwcm9iZXJtZXNoL3YxL3RjcC5wcm90bxINcHJvYmVybWVzaC52MSKDAgoJVGNwTW9kdWxlEioKB3RpbWVvdXQYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoKdGxzX2NvbmZpZxgCIAEoCzIYLnByb2Jlcm1lc2gudjEuVGxzQ29uZmlnEh0KFXByZWZlcnJlZF9pcF9wcm90b2NvbBgDIAEoCRIcChRpcF9wcm90b2NvbF9mYWxsYmFjaxgEIAEoCBIZChFzb3VyY2VfaXBfYWRkcmVzcxgFIAEoCRI3Cg5xdWVyeV9yZXNwb25zZRgGIAMoCzIfLnByb2Jlcm1lc2gudjEuVGNwUXVlcnlSZXNwb25zZRILCgN0bHMYByABKAgiaAoQVGNwUXVlcnlSZXNwb25zZRITCgZleHBlY3QYASABKAlIAIgBARIUCgxleHBlY3RfYnl0ZXMYAiABKAwSDAoEc2VuZBgDIAEoDBIQCghzdGFydHRscxgEIAEoCEIJCgdfZXhwZWN0Il0KCVRjcFRhcmdldBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKAoGbW9kdWxlGAMgASgLMhgucHJvYmVybWVzaC52MS5UY3BNb2R1bGUirAIKCVRjcFJlc3VsdBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3VjY2VzcxgEIAEoCBIVCg1mYWlsZWRfcmVhc29uGAUgASgJEg0KBWVycm9yGAYgASgJEhgKEGR1cmF0aW9uX3NlY29uZHMYByABKAESFwoPcmVzb2x2ZV9zZWNvbmRzGAggASgBEhcKD2Nvbm5lY3Rfc2Vjb25kcxgJIAEoARITCgt0bHNfc2Vjb25kcxgKIAEoARIgChhzc2xfZWFybGllc3RfY2VydF9leHBpcnkYCyABKAMSEwoLdGxzX3ZlcnNpb24YDCABKAliBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_probermesh_v1_tls]);
+  fileDesc("Chdwcm9iZXJtZXNoL3YxL3RjcC5wcm90bxINcHJvYmVybWVzaC52MSKSAgoJVGNwTW9kdWxlEioKB3RpbWVvdXQYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoKdGxzX2NvbmZpZxgCIAEoCzIYLnByb2Jlcm1lc2gudjEuVGxzQ29uZmlnEh0KFXByZWZlcnJlZF9pcF9wcm90b2NvbBgDIAEoCRIcChRpcF9wcm90b2NvbF9mYWxsYmFjaxgEIAEoCBIZChFzb3VyY2VfaXBfYWRkcmVzcxgFIAEoCRI3Cg5xdWVyeV9yZXNwb25zZRgGIAMoCzIfLnByb2Jlcm1lc2gudjEuVGNwUXVlcnlSZXNwb25zZRILCgN0bHMYByABKAgSDQoFZmxvd3MYCCABKA0iaAoQVGNwUXVlcnlSZXNwb25zZRITCgZleHBlY3QYASABKAlIAIgBARIUCgxleHBlY3RfYnl0ZXMYAiABKAwSDAoEc2VuZBgDIAEoDBIQCghzdGFydHRscxgEIAEoCEIJCgdfZXhwZWN0Il0KCVRjcFRhcmdldBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKAoGbW9kdWxlGAMgASgLMhgucHJvYmVybWVzaC52MS5UY3BNb2R1bGUi1QIKCVRjcFJlc3VsdBIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3VjY2VzcxgEIAEoCBIVCg1mYWlsZWRfcmVhc29uGAUgASgJEg0KBWVycm9yGAYgASgJEhgKEGR1cmF0aW9uX3NlY29uZHMYByABKAESFwoPcmVzb2x2ZV9zZWNvbmRzGAggASgBEhcKD2Nvbm5lY3Rfc2Vjb25kcxgJIAEoARITCgt0bHNfc2Vjb25kcxgKIAEoARIgChhzc2xfZWFybGllc3RfY2VydF9leHBpcnkYCyABKAMSEwoLdGxzX3ZlcnNpb24YDCABKAkSJwoFZmxvd3MYDSADKAsyGC5wcm9iZXJtZXNoLnYxLkZsb3dTdGF0c2IGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_probermesh_v1_flow, file_probermesh_v1_tls]);
 
 /**
  * TcpModule is the probe file's `tcp:` block, every default filled in by the server.
@@ -73,6 +75,16 @@ export type TcpModule = Message<"probermesh.v1.TcpModule"> & {
    * @generated from field: bool tls = 7;
    */
   tls: boolean;
+
+  /**
+   * ProberMesh (0.6), not blackbox: 0 = one connection from a port the kernel chooses (blackbox's
+   * tcp prober). n >= 1 = the mesh's connect probe: n connections per round, each from its own
+   * source port of -agent.tcp.flow.ports (one flow each), reset right after the handshake; no TLS
+   * and no query_response. Per-flow results in TcpResult.flows. Agents before 0.6 ignore it.
+   *
+   * @generated from field: uint32 flows = 8;
+   */
+  flows: number;
 };
 
 /**
@@ -244,6 +256,15 @@ export type TcpResult = Message<"probermesh.v1.TcpResult"> & {
    * @generated from field: string tls_version = 12;
    */
   tlsVersion: string;
+
+  /**
+   * With TcpModule.flows >= 1: one entry per flow (sent 1, received 1 when established by the
+   * first SYN), in port order; success is then "every flow established". connect_seconds is the
+   * mean connect time of the established flows.
+   *
+   * @generated from field: repeated probermesh.v1.FlowStats flows = 13;
+   */
+  flows: FlowStats[];
 };
 
 /**
