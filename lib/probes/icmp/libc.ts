@@ -54,12 +54,35 @@ export const EPERM = 1;
 export const EACCES = 13;
 export const EMSGSIZE = 90;
 export const EADDRNOTAVAIL = 99;
+/** Flow sockets (udp kind, tcp flows, flow traces): UDP/TCP, ports, TOS, linger, TCP_INFO (ip(7), socket(7), tcp(7)). */
+export const SOCK_STREAM = 1;
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+export const SO_REUSEADDR = 2;
+export const SO_REUSEPORT = 15;
+export const SO_ERROR = 4;
+export const SO_LINGER = 13;
+export const IP_TOS = 1;
+export const IP_RECVTOS = 13;
+export const IPV6_TCLASS = 67;
+export const IPV6_RECVTCLASS = 66;
+export const IPV6_V6ONLY = 26;
+export const IP_HDRINCL = 3;
+export const TCP_INFO = 11;
+export const EINPROGRESS = 115;
+export const EADDRINUSE = 98;
+export const ECONNREFUSED = 111;
+export const ETIMEDOUT = 110;
 
 const lib = dlopen(`libc.so.6`, {
   socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
   bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
   getsockname: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  connect: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  sendmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i64_fast },
+  poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
   sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64_fast },
   recvmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i64_fast },
   recvmmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.u32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
