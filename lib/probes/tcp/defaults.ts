@@ -8,3 +8,12 @@ export const TCP_DEFAULTS = {
   preferredIpProtocol: "ip4",
   ipProtocolFallback: true,
 } as const;
+
+/**
+ * Default -agent.tcp.flow.ports: the source ports of the connect probe's flows (TcpModule.flows),
+ * one per flow (lib/probes/flow/ports.ts). Next to the udp kind's 40100-40115, 16 ports.
+ */
+export const TCP_FLOW_PORTS = "40200-40215";
+
+/** Most flows a module may ask for (`flows`, probe file). */
+export const TCP_MAX_FLOWS = 1024;

@@ -8,6 +8,9 @@
  * ("Could not compile regular expression"), expect and expect_bytes are exclusive, tls_config as
  * Prometheus' common config (lib/probes/tls.ts). Stricter where blackbox would only fail at probe
  * time: source_ip_address must be an IP literal.
+ *
+ * `flows` is ProberMesh's (issue 19): n >= 1 turns the module into the mesh's connect probe
+ * (lib/probes/tcp/flows.ts), which refuses tls, tls_config and query_response.
  */
 import { isIP } from "node:net";
 import { clone, create, toJson } from "@bufbuild/protobuf";
@@ -18,7 +21,7 @@ import { TcpModuleSchema, TcpQueryResponseSchema, TcpResultSchema, TcpTargetSche
 import type { ProbeKind } from "../kind.ts";
 import { durationString } from "../schema_types.ts";
 import { redactTlsConfig, tlsConfigFrom, tlsConfigKeys, type FileReader } from "../tls.ts";
-import { TCP_DEFAULTS } from "./defaults.ts";
+import { TCP_DEFAULTS, TCP_FLOW_PORTS, TCP_MAX_FLOWS } from "./defaults.ts";
 import { FAILED_REASON_DOCS } from "./failed_reason.ts";
 import { goRegexpError } from "../regexp.ts";
 import { normaliseHostPortTarget } from "../host_port.ts";
@@ -50,7 +53,12 @@ export const tcpKeys = z.strictObject({
     .describe('the dialogue after connecting, a list of steps {expect, expect_bytes, send, starttls}: expect is an RE2 regexp matched against each line read until one matches; expect_bytes must be the next bytes exactly (not with expect); send is written followed by "\\n", with ${1} / ${name} from the step\'s expect match; starttls: true upgrades the connection to TLS (tls_config). labels (probe_expect_info) is refused'),
   tls: z.boolean().optional().describe("TLS handshake right after the TCP connection (default false)"),
   tls_config: tlsConfigKeys.optional(),
+  flows: z.number().int().min(0).max(TCP_MAX_FLOWS).optional()
+    .describe(`ProberMesh's own, not blackbox's: 0 (default) = blackbox's probe, one connection from a port the kernel chooses; 1..${TCP_MAX_FLOWS} = the mesh's connect probe (Pingmesh): one connection per flow, each from its own source port of the agent's -agent.tcp.flow.ports (default ${TCP_FLOW_PORTS}; at most that many flows), reset right after the handshake, timed by the kernel (SYN -> SYN-ACK); a flow whose SYN had to be retransmitted counts as lost. source_ip_address applies; tls, tls_config and query_response are refused (a connect probe sends nothing)`),
 });
+
+/** The keys a connect probe (flows >= 1) refuses: it resets the connection after the handshake. */
+const NOT_WITH_FLOWS = ["tls", "tls_config", "query_response"] as const;
 
 /** The keys as parsed. */
 type TcpKeys = z.infer<typeof tcpKeys>;
@@ -83,6 +91,12 @@ function stepsFrom(k: TcpKeys, r: FileReader): TcpQueryResponse[] {
 function tcpModuleSchema(baseDir: string): z.ZodType<TcpModule, unknown> {
   return tcpKeys.transform((k, ctx): TcpModule => {
     const files: FileReader = { baseDir, issue: (path, message) => ctx.addIssue({ code: "custom", path, message }) };
+    if (k.flows) {
+      for (const key of NOT_WITH_FLOWS) {
+        const v = k[key];
+        if (v !== undefined && v !== false && !(Array.isArray(v) && v.length === 0)) files.issue([key], `${key} does not apply with flows: ${k.flows} (a connect probe resets each connection right after the handshake); remove ${key} or set flows: 0`);
+      }
+    }
     return create(TcpModuleSchema, {
       timeout: durationFromMs(k.timeout ? parseDurationMs(k.timeout) : TCP_DEFAULTS.timeoutMs),
       tlsConfig: tlsConfigFrom(k.tls_config, files),
@@ -91,6 +105,7 @@ function tcpModuleSchema(baseDir: string): z.ZodType<TcpModule, unknown> {
       sourceIpAddress: k.source_ip_address ?? "",
       queryResponse: stepsFrom(k, files),
       tls: k.tls ?? false,
+      flows: k.flows ?? 0,
     });
   });
 }

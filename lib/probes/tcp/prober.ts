@@ -14,6 +14,12 @@
  *
  * The module's timeout bounds the whole round; the AbortSignal ends it early (failed_reason
  * timeout, error "aborted ..."). The connection is destroyed before probe() resolves.
+ *
+ * With TcpModule.flows >= 1 the round is instead the mesh's connect probe (lib/probes/tcp/flows.ts):
+ * resolve as above, then one connection per flow from the first `flows` ports of the prober's
+ * flow port range, reset after the handshake; `flows` in the result, connect_seconds the mean
+ * kernel-measured SYN -> SYN-ACK time of the flows established by their first SYN. tls and
+ * query_response do not apply then (the probe file refuses them; the prober ignores them).
  */
 import net from "node:net";
 import { create } from "@bufbuild/protobuf";
@@ -27,6 +33,9 @@ import { TCP_DEFAULTS } from "./defaults.ts";
 import { runQueryResponse } from "./dialogue.ts";
 import { ProbeFailure } from "./failed_reason.ts";
 import { splitHostPortTarget } from "../host_port.ts";
+import { flowPorts, parsePortRange, type PortRange } from "../flow/ports.ts";
+import { TCP_FLOW_PORTS } from "./defaults.ts";
+import { connectFlows, flowStats, flowVerdict } from "./flows.ts";
 
 /**
  * Resolves `host` within what is left before `deadline` (performance.now() ms), or until `signal`
@@ -66,9 +75,16 @@ function sourceFor(ip: string, source: string | undefined): string | undefined {
  */
 export class TcpProber implements Prober<"tcp"> {
   readonly type = "tcp" as const;
+  /** The source ports of the connect probe's flows (-agent.tcp.flow.ports). */
+  readonly flowPorts: PortRange;
+
+  /** @param opts.flowPorts the flow port range (default TCP_FLOW_PORTS, 40200-40215) */
+  constructor(opts: { flowPorts?: PortRange } = {}) {
+    this.flowPorts = opts.flowPorts ?? parsePortRange(TCP_FLOW_PORTS);
+  }
 
   status(): ProberStatus {
-    return { ready: true, message: "TCP probes over node:net / node:tls (connect, TLS, STARTTLS, query_response)" };
+    return { ready: true, message: `TCP probes over node:net / node:tls (connect, TLS, STARTTLS, query_response); connect probes over flows from ports ${this.flowPorts.first}-${this.flowPorts.last}` };
   }
 
   async probe(target: TcpTarget, signal?: AbortSignal): Promise<TcpResult> {
@@ -86,22 +102,30 @@ export class TcpProber implements Prober<"tcp"> {
       const resolved = await resolveWithin(hp.host, m, deadline, signal);
       phases.resolve = resolved.seconds;
       const source = sourceFor(resolved.ip, m?.sourceIpAddress);
-      let t = performance.now();
-      conn = await Conn.open(resolved.ip, hp.port, source, deadline, signal);
-      phases.connect = (performance.now() - t) / 1000;
-      const c = conn;
-      // Certificates are checked against tls_config.server_name, else the target's host (as blackbox).
-      const handshake = async (step?: string) => {
-        t = performance.now();
-        const facts = await c.startTls(tlsOptions(m?.tlsConfig, hp.host.split("%")[0]!, [])).catch((e: unknown) => {
-          throw step && e instanceof ProbeFailure ? new ProbeFailure(e.reason, `${step}: starttls: ${e.message}`) : e;
-        });
-        phases.tls += (performance.now() - t) / 1000;
-        r.tlsVersion = facts.version;
-        r.sslEarliestCertExpiry = BigInt(facts.certExpiry);
-      };
-      if (m?.tls) await handshake();
-      await runQueryResponse(conn, m?.queryResponse ?? [], handshake);
+      if (m && m.flows > 0) {
+        const outcomes = await connectFlows({ ip: resolved.ip, port: hp.port, sourceIp: source, ports: flowPorts(this.flowPorts, m.flows), deadline, signal });
+        r.flows = outcomes.map(flowStats);
+        const v = flowVerdict(outcomes, timeoutMs);
+        phases.connect = v.connectSeconds;
+        if (v.failedReason) throw new ProbeFailure(v.failedReason, v.error);
+      } else {
+        let t = performance.now();
+        conn = await Conn.open(resolved.ip, hp.port, source, deadline, signal);
+        phases.connect = (performance.now() - t) / 1000;
+        const c = conn;
+        // Certificates are checked against tls_config.server_name, else the target's host (as blackbox).
+        const handshake = async (step?: string) => {
+          t = performance.now();
+          const facts = await c.startTls(tlsOptions(m?.tlsConfig, hp.host.split("%")[0]!, [])).catch((e: unknown) => {
+            throw step && e instanceof ProbeFailure ? new ProbeFailure(e.reason, `${step}: starttls: ${e.message}`) : e;
+          });
+          phases.tls += (performance.now() - t) / 1000;
+          r.tlsVersion = facts.version;
+          r.sslEarliestCertExpiry = BigInt(facts.certExpiry);
+        };
+        if (m?.tls) await handshake();
+        await runQueryResponse(conn, m?.queryResponse ?? [], handshake);
+      }
     } catch (e) {
       const f = e instanceof ProbeFailure ? e : new ProbeFailure("io", (e as Error).message);
       r.failedReason = f.reason;
