@@ -25,13 +25,13 @@ const CAN = (await netnsAvailable()) && nftInstalled();
 if (!CAN) console.log("[skip] tcp_flows_netns: needs root, ip netns and nft (network namespaces with nftables drop rules)");
 
 let pair: NsPair;
-let listener: ReturnType<typeof Bun.spawn> | undefined;
+let listener: Bun.Subprocess<"ignore", "pipe", "inherit"> | undefined;
 
 beforeAll(async () => {
   if (!CAN) return;
   pair = await createNsPair("tflow");
   const script = `require("node:net").createServer((c) => c.on("error", () => {})).listen(${LISTEN_PORT}, "::", function () { console.log("ready"); });`;
-  listener = Bun.spawn([...pair.inFar, process.execPath, "-e", script], { stdout: "pipe", stderr: "inherit" });
+  listener = Bun.spawn([...pair.inFar, process.execPath, "-e", script], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
   const reader = listener.stdout.getReader();
   let seen = "";
   while (!seen.includes("ready")) {
