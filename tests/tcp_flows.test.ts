@@ -19,6 +19,7 @@ import { sockaddrWithPort, TCPI_RTT, TCPI_TOTAL_RETRANS } from "../lib/probes/tc
 import { TCP_FLOW_PORTS } from "../lib/probes/tcp/defaults.ts";
 import { tcpKind } from "../lib/probes/tcp/kind.ts";
 import { TcpProber } from "../lib/probes/tcp/prober.ts";
+import { portList } from "../lib/probes/tcp/flows.ts";
 import { parsePortRange } from "../lib/probes/flow/ports.ts";
 import { freePort } from "./helpers/procs.ts";
 
@@ -116,7 +117,7 @@ describe("connect probe over flows (loopback)", () => {
     const r = await probe(new TcpProber({ flowPorts: range("47320-47323") }), `127.0.0.1:${port}`, moduleOf({ flows: 4 }));
     expect([r.success, r.failedReason]).toEqual([false, "connect"]);
     expect(r.flows.map((f) => [f.sourcePort, f.sent, f.received, f.rttMeanSeconds])).toEqual([47320, 47321, 47322, 47323].map((p) => [p, 1, 0, 0]));
-    expect(r.error).toBe("source ports 47320, 47321, 47322, 47323: connection refused (RST)");
+    expect(r.error).toBe("source ports 47320-47323: connection refused (RST)");
     expect(r.connectSeconds).toBe(0);
   });
 
@@ -134,6 +135,11 @@ describe("connect probe over flows (loopback)", () => {
     } finally {
       await new Promise((ok) => holder.close(ok));
     }
+  });
+
+  test("the error lists failed ports with runs of three or more as ranges", () => {
+    expect(portList([40200, 40201, 40202, 40203, 40205, 40206, 40208])).toBe("40200-40203, 40205, 40206, 40208");
+    expect(portList([])).toBe("");
   });
 
   test("flows above the range's size use the whole range; the default range is TCP_FLOW_PORTS", async () => {

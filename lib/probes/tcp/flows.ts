@@ -158,9 +158,9 @@ export interface FlowVerdict {
 /**
  * The round's verdict: failed_reason "connect" when a flow was refused, unreachable or could not
  * be set up (its port held elsewhere), else "timeout" when a flow was not established in time (or
- * the round was aborted). The error groups the failed ports by cause, e.g.
- * "source ports 40201, 40203: connection refused (RST); source port 40205: bind: Address
- * already in use (errno 98)".
+ * the round was aborted). The error groups the failed ports by cause, runs of ports as ranges
+ * (its length stays bounded by the causes, not the flows), e.g. "source ports 40201, 40203-40204:
+ * connection refused (RST); source port 40205: bind: Address already in use (errno 98)".
  */
 export function flowVerdict(outcomes: readonly FlowOutcome[], timeoutMs: number): FlowVerdict {
   const byCause = new Map<string, number[]>();
@@ -181,7 +181,20 @@ export function flowVerdict(outcomes: readonly FlowOutcome[], timeoutMs: number)
       : o.error === "aborted" ? "aborted before established" : o.errno === ECONNREFUSED ? "connection refused (RST)" : o.error;
     byCause.set(cause, [...(byCause.get(cause) ?? []), o.sourcePort]);
   }
-  const error = [...byCause].map(([cause, ports]) => `source ${ports.length === 1 ? "port" : "ports"} ${ports.join(", ")}: ${cause}`).join("; ");
+  const error = [...byCause].map(([cause, ports]) => `source ${ports.length === 1 ? "port" : "ports"} ${portList(ports)}: ${cause}`).join("; ");
   const failedReason: FailedReason | "" = byCause.size === 0 ? "" : hardFailure ? "connect" : "timeout";
   return { failedReason, error, connectSeconds: rttN ? rttSum / rttN : 0 };
+}
+
+/** Ascending ports as "40200-40203, 40207": consecutive runs of three or more as a range. */
+export function portList(ports: readonly number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < ports.length; ) {
+    let j = i;
+    while (j + 1 < ports.length && ports[j + 1] === ports[j]! + 1) j++;
+    if (j - i >= 2) parts.push(`${ports[i]}-${ports[j]}`);
+    else for (let k = i; k <= j; k++) parts.push(String(ports[k]));
+    i = j + 1;
+  }
+  return parts.join(", ");
 }
