@@ -21,6 +21,7 @@ import type { GrpcModule, GrpcResult, GrpcTarget } from "../rpc/gen/probermesh/v
 import type { HttpModule, HttpResult, HttpTarget } from "../rpc/gen/probermesh/v1/http_pb.ts";
 import type { IcmpModule, IcmpResult, IcmpTarget } from "../rpc/gen/probermesh/v1/icmp_pb.ts";
 import type { TcpModule, TcpResult, TcpTarget } from "../rpc/gen/probermesh/v1/tcp_pb.ts";
+import type { UdpModule, UdpResult, UdpTarget } from "../rpc/gen/probermesh/v1/udp_pb.ts";
 
 /** The protobuf messages of each kind: the only place the set of kinds is spelled out. */
 export interface KindTypes {
@@ -29,13 +30,14 @@ export interface KindTypes {
   tcp: { target: TcpTarget; result: TcpResult; module: TcpModule };
   dns: { target: DnsTarget; result: DnsResult; module: DnsModule };
   grpc: { target: GrpcTarget; result: GrpcResult; module: GrpcModule };
+  udp: { target: UdpTarget; result: UdpResult; module: UdpModule };
 }
 
 /** Probe types, the value of the prober_type label and of the probe file's `prober_type`. */
 export type ProberType = keyof KindTypes;
 
-/** Every ProberType, in the order kinds are listed in pools, pushes and docs. */
-export const PROBER_TYPES = ["icmp", "http", "tcp", "dns", "grpc"] as const satisfies readonly ProberType[];
+/** Every ProberType, in the order kinds are listed in pools, pushes and docs (udp, since 0.6, last so the older order stays). */
+export const PROBER_TYPES = ["icmp", "http", "tcp", "dns", "grpc", "udp"] as const satisfies readonly ProberType[];
 
 export type TargetOf<K extends ProberType> = KindTypes[K]["target"];
 export type ResultOf<K extends ProberType> = KindTypes[K]["result"];
@@ -52,7 +54,7 @@ export interface ProbeKind<K extends ProberType> {
   moduleSchema(baseDir: string): z.ZodType<ModuleOf<K>, unknown>;
   /** The module's keys as written in the file (zod shape with a description per key): docs/configuration.md is generated from it. */
   readonly keys: z.ZodObject;
-  /** Every failed_reason of the kind with its meaning (its failed_reason.ts); absent for kinds that report loss instead (icmp). */
+  /** Every failed_reason of the kind with its meaning (its failed_reason.ts); absent for kinds that report loss instead (icmp, udp). */
   readonly failedReasons?: Readonly<Record<string, string>>;
   /** The module of a block that has none. */
   defaultModule(): ModuleOf<K>;

@@ -6,6 +6,7 @@ import { HTTP_SPEC, checkHttpResult, httpIngest } from "../probes/http/ingest.ts
 import { checkIcmpResult, icmpIngest } from "../probes/icmp/ingest.ts";
 import { PROBER_TYPES, type ProberType, type ServerKind } from "../probes/kind.ts";
 import { TCP_SPEC, checkTcpResult, tcpIngest } from "../probes/tcp/ingest.ts";
+import { checkUdpResult, udpIngest } from "../probes/udp/ingest.ts";
 
 export const SERVER_KINDS = {
   icmp: { check: checkIcmpResult, ingest: icmpIngest },
@@ -13,6 +14,7 @@ export const SERVER_KINDS = {
   tcp: { check: checkTcpResult, ingest: tcpIngest, spec: TCP_SPEC },
   dns: { check: checkDnsResult, ingest: dnsIngest, spec: DNS_SPEC },
   grpc: { check: checkGrpcResult, ingest: grpcIngest, spec: GRPC_SPEC },
+  udp: { check: checkUdpResult, ingest: udpIngest },
 } satisfies { [K in ProberType]: ServerKind<K> };
 
 /** Every kind's ingest on `store` (declaring its metrics), keyed by prober_type. */

@@ -1,0 +1,97 @@
+/**
+ * Per-flow aggregation over one window for the flow-aware mesh kinds (udp; tcp with flows): each
+ * (agent, target) link's flows (FlowStats, one per source port) summed over the window's rounds,
+ * then judged by `lossyFlows` (lib/probes/flow/lossy.ts, THE definition, shared with the agent),
+ * so prober_udp_flows_lossy / prober_tcp_flows_lossy count the (agent, target, flow) triples that
+ * show the ECMP / LAG signature (NetNORAD, Pingmesh: one bundle member or path losing while the
+ * others do not).
+ */
+import { lossyFlows } from "./flow/lossy.ts";
+import type { FlowStats } from "../rpc/gen/probermesh/v1/flow_pb.ts";
+
+/** Flows (source ports) kept per link and window at most; a link's ports come from its agent's range (<= 1024 flows a round). */
+export const MAX_FLOWS_PER_LINK = 1024;
+
+/** One flow of one (agent, target) link over one window: what /api/v1/pair's `flows` shows. */
+export interface FlowRow {
+  /** "udp" or "tcp". */
+  kind: string;
+  agentIp: string;
+  /** The target as handed out (host:port). */
+  address: string;
+  sourcePort: number;
+  /** udp: probes sent; tcp: connects attempted. */
+  sent: number;
+  /** udp: probes answered; tcp: connects established by the first SYN. */
+  received: number;
+  /** (sent - received) / sent, 0..1; 1 when nothing was sent. */
+  lossRatio: number;
+  /** lossyFlows() names this flow over the window's sums of its link. */
+  lossy: boolean;
+}
+
+/**
+ * Checks a result's per-flow stats: at most `maxFlows` entries, ports 1..65535 and distinct,
+ * received <= sent (duplicates are counted apart), RTTs finite, in [0, 3600] s.
+ * @returns "" or why they are unusable
+ */
+export function checkFlows(flows: readonly FlowStats[], maxFlows: number): string {
+  if (flows.length > maxFlows) return `more than ${maxFlows} flows`;
+  const ports = new Set<number>();
+  for (const f of flows) {
+    if (f.sourcePort < 1 || f.sourcePort > 65535) return "flow source_port out of range 1..65535";
+    if (ports.has(f.sourcePort)) return `flow source_port ${f.sourcePort} twice`;
+    ports.add(f.sourcePort);
+    if (f.received > f.sent) return "flow received > sent";
+    if (![f.rttMeanSeconds, f.rttMinSeconds, f.rttMaxSeconds].every((v) => Number.isFinite(v) && v >= 0 && v <= 3600)) return "flow rtt out of range";
+  }
+  return "";
+}
+
+/** The flows of one region pair over one window, per (agent, target) link. */
+export class FlowWindow {
+  private readonly links = new Map<string, { agentIp: string; address: string; ports: Map<number, { sent: number; received: number }> }>();
+
+  constructor(private readonly kind: string) {}
+
+  /** Adds one result's flows of the link (agentIp, address). */
+  add(agentIp: string, address: string, flows: readonly FlowStats[]): void {
+    if (flows.length === 0) return;
+    const k = `${agentIp}\u0000${address}`;
+    let link = this.links.get(k);
+    if (!link) this.links.set(k, (link = { agentIp, address, ports: new Map() }));
+    for (const f of flows) {
+      let c = link.ports.get(f.sourcePort);
+      if (!c) {
+        if (link.ports.size >= MAX_FLOWS_PER_LINK) continue;
+        link.ports.set(f.sourcePort, (c = { sent: 0, received: 0 }));
+      }
+      c.sent += f.sent;
+      c.received += Math.min(f.received, f.sent);
+    }
+  }
+
+  /** True when no flow was added. */
+  get empty(): boolean {
+    return this.links.size === 0;
+  }
+
+  /** Sums over every flow: sent and received. */
+  totals(): { sent: number; received: number } {
+    let sent = 0, received = 0;
+    for (const l of this.links.values()) for (const c of l.ports.values()) (sent += c.sent), (received += c.received);
+    return { sent, received };
+  }
+
+  /** Every flow of the window, lossy first, then by loss ratio (highest first), agent, address, port. */
+  rows(): FlowRow[] {
+    const out: FlowRow[] = [];
+    for (const l of this.links.values()) {
+      const lossy = new Set(lossyFlows([...l.ports].map(([sourcePort, c]) => ({ sourcePort, ...c }))));
+      for (const [sourcePort, c] of l.ports) {
+        out.push({ kind: this.kind, agentIp: l.agentIp, address: l.address, sourcePort, sent: c.sent, received: c.received, lossRatio: c.sent > 0 ? (c.sent - c.received) / c.sent : 1, lossy: lossy.has(sourcePort) });
+      }
+    }
+    return out.sort((a, b) => Number(b.lossy) - Number(a.lossy) || b.lossRatio - a.lossRatio || a.agentIp.localeCompare(b.agentIp) || a.address.localeCompare(b.address) || a.sourcePort - b.sourcePort);
+  }
+}
