@@ -23,6 +23,7 @@ export const SERVER_FLAGS: FlagSpec[] = [
   { name: "server.registry.max.regions", kind: "number", default: "1000", min: 1, help: "distinct regions the registry holds at most; beyond it, resource_exhausted" },
   { name: "server.agent.forget.after", kind: "duration", default: "1h", min: 0, help: "an agent silent this long after it was declared dead is forgotten: until then it stays a mesh target (a cut-off region reads loss 1, not nothing) and prober_agent_is_alive 0; agents that stop with SIGTERM/SIGINT leave at once (Deregister)" },
   { name: "server.registry.url", kind: "string", default: "", help: "shared agent registry for several servers: redis://host:port/db (default: in-process, one server)" },
+  { name: "server.mesh.key.file", kind: "string", default: "", help: "file whose content (SHA-256) is the mesh key handed to agents in heartbeats: their UDP probes carry an HMAC under it and responders answer only those. Give every server of a mesh the same file; without it, servers of one -server.registry.url share a random key through Redis, and a lone server makes a random key at each start" },
   { name: "check.config", kind: "bool", default: "false", help: "check -server.probe.file and -server.web.config.file, print every error with its line, exit 0 (valid) or 2; starts nothing" },
   ...LOG_FLAGS,
 ];

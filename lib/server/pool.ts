@@ -2,20 +2,29 @@
  * Target pools: what each source region must probe (docs/configuration.md "Discovery").
  *
  * - Every kind's targets come from the probe file's blocks (lib/targets/config.ts).
- * - static discovery: ICMP targets come from the file only.
+ * - static discovery: the mesh kinds' targets come from the file only.
  * - dynamic discovery: per target region, the file's ICMP targets merged (union, de-duplicated)
  *   with the IPs of that region's known agents: the mesh. (ProberMesh replaced the file's list.)
+ *   Since 0.6 the flow mesh too (MESH_FLOW_KINDS): each known agent's UDP responder `ip:udp_port`
+ *   as a udp target (module: the region's file `udp` block, whose targets are merged in, else the
+ *   default) and its TCP listener `ip:tcp_port` as a tcp target with the mesh connect module
+ *   (meshTcpModule()); an agent announcing port 0 (or before 0.6) gets none of that kind.
  *   Known means live or dead but not yet forgotten (-server.agent.forget.after): a silent agent
  *   stays a target, so a cut-off region reads loss 1 instead of vanishing; an agent that said
  *   goodbye (Deregister) leaves at once.
- * - a region never gets its own targets unless -server.probe.self; an agent never gets its own IP.
+ * - a region never gets its own targets unless -server.probe.self; an agent never gets its own IP
+ *   (mesh kinds: neither the IP nor IP:port).
  */
 import { create } from "@bufbuild/protobuf";
 import { GetTargetPoolResponseSchema, type GetTargetPoolResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { PROBER_TYPES, type ModuleOf, type ProbeKind, type ProberType, type TargetOf } from "../probes/kind.ts";
-import { MESH_KIND, PROBE_KINDS } from "../probes/kinds.ts";
+import { agentHostPort, MESH_KIND, MESH_KINDS, meshTcpModule, PROBE_KINDS } from "../probes/kinds.ts";
+import { splitHostPortTarget } from "../probes/host_port.ts";
 import type { ProbeBlock, ProbeFile } from "../targets/config.ts";
-import type { AgentRegistry } from "./registry.ts";
+import type { AgentEntry, AgentRegistry } from "./registry.ts";
+
+/** What the pool needs of a known agent: where it is and which responders it announced. */
+export type MeshAgent = Pick<AgentEntry, "region" | "ip" | "udpPort" | "tcpPort">;
 
 /** ICMP target discovery mode (-server.icmp.discovery). */
 export const DISCOVERY_MODES = ["static", "dynamic"] as const;
@@ -34,6 +43,10 @@ const MAX_LEFT = 10_000;
 
 /** Source regions whose pools are cached at most (region names come from agents). */
 const MAX_CACHED_REGIONS = 4096;
+
+/** The mesh kinds whose file block (module and targets) is merged with the agents' addresses; tcp's mesh has its own module. */
+const MERGED = ["icmp", "udp"] as const satisfies readonly (typeof MESH_KINDS)[number][];
+type MeshMerged = (typeof MERGED)[number];
 
 const key = (type: ProberType, region: string, address: string) => `${type}\u0000${region}\u0000${address}`;
 
@@ -60,7 +73,7 @@ export class TargetPool {
    */
   constructor(private file: ProbeFile, readonly discovery: Discovery, private readonly probeSelf: boolean, registry: AgentRegistry, private readonly leftGraceMs = 0, private readonly now = () => Date.now()) {
     this.indexFile();
-    for (const a of registry.all()) this.agentChanged(a.region, a.ip, true);
+    for (const a of registry.all()) this.agentChanged(a, true);
   }
 
   /**
@@ -89,23 +102,50 @@ export class TargetPool {
     this.changed();
   }
 
-  /**
-   * An agent became known (`known`: its first heartbeat) or left (forgotten, or `goodbye`); call
-   * from the registry's join and forget events. A goodbye is remembered for the grace time
-   * (leftRecently), a join ends it.
-   */
-  agentChanged(region: string, ip: string, known: boolean, goodbye = false): void {
-    if (this.discovery !== "dynamic") return;
-    const k = key(MESH_KIND, region, ip);
+  /** The mesh targets of an agent: its IP (icmp), and ip:port for each responder it announced. */
+  private static meshKeys(a: MeshAgent): string[] {
+    const out = [key(MESH_KIND, a.region, a.ip)];
+    if (a.udpPort > 0) out.push(key("udp", a.region, agentHostPort(a.ip, a.udpPort)));
+    if (a.tcpPort > 0) out.push(key("tcp", a.region, agentHostPort(a.ip, a.tcpPort)));
+    return out;
+  }
+
+  /** One known agent more (+1) or less (-1) behind mesh target `k`; a goodbye is remembered for the grace time. */
+  private adjust(k: string, delta: 1 | -1, goodbye: boolean): void {
     this.left.delete(k);
     if (goodbye) {
       if (this.left.size >= MAX_LEFT) this.left.delete(this.left.keys().next().value!);
       this.left.set(k, this.now());
     }
-    const n = (this.agentKeys.get(k) ?? 0) + (known ? 1 : -1);
+    const n = (this.agentKeys.get(k) ?? 0) + delta;
     if (n > 0) this.agentKeys.set(k, n);
     else this.agentKeys.delete(k);
+  }
+
+  /**
+   * An agent became known (`known`: its first heartbeat) or left (forgotten, or `goodbye`); call
+   * from the registry's join and forget events. A goodbye is remembered for the grace time
+   * (leftRecently), a join ends it.
+   */
+  agentChanged(a: MeshAgent, known: boolean, goodbye = false): void {
+    if (this.discovery !== "dynamic") return;
+    for (const k of TargetPool.meshKeys(a)) this.adjust(k, known ? 1 : -1, goodbye);
     this.changed();
+  }
+
+  /**
+   * A known agent announced other responder ports (a heartbeat or a shared record): its old
+   * ip:port targets leave (remembered like a goodbye, so rounds in flight are dropped quietly as
+   * target_left) and the new ones join.
+   */
+  agentPortsChanged(previous: MeshAgent, next: MeshAgent): void {
+    if (this.discovery !== "dynamic") return;
+    const before = new Set(TargetPool.meshKeys(previous));
+    const after = new Set(TargetPool.meshKeys(next));
+    let changed = false;
+    for (const k of before) if (!after.has(k)) (this.adjust(k, -1, true), (changed = true));
+    for (const k of after) if (!before.has(k)) (this.adjust(k, 1, false), (changed = true));
+    if (changed) this.changed();
   }
 
   /** The current probe file. */
@@ -128,30 +168,53 @@ export class TargetPool {
     }
     const out = create(GetTargetPoolResponseSchema, { partial: full.partial });
     for (const t of PROBER_TYPES) (out[t] as TargetOf<typeof t>[]) = full[t];
-    if (agentIp) out[MESH_KIND] = full[MESH_KIND].filter((t) => t.address !== agentIp);
+    if (agentIp) {
+      out[MESH_KIND] = full[MESH_KIND].filter((t) => t.address !== agentIp);
+      const own = (address: string) => splitHostPortTarget(address)?.host === agentIp;
+      out.udp = full.udp.filter((t) => !own(t.address));
+      out.tcp = full.tcp.filter((t) => !(own(t.address) && this.agentKeys.has(key("tcp", t.targetRegion, t.address))));
+    }
     return out;
   }
 
   private build(sourceRegion: string, redact?: string): GetTargetPoolResponse {
     const pool = create(GetTargetPoolResponseSchema, {});
     const wanted = (region: string) => this.probeSelf || region !== sourceRegion;
-    // The mesh: ICMP targets per region, the file's merged with live agents' IPs.
-    const mesh = new Map<string, { module: ModuleOf<typeof MESH_KIND>; targets: Set<string> }>();
+    // The mesh per kind and region: the file's icmp / udp block merged with known agents' addresses.
+    type Mesh = Map<string, { module: ModuleOf<MeshMerged>; targets: Set<string> }>;
+    const mesh = { icmp: new Map(), udp: new Map() } as { [K in MeshMerged]: Mesh };
     const fileBlocks: ProbeBlock[] = [];
+    /** tcp targets of the file per region: an agent's listener listed there keeps the file's module. */
+    const fileTcp = new Set<string>();
     for (const b of this.file.blocks) {
       if (!wanted(b.region)) continue;
-      if (b.proberType === MESH_KIND) mesh.set(b.region, { module: b.module, targets: new Set(b.targets) });
+      if (b.proberType === MESH_KIND || b.proberType === "udp") mesh[b.proberType].set(b.region, { module: b.module as ModuleOf<MeshMerged>, targets: new Set(b.targets) });
       else fileBlocks.push(b);
+      if (b.proberType === "tcp") for (const t of b.targets) fileTcp.add(`${b.region}\u0000${t}`);
     }
+    const tcpMesh = new Map<string, Set<string>>();
     for (const k of this.agentKeys.keys()) {
-      const [, region, ip] = k.split("\u0000") as [string, string, string];
+      const [type, region, address] = k.split("\u0000") as [ProberType, string, string];
       if (!wanted(region)) continue;
-      let entry = mesh.get(region);
-      if (!entry) mesh.set(region, (entry = { module: PROBE_KINDS[MESH_KIND].defaultModule(), targets: new Set() }));
-      entry.targets.add(ip);
+      if (type === "tcp") {
+        if (fileTcp.has(`${region}\u0000${address}`)) continue;
+        let s = tcpMesh.get(region);
+        if (!s) tcpMesh.set(region, (s = new Set()));
+        s.add(address);
+        continue;
+      }
+      const m = mesh[type as MeshMerged];
+      let entry = m.get(region);
+      if (!entry) m.set(region, (entry = { module: PROBE_KINDS[type as MeshMerged].defaultModule(), targets: new Set() }));
+      entry.targets.add(address);
     }
-    for (const [region, { module, targets }] of [...mesh].sort(([a], [b]) => a.localeCompare(b))) addTargets(pool, MESH_KIND, region, targets, module, "", redact);
+    const byRegion = <V>(m: Map<string, V>) => [...m].sort(([a], [b]) => a.localeCompare(b));
+    for (const type of MERGED) for (const [region, { module, targets }] of byRegion(mesh[type])) addTargets(pool, type, region, targets, module as ModuleOf<typeof type>, "", redact);
     for (const b of fileBlocks) addTargets(pool, b.proberType, b.region, b.targets, b.module as ModuleOf<typeof b.proberType>, "", redact);
+    if (tcpMesh.size) {
+      const module = meshTcpModule();
+      for (const [region, targets] of byRegion(tcpMesh)) addTargets(pool, "tcp", region, targets, module, "", redact);
+    }
     return pool;
   }
 
@@ -174,9 +237,9 @@ export class TargetPool {
 
   /**
    * True when a result of this kind could name a known agent rather than a file target (dynamic
-   * discovery, the mesh kind): such a result becomes verifiable once that agent registers.
+   * discovery, the mesh kinds): such a result becomes verifiable once that agent registers.
    */
   mayNameAnAgent(type: ProberType): boolean {
-    return this.discovery === "dynamic" && type === MESH_KIND;
+    return this.discovery === "dynamic" && (MESH_KINDS as readonly ProberType[]).includes(type);
   }
 }

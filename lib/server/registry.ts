@@ -20,6 +20,9 @@ export interface AgentEntry {
   ip: string;
   version: string;
   hostname: string;
+  /** Ports of the agent's UDP responder and TCP listener on `ip` (Agent.udp_port / tcp_port); 0 = none (agents before 0.6). */
+  udpPort: number;
+  tcpPort: number;
   firstSeenMs: number;
   lastSeenMs: number;
   alive: boolean;
@@ -49,7 +52,7 @@ export interface RegistryLimits {
 export interface RegistryEvents {
   /** An agent became known (first heartbeat, or first seen in the shared registry): it joins the pools. */
   onJoin?(entry: AgentEntry): void;
-  /** An agent's alive state or labels changed; `previous` is set when its version changed. */
+  /** An agent's alive state, labels or ports changed; `previous` is set when its version or a port changed. */
   onChange?(entry: AgentEntry, previous?: AgentEntry): void;
   /** A heartbeat arrived at this server (to share it with other servers). */
   onHeartbeat?(entry: AgentEntry): void;
@@ -63,7 +66,17 @@ export interface RegistryEvents {
 }
 
 /** What the shared registry stores and observe() takes. */
-export type AgentRecord = Pick<AgentEntry, "region" | "ip" | "version" | "hostname" | "firstSeenMs" | "lastSeenMs">;
+export type AgentRecord = Pick<AgentEntry, "region" | "ip" | "version" | "hostname" | "firstSeenMs" | "lastSeenMs"> & Partial<Pick<AgentEntry, "udpPort" | "tcpPort">>;
+
+/** A port as announced (Agent.udp_port / tcp_port, or a shared record): 1..65535, else 0 (none). */
+export function announcedPort(p: unknown): number {
+  return typeof p === "number" && Number.isInteger(p) && p >= 1 && p <= 65535 ? p : 0;
+}
+
+/** True when the two entries announce different responder ports. */
+export function portsDiffer(a: Pick<AgentEntry, "udpPort" | "tcpPort">, b: Pick<AgentEntry, "udpPort" | "tcpPort">): boolean {
+  return a.udpPort !== b.udpPort || a.tcpPort !== b.tcpPort;
+}
 
 /** In-memory registry keyed by region + ip. */
 export class AgentRegistry {
@@ -131,7 +144,7 @@ export class AgentRegistry {
     return e;
   }
 
-  private record(a: Pick<Agent, "region" | "ip" | "version" | "hostname">, t: number, firstSeenMs: number | undefined, alive = true): AgentEntry {
+  private record(a: Pick<Agent, "region" | "ip" | "version" | "hostname"> & Partial<Pick<Agent, "udpPort" | "tcpPort">>, t: number, firstSeenMs: number | undefined, alive = true): AgentEntry {
     const key = `${a.region}\u0000${a.ip}`;
     const old = this.agents.get(key);
     if (!old) {
@@ -139,11 +152,12 @@ export class AgentRegistry {
       if (!this.perRegion.has(a.region) && this.perRegion.size >= this.limits.maxRegions) throw new RegistryFull("max_regions");
       this.perRegion.set(a.region, (this.perRegion.get(a.region) ?? 0) + 1);
     }
-    const entry: AgentEntry = { region: a.region, ip: a.ip, version: a.version, hostname: a.hostname, firstSeenMs: old?.firstSeenMs ?? firstSeenMs ?? t, lastSeenMs: t, alive };
+    const entry: AgentEntry = {
+      region: a.region, ip: a.ip, version: a.version, hostname: a.hostname, udpPort: announcedPort(a.udpPort), tcpPort: announcedPort(a.tcpPort), firstSeenMs: old?.firstSeenMs ?? firstSeenMs ?? t, lastSeenMs: t, alive };
     this.agents.set(key, entry);
     if (!old) this.events.onJoin?.(entry);
-    if (!old || old.alive !== alive || old.version !== a.version) {
-      this.events.onChange?.(entry, old && old.version !== a.version ? old : undefined);
+    if (!old || old.alive !== alive || old.version !== a.version || portsDiffer(old, entry)) {
+      this.events.onChange?.(entry, old && (old.version !== a.version || portsDiffer(old, entry)) ? old : undefined);
     }
     return entry;
   }

@@ -3,7 +3,8 @@
  * share heartbeats, live agents and so the dynamic pools, so an agent may talk to any of them.
  *
  * - Every heartbeat a server receives is written to one Redis hash (field `region\0ip`, value the
- *   entry as JSON with its lastSeenMs).
+ *   entry as JSON with its lastSeenMs and responder ports: a changed port reaches every server's
+ *   pools).
  * - Every server reads the hash every second into its local AgentRegistry (observe(): newer
  *   heartbeats win), so pools and assignment checks see agents of every server.
  * - An agent's goodbye (Deregister) is written as a tombstone (the entry with `leftMs`): every
@@ -21,7 +22,14 @@
  */
 import { RedisClient } from "bun";
 import type { Logger } from "../log.ts";
+import { meshKeyFromHex, meshKeyHex, randomMeshKey, type MeshKey } from "./mesh_key.ts";
 import type { AgentEntry, AgentRecord, AgentRegistry } from "./registry.ts";
+
+/**
+ * The mesh key shared by the servers of one registry (lib/server/mesh_key.ts): the first server
+ * to start writes a random one with SET NX; every server reads back the one that won. No expiry.
+ */
+export const REDIS_MESH_KEY = "probermesh:mesh_key";
 
 /** The hash holding every agent (one per database; several meshes use several databases). */
 export const REDIS_AGENTS_KEY = "probermesh:agents";
@@ -78,7 +86,11 @@ export class RedisRegistrySync {
   /**
    * @param onState called with true / false when the backend comes up / goes down (metric and log)
    */
-  constructor(url: string, private readonly registry: AgentRegistry, private readonly log: Logger, private readonly deadAfterMs: number, private readonly onState: (up: boolean) => void) {
+  /**
+   * @param meshKey when given and not settled (no key file), the shared key is read into it at
+   *   the first successful poll (and written first when Redis has none)
+   */
+  constructor(url: string, private readonly registry: AgentRegistry, private readonly log: Logger, private readonly deadAfterMs: number, private readonly onState: (up: boolean) => void, private readonly meshKey?: MeshKey) {
     this.forgetAfterMs = registry.forgetAfterMs;
     checkRedisUrl(url);
     this.client = new RedisClient(url, { autoReconnect: true, enableOfflineQueue: false, connectionTimeout: 2000, maxRetries: 1_000_000 });
@@ -92,7 +104,7 @@ export class RedisRegistrySync {
 
   /** Shares a heartbeat this server received. Never throws; a failure marks the backend down. */
   publish(e: AgentEntry): void {
-    this.write({ region: e.region, ip: e.ip, version: e.version, hostname: e.hostname, firstSeenMs: e.firstSeenMs, lastSeenMs: e.lastSeenMs });
+    this.write({ region: e.region, ip: e.ip, version: e.version, hostname: e.hostname, udpPort: e.udpPort, tcpPort: e.tcpPort, firstSeenMs: e.firstSeenMs, lastSeenMs: e.lastSeenMs });
   }
 
   /** Shares an agent's goodbye (a tombstone every server applies). Never throws. */
@@ -142,6 +154,7 @@ export class RedisRegistrySync {
     this.polling = true;
     try {
       if (!this.client.connected) await this.client.connect();
+      if (this.meshKey && !this.meshKey.settled) await this.shareMeshKey(this.meshKey);
       for (const [field, stored] of this.pending) {
         await this.client.send("HSET", [REDIS_AGENTS_KEY, field, JSON.stringify(stored)]);
         this.pending.delete(field);
@@ -168,6 +181,17 @@ export class RedisRegistrySync {
       this.setUp(false, err);
     } finally {
       this.polling = false;
+    }
+  }
+
+  /** Writes a random key unless one is stored (SET NX), then adopts the stored one. The key is never logged. */
+  private async shareMeshKey(k: MeshKey): Promise<void> {
+    await this.client.send("SET", [REDIS_MESH_KEY, meshKeyHex(randomMeshKey()), "NX"]);
+    const stored = meshKeyFromHex(await this.client.send("GET", [REDIS_MESH_KEY]));
+    if (stored) k.adoptShared(stored);
+    else {
+      this.log.error(`shared registry: ${REDIS_MESH_KEY} holds no 64-digit hex key; this server hands out its own mesh key (delete the key in Redis to let the servers agree again)`);
+      k.adoptShared(k.current); // settled: said once
     }
   }
 

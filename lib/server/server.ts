@@ -18,10 +18,11 @@ import { AUTH_FAILURE_REASONS } from "./auth/tokens.ts";
 import { httpApp } from "./http.ts";
 import { CHECK_KINDS, createIngests } from "./kinds.ts";
 import { TargetPool, type Discovery } from "./pool.ts";
-import { AgentRegistry, REGISTRY_REFUSALS } from "./registry.ts";
+import { AgentRegistry, portsDiffer, REGISTRY_REFUSALS } from "./registry.ts";
 import { RedisRegistrySync } from "./registry_redis.ts";
 import { BatchDedupe } from "./dedupe.ts";
 import { MeshHistory } from "./history.ts";
+import { MeshKey, meshKeyFromFile } from "./mesh_key.ts";
 import { PathStore } from "./paths.ts";
 import { checkExposure, Security, type SecurityOptions } from "./security.ts";
 import { rpcHandler } from "./rpc_adapter.ts";
@@ -52,6 +53,8 @@ export interface ServerOptions extends SecurityOptions {
   registryUrl: string;
   /** A dead agent is forgotten (leaves the pools) this long after it died, milliseconds (-server.agent.forget.after). */
   forgetAfterMs: number;
+  /** -server.mesh.key.file, or "" (lib/server/mesh_key.ts). */
+  meshKeyFile?: string;
   log: Logger;
 }
 
@@ -73,6 +76,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const exposureWarning = checkExposure(o);
   if (exposureWarning) o.log.warn(exposureWarning);
   const security = new Security(o);
+  const meshKey = new MeshKey(o.meshKeyFile ? meshKeyFromFile(o.meshKeyFile) : undefined);
   const file: ProbeFile = o.probeFile ? loadProbeFile(o.probeFile) : { blocks: [] };
   for (const w of file.warnings ?? []) o.log.warn({ file: o.probeFile }, w);
   const expireMs = o.seriesCacheRatio * o.aggregationIntervalMs;
@@ -84,21 +88,22 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   let shared: RedisRegistrySync | undefined;
   const registry = new AgentRegistry(expireMs, {
     // Pools follow who is known, not who is alive: a silent agent stays a target until forgotten.
-    onJoin: (e) => pool?.agentChanged(e.region, e.ip, true),
+    onJoin: (e) => pool?.agentChanged(e, true),
     onChange: (e, prev) => {
       metrics.agentChanged(e, prev);
+      if (prev && portsDiffer(prev, e)) pool?.agentPortsChanged(prev, e);
       o.log.info({ region: e.region, ip: e.ip, version: e.version, alive: e.alive }, e.alive ? "agent alive" : "agent dead; it stays a mesh target until forgotten (-server.agent.forget.after)");
     },
     onForget: (e, goodbye) => {
       metrics.agentForgotten(e);
-      pool?.agentChanged(e.region, e.ip, false, goodbye);
+      pool?.agentChanged(e, false, goodbye);
       o.log.info({ region: e.region, ip: e.ip }, goodbye ? "agent left (goodbye)" : "agent forgotten");
     },
     onHeartbeat: (e) => shared?.publish(e),
     onGoodbye: (e, atMs) => shared?.publishGoodbye(e, atMs),
   }, undefined, { maxAgents: o.maxAgents, maxRegions: o.maxRegions }, o.forgetAfterMs);
   if (o.registryUrl) {
-    shared = new RedisRegistrySync(o.registryUrl, registry, o.log, expireMs, (up) => metrics.registryBackend(up));
+    shared = new RedisRegistrySync(o.registryUrl, registry, o.log, expireMs, (up) => metrics.registryBackend(up), meshKey);
     await shared.start();
   }
   // Goodbyes are remembered long enough for the rounds in flight (a default round lasts ~6 s) and
@@ -114,7 +119,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
 
   const service = proberMeshService({
     registry, pool, windows, paths, dedupe, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
-    instanceId: randomUUID(), startedMs, authenticated: () => security.tokens !== undefined, log: o.log,
+    instanceId: randomUUID(), startedMs, meshKey, authenticated: () => security.tokens !== undefined, log: o.log,
   });
   const connect = rpcHandler({
     routes: (router) => router.service(ProberMeshService, service), readMaxBytes: MAX_RPC_BYTES, contextValues: requestContext,
@@ -177,6 +182,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     rpc: `${splitHostPort(o.rpcListenAddr).host}:${rpc.port}`, rpcTls: !!security.rpcTls, mutualTls: !!security.rpcTls?.clientCa, agentTokens: !!security.tokens,
     http: `${host}:${web.port}`, httpTls: !!security.web.tls, basicAuth: security.web.users.size > 0, lifecycle: o.enableLifecycle,
     discovery: o.discovery, file: o.probeFile || null, blocks: file.blocks.length, registry: o.registryUrl ? "redis" : "in-process",
+    meshKey: o.meshKeyFile ? "file" : o.registryUrl ? (meshKey.settled ? "shared" : "random until the shared registry answers") : "random",
   }, "server started");
   return {
     rpcPort: rpc.port,

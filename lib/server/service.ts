@@ -13,15 +13,17 @@ import type { RejectReason, ServerMetrics } from "../metrics/server.ts";
 import { PROBER_TYPES, type ProbeKind, type ProberType, type ResultOf, type ServerKind } from "../probes/kind.ts";
 import { PROBE_KINDS } from "../probes/kinds.ts";
 import { roundEndMs } from "../probes/result_common.ts";
+import { splitHostPortTarget } from "../probes/host_port.ts";
 import { checkPathTrace } from "../probes/icmp/path_check.ts";
 import { heartbeatIntervalMs } from "../rpc/heartbeat.ts";
 import { isLoopbackHost } from "../rpc/listen.ts";
-import { DeregisterResponseSchema, HeartbeatResponseSchema, PushResultsResponseSchema, type Agent, type ProberMeshService, type PushResultsRequest, type PushResultsResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { DeregisterResponseSchema, HeartbeatResponseSchema, PushResultsResponseSchema, type Agent, type PathTrace, type ProberMeshService, type PushResultsRequest, type PushResultsResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { VERSION } from "../version.ts";
 import { kPeer, kToken } from "./auth/gate.ts";
 import { regionAllowed } from "./auth/tokens.ts";
 import { checkBatchIdentity, type BatchDedupe } from "./dedupe.ts";
 import { SERVER_KINDS } from "./kinds.ts";
+import type { MeshKey } from "./mesh_key.ts";
 import type { PathStore } from "./paths.ts";
 import type { TargetPool } from "./pool.ts";
 import { RegistryFull, type AgentRegistry } from "./registry.ts";
@@ -39,6 +41,8 @@ export interface ServiceDeps {
   aggregationIntervalMs: number;
   /** An agent silent this long is dead (ratio x aggregation interval), milliseconds. */
   deadAfterMs: number;
+  /** HeartbeatResponse.mesh_key (lib/server/mesh_key.ts); absent: none sent. */
+  meshKey?: MeshKey;
   /** HeartbeatResponse.instance_id of this process. */
   instanceId: string;
   /** When this process started, unix ms: the warm-up lasts deadAfterMs from here. */
@@ -64,7 +68,20 @@ export function checkAgent(a: Agent | undefined): string {
   if (!a.region || a.region.length > 256) return "agent.region must be 1..256 characters";
   if (a.ip && isIP(a.ip) === 0) return `agent.ip "${a.ip.slice(0, 64)}" is not an IP address`;
   if (a.version.length > 64 || a.hostname.length > 256) return "agent.version or agent.hostname too long";
+  if (a.udpPort > 65535 || a.tcpPort > 65535) return "agent.udp_port and agent.tcp_port must be 0..65535";
   return "";
+}
+
+/** What a path trace traced (PathTrace.kind, "" from agents before 0.6 = icmp), or undefined for an unknown kind. */
+export function traceKind(kind: string): "icmp" | "udp" | "tcp" | undefined {
+  return kind === "" || kind === "icmp" ? "icmp" : kind === "udp" || kind === "tcp" ? kind : undefined;
+}
+
+/** A flow trace names its flow: ports 1..65535, the destination the target's; an icmp trace has none. @returns "" or why not */
+function checkTracePorts(type: "icmp" | "udp" | "tcp", t: PathTrace): string {
+  if (type === "icmp") return t.sourcePort === 0 && t.destinationPort === 0 ? "" : "an icmp trace has no ports";
+  if (t.sourcePort < 1 || t.sourcePort > 65535) return "source_port out of range 1..65535";
+  return splitHostPortTarget(t.address)?.port === t.destinationPort ? "" : "destination_port is not the target's port";
 }
 
 /** Builds the service implementation. Invalid requests get INVALID_ARGUMENT; nothing throws past it. */
@@ -97,8 +114,11 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
       const kind = PROBE_KINDS[type] as ProbeKind<typeof type>;
       for (const r of req[type] as ResultOf<typeof type>[]) if (!d.pool.isAssigned(a.region, type, r.targetRegion, kind.addressOf(r))) n++;
     }
-    // Path traces are of ICMP targets, which may be agents not registered again yet.
-    if (d.pool.mayNameAnAgent("icmp")) for (const t of req.traces) if (!d.pool.isAssigned(a.region, "icmp", t.targetRegion, t.address)) n++;
+    // Path traces are of mesh targets, which may be agents not registered again yet.
+    for (const t of req.traces) {
+      const type = traceKind(t.kind);
+      if (type && d.pool.mayNameAnAgent(type) && !d.pool.isAssigned(a.region, type, t.targetRegion, t.address)) n++;
+    }
     return n;
   };
 
@@ -128,11 +148,12 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
     }
   };
 
-  /** Checks and keeps the path traces of a push (a trace is of an ICMP target assigned to the agent). */
+  /** Checks and keeps the path traces of a push (a trace is of a target of its kind assigned to the agent). */
   const acceptTraces = (req: PushResultsRequest, a: Agent, res: PushResultsResponse) => {
     for (const t of req.traces) {
-      const bad = checkPathTrace(t);
-      const reason = bad ? "invalid" : !d.pool.isAssigned(a.region, "icmp", t.targetRegion, t.address) ? "not_assigned" : "";
+      const type = traceKind(t.kind);
+      const bad = type ? checkPathTrace(t) || checkTracePorts(type, t) : `unknown trace kind "${t.kind.slice(0, 16)}"`;
+      const reason = bad ? "invalid" : !d.pool.isAssigned(a.region, type!, t.targetRegion, t.address) ? "not_assigned" : "";
       if (reason) {
         d.metrics.traceRejected(reason);
         res.rejected++;
@@ -162,6 +183,8 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
         heartbeatInterval: durationFromMs(heartbeatIntervalMs(d.deadAfterMs)),
         instanceId: d.instanceId,
         poolVersion: d.pool.version,
+        // Reaches only agents past the RPC token gate (every RPC is behind it).
+        meshKey: d.meshKey?.current,
       });
     },
     getTargetPool(req, ctx) {
