@@ -6,6 +6,9 @@
 import type { Hono } from "hono";
 import type { PhasedAggregate } from "../probes/phased_ingest.ts";
 import type { IcmpAggregate, IcmpLink } from "../probes/icmp/ingest.ts";
+import type { EchoAggregate } from "../probes/echo_ingest.ts";
+import type { FlowRow } from "../probes/flow_ingest.ts";
+import type { TcpConnectAggregate } from "../probes/tcp/ingest.ts";
 import type { MeshHistory, PairPoint } from "./history.ts";
 import type { PathStore, StoredPath } from "./paths.ts";
 import type { AgentRegistry } from "./registry.ts";
@@ -16,6 +19,10 @@ export interface ApiDeps {
   history: MeshHistory;
   paths: PathStore;
   latestIcmp(): readonly IcmpAggregate[];
+  /** The last udp window's pair aggregates (with their flows). */
+  latestUdp(): readonly EchoAggregate[];
+  /** The last window's tcp connect-probe pair aggregates (with their flows). */
+  latestTcpConnect(): readonly TcpConnectAggregate[];
   /** The last window's aggregates of every check kind (http, tcp, dns, grpc), by kind. */
   latestChecks(): ReadonlyMap<string, readonly PhasedAggregate[]>;
   /** Aggregates older than this are stale (ratio x interval), milliseconds. */
@@ -30,8 +37,15 @@ const point = (p: PairPoint) => ({
 });
 const link = (l: IcmpLink) => ({ agent_ip: l.agentIp, address: l.address, sent: l.sent, received: l.received, loss_ratio: l.lossRatio, error_state: l.errorState, rtt_mean_seconds: opt(l.rttMean), jitter_seconds: opt(l.jitter) });
 
+/** /api/v1/pair's `flows` rows at most (lossy first, so the ones that matter are kept). */
+export const MAX_FLOW_ROWS = 2000;
+
+const flowRow = (f: FlowRow) => ({ kind: f.kind, agent_ip: f.agentIp, address: f.address, source_port: f.sourcePort, sent: f.sent, received: f.received, loss_ratio: f.lossRatio, lossy: f.lossy });
+const byLossyThenLoss = (a: FlowRow, b: FlowRow) => Number(b.lossy) - Number(a.lossy) || b.lossRatio - a.lossRatio;
+
 const path = ({ sourceRegion, agentIp, trace: t }: StoredPath) => ({
   source_region: sourceRegion, target_region: t.targetRegion, agent_ip: agentIp, target: t.address, resolved_ip: t.resolvedIp,
+  kind: t.kind || "icmp", source_port: t.sourcePort, destination_port: t.destinationPort,
   time: t.time ? iso(Number(t.time.seconds) * 1000 + t.time.nanos / 1e6) : null, reason: t.reason, reached: t.reached, error: t.error,
   duration_seconds: t.durationSeconds,
   hops: t.hops.map((h) => ({
@@ -60,9 +74,19 @@ export function apiRoutes(app: Hono, d: ApiDeps): void {
   app.get("/api/v1/pair", (c) => {
     const s = c.req.query("source_region"), t = c.req.query("target_region");
     if (!s || !t) return c.json({ error: "source_region and target_region are required" }, 400);
+    const c404 = (s: string, t: string) => c.json({ error: `no data for ${s.slice(0, 256)} -> ${t.slice(0, 256)}` }, 404);
     const h = d.history.pair(s, t);
-    if (!h) return c.json({ error: `no data for ${s.slice(0, 256)} -> ${t.slice(0, 256)}` }, 404);
-    return c.json({ source_region: s, target_region: t, retention_seconds: d.history.retentionMs / 1000, history: h.points.map(point), links: h.links.map(link) });
+    const fresh = (a: { windowEndMs: number }) => a.windowEndMs >= Date.now() - d.staleAfterMs;
+    const u = d.latestUdp().find((a) => a.sourceRegion === s && a.targetRegion === t && fresh(a));
+    const tc = d.latestTcpConnect().find((a) => a.sourceRegion === s && a.targetRegion === t && fresh(a));
+    if (!h && !u && !tc) return c404(s, t);
+    const flows = [...(u?.flows ?? []), ...(tc?.flows ?? [])].sort(byLossyThenLoss).slice(0, MAX_FLOW_ROWS).map(flowRow);
+    return c.json({
+      source_region: s, target_region: t, retention_seconds: d.history.retentionMs / 1000, history: (h?.points ?? []).map(point), links: (h?.links ?? []).map(link),
+      udp: u ? { window_end: iso(u.windowEndMs), sent: u.sent, received: u.received, loss_ratio: u.lossRatio, rtt_mean_seconds: opt(u.rttMean), jitter_seconds: opt(u.jitter), flows_lossy: u.flowsLossy ?? 0, inferred: u.inferred === true } : null,
+      tcp_connect: tc ? { window_end: iso(tc.windowEndMs), attempted: tc.attempted, established: tc.established, loss_ratio: tc.lossRatio, flows_lossy: tc.flowsLossy } : null,
+      flows,
+    });
   });
 
   // Latest path traces, newest first; either filter may be left out.
@@ -91,6 +115,6 @@ export function apiRoutes(app: Hono, d: ApiDeps): void {
   });
 
   app.get("/api/v1/agents", (c) =>
-    c.json({ agents: d.registry.all().map((a) => ({ region: a.region, ip: a.ip, version: a.version, hostname: a.hostname, first_seen: iso(a.firstSeenMs), last_seen: iso(a.lastSeenMs), alive: a.alive })) }),
+    c.json({ agents: d.registry.all().map((a) => ({ region: a.region, ip: a.ip, version: a.version, hostname: a.hostname, udp_port: a.udpPort, tcp_port: a.tcpPort, first_seen: iso(a.firstSeenMs), last_seen: iso(a.lastSeenMs), alive: a.alive })) }),
   );
 }

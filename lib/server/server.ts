@@ -144,7 +144,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     return errors;
   };
   const app = httpApp({
-    store, registry, pool, latestIcmp: ingests.icmp.latest, latestChecks: () => new Map(CHECK_KINDS.map((k) => [k, ingests[k].latest()])), history, paths, staleAfterMs: expireMs, ready: () => ready, lifecycle: o.enableLifecycle,
+    store, registry, pool, latestIcmp: ingests.icmp.latest, latestUdp: ingests.udp.latest, latestTcpConnect: ingests.tcp.latestConnect, latestChecks: () => new Map(CHECK_KINDS.map((k) => [k, ingests[k].latest()])), history, paths, staleAfterMs: expireMs, ready: () => ready, lifecycle: o.enableLifecycle,
     basicAuth: new BasicAuth(() => security.web.users), headers: () => security.web.headers,
     reload: () => {
       const errors = reload();
@@ -168,8 +168,14 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     const n = windows.tick();
     if (n > 0) {
       // The direction a silent (cut-off) region cannot report, from the one the others measured.
-      const latest = ingests.icmp.latest();
-      ingests.icmp.publishInferred(inferUnreachable(latest, registry.all()), latest[0]?.windowEndMs ?? Date.now());
+      const agents = registry.all();
+      const icmp = ingests.icmp.latest();
+      const icmpInferred = inferUnreachable(icmp, agents);
+      ingests.icmp.publishInferred(icmpInferred, icmp[0]?.windowEndMs ?? Date.now());
+      // udp: only where ICMP agrees (a crashed agent's responder is silent too, its kernel's echo is not).
+      const udp = ingests.udp.latest();
+      const cut = new Set(icmpInferred.map((p) => `${p.sourceRegion}\u0000${p.targetRegion}`));
+      ingests.udp.publishInferred(inferUnreachable(udp, agents).filter((p) => cut.has(`${p.sourceRegion}\u0000${p.targetRegion}`)), udp[0]?.windowEndMs ?? Date.now());
       history.record(ingests.icmp.latest());
     }
     const expired = store.expire();

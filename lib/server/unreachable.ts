@@ -16,12 +16,18 @@
  *   - T → S has no result of its own in the window,
  * the server publishes T → S as loss 1, flagged by prober_icmp_pair_inferred. An agent that crashed
  * on a live host is not inferred: its kernel still answers S's echoes, so S → T reads no loss.
+ *
+ * The udp mesh is inferred the same way (prober_udp_pair_inferred): a probe and its reply are a
+ * round trip too, and its targets are the silent agents' responders, `ip:port`. A crashed agent's
+ * responder does not answer, unlike its kernel's echo, so the server publishes a udp pair as
+ * inferred only when the ICMP inference names the same pair (lib/server/server.ts).
  */
+import { splitHostPortTarget } from "../probes/host_port.ts";
 
 /** Loss at or above which a pair's probes of silent agents count as "everything lost" (the isolation alert's threshold). */
 export const UNREACHABLE_LOSS = 0.99;
 
-/** What the inference reads of one published ICMP pair: its (agent, target address) links. */
+/** What the inference reads of one published pair (icmp, udp): its (agent, target address) links; an address is an IP or ip:port. */
 export interface PublishedPair {
   sourceRegion: string;
   targetRegion: string;
@@ -70,7 +76,7 @@ export function inferUnreachable(published: readonly PublishedPair[], agents: re
     // Weighted like the published loss: Σ loss·sent / Σ sent over the links to the silent agents.
     let sent = 0, lost = 0;
     for (const l of p.links) {
-      if (!ips.has(l.address) || l.sent === 0) continue;
+      if (l.sent === 0 || !(ips.has(l.address) || ips.has(splitHostPortTarget(l.address)?.host ?? ""))) continue;
       sent += l.sent;
       lost += l.lossRatio * l.sent;
     }
