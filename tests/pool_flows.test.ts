@@ -66,6 +66,8 @@ describe("flow mesh discovery", () => {
     // The file's fixed responder is assigned; a made-up one is not.
     expect(m.pool.isAssigned("a", "udp", "b", "192.0.2.7:9000")).toBe(true);
     expect(m.pool.isAssigned("a", "udp", "b", "192.0.2.8:9000")).toBe(false);
+    // One udp block per region: its module is also the region's agents' module.
+    expect(() => parseProbeFile("prober_configs:\n  - {prober_type: udp, region: b, targets: ['192.0.2.7:9000']}\n  - {prober_type: udp, region: b, targets: ['192.0.2.8:9000']}\n", "p.yaml")).toThrow(/duplicate block for region "b" and prober_type udp/);
   });
 
   test("a dead agent stays a target until forgotten; goodbye removes at once (leftRecently); a port change follows", () => {

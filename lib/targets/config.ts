@@ -144,17 +144,19 @@ export function parseProbeFile(text: string, file: string): ProbeFile {
     throw new ConfigError(errors[0]!, [...new Set(errors)]);
   }
   const { blocks, warnings } = parsed.data;
-  // The mesh kind's block of a region also gives the module of that region's agents: one per region.
-  // Other kinds may have several blocks per region (several modules), but a target once per kind and region.
+  // A merged mesh kind's block of a region (icmp, udp) also gives the module of that region's
+  // agents: one per region. Other kinds may have several blocks per region (several modules), but
+  // a target once per kind and region.
+  const perRegion = (t: string) => t === MESH_KIND || t === "udp";
   const seen = new Set<string>();
   (data.prober_configs ?? []).forEach((_: unknown, i: number) => {
     const b = blocks[i];
     if (!b) return;
-    const keys = b.proberType === MESH_KIND ? [`${b.region}\u0000${b.proberType}`] : b.targets.map((t) => `${b.region}\u0000${b.proberType}\u0000${t}`);
+    const keys = perRegion(b.proberType) ? [`${b.region}\u0000${b.proberType}`] : b.targets.map((t) => `${b.region}\u0000${b.proberType}\u0000${t}`);
     const dup = keys.find((k) => seen.has(k));
     if (dup !== undefined) {
       const line = lineOf(doc, lc, ["prober_configs", i]);
-      errors.push(b.proberType === MESH_KIND
+      errors.push(perRegion(b.proberType)
         ? `${file}:${line}: duplicate block for region "${b.region}" and prober_type ${b.proberType} (merge their targets into one block)`
         : `${file}:${line}: target "${dup.split("\u0000")[2]}" of region "${b.region}" is listed twice for prober_type ${b.proberType} (its series would collide)`);
     }
