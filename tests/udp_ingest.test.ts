@@ -130,3 +130,41 @@ describe("tcp connect probe: connect loss and flows lossy per pair", () => {
     expect(val(m, "prober_tcp_duration_seconds", { ...PAIR, target_addr: "db:5432", phase: "connect" })).toBeCloseTo(0.002, 12);
   });
 });
+
+describe("/api/v1: the flow rows, udp and tcp_connect summaries, trace kinds", () => {
+  test("pair: flows lossy first (udp and tcp merged), udp and tcp_connect summaries; paths: kind and ports", async () => {
+    const { Hono } = await import("hono");
+    const { apiRoutes } = await import("../lib/server/api.ts");
+    const { MeshHistory } = await import("../lib/server/history.ts");
+    const { PathStore } = await import("../lib/server/paths.ts");
+    const { AgentRegistry } = await import("../lib/server/registry.ts");
+    const { PathTraceSchema } = await import("../lib/rpc/gen/probermesh/v1/probermesh_pb.ts");
+    const p = pipeline();
+    const t = p.now();
+    const lost = Array.from({ length: 8 }, (_, i) => (i === 2 ? 4 : 0));
+    p.windows.add("udp", { sourceRegion: "s", agentIp: "10.0.0.1", result: udpResult(t, 4, lost) }, t);
+    p.windows.add("tcp", { sourceRegion: "s", agentIp: "10.0.0.1", result: tcpFlowResult(t, 4, [40201]) }, t);
+    p.windows.add("tcp", { sourceRegion: "s", agentIp: "10.0.0.1", result: tcpFlowResult(t, 4, [40201]) }, t);
+    p.closeCurrent();
+    const paths = new PathStore();
+    paths.add({ sourceRegion: "s", agentIp: "10.0.0.1", trace: create(PathTraceSchema, { targetRegion: "t", address: "10.0.9.1:7001", kind: "udp", sourcePort: 40102, destinationPort: 7001, reason: "error_state", time: timestampFromMs(t) }) });
+    paths.add({ sourceRegion: "s", agentIp: "10.0.0.1", trace: create(PathTraceSchema, { targetRegion: "t", address: "10.0.9.1", reason: "error_state", time: timestampFromMs(t) }) });
+    const app = new Hono();
+    apiRoutes(app, {
+      registry: new AgentRegistry(1000), history: new MeshHistory(3600_000), paths, latestIcmp: () => [], latestChecks: () => new Map(),
+      latestUdp: p.ingests.udp.latest, latestTcpConnect: p.ingests.tcp.latestConnect, staleAfterMs: Date.now(), // the pipeline's clock is in the past
+    });
+    const pair = (await (await app.request("/api/v1/pair?source_region=s&target_region=t")).json()) as {
+      flows: { kind: string; source_port: number; lossy: boolean; loss_ratio: number; sent: number; received: number }[];
+      udp: { sent: number; received: number; flows_lossy: number } | null; tcp_connect: { attempted: number; established: number; loss_ratio: number; flows_lossy: number } | null;
+    };
+    expect(pair.flows.slice(0, 2).map((f) => [f.kind, f.source_port, f.lossy]).sort()).toEqual([["tcp", 40201, true], ["udp", 40102, true]]);
+    expect(pair.flows.slice(2).every((f) => !f.lossy && f.loss_ratio === 0)).toBe(true);
+    expect(pair.flows).toHaveLength(8 + 4);
+    expect(pair.udp).toMatchObject({ sent: 32, received: 28, flows_lossy: 1 });
+    expect(pair.tcp_connect).toMatchObject({ attempted: 8, established: 6, loss_ratio: 0.25, flows_lossy: 1 });
+    const got = (await (await app.request("/api/v1/paths")).json()) as { paths: { kind: string; source_port: number; destination_port: number }[] };
+    expect(got.paths.map((x) => [x.kind, x.source_port, x.destination_port]).sort()).toEqual([["icmp", 0, 0], ["udp", 40102, 7001]]);
+    expect((await app.request("/api/v1/pair?source_region=x&target_region=t")).status).toBe(404);
+  });
+});
