@@ -2,9 +2,10 @@
  * The flow mesh's discovery (lib/server/pool.ts, registry.ts): under dynamic discovery each agent
  * gets, next to the ICMP mesh, the other regions' agents' UDP responders (ip:udp_port) and TCP
  * listeners (ip:tcp_port, the mesh connect module), with the ports their heartbeats announce.
- * No network: registry and pool as the server wires them (registry events -> pool).
+ * Registry and pool as the server wires them (registry events -> pool), then two compiled
+ * servers sharing a real Redis (loopback only): the ports travel with the shared records.
  */
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { AgentSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
@@ -13,6 +14,7 @@ import { UDP_DEFAULTS } from "../lib/probes/udp/defaults.ts";
 import { TargetPool } from "../lib/server/pool.ts";
 import { AgentRegistry, portsDiffer } from "../lib/server/registry.ts";
 import { parseProbeFile } from "../lib/targets/config.ts";
+import { SERVER_BIN, freePort, killAll, run, skipReason, start, waitFor } from "./helpers/procs.ts";
 
 const DEAD_MS = 1000;
 
@@ -114,4 +116,36 @@ describe("flow mesh discovery", () => {
     expect(staticPool.poolFor("a", "10.0.0.1").udp).toEqual([]);
     expect(staticPool.poolFor("a", "10.0.0.1").tcp).toEqual([]);
   });
+});
+
+const redisBin = Bun.which("redis-server");
+if (!redisBin) skipReason("pool_flows.test.ts: the shared-registry test needs redis-server (apt-get install redis-server)");
+
+describe.skipIf(!redisBin)("ports through a shared Redis registry (compiled servers)", () => {
+  afterAll(killAll);
+  test("an agent's ports heartbeated at one server make udp/tcp targets at the other; a port change follows", async () => {
+    const redisPort = await freePort();
+    start([redisBin!, "--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+    await waitFor("redis ready", 10_000, async () => (await run(["redis-cli", "-p", String(redisPort), "ping"])).stdout.trim() === "PONG");
+    const servers: { rpc: number }[] = [];
+    for (let i = 0; i < 2; i++) {
+      const [rpc, web] = [await freePort(), await freePort()];
+      start([SERVER_BIN, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`, "-server.registry.url", `redis://127.0.0.1:${redisPort}/0`]);
+      await waitFor("server ready", 10_000, async () => (await fetch(`http://127.0.0.1:${web}/-/ready`).catch(() => undefined))?.ok);
+      servers.push({ rpc });
+    }
+    const call = async (rpc: number, method: string, body: unknown) =>
+      JSON.parse((await run(["curl", "-sS", "-H", "Content-Type: application/json", "--data-binary", JSON.stringify(body), `http://127.0.0.1:${rpc}/probermesh.v1.ProberMeshService/${method}`])).stdout || "{}") as Record<string, { address: string }[] | undefined>;
+    const [a, b] = servers as [{ rpc: number }, { rpc: number }];
+    await call(a.rpc, "Heartbeat", { agent: { region: "p", ip: "127.0.64.1", version: "0.6.0", udpPort: 7301, tcpPort: 7302 } });
+    await call(b.rpc, "Heartbeat", { agent: { region: "q", ip: "127.0.64.2", version: "0.6.0" } });
+    const poolAtB = async () => call(b.rpc, "GetTargetPool", { agent: { region: "q", ip: "127.0.64.2" } });
+    const addrs = (l: { address: string }[] | undefined) => (l ?? []).map((x) => x.address);
+    const seen = await waitFor("p's responders known at server b", 10_000, async () => { const p = await poolAtB(); return addrs(p.udp).length ? p : undefined; });
+    expect(addrs(seen.udp)).toEqual(["127.0.64.1:7301"]);
+    expect(addrs(seen.tcp)).toEqual(["127.0.64.1:7302"]);
+    await call(a.rpc, "Heartbeat", { agent: { region: "p", ip: "127.0.64.1", version: "0.6.0", udpPort: 7311 } });
+    const moved = await waitFor("the new port at server b", 10_000, async () => { const p = await poolAtB(); return addrs(p.udp)[0] === "127.0.64.1:7311" ? p : undefined; });
+    expect(addrs(moved.tcp)).toEqual([]);
+  }, 30_000);
 });

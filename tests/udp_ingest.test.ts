@@ -168,3 +168,21 @@ describe("/api/v1: the flow rows, udp and tcp_connect summaries, trace kinds", (
     expect((await app.request("/api/v1/pair?source_region=x&target_region=t")).status).toBe(404);
   });
 });
+
+describe("a cut-off region's udp pairs", () => {
+  test("probes of its silent agents' responders (ip:port) all lost: the reverse pair is published as loss 1, prober_udp_pair_inferred 1", async () => {
+    const { inferUnreachable } = await import("../lib/server/unreachable.ts");
+    const p = pipeline();
+    const t = p.now();
+    p.windows.add("udp", { sourceRegion: "s", agentIp: "10.0.0.1", result: udpResult(t, 4, [4, 4, 4, 4]) }, t);
+    p.closeCurrent();
+    const pairs = inferUnreachable(p.ingests.udp.latest(), [{ region: "s", ip: "10.0.0.1", alive: true }, { region: "t", ip: "10.0.9.1", alive: false }]);
+    expect(pairs).toEqual([{ sourceRegion: "t", targetRegion: "s", forwardLoss: 1 }]);
+    p.ingests.udp.publishInferred(pairs, t);
+    const m = await p.scrape();
+    const reverse = { source_region: "t", target_region: "s" };
+    expect(val(m, "prober_udp_packet_loss_rate", reverse)).toBe(1);
+    expect(val(m, "prober_udp_pair_inferred", reverse)).toBe(1);
+    expect(p.ingests.udp.latest().find((a) => a.inferred)).toMatchObject({ sourceRegion: "t", targetRegion: "s", lossRatio: 1 });
+  });
+});
