@@ -47,6 +47,7 @@ try {
     maxRegions: f["server.registry.max.regions"] as number,
     registryUrl: str("server.registry.url"),
     forgetAfterMs: f["server.agent.forget.after"] as number,
+    meshKeyFile: str("server.mesh.key.file"),
     log,
   });
   const stop = async () => {
