@@ -120,6 +120,27 @@ describe("tcp connect probe: connect loss and flows lossy per pair", () => {
     expect(val(m, "prober_tcp_probes_total", { ...PAIR, target_addr: "10.0.9.1:7002" })).toBe(3);
   });
 
+  test("one connect per flow and window (15 s windows, 15 s rounds): the flow is judged over the last minute of windows, and forgotten after it", async () => {
+    const p = pipeline(15_000);
+    const lossyNow = async () => val(await p.scrape(), "prober_tcp_flows_lossy");
+    // Window 1: one round, one dropped connect on 40209: one attempt is too few to judge.
+    p.windows.add("tcp", { sourceRegion: "s", agentIp: "10.0.0.1", result: tcpFlowResult(p.now(), 16, [40209]) }, p.now());
+    p.closeCurrent();
+    expect(await lossyNow()).toBe(0);
+    // Window 2: the same port drops again: two of two over the horizon, the others none.
+    p.windows.add("tcp", { sourceRegion: "s", agentIp: "10.0.0.1", result: tcpFlowResult(p.now(), 16, [40209]) }, p.now());
+    p.closeCurrent();
+    expect(await lossyNow()).toBe(1);
+    expect(p.ingests.tcp.latestConnect()[0]!.flows[0]).toMatchObject({ sourcePort: 40209, sent: 2, received: 0, lossy: true });
+    // The fault ends: clean rounds for a minute push the dropped connects out of the horizon.
+    for (let i = 0; i < 5; i++) {
+      p.windows.add("tcp", { sourceRegion: "s", agentIp: "10.0.0.1", result: tcpFlowResult(p.now(), 16, []) }, p.now());
+      p.closeCurrent();
+    }
+    expect(await lossyNow()).toBe(0);
+    expect(p.ingests.tcp.latestConnect()[0]!.flows.every((f) => f.received === f.sent)).toBe(true);
+  });
+
   test("blackbox tcp results (no flows) make no connect-loss series", async () => {
     const p = pipeline();
     const t = p.now();

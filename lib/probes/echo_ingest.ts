@@ -21,7 +21,7 @@ import type { KindIngest, KindWindow } from "../aggregation/window.ts";
 import { Moments } from "../aggregation/moments.ts";
 import type { SeriesStore } from "../metrics/series.ts";
 import type { FlowStats } from "../rpc/gen/probermesh/v1/flow_pb.ts";
-import { FlowWindow, type FlowRow } from "./flow_ingest.ts";
+import { FlowHistory, FlowWindow, type FlowRow } from "./flow_ingest.ts";
 import { RTT_BUCKET_BOUNDS, RTT_BUCKETS } from "./icmp/buckets.ts";
 import { checkCommon, seconds, type CommonResult } from "./result_common.ts";
 
@@ -212,9 +212,10 @@ export function echoIngest<R extends EchoResult>(spec: EchoSpec<R>, store: Serie
     help: `1 while the pair's loss is inferred by the server, not reported: every agent of source_region is silent and every ${request} to them from target_region was lost (${spec.roundTrip}), so prober_${k}_packet_loss_rate reads 1.`,
     doc: "Present only while inferred (docs/aggregation.md \"A region cut off\"). The silent agents' own results arrive after reconnection, into the cumulative counters.",
   });
+  const flowHistory = new FlowHistory();
   const flowsLossy = spec.flows && store.gauge({
     name: `prober_${k}_flows_lossy`, type: "gauge", labelNames: PAIR,
-    help: `(agent, target, flow) triples of the pair that were lossy in the last published window: a flow (source port) that lost at least half of its ${request}s while the link's other flows together lost under 5% (lib/probes/flow/lossy.ts), each flow's counts summed over the window.`,
+    help: `(agent, target, flow) triples of the pair that are lossy: a flow (source port) that lost at least half of its ${request}s while the link's other flows together lost under 5% (lib/probes/flow/lossy.ts), each flow's counts summed over the windows of the last minute.`,
     doc: "The ECMP / LAG signature (one bundle member or one of several equal-cost paths drops); /api/v1/pair lists the flows. 0 when every flow is fine or every flow loses alike.",
   });
   let latest: EchoAggregate[] = [];
@@ -320,7 +321,7 @@ export function echoIngest<R extends EchoResult>(spec: EchoSpec<R>, store: Serie
             loss.set(l, a.lossRatio);
             errorLinks.set(l, a.errorStateLinks);
             if (flowsLossy) {
-              a.flows = p.flows.rows();
+              a.flows = p.flows.rows(flowHistory, `${a.sourceRegion}\u0000${a.targetRegion}`, windowEndMs);
               a.flowsLossy = a.flows.filter((f) => f.lossy).length;
               flowsLossy.set(l, a.flowsLossy);
             }

@@ -6,7 +6,7 @@
  * show the ECMP / LAG signature (NetNORAD, Pingmesh: one bundle member or path losing while the
  * others do not).
  */
-import { lossyFlows } from "./flow/lossy.ts";
+import { LOSSY_HORIZON_MS, lossyFlows } from "./flow/lossy.ts";
 import type { FlowStats } from "../rpc/gen/probermesh/v1/flow_pb.ts";
 
 /** Flows (source ports) kept per link and window at most; a link's ports come from its agent's range (<= 1024 flows a round). */
@@ -83,15 +83,73 @@ export class FlowWindow {
     return { sent, received };
   }
 
-  /** Every flow of the window, lossy first, then by loss ratio (highest first), agent, address, port. */
-  rows(): FlowRow[] {
+  /**
+   * Every flow of the pair over the horizon (this window and the earlier ones of `history` that
+   * ended within LOSSY_HORIZON_MS), lossy first, then by loss ratio (highest first), agent,
+   * address, port. Records this window in `history` under `pairKey`.
+   */
+  rows(history: FlowHistory, pairKey: string, windowEndMs: number): FlowRow[] {
     const out: FlowRow[] = [];
     for (const l of this.links.values()) {
-      const lossy = new Set(lossyFlows([...l.ports].map(([sourcePort, c]) => ({ sourcePort, ...c }))));
-      for (const [sourcePort, c] of l.ports) {
+      const ports = history.record(`${pairKey}\u0000${l.agentIp}\u0000${l.address}`, l.ports, windowEndMs);
+      const lossy = new Set(lossyFlows([...ports].map(([sourcePort, c]) => ({ sourcePort, ...c }))));
+      for (const [sourcePort, c] of ports) {
         out.push({ kind: this.kind, agentIp: l.agentIp, address: l.address, sourcePort, sent: c.sent, received: c.received, lossRatio: c.sent > 0 ? (c.sent - c.received) / c.sent : 1, lossy: lossy.has(sourcePort) });
       }
     }
     return out.sort((a, b) => Number(b.lossy) - Number(a.lossy) || b.lossRatio - a.lossRatio || a.agentIp.localeCompare(b.agentIp) || a.address.localeCompare(b.address) || a.sourcePort - b.sourcePort);
+  }
+}
+
+/**
+ * The flows' counts of the last LOSSY_HORIZON_MS of windows, per (pair, agent, target) link and
+ * source port: what a flow is judged on (lib/probes/flow/lossy.ts). One per kind's ingest. Memory
+ * is bounded by the links results can name (assigned targets only) times their ports
+ * (MAX_FLOWS_PER_LINK) times the windows in the horizon; links without a window in the horizon go.
+ */
+export class FlowHistory {
+  /** link key -> per window (oldest first): its end, unix ms, and the ports' counts. */
+  private readonly links = new Map<string, { endMs: number; ports: ReadonlyMap<number, { sent: number; received: number }> }[]>();
+
+  constructor(private readonly horizonMs = LOSSY_HORIZON_MS) {}
+
+  /**
+   * Adds a window's counts of one link and drops every window older than the horizon (of every
+   * link, so silent links go too). @returns the link's per-port sums over the horizon
+   */
+  record(link: string, ports: ReadonlyMap<number, { sent: number; received: number }>, windowEndMs: number): Map<number, { sent: number; received: number }> {
+    this.expire(windowEndMs);
+    let list = this.links.get(link);
+    if (!list) this.links.set(link, (list = []));
+    list.push({ endMs: windowEndMs, ports: new Map([...ports].map(([p, c]) => [p, { ...c }])) });
+    const sums = new Map<number, { sent: number; received: number }>();
+    for (const w of list) {
+      for (const [p, c] of w.ports) {
+        let s = sums.get(p);
+        if (!s) {
+          if (sums.size >= MAX_FLOWS_PER_LINK) continue;
+          sums.set(p, (s = { sent: 0, received: 0 }));
+        }
+        s.sent += c.sent;
+        s.received += c.received;
+      }
+    }
+    return sums;
+  }
+
+  /** Links held (tests, memory). */
+  get size(): number {
+    return this.links.size;
+  }
+
+  private lastExpireMs = -Infinity;
+
+  private expire(nowMs: number): void {
+    if (nowMs === this.lastExpireMs) return;
+    this.lastExpireMs = nowMs;
+    for (const [k, list] of this.links) {
+      while (list.length > 0 && list[0]!.endMs <= nowMs - this.horizonMs) list.shift();
+      if (list.length === 0) this.links.delete(k);
+    }
   }
 }

@@ -14,6 +14,13 @@ export const LOSSY_FLOW_MIN_LOSS = 0.5;
 export const LOSSY_OTHERS_MAX_LOSS = 0.05;
 /** Probes a flow must have sent to be judged (one lost probe of one is no signature). */
 export const LOSSY_MIN_SENT = 2;
+/**
+ * The server judges each flow on its counts over the windows that ended within this long,
+ * milliseconds (the agent judges one round). A 15 s window holds one tcp connect round, one
+ * connect per flow: too few to judge; a minute holds four (and a udp flow's 4 probes per round
+ * become 16), so the signature shows whatever the window length, and one unlucky round does not.
+ */
+export const LOSSY_HORIZON_MS = 60_000;
 
 /** The counts of one flow (FlowStats' sent / received, or their sums over a window). */
 export interface FlowCounts {

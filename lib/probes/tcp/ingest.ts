@@ -10,7 +10,7 @@
 import type { KindIngest, KindWindow } from "../../aggregation/window.ts";
 import type { SeriesStore } from "../../metrics/series.ts";
 import type { TcpResult } from "../../rpc/gen/probermesh/v1/tcp_pb.ts";
-import { checkFlows, FlowWindow, type FlowRow } from "../flow_ingest.ts";
+import { checkFlows, FlowHistory, FlowWindow, type FlowRow } from "../flow_ingest.ts";
 import { checkPhasedResult, phasedIngest, type PhasedAggregate, type PhasedSpec } from "../phased_ingest.ts";
 import { TCP_MAX_FLOWS } from "./defaults.ts";
 import { FAILED_REASON_DOCS } from "./failed_reason.ts";
@@ -63,10 +63,11 @@ export function tcpIngest(store: SeriesStore): KindIngest<TcpResult> & { latest(
   });
   const lossy = store.gauge({
     name: "prober_tcp_flows_lossy", type: "gauge", labelNames: PAIR,
-    help: "(agent, target, flow) triples of the pair whose connects were lossy in the last published window: a source port that lost at least half of its connects while the link's other flows together lost under 5% (lib/probes/flow/lossy.ts), counts summed over the window.",
+    help: "(agent, target, flow) triples of the pair whose connects are lossy: a source port that lost at least half of its connects while the link's other flows together lost under 5% (lib/probes/flow/lossy.ts), counts summed over the windows of the last minute (one window holds one connect per flow and round).",
     doc: "The ECMP / LAG signature for TCP; /api/v1/pair lists the flows.",
   });
   let latestConnect: TcpConnectAggregate[] = [];
+  const flowHistory = new FlowHistory();
   return {
     latest: checks.latest,
     latestConnect: () => latestConnect,
@@ -88,7 +89,7 @@ export function tcpIngest(store: SeriesStore): KindIngest<TcpResult> & { latest(
           latestConnect = [];
           for (const p of pairs.values()) {
             const { sent, received } = p.flows.totals();
-            const flows = p.flows.rows();
+            const flows = p.flows.rows(flowHistory, `${p.sourceRegion}\u0000${p.targetRegion}`, windowEndMs);
             const a: TcpConnectAggregate = {
               sourceRegion: p.sourceRegion, targetRegion: p.targetRegion, attempted: sent, established: received,
               lossRatio: sent > 0 ? (sent - received) / sent : 1, flowsLossy: flows.filter((f) => f.lossy).length, flows, windowEndMs,
