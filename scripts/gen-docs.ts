@@ -19,10 +19,10 @@ import { REJECT_REASONS, serverMetrics } from "../lib/metrics/server.ts";
 import { SERVER_LABEL_VALUES } from "../lib/server/server.ts";
 import { SeriesStore } from "../lib/metrics/series.ts";
 import { PROBER_TYPES } from "../lib/probes/kind.ts";
-import { PROBE_KINDS } from "../lib/probes/kinds.ts";
+import { MESH_FLOW_KINDS, PROBE_KINDS } from "../lib/probes/kinds.ts";
 import { SERVER_FLAGS } from "../lib/server/flags.ts";
 import { CHECK_KINDS, SERVER_KINDS, createIngests } from "../lib/server/kinds.ts";
-import { checkRules, checkRuleTests } from "./gen-rules.ts";
+import { checkRules, checkRuleTests, flowRules, flowRuleTests } from "./gen-rules.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
@@ -65,6 +65,9 @@ export function generatedBlocks(): Record<string, string> {
     "check-recording-rules": checkRules(CHECK_KINDS.map((k) => SERVER_KINDS[k].spec)).recording,
     "check-alert-rules": checkRules(CHECK_KINDS.map((k) => SERVER_KINDS[k].spec)).alerts,
     "check-rule-tests": checkRuleTests(CHECK_KINDS.map((k) => SERVER_KINDS[k].spec)),
+    "flow-recording-rules": flowRules(MESH_FLOW_KINDS).recording,
+    "flow-alert-rules": flowRules(MESH_FLOW_KINDS).alerts,
+    "flow-rule-tests": flowRuleTests(MESH_FLOW_KINDS),
   };
 }
 

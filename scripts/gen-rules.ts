@@ -81,3 +81,59 @@ export function checkRuleTests(kinds: RuleKind[]): string {
             summary: "bad:1 from a fails: timeout"
             description: "${title} probes of bad:1 from a succeed less than 90 % of the time; recent failures have failed_reason timeout."`).join("\n");
 }
+
+/**
+ * The rules of the flow-aware mesh kinds (lib/probes/kinds.ts MESH_FLOW_KINDS: udp, tcp), written
+ * once here and generated like the check kinds' rules:
+ *
+ *   ProberMesh<Kind>FlowsLossy   a region pair has a lossy flow (prober_<kind>_flows_lossy > 0) for 10 minutes
+ *
+ * and for udp, whose counters have ICMP's shape, the loss and RTT recording rules ICMP has.
+ */
+export function flowRules(kinds: readonly string[]): { recording: string; alerts: string } {
+  const recording = kinds.filter((k) => k === "udp").map((k) => `# ${k.toUpperCase()} packet loss per region pair over 5 minutes, 0..1, from the weighted counters as for ICMP.
+- record: probermesh:${k}_loss:ratio_rate5m
+  expr: |
+    (
+      sum by (source_region, target_region) (rate(prober_${k}_weighted_packets_sent_total[5m]))
+      - sum by (source_region, target_region) (rate(prober_${k}_weighted_packets_received_total[5m]))
+    )
+    / sum by (source_region, target_region) (rate(prober_${k}_weighted_packets_sent_total[5m]))
+# ${k.toUpperCase()} RTT percentiles per pair from the histogram (the responder's dwell subtracted), seconds.
+- record: probermesh:${k}_rtt_seconds:p50_5m
+  expr: histogram_quantile(0.5, sum by (source_region, target_region, le) (rate(prober_${k}_duration_seconds_total_bucket[5m])))
+- record: probermesh:${k}_rtt_seconds:p99_5m
+  expr: histogram_quantile(0.99, sum by (source_region, target_region, le) (rate(prober_${k}_duration_seconds_total_bucket[5m])))`).join("\n");
+  const alerts = kinds.map((k) => `- alert: ProberMesh${camel(k)}FlowsLossy
+  # THRESHOLD: one lossy flow (lib/probes/flow/lossy.ts) for 10 minutes. The ECMP / LAG signature:
+  # one source port loses while the link's other flows do not (docs/probes.md "Flows lossy").
+  expr: max by (source_region, target_region) (prober_${k}_flows_lossy) > 0
+  for: 10m
+  labels: {severity: warning}
+  annotations:
+    summary: "{{ $labels.source_region }} -> {{ $labels.target_region }}: {{ $value }} lossy ${k.toUpperCase()} flow(s)"
+    description: "Some ${k.toUpperCase()} flows (source ports) from {{ $labels.source_region }} to {{ $labels.target_region }} lose at least half of their ${k === "tcp" ? "connects" : "packets"} while the other flows of the same agents do not: one member of a bundle or one of several equal-cost paths drops. The console's pair view lists the ports and the trace of the lossy flow."`).join("\n\n");
+  return { recording, alerts };
+}
+
+/** promtool unit tests of flowRules' alerts, on the series the server publishes (tests/flows_e2e.test.ts reads them from a running server). */
+export function flowRuleTests(kinds: readonly string[]): string {
+  return kinds.map((k) => `- name: ${k.toUpperCase()} flows lossy (generated)
+  interval: 1m
+  input_series:
+    - series: 'prober_${k}_flows_lossy{source_region="a",target_region="t"}'
+      values: '0 0 1x15'
+    - series: 'prober_${k}_flows_lossy{source_region="a",target_region="u"}'
+      values: '0x16'
+  alert_rule_test:
+    - alertname: ProberMesh${camel(k)}FlowsLossy
+      eval_time: 8m
+      exp_alerts: []
+    - alertname: ProberMesh${camel(k)}FlowsLossy
+      eval_time: 14m
+      exp_alerts:
+        - exp_labels: {severity: warning, source_region: a, target_region: t}
+          exp_annotations:
+            summary: "a -> t: 1 lossy ${k.toUpperCase()} flow(s)"
+            description: "Some ${k.toUpperCase()} flows (source ports) from a to t lose at least half of their ${k === "tcp" ? "connects" : "packets"} while the other flows of the same agents do not: one member of a bundle or one of several equal-cost paths drops. The console's pair view lists the ports and the trace of the lossy flow."`).join("\n");
+}
