@@ -16,6 +16,7 @@ import { PanelBuilder as StatPanel } from "@grafana/grafana-foundation-sdk/stat"
 import { PanelBuilder as TablePanel } from "@grafana/grafana-foundation-sdk/table";
 import { PanelBuilder as TimeseriesPanel } from "@grafana/grafana-foundation-sdk/timeseries";
 
+import { MESH_FLOW_KINDS } from "../../lib/probes/kinds.ts";
 import { CHECK_KINDS, SERVER_KINDS, type CheckKind } from "../../lib/server/kinds.ts";
 
 const DS = { type: "prometheus", uid: "${datasource}" };
@@ -117,6 +118,42 @@ function checkKind(kind: CheckKind): Dashboard {
   return d.build();
 }
 
+/**
+ * The flow-aware mesh (docs/probes.md "Flows"): UDP loss and RTT next to ICMP's, lossy flows (the
+ * ECMP / LAG signature) per pair and kind (MESH_FLOW_KINDS), TCP connect loss and time.
+ */
+function flows(): Dashboard {
+  const sel = 'source_region=~"$source_region", target_region=~"$target_region"';
+  let d = new DashboardBuilder("ProberMesh / Flows (UDP and TCP mesh)")
+    .uid("probermesh-flows")
+    .tags(["probermesh"])
+    .refresh("30s")
+    .time({ from: "now-6h", to: "now" })
+    .withVariable(datasourceVar())
+    .withVariable(labelVar("source_region", "prober_udp_packets_sent_total", "Source region"))
+    .withVariable(labelVar("target_region", "prober_udp_packets_sent_total", "Target region"))
+    .withRow(new RowBuilder("Region × region (rows: source, columns: target)"))
+    .withPanel(matrix("UDP packet loss (5 min)", "probermesh:udp_loss:ratio_rate5m", "percentunit", [{ value: null, color: "green" }, { value: 0.01, color: "yellow" }, { value: 0.05, color: "red" }]))
+    .withPanel(matrix("Lossy UDP flows (one source port losing alone)", "max by (source_region, target_region) (prober_udp_flows_lossy)", "none", [{ value: null, color: "green" }, { value: 1, color: "red" }]))
+    .withRow(new RowBuilder("Pairs"));
+  for (const k of MESH_FLOW_KINDS) {
+    d = d.withPanel(new TimeseriesPanel().title(`Lossy ${k.toUpperCase()} flows (console: which ports, and their trace)`).datasource(DS).min(0).span(12)
+      .withTarget(q(`max by (source_region, target_region) (prober_${k}_flows_lossy{${sel}})`, "{{source_region}} → {{target_region}}")));
+  }
+  return d
+    .withPanel(new TimeseriesPanel().title("RTT p50: UDP (dwell subtracted) and ICMP").datasource(DS).unit("s").min(0).span(12)
+      .withTarget(q(`probermesh:udp_rtt_seconds:p50_5m{${sel}}`, "udp {{source_region}} → {{target_region}}"))
+      .withTarget(q(`probermesh:icmp_rtt_seconds:p50_5m{${sel}}`, "icmp {{source_region}} → {{target_region}}")))
+    .withPanel(new TimeseriesPanel().title("Packet loss: UDP and ICMP").datasource(DS).unit("percentunit").min(0).span(12)
+      .withTarget(q(`probermesh:udp_loss:ratio_rate5m{${sel}}`, "udp {{source_region}} → {{target_region}}"))
+      .withTarget(q(`probermesh:icmp_loss:ratio_rate5m{${sel}}`, "icmp {{source_region}} → {{target_region}}")))
+    .withPanel(new TimeseriesPanel().title("TCP connect loss (SYN dropped or retransmitted)").datasource(DS).unit("percentunit").min(0).span(12)
+      .withTarget(q(`max by (source_region, target_region) (prober_tcp_connect_loss_rate{${sel}})`, "{{source_region}} → {{target_region}}")))
+    .withPanel(new TimeseriesPanel().title("TCP connect time (kernel SYN → SYN-ACK)").datasource(DS).unit("s").min(0).span(12)
+      .withTarget(q(`avg by (source_region, target_region) (prober_tcp_duration_seconds{phase="connect", ${sel}})`, "{{source_region}} → {{target_region}}")))
+    .build();
+}
+
 function agents(): Dashboard {
   return new DashboardBuilder("ProberMesh / Agents")
     .uid("probermesh-agents")
@@ -135,5 +172,5 @@ function agents(): Dashboard {
 
 /** Every dashboard by file name. */
 export function dashboards(): Record<string, Dashboard> {
-  return { "mesh-overview.json": meshOverview(), "pair.json": pair(), ...Object.fromEntries(CHECK_KINDS.map((k) => [`${k}.json`, checkKind(k)])), "agents.json": agents() };
+  return { "mesh-overview.json": meshOverview(), "pair.json": pair(), "flows.json": flows(), ...Object.fromEntries(CHECK_KINDS.map((k) => [`${k}.json`, checkKind(k)])), "agents.json": agents() };
 }
