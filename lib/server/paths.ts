@@ -1,8 +1,8 @@
 /**
- * The latest path traces per (source region, target), in bounded memory: at most `perTarget`
- * traces per key, `maxKeys` keys and `maxHops` hops in all (the hop bound caps memory: a hop
- * with four other IPv6 addresses, the largest valid, takes ~720 bytes of heap, measured), the least recently
- * updated key going first. Served by GET /api/v1/paths (docs/api.md).
+ * The latest path traces per (source region, target, kind, source port), in bounded memory: at
+ * most `perTarget` traces per key, `maxKeys` keys and `maxHops` hops in all (the hop bound caps
+ * memory: a hop with four other IPv6 addresses, the largest valid, takes ~720 bytes of heap,
+ * measured), the least recently updated key going first. Served by GET /api/v1/paths (docs/api.md).
  */
 import type { PathTrace } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 
@@ -18,7 +18,12 @@ export const PATHS_PER_TARGET = 3;
 export const PATHS_MAX_KEYS = 10_000;
 export const PATHS_MAX_HOPS = 100_000;
 
-/** Latest traces per (source region, target region, target address). */
+/**
+ * Latest traces per (source region, target region, target address, kind, source port): a flow
+ * trace (kind udp / tcp, one per source port) never evicts the ICMP trace of the same target, nor
+ * the trace of another flow, so the console can show them side by side. Kind "" (agents before
+ * 0.6) is "icmp".
+ */
 export class PathStore {
   /** Map order is update order: the first key is the least recently updated. */
   private readonly byKey = new Map<string, StoredPath[]>();
@@ -31,14 +36,14 @@ export class PathStore {
     private readonly maxHops = PATHS_MAX_HOPS,
   ) {}
 
-  /** Number of (source region, target) keys held. */
+  /** Number of (source region, target, kind, source port) keys held. */
   get size(): number {
     return this.byKey.size;
   }
 
   /** Keeps a trace (newest first), evicting beyond the bounds. */
   add(p: StoredPath): void {
-    const k = `${p.sourceRegion}\u0000${p.trace.targetRegion}\u0000${p.trace.address}`;
+    const k = `${p.sourceRegion}\u0000${p.trace.targetRegion}\u0000${p.trace.address}\u0000${p.trace.kind || "icmp"}\u0000${p.trace.sourcePort}`;
     const list = this.byKey.get(k) ?? [];
     this.byKey.delete(k);
     list.unshift(p);
