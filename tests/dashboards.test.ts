@@ -9,6 +9,6 @@ import { ROOT } from "./helpers/procs.ts";
 
 test("the committed dashboard JSON is fresh (run `npm run dashboards`)", () => {
   const rendered = renderDashboards();
-  expect([...rendered.keys()].sort()).toEqual(["agents.json", "dns.json", "grpc.json", "http.json", "mesh-overview.json", "pair.json", "tcp.json"]);
+  expect([...rendered.keys()].sort()).toEqual(["agents.json", "dns.json", "flows.json", "grpc.json", "http.json", "mesh-overview.json", "pair.json", "tcp.json"]);
   for (const [name, text] of rendered) expect({ name, text: readFileSync(`${ROOT}deploy/grafana/dashboards/${name}`, "utf8") }).toEqual({ name, text });
 });
