@@ -168,4 +168,30 @@ describe.skipIf(!CAN)("flow traces through two routers", () => {
       await nft(bed.r2, "delete table inet pmflowtrace");
     }
   });
+
+  test("agent: requestFlow traces the flow once per interval per key and delivers a PathTrace with kind, ports, reason and target", async () => {
+    const script = `
+      import { toJson } from "@bufbuild/protobuf";
+      import pino from "pino";
+      import { Tracing } from "${ROOT}lib/agent/tracing.ts";
+      import { PathTraceSchema } from "${ROOT}lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+      const got = [];
+      const tr = new Tracing({ intervalMs: 60000, ...${JSON.stringify(OPTS)} }, pino({ level: "silent" }), (t) => got.push(t), () => Buffer.from("${KEY_HEX}", "hex"));
+      const f = { kind: "udp", targetRegion: "far", address: "${bed.targetIp}:${UDP_PORT}", ip: "${bed.targetIp}", sourcePort: 40103, destinationPort: ${UDP_PORT}, reason: "flow_lossy" };
+      tr.requestFlow("far/40103", f);
+      tr.requestFlow("far/40103", f);
+      while (got.length === 0) await Bun.sleep(20);
+      await Bun.sleep(300);
+      tr.close();
+      for (const t of got) console.log(JSON.stringify(toJson(PathTraceSchema, t)));
+    `;
+    const r = await run([...bed.inAgent, process.execPath, "-e", script]);
+    expect(r.stderr).toBe("");
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines.length).toBe(1);
+    const t = lines[0];
+    expect([t.kind, t.sourcePort, t.destinationPort, t.reason, t.targetRegion, t.address, t.resolvedIp, t.reached])
+      .toEqual(["udp", 40103, UDP_PORT, "flow_lossy", "far", `${bed.targetIp}:${UDP_PORT}`, bed.targetIp, true]);
+    expect(t.hops.map((h: { address: string }) => h.address)).toEqual([bed.r1Ip, bed.r2Ip, bed.targetIp]);
+  });
 });
