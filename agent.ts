@@ -11,6 +11,7 @@ import { createLogger } from "./lib/log.ts";
 import { defaultAgentIp, startAgent } from "./lib/agent/agent.ts";
 import { discoverRegion } from "./lib/agent/region.ts";
 import { versionLine } from "./lib/version.ts";
+import { parsePortRange, type PortRange } from "./lib/probes/flow/ports.ts";
 
 const f = parseFlagsOrExit("agent", "ProberMesh agent", versionLine(), AGENT_FLAGS, process.argv.slice(2));
 const ip = (f["agent.ip"] as string) || defaultAgentIp();
@@ -18,6 +19,17 @@ if (!ip || isIP(ip) === 0) {
   process.stderr.write(`agent: ${ip ? `invalid value "${ip}" for flag -agent.ip: not an IP address` : "no non-loopback IPv4 address found; set -agent.ip"}\n`);
   process.exit(2);
 }
+/** A flow port range flag, or exit 2 naming the flag and what is wrong. */
+const portRangeFlag = (name: string): PortRange => {
+  try {
+    return parsePortRange(f[name] as string);
+  } catch (e) {
+    process.stderr.write(`agent: invalid value "${f[name]}" for flag -${name}: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
+};
+const udpFlowPorts = portRangeFlag("agent.udp.flow.ports");
+const tcpFlowPorts = portRangeFlag("agent.tcp.flow.ports");
 const log = createLogger("agent", f["log.level"] as string, f["log.format"] as "auto" | "text" | "json");
 let region: string;
 try {
@@ -61,6 +73,13 @@ try {
       probes: f["agent.trace.probes"] as number,
       probeIntervalMs: f["agent.trace.probe.interval"] as number,
       maxHops: f["agent.trace.max.hops"] as number,
+    },
+    flows: {
+      udpListenPort: f["agent.udp.listen.port"] as number,
+      tcpListenPort: f["agent.tcp.listen.port"] as number,
+      responderMaxRate: f["agent.udp.responder.max.rate"] as number,
+      udpFlowPorts,
+      tcpFlowPorts,
     },
     outboxMaxBytes: f["agent.outbox.max.bytes"] as number,
     log,

@@ -26,6 +26,9 @@ import { emptyBatch, Outbox, pointsOf, splitBatch } from "./outbox.ts";
 import { Scheduler, type ErrorPolicy, type Job, type RoundReport } from "./scheduler.ts";
 import { Tracing } from "./tracing.ts";
 import type { TraceOptions } from "../probes/icmp/trace.ts";
+import type { PortRange } from "../probes/flow/ports.ts";
+import { startListeners } from "./listeners.ts";
+import { flowTraceRequests, type FlowTracer } from "./flow_traces.ts";
 
 /** Agent settings (docs/flags.md); durations in milliseconds. */
 export interface AgentOptions extends ClientOptions {
@@ -37,6 +40,11 @@ export interface AgentOptions extends ClientOptions {
   error: ErrorPolicy;
   /** Path traces on entering error state: at most one per target per `intervalMs` (0: none). */
   trace: { intervalMs: number } & Partial<TraceOptions>;
+  /**
+   * The flow mesh: this agent's UDP responder and TCP listener ports (0 = off; -agent.udp.listen.port,
+   * -agent.tcp.listen.port), the responder's reply rate, and the flow source port ranges.
+   */
+  flows: { udpListenPort: number; tcpListenPort: number; responderMaxRate: number; udpFlowPorts: PortRange; tcpFlowPorts: PortRange };
   /** Cap on the encoded bytes of unsent batches (-agent.outbox.max.bytes). */
   outboxMaxBytes: number;
   log: Logger;
@@ -66,7 +74,7 @@ export function defaultAgentIp(): string {
 const CLEAN_ROUND: RoundReport = Object.freeze({ error: false });
 
 /** A target's job; an ICMP one may start a path trace when a round fails (rate-limited per target). */
-type AgentJob = Job & { onFailedRound?: () => void };
+type AgentJob = Job & { onFailedRound?: () => void; onFlows?: (r: ResultOf<ProberType>, failed: boolean) => void };
 
 /** Push failures that no retry can fix: the batch is dropped (and logged) so that the queue moves on. */
 const BATCH_FATAL = new Set([Code.InvalidArgument, Code.ResourceExhausted, Code.OutOfRange, Code.Unimplemented]);
@@ -77,10 +85,23 @@ const NEEDS_OPERATOR = new Set([Code.Unauthenticated, Code.PermissionDenied]);
 export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   const log = o.log;
   const client = rpcClient(o, (addr, why) => log.warn({ server: addr, why }, "switched server"));
-  const me: Agent = create(AgentSchema, { region: o.region, ip: o.ip, version: VERSION, hostname: hostname() });
+  /**
+   * The mesh key of the last heartbeat answers (HeartbeatResponse.mesh_key): the current one first,
+   * then the one it replaced, so probes tagged just before a key change still verify.
+   */
+  let meshKeys: Uint8Array[] = [];
+  const takeMeshKey = (k: Uint8Array) => {
+    if (k.length === 0 || (meshKeys[0] && Buffer.from(k).equals(meshKeys[0]))) return;
+    if (meshKeys.length > 0) log.info("mesh key changed; the previous one is still accepted");
+    meshKeys = [Uint8Array.from(k), ...meshKeys.slice(0, 1)];
+  };
+  // Listening first: the first heartbeat announces the ports actually bound (0 when off or failed).
+  const listeners = startListeners({ udpPort: o.flows.udpListenPort, tcpPort: o.flows.tcpListenPort, udpMaxRate: o.flows.responderMaxRate, keys: () => meshKeys, log });
+  const me: Agent = create(AgentSchema, { region: o.region, ip: o.ip, version: VERSION, hostname: hostname(), udpPort: listeners.udpPort, tcpPort: listeners.tcpPort });
   const abort = new AbortController();
   const debug = log.isLevelEnabled("debug");
-  const probers = Object.fromEntries(PROBER_TYPES.map((t) => [t, AGENT_KINDS[t].create()])) as { [K in ProberType]: Prober<K> };
+  const ctx = { udpFlowPorts: o.flows.udpFlowPorts, tcpFlowPorts: o.flows.tcpFlowPorts, meshKey: () => meshKeys[0] };
+  const probers = Object.fromEntries(PROBER_TYPES.map((t) => [t, AGENT_KINDS[t].create(ctx)])) as { [K in ProberType]: Prober<K> };
   const ready = new Set<ProberType>();
   for (const t of PROBER_TYPES) {
     const st = probers[t].status();
@@ -104,10 +125,12 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
       seenInstances.add(r.instanceId);
     }
     instanceId = r.instanceId;
+    takeMeshKey(r.meshKey);
     const poolChanged = r.poolVersion !== 0n && poolVersion !== 0n && r.poolVersion !== poolVersion;
     if (r.poolVersion !== 0n) poolVersion = r.poolVersion;
     return { changed, poolChanged };
   };
+  abort.signal.addEventListener("abort", () => listeners.close(), { once: true });
   const first = await pRetry(() => client.heartbeat({ agent: me }), {
     retries: Infinity, minTimeout: 500, maxTimeout: 30_000, signal: abort.signal,
     onFailedAttempt: ({ error, attemptNumber }) => {
@@ -182,6 +205,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
             // Read `batch` only after the await: push() swaps in a new one every push period.
             (batch[type] as ResultOf<K>[]).push(r);
             const detail = reprobe?.failure(r);
+            job.onFlows?.(r, detail !== undefined);
             if (!detail) return CLEAN_ROUND;
             // The path when the loss is happening: on entering error state, and again every
             // -agent.trace.interval while rounds keep failing (Tracing rate-limits per target).
@@ -190,6 +214,12 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
           }),
       };
       if (type === "icmp" && tracing) job.onFailedRound = () => tracing.request(job.key, t as IcmpTarget);
+      // The flow kinds: a lossy flow (or, in error state, the worst flow) is traced by its 5-tuple.
+      if ((type === "udp" || type === "tcp") && tracing) {
+        job.onFlows = (r, failed) => {
+          for (const req of flowTraceRequests(type, r as ResultOf<"udp" | "tcp">, failed)) (tracing as unknown as FlowTracer).requestFlow?.(`${job.key}/${req.sourcePort}`, req);
+        };
+      }
       jobs.push(job);
     }
     return jobs;

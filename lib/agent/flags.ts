@@ -2,6 +2,13 @@
 import type { FlagSpec } from "../cli/flags.ts";
 import { LOG_FLAGS } from "../log.ts";
 import { OUTBOX_MAX_BYTES_DEFAULT } from "./outbox.ts";
+import { TCP_FLOW_PORTS } from "../probes/tcp/defaults.ts";
+import { UDP_FLOW_PORTS } from "../probes/udp/defaults.ts";
+import { RESPONDER_MAX_RATE, RESPONDER_PER_SOURCE_RATE } from "../probes/udp/responder_limits.ts";
+
+/** Default UDP responder and TCP listener ports of the flow mesh. */
+export const UDP_LISTEN_PORT = 6010;
+export const TCP_LISTEN_PORT = 6011;
 
 export const AGENT_FLAGS: FlagSpec[] = [
   { name: "agent.region", aliases: ["region"], kind: "string", default: "", help: "region of this agent; empty: env PROBER_REGION, then cloud metadata" },
@@ -23,5 +30,10 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { name: "agent.rpc.tls.ca.file", kind: "string", default: "", help: "CA bundle (PEM) trusted for an https:// server address (default: the system roots)" },
   { name: "agent.rpc.tls.cert.file", kind: "string", default: "", help: "client certificate (PEM) for mutual TLS with the server" },
   { name: "agent.rpc.tls.key.file", kind: "string", default: "", help: "client private key (PEM) for mutual TLS with the server" },
+  { name: "agent.udp.listen.port", kind: "number", integer: true, default: String(UDP_LISTEN_PORT), min: 0, max: 65535, help: "UDP port of this agent's responder, which answers other agents' udp probes (only those tagged with the server's mesh key, rate-limited); announced to the server, which hands it out as a udp target; 0 = no responder" },
+  { name: "agent.tcp.listen.port", kind: "number", integer: true, default: String(TCP_LISTEN_PORT), min: 0, max: 65535, help: "TCP port this agent accepts other agents' tcp connect probes on (each connection is closed at once, nothing is sent); announced to the server, which hands it out as a tcp target; 0 = no listener" },
+  { name: "agent.udp.flow.ports", kind: "string", default: UDP_FLOW_PORTS, help: "source ports of the udp kind's flows, FIRST-LAST: one port per flow (one 5-tuple each, so ECMP / LAG hashing pins each flow to one path); a udp module's flows takes the first ones; allow them in firewalls" },
+  { name: "agent.tcp.flow.ports", kind: "string", default: TCP_FLOW_PORTS, help: "source ports of the tcp kind's connect flows (a tcp module with flows), FIRST-LAST, as -agent.udp.flow.ports" },
+  { name: "agent.udp.responder.max.rate", kind: "number", integer: true, default: String(RESPONDER_MAX_RATE), min: 1, help: `replies per second the UDP responder sends in all (one source IP gets at most min(this, ${RESPONDER_PER_SOURCE_RATE})); beyond, probes go unanswered and are counted as dropped in the agent's log. The default covers hundreds of agents probing this one, error-state re-probes included` },
   ...LOG_FLAGS,
 ];

@@ -5,6 +5,8 @@ import { GrpcProber } from "../probes/grpc/prober.ts";
 import { HttpPhaseProber } from "../probes/http/prober.ts";
 import { IcmpEchoProber, echoOptions } from "../probes/icmp/prober.ts";
 import { TcpProber } from "../probes/tcp/prober.ts";
+import { UdpProber, udpOptions } from "../probes/udp/prober.ts";
+import type { PortRange } from "../probes/flow/ports.ts";
 
 /** HTTP probes running at once per agent; also the limit of each other connection-based kind (tcp, dns, grpc). */
 export const HTTP_CONCURRENCY = 64;
@@ -22,9 +24,18 @@ export interface Reprobe<K extends ProberType> {
   mark(r: ResultOf<K>, sampleWeight: number, errorState: boolean): void;
 }
 
+/** What the agent gives a kind's prober: its flow port ranges and the mesh key. */
+export interface ProberContext {
+  /** -agent.udp.flow.ports / -agent.tcp.flow.ports. */
+  udpFlowPorts: PortRange;
+  tcpFlowPorts: PortRange;
+  /** The mesh key of the last heartbeat answer (HeartbeatResponse.mesh_key); undefined before a server of 0.6 sent one. */
+  meshKey: () => Uint8Array | undefined;
+}
+
 /** An agent half: how to make the kind's prober and how many of its rounds may run at once. */
 export interface AgentKind<K extends ProberType> {
-  create(): Prober<K>;
+  create(ctx: ProberContext): Prober<K>;
   /** Rounds of this kind in flight at once (ICMP rounds share one socket and cost no fd each). */
   concurrency: number;
   /** Absent: the kind keeps its regular schedule when failing (HTTP: a web endpoint is not hammered). */
@@ -45,7 +56,21 @@ export const AGENT_KINDS: { [K in ProberType]: AgentKind<K> } = {
     },
   },
   http: { create: () => new HttpPhaseProber(), concurrency: HTTP_CONCURRENCY },
-  tcp: { create: () => new TcpProber(), concurrency: HTTP_CONCURRENCY },
+  tcp: { create: (ctx) => new TcpProber({ flowPorts: ctx.tcpFlowPorts }), concurrency: HTTP_CONCURRENCY },
   dns: { create: () => new DnsProber(), concurrency: HTTP_CONCURRENCY },
   grpc: { create: () => new GrpcProber(), concurrency: HTTP_CONCURRENCY },
+  // Rounds share the flow sockets and cost no fd each, as icmp's; a failed round is re-probed as
+  // icmp's (a lossy flow is part of the loss, and error state is when the flow is traced).
+  udp: {
+    create: (ctx) => new UdpProber({ flowPorts: ctx.udpFlowPorts, meshKey: ctx.meshKey }),
+    concurrency: Infinity,
+    reprobe: {
+      cost: (t) => udpOptions(t.module).count,
+      failure: (r) => (r.error !== "" || r.sent === 0 || r.received < r.sent ? { sent: r.sent, received: r.received, ...(r.error ? { err: r.error } : {}) } : undefined),
+      mark(r, sampleWeight, errorState) {
+        r.sampleWeight = sampleWeight;
+        r.errorState = errorState;
+      },
+    },
+  },
 };

@@ -17,12 +17,9 @@
  */
 import type { Logger } from "../../log.ts";
 import { TYPE_REQUEST, looksLikeProbe, parseProbe, toReply } from "./packet.ts";
+import { RESPONDER_MAX_RATE, RESPONDER_MAX_SOURCES, RESPONDER_PER_SOURCE_RATE } from "./responder_limits.ts";
 import { UdpSocket, realtimeUnixNs, type UdpDatagram } from "./socket.ts";
 
-/** Default of -agent.udp.responder.max.rate, replies per second in all. */
-export const RESPONDER_MAX_RATE = 20_000;
-/** Source IPs whose buckets are kept; beyond, the least recently seen is forgotten. */
-export const RESPONDER_MAX_SOURCES = 4096;
 /** How often the socket is drained, ms. */
 export const RESPONDER_DRAIN_MS = 3;
 /** Drops are logged at most this often, ms. */
@@ -45,7 +42,7 @@ export interface ResponderOptions {
   keys: () => readonly Uint8Array[];
   /** Replies per second in all (token bucket, a second's worth of burst). Default RESPONDER_MAX_RATE. */
   maxRate?: number;
-  /** Replies per second to one source IP (default min(maxRate, 2000), a second's burst). */
+  /** Replies per second to one source IP (default min(maxRate, RESPONDER_PER_SOURCE_RATE), a second's burst). */
   perSourceRate?: number;
   /** Drain period, ms (default RESPONDER_DRAIN_MS). */
   drainMs?: number;
@@ -93,7 +90,7 @@ export class UdpResponder {
     this.socket = new UdpSocket(opts.port, { ipv4Only: opts.ipv4Only, rcvbufBytes: 4 << 20 });
     this.port = this.socket.port;
     this.global = new Bucket(rate, rate, performance.now());
-    this.perSourceRate = Math.max(1, opts.perSourceRate ?? Math.min(rate, 2000));
+    this.perSourceRate = Math.max(1, opts.perSourceRate ?? Math.min(rate, RESPONDER_PER_SOURCE_RATE));
     this.timer = setInterval(() => this.drain(), opts.drainMs ?? RESPONDER_DRAIN_MS);
   }
 
