@@ -23,7 +23,7 @@ import { PathStore } from "../lib/server/paths.ts";
 import { createPathBed, type PathBed } from "./helpers/pathbed.ts";
 import { netnsAvailable } from "./helpers/netns.ts";
 import { nft, nftInstalled } from "./helpers/nft.ts";
-import { ROOT, run, skipReason } from "./helpers/procs.ts";
+import { IS_ROOT, ROOT, run, skipReason } from "./helpers/procs.ts";
 
 const CAN = (await netnsAvailable()) && nftInstalled();
 if (!CAN) skipReason("flow_trace.test.ts needs root, iproute2 and nft: it builds a line of four namespaces with two forwarding routers and drops one source port on r2");
@@ -60,6 +60,25 @@ describe("crafted packets and refusals (no root)", () => {
     } finally {
       t.close();
     }
+  });
+
+  test("without CAP_NET_RAW: status() says flow traces are disabled and why, a trace resolves with that error", async () => {
+    // Root drops to nobody with no capabilities (setpriv); anyone else lacks CAP_NET_RAW already.
+    const prefix = IS_ROOT ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"] : [];
+    const script = `
+      import { FlowTracer } from "${ROOT}lib/probes/flow/trace.ts";
+      const t = new FlowTracer(() => new Uint8Array(32));
+      console.log(JSON.stringify(t.status()));
+      console.log(JSON.stringify(await t.trace({ kind: "tcp", ip: "127.0.0.1", sourcePort: 40100, destinationPort: 9 }, { probes: 1, maxHops: 2, probeIntervalMs: 10, timeoutMs: 10 })));
+      t.close();
+    `;
+    const r = await run([...prefix, process.execPath, "-e", script]);
+    expect(r.stderr).toBe("");
+    const [status, outcome] = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    expect(status.ready).toBe(false);
+    expect(status.message).toContain("CAP_NET_RAW");
+    expect([outcome.hops, outcome.reached]).toEqual([[], false]);
+    expect(outcome.error).toContain("CAP_NET_RAW");
   });
 
   test("path store: a flow trace and the ICMP trace of one target are both kept, one per kind and source port", () => {
@@ -122,16 +141,24 @@ describe.skipIf(!CAN)("flow traces through two routers", () => {
   /** Traces the flows (kind, source port) at once from the agent namespace. */
   const trace = async (...flows: ["udp" | "tcp", number][]): Promise<TraceOutcome[]> => {
     const script = `
+      import { readdirSync } from "node:fs";
       import { FlowTracer } from "${ROOT}lib/probes/flow/trace.ts";
+      const fds = () => readdirSync("/proc/self/fd").length;
+      const before = fds();
       const t = new FlowTracer(() => Buffer.from("${KEY_HEX}", "hex"));
       const flows = ${JSON.stringify(flows)};
       const out = await Promise.all(flows.map(([kind, sp]) => t.trace({ kind, ip: "${bed.targetIp}", sourcePort: sp, destinationPort: kind === "udp" ? ${UDP_PORT} : ${TCP_PORT} }, ${JSON.stringify(OPTS)})));
       t.close();
       for (const o of out) console.log(JSON.stringify(o));
+      console.log(JSON.stringify({ fdsBefore: before, fdsAfter: fds() }));
     `;
     const r = await run([...bed.inAgent, process.execPath, "-e", script]);
     expect(r.stderr).toBe("");
-    return r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    // Every raw socket is closed when its trace resolves, the ICMP one at close().
+    const fds = lines.pop();
+    expect(fds.fdsAfter).toBe(fds.fdsBefore);
+    return lines;
   };
 
   test("udp and tcp flows: r1, r2, then the target answers every probe (responder reply / SYN-ACK): reached", async () => {

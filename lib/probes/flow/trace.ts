@@ -103,9 +103,15 @@ export class FlowTracer {
     let t: ActiveFlowTrace;
     let src: Uint8Array;
     try {
-      this.icmpSocket();
       src = sourceAddressFor(flow.ip, flow.destinationPort);
+      // The raw socket first: without CAP_NET_RAW its error names the capability.
       const sock = new RawFlowSocket(flow.kind === "udp" ? IPPROTO_UDP : IPPROTO_TCP, flow.ip);
+      try {
+        this.icmpSocket();
+      } catch (e) {
+        sock.close();
+        throw e;
+      }
       const dst = Uint8Array.from(flow.ip.split(".").map(Number));
       const maxRttNs = (opts.probeIntervalMs * opts.probes + opts.timeoutMs) * 1e6;
       t = { flow, book: new ProbeBook(ipText(dst), opts.maxHops, opts.probes, maxRttNs), idBase: randomInt(1, 0x10000 - n), dst, sock, key };
