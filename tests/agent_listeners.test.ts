@@ -5,7 +5,7 @@
  * ports (/api/v1/agents); its responder answers a probe tagged with the server's key and nothing
  * tagged with another; its TCP listener accepts and closes at once, sending nothing; a second
  * agent whose ports are taken announces 0 and keeps running; a bad -agent.udp.flow.ports exits
- * with a message naming the flag.
+ * with a message naming the flag. And which flows of a round the agent asks the tracer for.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
@@ -14,6 +14,11 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { parseProbe, writeRequest, TYPE_REPLY } from "../lib/probes/udp/packet.ts";
 import { UdpSocket } from "../lib/probes/udp/socket.ts";
+import { create } from "@bufbuild/protobuf";
+import { flowTraceRequests } from "../lib/agent/flow_traces.ts";
+import { FlowStatsSchema } from "../lib/rpc/gen/probermesh/v1/flow_pb.ts";
+import { TcpResultSchema } from "../lib/rpc/gen/probermesh/v1/tcp_pb.ts";
+import { UdpResultSchema } from "../lib/rpc/gen/probermesh/v1/udp_pb.ts";
 import { AGENT_BIN, SERVER_BIN, freePort, killAll, run, start, waitFor, type Proc } from "./helpers/procs.ts";
 
 afterAll(killAll);
@@ -108,5 +113,30 @@ describe("agent listeners (dist/agent, dist/server)", () => {
     const t = await run([AGENT_BIN, "-region", "a", "-agent.ip", "127.0.0.1", "-agent.tcp.flow.ports", "x"]);
     expect(t.code).toBe(2);
     expect(t.stderr).toContain("-agent.tcp.flow.ports");
+  });
+});
+
+describe("which flows of a round the agent traces (flowTraceRequests)", () => {
+  const flow = (sourcePort: number, sent: number, received: number) => create(FlowStatsSchema, { sourcePort, sent, received });
+  const udp = (flows: ReturnType<typeof flow>[]) => create(UdpResultSchema, { targetRegion: "b", address: "10.0.0.9:6010", resolvedIp: "10.0.0.9", dscp: 46, flows });
+
+  test("a lossy flow is traced by its 5-tuple, reason flow_lossy", () => {
+    const r = udp([flow(40100, 4, 4), flow(40101, 4, 0), flow(40102, 4, 4), flow(40103, 4, 4)]);
+    expect(flowTraceRequests("udp", r, true)).toEqual([
+      { kind: "udp", targetRegion: "b", address: "10.0.0.9:6010", ip: "10.0.0.9", destinationPort: 6010, dscp: 46, sourcePort: 40101, reason: "flow_lossy" },
+    ]);
+  });
+
+  test("a failed round without a lossy flow traces the flow that lost most; a clean round traces nothing", () => {
+    const everywhere = udp([flow(40100, 4, 2), flow(40101, 4, 1), flow(40102, 4, 3)]);
+    expect(flowTraceRequests("udp", everywhere, true).map((q) => [q.sourcePort, q.reason])).toEqual([[40101, "error_state"]]);
+    expect(flowTraceRequests("udp", udp([flow(40100, 4, 4), flow(40101, 4, 4)]), false)).toEqual([]);
+  });
+
+  test("tcp: a failed round (no success) traces its worst flow toward the target's host", () => {
+    const r = create(TcpResultSchema, { targetRegion: "b", address: "10.0.0.9:6011", success: false, flows: [flow(40200, 1, 1), flow(40201, 1, 0)] });
+    expect(flowTraceRequests("tcp", r, false)).toEqual([
+      { kind: "tcp", targetRegion: "b", address: "10.0.0.9:6011", ip: "10.0.0.9", destinationPort: 6011, sourcePort: 40201, reason: "error_state" },
+    ]);
   });
 });

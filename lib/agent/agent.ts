@@ -28,7 +28,7 @@ import { Tracing } from "./tracing.ts";
 import type { TraceOptions } from "../probes/icmp/trace.ts";
 import type { PortRange } from "../probes/flow/ports.ts";
 import { startListeners } from "./listeners.ts";
-import { flowTraceRequests, type FlowTracer } from "./flow_traces.ts";
+import { flowTraceRequests } from "./flow_traces.ts";
 
 /** Agent settings (docs/flags.md); durations in milliseconds. */
 export interface AgentOptions extends ClientOptions {
@@ -149,7 +149,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   let batch = emptyBatch();
   // This process's batch identity: the server counts each (instance, sequence) once.
   const outbox = new Outbox({ maxBytes: o.outboxMaxBytes, instanceId: randomUUID() });
-  const tracing = o.trace.intervalMs > 0 && o.error.budgetPps > 0 ? new Tracing(o.trace, log, (t) => batch.traces.push(t)) : undefined;
+  const tracing = o.trace.intervalMs > 0 && o.error.budgetPps > 0 ? new Tracing(o.trace, log, (t) => batch.traces.push(t), () => meshKeys[0]) : undefined;
   const scheduler = new Scheduler(
     o.probeIntervalMs,
     {
@@ -217,7 +217,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
       // The flow kinds: a lossy flow (or, in error state, the worst flow) is traced by its 5-tuple.
       if ((type === "udp" || type === "tcp") && tracing) {
         job.onFlows = (r, failed) => {
-          for (const req of flowTraceRequests(type, r as ResultOf<"udp" | "tcp">, failed)) (tracing as unknown as FlowTracer).requestFlow?.(`${job.key}/${req.sourcePort}`, req);
+          for (const req of flowTraceRequests(type, r as ResultOf<"udp" | "tcp">, failed)) tracing.requestFlow(`${job.key}/${req.sourcePort}`, req);
         };
       }
       jobs.push(job);

@@ -9,33 +9,15 @@
  *
  * At most MAX_FLOW_TRACES per round; the tracer rate-limits per (target, flow) key.
  */
-import { isIP } from "node:net";
 import { lossyFlows } from "../probes/flow/lossy.ts";
 import { splitHostPortTarget } from "../probes/host_port.ts";
+import type { FlowTraceRequest } from "../probes/flow/path.ts";
 import type { FlowStats } from "../rpc/gen/probermesh/v1/flow_pb.ts";
 import type { TcpResult } from "../rpc/gen/probermesh/v1/tcp_pb.ts";
 import type { UdpResult } from "../rpc/gen/probermesh/v1/udp_pb.ts";
 
 /** Flow traces requested per round at most. */
 export const MAX_FLOW_TRACES = 4;
-
-/** What Tracing.requestFlow (lib/agent/tracing.ts) is asked to trace: one flow's 5-tuple. */
-export interface FlowTraceRequest {
-  kind: "udp" | "tcp";
-  targetRegion: string;
-  /** The target as handed out (host:port). */
-  address: string;
-  /** The IP the round probed. */
-  ip: string;
-  sourcePort: number;
-  destinationPort: number;
-  reason: "flow_lossy" | "error_state";
-}
-
-/** The tracer's flow entry point (Tracing.requestFlow). */
-export interface FlowTracer {
-  requestFlow?(key: string, req: FlowTraceRequest): void;
-}
 
 /**
  * The flows of a finished round to trace.
@@ -47,9 +29,9 @@ export function flowTraceRequests(kind: "udp" | "tcp", r: UdpResult | TcpResult,
   if (flows.length === 0) return [];
   const hp = splitHostPortTarget(r.address);
   if (!hp) return [];
-  const ip = "resolvedIp" in r && r.resolvedIp ? r.resolvedIp : isIP(hp.host) ? hp.host : "";
-  if (!ip) return [];
-  const base = { kind, targetRegion: r.targetRegion, address: r.address, ip, destinationPort: hp.port };
+  // The IP the round probed (udp); a tcp result has none: its host (an IP for mesh targets; a name is resolved by the tracer).
+  const ip = "resolvedIp" in r && r.resolvedIp ? r.resolvedIp : hp.host;
+  const base = { kind, targetRegion: r.targetRegion, address: r.address, ip, destinationPort: hp.port, ...("dscp" in r ? { dscp: r.dscp } : {}) };
   const lossy = lossyFlows(flows);
   if (lossy.length > 0) return lossy.slice(0, MAX_FLOW_TRACES).map((sourcePort) => ({ ...base, sourcePort, reason: "flow_lossy" as const }));
   const roundFailed = kind === "tcp" ? !(r as TcpResult).success : failed;
