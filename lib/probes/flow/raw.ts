@@ -15,11 +15,10 @@ import {
   addressOf, encodeSockaddr, errno, libc, strerror,
 } from "../icmp/libc.ts";
 import { SYSTEM_CLOCK, type Clock } from "../icmp/clock.ts";
+import { RX_STAMP_SLACK_NS } from "../icmp/socket.ts";
 
 /** Bytes read per packet: an IPv4 header, a TCP header with options or a UDP probe's header and more. */
 const RECV_LEN = 2048;
-/** How much older than "queue last seen empty" a stamp may be, ns (as socket.ts's RX_STAMP_SLACK_NS). */
-const STAMP_SLACK_NS = 1_000_000;
 
 /** No raw socket: the process lacks CAP_NET_RAW (or the kernel refuses). */
 export class FlowTraceUnavailableError extends Error {
@@ -149,7 +148,7 @@ export class RawFlowSocket {
         off += (clen + 7) & ~7;
       }
       const age = realNow - stampNs;
-      const rxNs = age >= 0 && age <= monoNow - this.emptyAtNs + STAMP_SLACK_NS ? monoNow - age : monoNow;
+      const rxNs = age >= 0 && age <= monoNow - this.emptyAtNs + RX_STAMP_SLACK_NS ? monoNow - age : monoNow;
       count++;
       onPacket(this.data, Math.min(n, RECV_LEN), rxNs);
     }
