@@ -7,11 +7,12 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { PathTraceSchema, type PathTrace } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { resolveHost, roundErrorText } from "../resolve.ts";
+import type { TraceReason } from "../icmp/path_check.ts";
 import { hopMessages } from "./hops.ts";
 import { FlowTracer, type FlowTraceOptions } from "./trace.ts";
 
-/** Why a flow trace ran (PathTrace.reason): its flow turned lossy (lossy.ts), or its target entered error state. */
-export type FlowTraceReason = "flow_lossy" | "error_state";
+/** Why a flow trace ran (PathTrace.reason, one of TRACE_REASONS): its flow turned lossy (lossy.ts), or its target entered error state. */
+export type FlowTraceReason = TraceReason;
 
 /** A flow to trace, as the agent knows it from its udp / tcp targets and results. */
 export interface FlowTraceRequest {

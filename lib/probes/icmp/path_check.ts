@@ -7,7 +7,10 @@ import type { PathTrace } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { checkCommon, seconds } from "../result_common.ts";
 
 /** Why a trace ran: the PathTrace.reason values, each with what it means. */
-export const TRACE_REASONS = { error_state: "the target entered error state (a round lost packets or failed)" } as const;
+export const TRACE_REASONS = {
+  error_state: "the target entered error state (a round lost packets or failed)",
+  flow_lossy: "a flow (udp, tcp) lost at least half of its probes while the link's other flows lost under 5% (lib/probes/flow/lossy.ts)",
+} as const;
 export type TraceReason = keyof typeof TRACE_REASONS;
 
 /** Most hops a trace may carry (-agent.trace.max.hops is at most 64). */
