@@ -8,7 +8,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { PathTraceSchema, type PathTrace } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { resolveHost, roundErrorText } from "../resolve.ts";
 import type { TraceReason } from "../icmp/path_check.ts";
-import { hopMessages } from "./hops.ts";
+import { hopMessages } from "../trace_hops.ts";
 import { FlowTracer, type FlowTraceOptions } from "./trace.ts";
 
 /** Why a flow trace ran (PathTrace.reason, one of TRACE_REASONS): its flow turned lossy (lossy.ts), or its target entered error state. */

@@ -14,8 +14,7 @@ import {
   AF_INET, EACCES, EPERM, IPPROTO_IP, IP_HDRINCL, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOL_SOCKET, SO_TIMESTAMPNS,
   addressOf, encodeSockaddr, errno, libc, strerror,
 } from "../icmp/libc.ts";
-import { SYSTEM_CLOCK, type Clock } from "../icmp/clock.ts";
-import { RX_STAMP_SLACK_NS } from "../icmp/socket.ts";
+import { SYSTEM_CLOCK, stampToMonotonic, type Clock } from "../icmp/clock.ts";
 
 /** Bytes read per packet: an IPv4 header, a TCP header with options or a UDP probe's header and more. */
 const RECV_LEN = 2048;
@@ -147,8 +146,8 @@ export class RawFlowSocket {
         }
         off += (clen + 7) & ~7;
       }
-      const age = realNow - stampNs;
-      const rxNs = age >= 0 && age <= monoNow - this.emptyAtNs + RX_STAMP_SLACK_NS ? monoNow - age : monoNow;
+      const stamped = stampToMonotonic(stampNs, realNow, monoNow, this.emptyAtNs);
+      const rxNs = Number.isNaN(stamped) ? monoNow : stamped;
       count++;
       onPacket(this.data, Math.min(n, RECV_LEN), rxNs);
     }

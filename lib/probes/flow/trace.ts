@@ -30,7 +30,7 @@ import { IcmpSocket, datagramSource, type Datagram } from "../icmp/socket.ts";
 import { TRACE_DEFAULTS, type TraceOptions, type TraceOutcome } from "../icmp/trace.ts";
 import { FLAG_TRACE, HEADER_LEN, TYPE_REPLY, parseProbe, writeRequest } from "../udp/packet.ts";
 import { PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_RST, TCP_SYN, parseIpv4, tcpFlagsAck, tcpSynPacket, udpPacket } from "./headers.ts";
-import { ProbeBook } from "./hops.ts";
+import { ProbeBook } from "../trace_hops.ts";
 import { RawFlowSocket, rawSocketProblem, sourceAddressFor } from "./raw.ts";
 
 /** One flow: its protocol, destination and ports. */

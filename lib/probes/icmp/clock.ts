@@ -29,6 +29,29 @@ export interface Clock {
   readonly realtimeOriginSec: number;
 }
 
+/**
+ * How much older than "queue last seen empty" a kernel receive stamp may be and still be used, ns.
+ * The kernel stamps a packet as it enters the stack, a little before it is queued on the socket,
+ * and "seen empty" is read just after the recvmmsg() that saw it: microseconds each, more under
+ * load. A wall-clock step smaller than this can shift one RTT by at most its size; a larger one
+ * is caught.
+ */
+export const RX_STAMP_SLACK_NS = 1_000_000;
+
+/**
+ * The monotonic receive time of a packet whose kernel stamp (SO_TIMESTAMPNS) reads `stampNs`
+ * (wall clock, ns relative to the clock's realtimeOriginSec; NaN: no stamp), read when the wall
+ * clock said `realNow` and the monotonic one `monoNow`, from a queue last seen empty at
+ * `emptyAtNs` (monotonic): monoNow − (realNow − stampNs) when that age is plausible (not negative,
+ * not older than the queue's last empty moment plus RX_STAMP_SLACK_NS), else NaN (a wall-clock
+ * step between arrival and read, or no stamp): the caller then uses its read time and counts it.
+ * One rule for every socket that times packets (ICMP, UDP, the flow tracer's raw sockets).
+ */
+export function stampToMonotonic(stampNs: number, realNow: number, monoNow: number, emptyAtNs: number): number {
+  const age = realNow - stampNs;
+  return age >= 0 && age <= monoNow - emptyAtNs + RX_STAMP_SLACK_NS ? monoNow - age : NaN;
+}
+
 /** The system's clocks through clock_gettime(2) (vDSO: no system call). */
 export class SystemClock implements Clock {
   readonly realtimeOriginSec: number;

@@ -5,10 +5,10 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Moments } from "../../aggregation/moments.ts";
 import { type IcmpTarget } from "../../rpc/gen/probermesh/v1/icmp_pb.ts";
-import { PathTraceSchema, TraceHopSchema, type PathTrace } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { PathTraceSchema, type PathTrace } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { resolveHost, roundErrorText } from "../resolve.ts";
+import { hopMessages } from "../trace_hops.ts";
 import type { TraceReason } from "./path_check.ts";
 import { PathTracer, type TraceOptions } from "./trace.ts";
 
@@ -35,13 +35,7 @@ export class PathTraceProber {
       const o = await this.tracer.trace(out.resolvedIp, this.opts);
       out.reached = o.reached;
       out.error = o.error;
-      out.hops = o.hops.map((h) => {
-        const s = Moments.of(h.rttsSeconds);
-        return create(TraceHopSchema, {
-          ttl: h.ttl, address: h.address, sent: h.sent, received: h.received, otherAddresses: h.otherAddresses,
-          rttMeanSeconds: s.mean, rttMinSeconds: s.min, rttMaxSeconds: s.max, rttStddevSeconds: s.stddev,
-        });
-      });
+      out.hops = hopMessages(o.hops);
     } catch (e) {
       out.error = roundErrorText(out.resolvedIp, e);
     }

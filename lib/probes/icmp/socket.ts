@@ -24,7 +24,8 @@ import {
   ICMP6_DEST_UNREACH, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, ICMP6_TIME_EXCEEDED, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED,
 } from "./packet.ts";
 import { readFileSync } from "node:fs";
-import { SYSTEM_CLOCK, type Clock } from "./clock.ts";
+import { SYSTEM_CLOCK, stampToMonotonic, type Clock } from "./clock.ts";
+export { RX_STAMP_SLACK_NS } from "./clock.ts";
 import { SocketSetupError, applySetup, attachIdentifierFilter, unavailableReason, type SocketSetup } from "./socket_setup.ts";
 
 import type { Datagram, EchoDirection, QueuedIcmpError, SocketKind } from "./socket_types.ts";
@@ -41,14 +42,6 @@ const NAME_LEN = 32;
 const CTRL_LEN = 64;
 /** sizeof(struct mmsghdr) on LP64: struct msghdr (56) + msg_len (4) + padding (4). */
 const MMSG = 64;
-/**
- * How much older than "queue last seen empty" a kernel receive stamp may be and still be used, ns.
- * The kernel stamps a packet as it enters the stack, a little before it is queued on the socket,
- * and "seen empty" is read just after the recvmmsg() that saw it: microseconds each, more under
- * load. A wall-clock step smaller than this can shift one RTT by at most its size; a larger one
- * is caught.
- */
-export const RX_STAMP_SLACK_NS = 1_000_000;
 
 /** An open non-blocking ICMP or ICMPv6 socket. */
 export class IcmpSocket {
@@ -242,8 +235,8 @@ export class IcmpSocket {
    * module docs).
    */
   private receiveTime(stampNs: number, realNow: number, monoNow: number, emptyAt: number): number {
-    const age = realNow - stampNs;
-    if (age >= 0 && age <= monoNow - emptyAt + RX_STAMP_SLACK_NS) return monoNow - age;
+    const t = stampToMonotonic(stampNs, realNow, monoNow, emptyAt);
+    if (!Number.isNaN(t)) return t;
     this.rxStampsRejected++;
     return monoNow;
   }

@@ -18,6 +18,8 @@ import {
   parseEchoReply, writeEchoRequest,
 } from "./packet.ts";
 import { FamilySockets } from "./family.ts";
+import { ProbeBook, type TraceOutcome } from "../trace_hops.ts";
+export type { HopOutcome, TraceOutcome } from "../trace_hops.ts";
 import { ipText as canonical } from "./icmp_errors.ts";
 import { IcmpSocket, datagramSource, type Datagram, type QueuedIcmpError, type SocketKind } from "./socket.ts";
 
@@ -38,41 +40,13 @@ export interface TraceOptions {
 /** The defaults of TraceOptions (the agent's -agent.trace.* flags). */
 export const TRACE_DEFAULTS: TraceOptions = { maxHops: 30, probes: 10, probeIntervalMs: 1000, timeoutMs: 1000, payloadSize: 56 };
 
-/** What came back for one TTL. RTTs in seconds. */
-export interface HopOutcome {
-  ttl: number;
-  /** The address that answered most often ("" when none did). */
-  address: string;
-  sent: number;
-  received: number;
-  rttsSeconds: number[];
-  /** Other addresses that answered at this TTL (load-balanced paths). */
-  otherAddresses: string[];
-}
-
-/** A finished trace. */
-export interface TraceOutcome {
-  hops: HopOutcome[];
-  /** True when the target itself answered (the last hop is the target). */
-  reached: boolean;
-  /** "" on success; the first send error otherwise. */
-  error: string;
-}
 
 interface ActiveTrace {
-  dest: string;
   opts: TraceOptions;
   seqBase: number;
-  /** Send time per probe index (cycle × maxHops + ttl − 1), ns; NaN: not sent. */
-  sentAt: Float64Array;
-  /** Answer per probe index: responder address, RTT ns. */
-  answers: ({ from: string; rttNs: number } | undefined)[];
-  /** Lowest TTL at which the target (or a Destination Unreachable) answered; Infinity until then. */
-  lastTtl: number;
-  error: string;
+  book: ProbeBook;
 }
 
-const MAX_OTHER_ADDRESSES = 4;
 const POLL_MS = 2;
 
 /** Runs path traces; share one per agent. One trace per destination at a time. */
@@ -102,10 +76,7 @@ export class PathTracer {
     const sockaddr = encodeSockaddr(ip);
     const dest = canonical(v6 ? sockaddr.subarray(8, 24) : sockaddr.subarray(4, 8));
     if (this.active.has(dest)) throw new Error(`a trace to ${ip} is running`);
-    const n = opts.maxHops * opts.probes;
-    const t: ActiveTrace = {
-      dest, opts, seqBase: randomInt(0x10000), sentAt: new Float64Array(n).fill(NaN), answers: new Array(n), lastTtl: Infinity, error: "",
-    };
+    const t: ActiveTrace = { opts, seqBase: randomInt(0x10000), book: new ProbeBook(dest, opts.maxHops, opts.probes, (opts.probeIntervalMs * opts.probes + opts.timeoutMs) * 1e6) };
     this.active.set(dest, t);
     this.timer ??= setInterval(() => this.poll(), POLL_MS);
     const packet = new Uint8Array(ECHO_HEADER_LEN + opts.payloadSize);
@@ -113,19 +84,19 @@ export class PathTracer {
       for (let cycle = 0; cycle < opts.probes; cycle++) {
         if (cycle > 0) await Bun.sleep(opts.probeIntervalMs);
         this.poll();
-        const top = Math.min(opts.maxHops, t.lastTtl);
+        const top = Math.min(opts.maxHops, t.book.lastTtl);
         for (let ttl = 1; ttl <= top; ttl++) {
-          const i = cycle * opts.maxHops + ttl - 1;
+          const i = t.book.index(cycle, ttl);
           writeEchoRequest(packet, v6, sock.identifier, (t.seqBase + i) & 0xffff, this.token);
           sock.setHopLimit(ttl);
           // (A ping socket with IP_RECVERR reports the last ICMP error once more as the next call's
           // errno, sending nothing: IcmpSocket.send sends again then.)
           const sent = sock.send(packet, sockaddr);
           if (sent < 0) {
-            t.error ||= `sendto (ttl ${ttl}): ${strerror(-sent)}`;
+            t.book.error ||= `sendto (ttl ${ttl}): ${strerror(-sent)}`;
             continue;
           }
-          t.sentAt[i] = sent;
+          t.book.sentAt[i] = sent;
         }
       }
       await Bun.sleep(opts.timeoutMs);
@@ -137,7 +108,7 @@ export class PathTracer {
         this.timer = undefined;
       }
     }
-    return summarise(t);
+    return t.book.summary();
   }
 
   /** Closes the sockets. */
@@ -207,39 +178,7 @@ export class PathTracer {
 
   /** Files an answer to probe `sequence` of trace `t`; `final`: nothing lies beyond this TTL. */
   private record(t: ActiveTrace | undefined, sequence: number, from: string, rxNs: number, final: boolean): void {
-    if (!t) return;
-    const i = (sequence - t.seqBase) & 0xffff;
-    if (i >= t.sentAt.length || Number.isNaN(t.sentAt[i]!) || t.answers[i]) return;
-    const rttNs = rxNs - t.sentAt[i]!;
-    if (!(rttNs <= (t.opts.probeIntervalMs * t.opts.probes + t.opts.timeoutMs) * 1e6)) return;
-    t.answers[i] = { from, rttNs: Math.max(rttNs, 0) };
-    if (final) t.lastTtl = Math.min(t.lastTtl, (i % t.opts.maxHops) + 1);
+    if (t) t.book.record((sequence - t.seqBase) & 0xffff, from, rxNs, final);
   }
 }
 
-/** Per-TTL hops of a finished trace: up to the target, else up to one TTL past the last answer. */
-function summarise(t: ActiveTrace): TraceOutcome {
-  const { maxHops, probes } = t.opts;
-  const reached = t.lastTtl !== Infinity && t.answers.some((a) => a?.from === t.dest);
-  let last = 0;
-  for (let i = 0; i < t.answers.length; i++) if (t.answers[i]) last = Math.max(last, (i % maxHops) + 1);
-  const top = t.lastTtl !== Infinity ? t.lastTtl : Math.min(maxHops, last + 1);
-  const hops: HopOutcome[] = [];
-  for (let ttl = 1; ttl <= top; ttl++) {
-    const by = new Map<string, number>();
-    const rtts: number[] = [];
-    let sent = 0;
-    for (let c = 0; c < probes; c++) {
-      const i = c * maxHops + ttl - 1;
-      if (Number.isNaN(t.sentAt[i]!)) continue;
-      sent++;
-      const a = t.answers[i];
-      if (!a) continue;
-      rtts.push(a.rttNs / 1e9);
-      by.set(a.from, (by.get(a.from) ?? 0) + 1);
-    }
-    const ranked = [...by].sort((a, b) => b[1] - a[1]).map(([addr]) => addr);
-    hops.push({ ttl, address: ranked[0] ?? "", sent, received: rtts.length, rttsSeconds: rtts, otherAddresses: ranked.slice(1, 1 + MAX_OTHER_ADDRESSES) });
-  }
-  return { hops, reached, error: t.error };
-}

@@ -19,8 +19,7 @@ import {
   SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_RCVBUF, SO_SNDBUF, SO_TIMESTAMPNS,
   CLOCK_REALTIME, addressOf, errno, ipv4Bytes, ipv6Bytes, libc, strerror,
 } from "../icmp/libc.ts";
-import { SYSTEM_CLOCK, type Clock } from "../icmp/clock.ts";
-import { RX_STAMP_SLACK_NS } from "../icmp/socket.ts";
+import { SYSTEM_CLOCK, stampToMonotonic, type Clock } from "../icmp/clock.ts";
 import { MAX_PROBE_LEN } from "./packet.ts";
 
 /** Datagrams read per recvmmsg() call. */
@@ -255,9 +254,8 @@ export class UdpSocket {
       d.rxUnixNs = realtimeUnixNs();
     } else {
       const stampNs = (sec - this.clock.realtimeOriginSec) * 1e9 + nsec;
-      const age = realNow - stampNs;
-      if (age >= 0 && age <= monoNow - this.emptyAtNs + RX_STAMP_SLACK_NS) d.rxNs = monoNow - age;
-      else {
+      d.rxNs = stampToMonotonic(stampNs, realNow, monoNow, this.emptyAtNs);
+      if (Number.isNaN(d.rxNs)) {
         this.rxStampsRejected++;
         d.rxNs = monoNow;
       }

@@ -3,13 +3,33 @@
  * per probe, probe index i = cycle × maxHops + ttl − 1 (one TTL cycle after another, as mtr and
  * the ICMP tracer send them), and the per-TTL summary that becomes a PathTrace's hops.
  *
- * The summary has the shape of lib/probes/icmp/trace.ts's TraceOutcome, so a flow trace and an
- * ICMP trace fill the same PathTrace message; `hopMessages` is that fill.
+ * Shared by the ICMP tracer (lib/probes/icmp/trace.ts) and the flow tracer (lib/probes/flow/), so
+ * both summarise and fill a PathTrace message the same way; `hopMessages` is that fill.
  */
 import { create } from "@bufbuild/protobuf";
-import { Moments } from "../../aggregation/moments.ts";
-import { TraceHopSchema, type TraceHop } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
-import type { HopOutcome, TraceOutcome } from "../icmp/trace.ts";
+import { Moments } from "../aggregation/moments.ts";
+import { TraceHopSchema, type TraceHop } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+
+/** What came back for one TTL. RTTs in seconds. */
+export interface HopOutcome {
+  ttl: number;
+  /** The address that answered most often ("" when none did). */
+  address: string;
+  sent: number;
+  received: number;
+  rttsSeconds: number[];
+  /** Other addresses that answered at this TTL (load-balanced paths). */
+  otherAddresses: string[];
+}
+
+/** A finished trace. */
+export interface TraceOutcome {
+  hops: HopOutcome[];
+  /** True when the destination itself answered (the last hop is the destination). */
+  reached: boolean;
+  /** "" on success; the first send error otherwise. */
+  error: string;
+}
 
 /** Other addresses kept per hop (load-balanced paths). */
 export const MAX_OTHER_ADDRESSES = 4;
