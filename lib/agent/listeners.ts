@@ -1,8 +1,8 @@
 /**
  * What other agents probe on this one (the flow mesh, docs/probes.md "UDP" and "TCP"): the UDP
  * responder on -agent.udp.listen.port (lib/probes/udp/responder.ts) and the TCP listener on
- * -agent.tcp.listen.port, which accepts connections and closes them at once, sending nothing (the
- * connect probe measures the handshake only, as Pingmesh's). Both listen on the wildcard address
+ * -agent.tcp.listen.port, which accepts connections and sends nothing, waiting for the prober's
+ * reset (the connect probe measures the handshake only, as Pingmesh's). Both listen on the wildcard address
  * (IPv6 and IPv4). A port that cannot be bound is logged as a warning and announced as 0 (the
  * server then hands out no such target for this agent); probing goes on.
  */
@@ -12,6 +12,8 @@ import { UdpResponder } from "../probes/udp/responder.ts";
 
 /** TCP connections open at once on the listener; beyond, a new one is reset instead of closed. */
 export const TCP_LISTENER_MAX_OPEN = 1024;
+/** Seconds a connection may stay open at the TCP listener before it is reset (a mesh prober resets at once). */
+export const TCP_LISTENER_IDLE_S = 5;
 
 /** Listener settings; a port 0 turns that listener off. */
 export interface ListenerOptions {
@@ -48,10 +50,19 @@ export function startListeners(o: ListenerOptions): Listeners {
   let tcp: TCPSocketListener<undefined> | undefined;
   if (o.tcpPort > 0) {
     let open = 0;
+    // The prober closes first, with a RST (SO_LINGER 0), which leaves no state on either host. A
+    // listener that closed first would leave the connection in TIME_WAIT here, and the prober's
+    // next SYN from the same port a second later would meet it (a lost first SYN); a FIN racing
+    // the prober's TCP_INFO read would also turn a good connect into CLOSE_WAIT. So wait for the
+    // prober; a peer that never closes is reset after TCP_LISTENER_IDLE_S, or at once beyond
+    // TCP_LISTENER_MAX_OPEN connections.
     const handler = {
       open(s: Socket<undefined>) {
         if (++open > TCP_LISTENER_MAX_OPEN) s.terminate();
-        else s.end();
+        else s.timeout(TCP_LISTENER_IDLE_S);
+      },
+      timeout(s: Socket<undefined>) {
+        s.terminate();
       },
       close() {
         open--;

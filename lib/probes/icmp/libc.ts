@@ -73,6 +73,7 @@ export const EINPROGRESS = 115;
 export const EADDRINUSE = 98;
 export const ECONNREFUSED = 111;
 export const ETIMEDOUT = 110;
+export const ECONNRESET = 104;
 
 const lib = dlopen(`libc.so.6`, {
   socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },

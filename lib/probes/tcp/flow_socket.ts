@@ -21,8 +21,9 @@ const POLLERR = 0x8;
 const POLLHUP = 0x10;
 /** struct pollfd: int fd, short events, short revents. */
 const POLLFD = 8;
-/** The kernel's TCP_ESTABLISHED (tcpi_state; include/net/tcp_states.h). */
+/** The kernel's TCP_ESTABLISHED and TCP_CLOSE_WAIT (tcpi_state; include/net/tcp_states.h). */
 const TCP_ESTABLISHED = 1;
+const TCP_CLOSE_WAIT = 8;
 
 /**
  * Byte offsets in struct tcp_info (linux/tcp.h, unchanged since 2.6; the struct only grows at its
@@ -131,7 +132,10 @@ export function socketError(fd: number): number {
 
 /** What TCP_INFO says about a connection. */
 export interface TcpInfo {
-  /** tcpi_state is TCP_ESTABLISHED. */
+  /**
+   * The handshake completed: tcpi_state is TCP_ESTABLISHED, or TCP_CLOSE_WAIT (the peer closed
+   * right after it: a listener that closes at once, as agents' listeners of 0.6.0 did).
+   */
   established: boolean;
   /** tcpi_rtt: the smoothed RTT, seconds; right after the handshake, the SYN -> SYN-ACK sample. 0 without a sample. */
   rttSeconds: number;
@@ -147,7 +151,7 @@ export function tcpInfo(fd: number): TcpInfo {
   if (len[0]! < TCP_INFO_LEN) throw new FlowSocketError(`getsockopt TCP_INFO (${len[0]} bytes, want ${TCP_INFO_LEN})`, 0);
   const v = new DataView(buf.buffer);
   return {
-    established: buf[TCPI_STATE] === TCP_ESTABLISHED,
+    established: buf[TCPI_STATE] === TCP_ESTABLISHED || buf[TCPI_STATE] === TCP_CLOSE_WAIT,
     rttSeconds: v.getUint32(TCPI_RTT, true) / 1e6,
     totalRetrans: v.getUint32(TCPI_TOTAL_RETRANS, true),
   };

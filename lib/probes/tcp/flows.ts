@@ -11,7 +11,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { FlowStatsSchema, type FlowStats } from "../../rpc/gen/probermesh/v1/flow_pb.ts";
-import { ECONNREFUSED } from "../icmp/libc.ts";
+import { ECONNREFUSED, ECONNRESET } from "../icmp/libc.ts";
 import type { FailedReason } from "./failed_reason.ts";
 import { FlowSocketError, closeWithReset, settled, socketError, sockaddrWithPort, startConnect, tcpInfo } from "./flow_socket.ts";
 
@@ -74,16 +74,18 @@ export async function connectFlows(r: FlowRound): Promise<FlowOutcome[]> {
   const finish = (p: Pending) => {
     const o = out[p.i]!;
     const err = socketError(p.fd);
-    if (err !== 0) {
+    // ECONNRESET: the handshake completed and the peer reset the connection before we looked
+    // (refused SYNs read ECONNREFUSED): the connect itself worked, and TCP_INFO still has its times.
+    if (err !== 0 && err !== ECONNRESET) {
       o.errno = err;
       o.error = new FlowSocketError("connect", err).message;
     } else {
       try {
         const info = tcpInfo(p.fd);
-        o.established = info.established;
+        o.established = info.established || err === ECONNRESET;
         o.retransmitted = info.totalRetrans > 0;
         o.connectSeconds = info.rttSeconds;
-        if (!info.established) o.error = "connect: not established after the socket became writable";
+        if (!o.established) o.error = "connect: not established after the socket became writable";
       } catch (e) {
         o.error = (e as Error).message;
       }
