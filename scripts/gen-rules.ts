@@ -88,7 +88,8 @@ export function checkRuleTests(kinds: RuleKind[]): string {
  *
  *   ProberMesh<Kind>FlowsLossy   a region pair has a lossy flow (prober_<kind>_flows_lossy > 0) for 10 minutes
  *
- * and for udp, whose counters have ICMP's shape, the loss and RTT recording rules ICMP has.
+ * and for udp, whose counters have ICMP's shape, the loss and RTT recording rules ICMP has; for
+ * tcp the connect-loss ratio from its connect counters.
  */
 export function flowRules(kinds: readonly string[]): { recording: string; alerts: string } {
   const recording = kinds.filter((k) => k === "udp").map((k) => `# ${k.toUpperCase()} packet loss per region pair over 5 minutes, 0..1, from the weighted counters as for ICMP.
@@ -103,7 +104,11 @@ export function flowRules(kinds: readonly string[]): { recording: string; alerts
 - record: probermesh:${k}_rtt_seconds:p50_5m
   expr: histogram_quantile(0.5, sum by (source_region, target_region, le) (rate(prober_${k}_duration_seconds_total_bucket[5m])))
 - record: probermesh:${k}_rtt_seconds:p99_5m
-  expr: histogram_quantile(0.99, sum by (source_region, target_region, le) (rate(prober_${k}_duration_seconds_total_bucket[5m])))`).join("\n");
+  expr: histogram_quantile(0.99, sum by (source_region, target_region, le) (rate(prober_${k}_duration_seconds_total_bucket[5m])))`).concat(kinds.filter((k) => k === "tcp").map((k) => `# Share of the mesh's TCP connects not established by the first SYN per region pair over 5 minutes, 0..1.
+- record: probermesh:${k}_connect_loss:ratio_rate5m
+  expr: |
+    sum by (source_region, target_region) (rate(prober_${k}_connects_dropped_total[5m]))
+    / sum by (source_region, target_region) (rate(prober_${k}_connects_total[5m]))`)).join("\n");
   const alerts = kinds.map((k) => `- alert: ProberMesh${camel(k)}FlowsLossy
   # THRESHOLD: one lossy flow (lib/probes/flow/lossy.ts) for 10 minutes. The ECMP / LAG signature:
   # one source port loses while the link's other flows do not (docs/probes.md "Flows lossy").

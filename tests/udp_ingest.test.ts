@@ -106,7 +106,7 @@ describe("udp: the ICMP family with the udp prefix, plus flows lossy", () => {
 });
 
 describe("tcp connect probe: connect loss and flows lossy per pair", () => {
-  test("a SYN dropped on one port in every round: connect loss 1/flows and that flow lossy; connect phase kept per target", async () => {
+  test("a SYN dropped on one port in every round: connect loss 1/flows and that flow lossy, per pair only (no per-target series for agents)", async () => {
     const p = pipeline();
     const t = p.now();
     for (let round = 0; round < 3; round++) p.windows.add("tcp", { sourceRegion: "s", agentIp: "10.0.0.1", result: tcpFlowResult(t, 16, [40209]) }, t);
@@ -117,7 +117,12 @@ describe("tcp connect probe: connect loss and flows lossy per pair", () => {
     const c = p.ingests.tcp.latestConnect()[0]!;
     expect([c.attempted, c.established]).toEqual([48, 45]);
     expect(c.flows[0]).toMatchObject({ kind: "tcp", sourcePort: 40209, lossy: true });
-    expect(val(m, "prober_tcp_probes_total", { ...PAIR, target_addr: "10.0.9.1:7002" })).toBe(3);
+    expect(val(m, "prober_tcp_connects_total")).toBe(48);
+    expect(val(m, "prober_tcp_connects_dropped_total")).toBe(3);
+    expect(val(m, "prober_tcp_connect_duration_seconds")).toBeGreaterThan(0);
+    // The mesh's targets are agents: per-target series would grow with agents x regions.
+    expect(val(m, "prober_tcp_probes_total", { ...PAIR, target_addr: "10.0.9.1:7002" })).toBeUndefined();
+    expect(p.ingests.tcp.latest()).toEqual([]);
   });
 
   test("one connect per flow and window (15 s windows, 15 s rounds): the flow is judged over the last minute of windows, and forgotten after it", async () => {

@@ -148,9 +148,9 @@ function flows(): Dashboard {
       .withTarget(q(`probermesh:udp_loss:ratio_rate5m{${sel}}`, "udp {{source_region}} → {{target_region}}"))
       .withTarget(q(`probermesh:icmp_loss:ratio_rate5m{${sel}}`, "icmp {{source_region}} → {{target_region}}")))
     .withPanel(new TimeseriesPanel().title("TCP connect loss (SYN dropped or retransmitted)").datasource(DS).unit("percentunit").min(0).span(12)
-      .withTarget(q(`max by (source_region, target_region) (prober_tcp_connect_loss_rate{${sel}})`, "{{source_region}} → {{target_region}}")))
+      .withTarget(q(`probermesh:tcp_connect_loss:ratio_rate5m{${sel}}`, "{{source_region}} → {{target_region}}")))
     .withPanel(new TimeseriesPanel().title("TCP connect time (kernel SYN → SYN-ACK)").datasource(DS).unit("s").min(0).span(12)
-      .withTarget(q(`avg by (source_region, target_region) (prober_tcp_duration_seconds{phase="connect", ${sel}})`, "{{source_region}} → {{target_region}}")))
+      .withTarget(q(`max by (source_region, target_region) (prober_tcp_connect_duration_seconds{${sel}})`, "{{source_region}} → {{target_region}}")))
     .build();
 }
 
