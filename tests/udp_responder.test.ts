@@ -46,6 +46,19 @@ async function collect(s: UdpSocket, ms: number): Promise<{ bytes: Uint8Array; s
 }
 
 describe("udp responder", () => {
+  test("answers from the address the probe was sent to (IP_PKTINFO), not the route's: a multi-homed host's replies match", async () => {
+    // 127.0.0.0/8 is all this host's: a reply to 127.0.0.1 from 127.0.0.23 is what a host with
+    // several addresses does when the prober addressed its second one.
+    const r = responder();
+    const c = client();
+    for (const [i, ip] of ["127.0.0.23", "127.0.0.1", "127.1.2.3"].entries()) {
+      const req = request(64, KEY, i + 1);
+      c.send(req, req.length, c.sockaddr(ip, r.port));
+      const got = await collect(c, 200);
+      expect(got.map((g) => g.sourceIp)).toEqual([ip]);
+    }
+  });
+
   for (const ip of ["127.0.0.1", "::1"]) {
     test(`answers a valid probe over ${ip} with the same length, a verifying tag and sane times`, async () => {
       const r = responder();

@@ -67,6 +67,10 @@ export const IP_RECVTOS = 13;
 export const IPV6_TCLASS = 67;
 export const IPV6_RECVTCLASS = 66;
 export const IPV6_V6ONLY = 26;
+/** The destination address of a received datagram, and the source of a sent one (ip(7) IP_PKTINFO, ipv6(7) IPV6_PKTINFO). */
+export const IP_PKTINFO = 8;
+export const IPV6_RECVPKTINFO = 49;
+export const IPV6_PKTINFO = 50;
 export const IP_HDRINCL = 3;
 export const TCP_INFO = 11;
 export const EINPROGRESS = 115;

@@ -140,7 +140,7 @@ export class UdpResponder {
     // The send time goes into the tagged bytes: read it, tag, send (the HMAC's microseconds are
     // the only part of the stay here that lands in the prober's RTT).
     toReply(buf, keys[p.keyIndex]!, d.rxUnixNs, realtimeUnixNs());
-    if (this.socket.send(buf, d.len, d.sourceName) >= 0) c.answered++;
+    if (this.socket.reply(buf, d.len, d) >= 0) c.answered++;
   }
 
   /** The bucket of a source IP; the least recently seen source is forgotten beyond RESPONDER_MAX_SOURCES. */

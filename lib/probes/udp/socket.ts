@@ -17,7 +17,7 @@
 import {
   AF_INET, AF_INET6, EADDRINUSE, EAGAIN, EACCES, IPPROTO_IP, IPPROTO_IPV6, IPV6_TCLASS, IPV6_V6ONLY, IP_TOS,
   SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_RCVBUF, SO_SNDBUF, SO_TIMESTAMPNS,
-  CLOCK_REALTIME, addressOf, errno, ipv4Bytes, ipv6Bytes, libc, strerror,
+  CLOCK_REALTIME, IPV6_PKTINFO, IPV6_RECVPKTINFO, IP_PKTINFO, addressOf, errno, ipv4Bytes, ipv6Bytes, libc, strerror,
 } from "../icmp/libc.ts";
 import { SYSTEM_CLOCK, stampToMonotonic, type Clock } from "../icmp/clock.ts";
 import { MAX_PROBE_LEN } from "./packet.ts";
@@ -27,7 +27,8 @@ const BATCH = 16;
 /** Bytes per receive slot: the largest probe, plus one so a larger datagram shows as oversize. */
 const SLOT = MAX_PROBE_LEN + 1;
 const NAME_LEN = 28;
-const CTRL_LEN = 64;
+/** Control bytes per datagram: SO_TIMESTAMPNS (32) and IP_PKTINFO (32) or IPV6_PKTINFO (40). */
+const CTRL_LEN = 128;
 /** sizeof(struct mmsghdr) on LP64. */
 const MMSG = 64;
 /** msghdr.msg_flags bit: the datagram was longer than its slot. */
@@ -48,8 +49,15 @@ export interface UdpDatagram {
   /** The sender's address in text (IPv4-mapped IPv6 shown as IPv4) and port. */
   sourceIp: string;
   sourcePort: number;
-  /** The sender's struct sockaddr as received, to answer it with send(). */
+  /** The sender's struct sockaddr as received, to answer it with reply(). */
   sourceName: Uint8Array;
+  /**
+   * The address the datagram was sent to (IP_PKTINFO / IPV6_PKTINFO): 4 or 16 bytes at
+   * `localOffset` of the socket's control buffer `localBuf`; localLen 0 when the kernel said nothing.
+   */
+  localBuf: Uint8Array;
+  localOffset: number;
+  localLen: number;
 }
 
 /** CLOCK_REALTIME now as unix nanoseconds. */
@@ -79,7 +87,13 @@ export class UdpSocket {
   private readonly mmsg = new Uint8Array(BATCH * MMSG);
   private readonly mmsgView = new DataView(this.mmsg.buffer);
   private readonly nameView = new DataView(this.names.buffer);
-  private readonly dgram: UdpDatagram = { buf: this.bufs, offset: 0, len: 0, rxNs: 0, rxUnixNs: 0n, sourceIp: "", sourcePort: 0, sourceName: this.names };
+  private readonly dgram: UdpDatagram = { buf: this.bufs, offset: 0, len: 0, rxNs: 0, rxUnixNs: 0n, sourceIp: "", sourcePort: 0, sourceName: this.names, localBuf: this.ctrls, localOffset: 0, localLen: 0 };
+  /** reply()'s struct msghdr, iovec and control message, pointers fixed at construction. */
+  private readonly sendMsg = new Uint8Array(56);
+  private readonly sendMsgView = new DataView(this.sendMsg.buffer);
+  private readonly sendIov = new BigUint64Array(2);
+  private readonly sendCtrl = new Uint8Array(40);
+  private readonly sendCtrlView = new DataView(this.sendCtrl.buffer);
 
   /**
    * Opens and binds the socket.
@@ -113,6 +127,13 @@ export class UdpSocket {
     this.fd = fd;
     this.v6 = v6;
     this.setInt(SOL_SOCKET, SO_TIMESTAMPNS, 1);
+    // Where each datagram was sent to, so a reply leaves from that address (a multi-homed host
+    // would otherwise answer from its route's address, which the prober does not know).
+    this.setInt(IPPROTO_IP, IP_PKTINFO, 1);
+    if (v6) this.setInt(IPPROTO_IPV6, IPV6_RECVPKTINFO, 1);
+    this.sendMsgView.setBigUint64(16, BigInt(addressOf(this.sendIov)), true);
+    this.sendMsgView.setBigUint64(24, 1n, true);
+    this.sendMsgView.setBigUint64(32, BigInt(addressOf(this.sendCtrl)), true);
     this.setInt(SOL_SOCKET, SO_RCVBUF, opts.rcvbufBytes ?? 1 << 20);
     this.setInt(SOL_SOCKET, SO_SNDBUF, 1 << 20);
     const got = new Uint8Array(28);
@@ -193,6 +214,46 @@ export class UdpSocket {
   }
 
   /**
+   * Answers datagram `d` with `buf[0..len)` (`buf` must be the socket's receive slot of `d` or
+   * another buffer that stays alive): to its sender, from the address it was sent to
+   * (IP_PKTINFO / IPV6_PKTINFO), so the answer's source is what the sender addressed.
+   * @returns the send time (monotonic ns), or a negative errno
+   */
+  reply(buf: Uint8Array, len: number, d: UdpDatagram): number {
+    if (this.fd < 0) return -9; // EBADF
+    const mv = this.sendMsgView;
+    const cv = this.sendCtrlView;
+    // Views into buffers whose addresses were fixed at construction (addressOf in libc.ts).
+    mv.setBigUint64(0, BigInt(addressOf(d.sourceName)), true);
+    mv.setUint32(8, d.sourceName.length, true);
+    this.sendIov[0] = BigInt(addressOf(buf));
+    this.sendIov[1] = BigInt(len);
+    let ctrlLen = 0;
+    this.sendCtrl.fill(0);
+    if (d.localLen === 4) {
+      // struct in_pktinfo { int ipi_ifindex; struct in_addr ipi_spec_dst; struct in_addr ipi_addr; }: the source goes in ipi_spec_dst.
+      cv.setBigUint64(0, 28n, true);
+      cv.setInt32(8, IPPROTO_IP, true);
+      cv.setInt32(12, IP_PKTINFO, true);
+      this.sendCtrl.set(d.localBuf.subarray(d.localOffset, d.localOffset + 4), 20);
+      ctrlLen = 32;
+    } else if (d.localLen === 16) {
+      // struct in6_pktinfo { struct in6_addr ipi6_addr; int ipi6_ifindex; }
+      cv.setBigUint64(0, 36n, true);
+      cv.setInt32(8, IPPROTO_IPV6, true);
+      cv.setInt32(12, IPV6_PKTINFO, true);
+      this.sendCtrl.set(d.localBuf.subarray(d.localOffset, d.localOffset + 16), 16);
+      ctrlLen = 40;
+    }
+    mv.setBigUint64(40, BigInt(ctrlLen), true);
+    if (ctrlLen === 0) mv.setBigUint64(32, 0n, true);
+    else mv.setBigUint64(32, BigInt(addressOf(this.sendCtrl)), true);
+    const t = this.clock.monotonicNs();
+    const n = Number(libc.sendmsg(this.fd, this.sendMsg, 0));
+    return n < 0 ? -errno() : t;
+  }
+
+  /**
    * Reads every queued datagram (until EAGAIN), BATCH per recvmmsg() call, handing each to
    * `onDatagram` (the object and its buffers are reused). Never throws for socket errors.
    * @returns datagrams read
@@ -236,16 +297,24 @@ export class UdpSocket {
     const ctrlLen = Number(mv.getBigUint64(m + 40, true));
     let sec = NaN;
     let nsec = 0;
+    const d = this.dgram;
+    d.localLen = 0;
     for (let off = 0; off + 16 <= ctrlLen && off + 16 <= CTRL_LEN; ) {
       const clen = cv.getUint32(base + off, true);
       if (clen < 16) break;
-      if (cv.getInt32(base + off + 8, true) === SOL_SOCKET && cv.getInt32(base + off + 12, true) === SO_TIMESTAMPNS) {
+      const level = cv.getInt32(base + off + 8, true), type = cv.getInt32(base + off + 12, true);
+      if (level === SOL_SOCKET && type === SO_TIMESTAMPNS) {
         sec = cv.getUint32(base + off + 16, true) + cv.getInt32(base + off + 20, true) * 4294967296;
         nsec = cv.getUint32(base + off + 24, true);
+      } else if (level === IPPROTO_IP && type === IP_PKTINFO && clen >= 28) {
+        d.localOffset = base + off + 24; // in_pktinfo.ipi_addr: the header's destination
+        d.localLen = 4;
+      } else if (level === IPPROTO_IPV6 && type === IPV6_PKTINFO && clen >= 36) {
+        d.localOffset = base + off + 16; // in6_pktinfo.ipi6_addr
+        d.localLen = 16;
       }
       off += (clen + 7) & ~7;
     }
-    const d = this.dgram;
     d.offset = i * SLOT;
     d.len = mv.getUint32(m + 48, true) & MSG_TRUNC ? SLOT : mv.getUint32(m + 56, true);
     if (Number.isNaN(sec)) {
