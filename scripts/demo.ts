@@ -37,8 +37,15 @@ writeFileSync(
 
 const procs = [spawn([`${root}dist/server`, "-server.probe.file", file, "-server.aggregation.interval", "2s"], { stdout: "inherit", stderr: "inherit" })];
 await Bun.sleep(500);
-for (const [region, ip] of [["demo-east", "127.0.0.11"], ["demo-west", "127.0.0.12"], ["demo-north", "127.0.0.13"]]) {
-  procs.push(spawn([`${root}dist/agent`, "-region", region!, "-agent.ip", ip!, "-agent.probe.interval", "2s", "-agent.sync.interval", "2s"], { stdout: "inherit", stderr: "inherit" }));
+// Three agents share this host, so each gets its own responder ports and flow port ranges (on
+// separate machines the defaults serve: 6010/udp, 6011/tcp, 40100-40115 and 40200-40215).
+for (const [i, [region, ip]] of [["demo-east", "127.0.0.11"], ["demo-west", "127.0.0.12"], ["demo-north", "127.0.0.13"]].entries()) {
+  const flows = (base: number) => `${base + i * 20}-${base + i * 20 + 15}`;
+  procs.push(spawn([
+    `${root}dist/agent`, "-region", region!, "-agent.ip", ip!, "-agent.probe.interval", "2s", "-agent.sync.interval", "2s",
+    "-agent.udp.listen.port", String(6010 + i * 10), "-agent.tcp.listen.port", String(6011 + i * 10),
+    "-agent.udp.flow.ports", flows(40100), "-agent.tcp.flow.ports", flows(40200),
+  ], { stdout: "inherit", stderr: "inherit" }));
 }
 console.log(`
 ProberMesh demo: server + 3 agents (demo-east 127.0.0.11, demo-west 127.0.0.12, demo-north 127.0.0.13)
@@ -46,6 +53,7 @@ ProberMesh demo: server + 3 agents (demo-east 127.0.0.11, demo-west 127.0.0.12, 
   metrics:   http://localhost:6001/metrics     (first aggregates after ~10 s)
   targets:   http://localhost:6001/-/targets
   try:       curl -s localhost:6001/metrics | grep -E '^prober_icmp_(packet_loss_rate|duration_seconds)'
+             curl -s localhost:6001/metrics | grep -E '^prober_(udp_packet_loss_rate|udp_flows_lossy|tcp_connect_loss_rate)'
 Ctrl-C stops everything.
 `);
 // Agents first (they push what they have and say goodbye to the server), then the server.
