@@ -13,7 +13,7 @@ import { startDnsServer, type DnsTestServer } from "./helpers/dns_server.ts";
 import { ServingStatus, startHealthServer, type RunningServer } from "./helpers/grpc_server.ts";
 import { startTestServers, type TestServers } from "./helpers/http_servers.ts";
 import { banner, closedPort, startTcpServer, type TcpTestServer } from "./helpers/tcp_servers.ts";
-import { AGENT_BIN, IS_ROOT, ROOT, SERVER_BIN, freePort, killAll, skipReason, start, waitFor } from "./helpers/procs.ts";
+import { AGENT_BIN, IS_ROOT, ROOT, SERVER_BIN, freePort, killAll, sharedHostAgentFlags, skipReason, start, waitFor } from "./helpers/procs.ts";
 
 const prometheus = Bun.which("prometheus");
 const ok = IS_ROOT && prometheus !== null;
@@ -56,8 +56,8 @@ describe.skipIf(!ok)("Prometheus scrapes the server", () => {
     targets: ["127.0.0.1:${grpc.port}", "127.0.0.1:${closed}"]
 `);
     start([SERVER_BIN, "-server.probe.file", `${dir}/p.yaml`, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`, "-server.aggregation.interval", "1s"]);
-    for (const [region, ip] of [["prom-a", "127.0.40.1"], ["prom-b", "127.0.40.2"]]) {
-      start([AGENT_BIN, "-region", region!, "-agent.ip", ip!, "-server.rpc.addr", `127.0.0.1:${rpc}`, "-agent.probe.interval", "1s", "-agent.sync.interval", "500ms"]);
+    for (const [i, [region, ip]] of [["prom-a", "127.0.40.1"], ["prom-b", "127.0.40.2"]].entries()) {
+      start([AGENT_BIN, "-region", region!, "-agent.ip", ip!, "-server.rpc.addr", `127.0.0.1:${rpc}`, "-agent.probe.interval", "1s", "-agent.sync.interval", "500ms", ...sharedHostAgentFlags(i)]);
     }
     // The README's scrape config, pointed at the test's port, with a fast scrape interval, and
     // deploy/prometheus's rules loaded.

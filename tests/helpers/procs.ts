@@ -122,3 +122,16 @@ export const IS_ROOT = process.getuid?.() === 0;
 export function skipReason(reason: string): void {
   console.log(`[skip] ${reason}`);
 }
+
+/**
+ * Agent flags for the `i`-th of several agents sharing one host (loopback tests): its own UDP
+ * responder and TCP listener ports and its own 16-port flow ranges, so no agent's bind fails on
+ * another's (on separate machines the defaults serve). Ports 45000-46999.
+ */
+export function sharedHostAgentFlags(i: number): string[] {
+  const base = 45_000 + (i % 20) * 80;
+  return [
+    "-agent.udp.listen.port", String(base), "-agent.tcp.listen.port", String(base + 1),
+    "-agent.udp.flow.ports", `${base + 10}-${base + 25}`, "-agent.tcp.flow.ports", `${base + 40}-${base + 55}`,
+  ];
+}
