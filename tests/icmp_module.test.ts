@@ -184,7 +184,10 @@ describe.skipIf(!root)("sockets with settings on loopback (raw sockets, root)", 
         const token = new Uint8Array(8).fill(7);
         const idsSeen = (s: IcmpSocket) => {
           const ids: number[] = [];
-          s.drain((d) => ids.push((d.buf[d.icmpOffset + 4]! << 8) | d.buf[d.icmpOffset + 5]!));
+          // Only this test's replies (its token): other processes on the host may be pinging too.
+          s.drain((d) => {
+            if (d.buf.subarray(d.icmpOffset + 8, d.icmpOffset + 16).every((b) => b === 7)) ids.push((d.buf[d.icmpOffset + 4]! << 8) | d.buf[d.icmpOffset + 5]!);
+          });
           return ids;
         };
         for (let seq = 0; seq < 5; seq++) {
