@@ -7,14 +7,15 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "bun";
 import { mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { AGENT_BIN, IS_ROOT, ROOT, SERVER_BIN, freePort, killAll, samples, scrape, skipReason, start, waitFor } from "./helpers/procs.ts";
+import { AGENT_BIN, IS_ROOT, ROOT, SERVER_BIN, freePort, killAll, samples, scrape, sharedHostAgentFlags, skipReason, start, waitFor } from "./helpers/procs.ts";
 
-/** The commits of the previous releases (0.4.0 is the previous one; older ones are kept while fleets still run them). */
+/** The commits of the previous releases (0.5.0 is the previous one; older ones are kept while fleets still run them). */
 const PREVIOUS_RELEASES = [
   { commit: "fe6bb29", version: "0.1.0", region: "v010", ip: "127.0.70.1" },
   { commit: "dfd9e7e", version: "0.2.0", region: "v020", ip: "127.0.70.3" },
   { commit: "f596d49", version: "0.3.0", region: "v030", ip: "127.0.70.4" },
   { commit: "313dacb", version: "0.4.0", region: "v040", ip: "127.0.70.5" },
+  { commit: "10f0d27", version: "0.5.0", region: "v050", ip: "127.0.70.6" },
 ];
 
 const hasHistory = (await Promise.all(PREVIOUS_RELEASES.map(async (r) => (await $`git -C ${ROOT} cat-file -e ${r.commit}^{commit}`.quiet().nothrow()).exitCode === 0))).every(Boolean);
@@ -82,8 +83,8 @@ describe.skipIf(!ok)(`this release's agents with a server of release ${PREVIOUS_
     start([server, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${http}`, "-server.aggregation.interval", "1s"]);
     await waitFor("old server ready", 10_000, async () => (await fetch(`http://127.0.0.1:${http}/-/ready`)).ok);
     const common = ["-server.rpc.addr", `127.0.0.1:${rpc}`, "-agent.probe.interval", "1s", "-agent.sync.interval", "500ms"];
-    start([AGENT_BIN, "-region", "a", "-agent.ip", "127.0.71.1", ...common]);
-    start([AGENT_BIN, "-region", "b", "-agent.ip", "127.0.71.2", ...common]);
+    start([AGENT_BIN, "-region", "a", "-agent.ip", "127.0.71.1", ...common, ...sharedHostAgentFlags(0)]);
+    start([AGENT_BIN, "-region", "b", "-agent.ip", "127.0.71.2", ...common, ...sharedHostAgentFlags(1)]);
   }, 120_000);
   afterAll(killAll);
 
