@@ -8,7 +8,8 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { Moments } from "../aggregation/moments.ts";
-import { TraceHopSchema, type TraceHop } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { TraceHopSchema, type PathTrace, type TraceHop } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { resolveHost, roundErrorText } from "./resolve.ts";
 
 /** What came back for one TTL. RTTs in seconds. */
 export interface HopOutcome {
@@ -123,4 +124,23 @@ export function hopMessages(hops: readonly HopOutcome[]): TraceHop[] {
       rttMeanSeconds: s.mean, rttMinSeconds: s.min, rttMaxSeconds: s.max, rttStddevSeconds: s.stddev,
     });
   });
+}
+
+/**
+ * Resolves `host`, runs `trace` on its IP and fills `out` with resolved_ip, reached, error, hops
+ * and duration_seconds (wall time from `startMs`, performance.now() milliseconds). Never rejects:
+ * a failure to resolve or to trace is PathTrace.error. Shared by the ICMP and the flow tracers.
+ */
+export async function runTrace(out: PathTrace, host: string, startMs: number, trace: (ip: string) => Promise<TraceOutcome>): Promise<PathTrace> {
+  try {
+    out.resolvedIp = (await resolveHost(host)).ip;
+    const o = await trace(out.resolvedIp);
+    out.reached = o.reached;
+    out.error = o.error;
+    out.hops = hopMessages(o.hops);
+  } catch (e) {
+    out.error = roundErrorText(out.resolvedIp, e);
+  }
+  out.durationSeconds = (performance.now() - startMs) / 1000;
+  return out;
 }

@@ -6,9 +6,8 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { PathTraceSchema, type PathTrace } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
-import { resolveHost, roundErrorText } from "../resolve.ts";
 import type { TraceReason } from "../icmp/path_check.ts";
-import { hopMessages } from "../trace_hops.ts";
+import { runTrace } from "../trace_hops.ts";
 import { FlowTracer, type FlowTraceOptions } from "./trace.ts";
 
 /** Why a flow trace ran (PathTrace.reason, one of TRACE_REASONS): its flow turned lossy (lossy.ts), or its target entered error state. */
@@ -46,17 +45,7 @@ export class FlowTraceProber {
       targetRegion: f.targetRegion, address: f.address, time: timestampFromMs(startWall), reason: f.reason,
       kind: f.kind, sourcePort: f.sourcePort, destinationPort: f.destinationPort,
     });
-    try {
-      out.resolvedIp = (await resolveHost(f.ip || f.address.replace(/:\d+$/, ""))).ip;
-      const o = await this.tracer.trace({ kind: f.kind, ip: out.resolvedIp, sourcePort: f.sourcePort, destinationPort: f.destinationPort, dscp: f.dscp }, this.opts);
-      out.reached = o.reached;
-      out.error = o.error;
-      out.hops = hopMessages(o.hops);
-    } catch (e) {
-      out.error = roundErrorText(out.resolvedIp, e);
-    }
-    out.durationSeconds = (performance.now() - start) / 1000;
-    return out;
+    return runTrace(out, f.ip || f.address.replace(/:\d+$/, ""), start, (ip) => this.tracer.trace({ kind: f.kind, ip, sourcePort: f.sourcePort, destinationPort: f.destinationPort, dscp: f.dscp }, this.opts));
   }
 
   close(): void {

@@ -127,6 +127,24 @@ export function addressOf(buf: Uint8Array | BigUint64Array | Int32Array, byteOff
 }
 
 /**
+ * Fills an array of `struct mmsghdr` (64 bytes each on LP64) for recvmmsg(): slot i receives into
+ * `bufs[i * slot ..]` through the iovec `iovs[2i..2i+1]`, its source address into
+ * `names[i * nameLen ..]` and its control messages into `ctrls[i * ctrlLen ..]`. The pointers are
+ * set once (addressOf); msg_namelen / msg_controllen must be reset before each call.
+ */
+export function linkMmsg(mmsg: DataView, count: number, bufs: Uint8Array, slot: number, names: Uint8Array, nameLen: number, iovs: BigUint64Array, ctrls: Uint8Array, ctrlLen: number): void {
+  for (let i = 0; i < count; i++) {
+    iovs[2 * i] = BigInt(addressOf(bufs, i * slot));
+    iovs[2 * i + 1] = BigInt(slot);
+    const m = i * 64;
+    mmsg.setBigUint64(m, BigInt(addressOf(names, i * nameLen)), true);
+    mmsg.setBigUint64(m + 16, BigInt(addressOf(iovs, i * 16)), true);
+    mmsg.setBigUint64(m + 24, 1n, true);
+    mmsg.setBigUint64(m + 32, BigInt(addressOf(ctrls, i * ctrlLen)), true);
+  }
+}
+
+/**
  * Encodes an IPv4 or IPv6 literal as `struct sockaddr_in` (16 bytes) or `sockaddr_in6` (28 bytes).
  * @throws Error for a string that is not an IP literal
  */

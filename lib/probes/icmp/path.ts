@@ -7,8 +7,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type IcmpTarget } from "../../rpc/gen/probermesh/v1/icmp_pb.ts";
 import { PathTraceSchema, type PathTrace } from "../../rpc/gen/probermesh/v1/probermesh_pb.ts";
-import { resolveHost, roundErrorText } from "../resolve.ts";
-import { hopMessages } from "../trace_hops.ts";
+import { runTrace } from "../trace_hops.ts";
 import type { TraceReason } from "./path_check.ts";
 import { PathTracer, type TraceOptions } from "./trace.ts";
 
@@ -30,17 +29,7 @@ export class PathTraceProber {
     const startWall = Date.now();
     const start = performance.now();
     const out = create(PathTraceSchema, { targetRegion: target.targetRegion, address: target.address, time: timestampFromMs(startWall), reason });
-    try {
-      out.resolvedIp = (await resolveHost(target.address)).ip;
-      const o = await this.tracer.trace(out.resolvedIp, this.opts);
-      out.reached = o.reached;
-      out.error = o.error;
-      out.hops = hopMessages(o.hops);
-    } catch (e) {
-      out.error = roundErrorText(out.resolvedIp, e);
-    }
-    out.durationSeconds = (performance.now() - start) / 1000;
-    return out;
+    return runTrace(out, target.address, start, (ip) => this.tracer.trace(ip, this.opts));
   }
 
   close(): void {

@@ -18,7 +18,7 @@ import {
   AF_INET, AF_INET6, EAGAIN, ENOBUFS, EPERM, ICMP6_FILTER, ICMP_FILTER, IPPROTO_ICMP, IPPROTO_ICMPV6,
   IPPROTO_IP, IPPROTO_IPV6, IPV6_RECVERR, IPV6_UNICAST_HOPS, IP_RECVERR, IP_TTL, MSG_ERRQUEUE, SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, SO_EE_ORIGIN_LOCAL,
   SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOL_RAW, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_TIMESTAMPNS,
-  addressOf, errno, libc, strerror,
+  addressOf, errno, linkMmsg, libc, strerror,
 } from "./libc.ts";
 import {
   ICMP6_DEST_UNREACH, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, ICMP6_TIME_EXCEEDED, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED,
@@ -151,15 +151,7 @@ export class IcmpSocket {
     }
     this.emptyAtNs = this.errEmptyAtNs = clock.monotonicNs();
     // Prepare the mmsghdr array once: name, iov and control pointers never change.
-    for (let i = 0; i < BATCH; i++) {
-      this.iovs[2 * i] = BigInt(addressOf(this.bufs, i * SLOT));
-      this.iovs[2 * i + 1] = BigInt(SLOT);
-      const m = i * MMSG;
-      this.mmsgView.setBigUint64(m, BigInt(addressOf(this.names, i * NAME_LEN)), true);
-      this.mmsgView.setBigUint64(m + 16, BigInt(addressOf(this.iovs, i * 16)), true);
-      this.mmsgView.setBigUint64(m + 24, 1n, true);
-      this.mmsgView.setBigUint64(m + 32, BigInt(addressOf(this.ctrls, i * CTRL_LEN)), true);
-    }
+    linkMmsg(this.mmsgView, BATCH, this.bufs, SLOT, this.names, NAME_LEN, this.iovs, this.ctrls, CTRL_LEN);
   }
 
   /** Monotonic time now, ns on the socket's clock. */

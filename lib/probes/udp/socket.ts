@@ -17,7 +17,7 @@
 import {
   AF_INET, AF_INET6, EADDRINUSE, EAGAIN, EACCES, IPPROTO_IP, IPPROTO_IPV6, IPV6_TCLASS, IPV6_V6ONLY, IP_TOS,
   SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_RCVBUF, SO_SNDBUF, SO_TIMESTAMPNS,
-  CLOCK_REALTIME, IPV6_PKTINFO, IPV6_RECVPKTINFO, IP_PKTINFO, addressOf, errno, ipv4Bytes, ipv6Bytes, libc, strerror,
+  CLOCK_REALTIME, IPV6_PKTINFO, IPV6_RECVPKTINFO, IP_PKTINFO, addressOf, errno, linkMmsg, ipv4Bytes, ipv6Bytes, libc, strerror,
 } from "../icmp/libc.ts";
 import { SYSTEM_CLOCK, stampToMonotonic, type Clock } from "../icmp/clock.ts";
 import { MAX_PROBE_LEN } from "./packet.ts";
@@ -140,15 +140,7 @@ export class UdpSocket {
     libc.getsockname(fd, got, new Uint32Array([28]));
     this.port = (got[2]! << 8) | got[3]!;
     this.emptyAtNs = this.clock.monotonicNs();
-    for (let i = 0; i < BATCH; i++) {
-      this.iovs[2 * i] = BigInt(addressOf(this.bufs, i * SLOT));
-      this.iovs[2 * i + 1] = BigInt(SLOT);
-      const m = i * MMSG;
-      this.mmsgView.setBigUint64(m, BigInt(addressOf(this.names, i * NAME_LEN)), true);
-      this.mmsgView.setBigUint64(m + 16, BigInt(addressOf(this.iovs, i * 16)), true);
-      this.mmsgView.setBigUint64(m + 24, 1n, true);
-      this.mmsgView.setBigUint64(m + 32, BigInt(addressOf(this.ctrls, i * CTRL_LEN)), true);
-    }
+    linkMmsg(this.mmsgView, BATCH, this.bufs, SLOT, this.names, NAME_LEN, this.iovs, this.ctrls, CTRL_LEN);
   }
 
   /** The file descriptor (-1 once closed), for poll(). */
