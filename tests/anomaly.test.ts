@@ -143,9 +143,9 @@ describe.skipIf(!available)("anomaly: error state and path trace through the bin
       expect(await page.$eval('#heatmap td.cell[data-source="src"][data-target="far"]', (td) => td.getAttribute("title"))).toContain("2 link(s) in error state");
       await page.click('#heatmap td.cell[data-source="src"][data-target="far"]');
       await page.waitForFunction(() => document.querySelectorAll("#paths table.path tr").length > 1, { timeout: 15_000 });
-      // One block per trace: a heading line, then the hop table.
-      const blocks = await page.$$eval("#paths > div", (divs) => divs.map((d) => ({
-        head: d.querySelector("p")!.textContent!,
+      // One block per trace: its title and heading lines, then the hop table.
+      const blocks = await page.$$eval("#paths div.trace", (divs) => divs.map((d) => ({
+        head: [...d.querySelectorAll("p")].map((p) => p.textContent).join(" "),
         hops: [...d.querySelectorAll("table.path tr:not(:first-child)")].map((tr) => [...tr.querySelectorAll("td")].slice(0, 5).map((td) => td.textContent)),
       })));
       for (const [target, r1, r2] of [[bed.targetIp, bed.r1Ip, bed.r2Ip], [bed.targetIp6, bed.r1Ip6, bed.r2Ip6]]) {
