@@ -215,7 +215,7 @@ export function echoIngest<R extends EchoResult>(spec: EchoSpec<R>, store: Serie
   const flowHistory = new FlowHistory();
   const flowsLossy = spec.flows && store.gauge({
     name: `prober_${k}_flows_lossy`, type: "gauge", labelNames: PAIR,
-    help: `(agent, target, flow) triples of the pair that are lossy: a flow (source port) that lost at least half of its ${request}s while the link's other flows together lost under 5% (lib/probes/flow/lossy.ts), each flow's counts summed over the windows of the last minute.`,
+    help: `(agent, target, flow) triples of the pair that are lossy: a flow (source port) that lost at least half of its ${request}s while the link's other flows together lost under 5% (lib/probes/flow/lossy.ts), each flow's counts summed over the newest windows that give every flow 2 probes (this window for udp).`,
     doc: "The ECMP / LAG signature (one bundle member or one of several equal-cost paths drops); /api/v1/pair lists the flows. 0 when every flow is fine or every flow loses alike.",
   });
   let latest: EchoAggregate[] = [];

@@ -6,7 +6,7 @@
  * show the ECMP / LAG signature (NetNORAD, Pingmesh: one bundle member or path losing while the
  * others do not).
  */
-import { LOSSY_HORIZON_MS, lossyFlows } from "./flow/lossy.ts";
+import { LOSSY_HORIZON_MS, LOSSY_MIN_SENT, lossyFlows } from "./flow/lossy.ts";
 import type { FlowStats } from "../rpc/gen/probermesh/v1/flow_pb.ts";
 
 /** Flows (source ports) kept per link and window at most; a link's ports come from its agent's range (<= 1024 flows a round). */
@@ -84,8 +84,8 @@ export class FlowWindow {
   }
 
   /**
-   * Every flow of the pair over the horizon (this window and the earlier ones of `history` that
-   * ended within LOSSY_HORIZON_MS), lossy first, then by loss ratio (highest first), agent,
+   * Every flow of the pair over its judging span (this window, and earlier ones of `history`
+   * within LOSSY_HORIZON_MS while a flow has fewer than LOSSY_MIN_SENT probes), lossy first, then by loss ratio (highest first), agent,
    * address, port. Records this window in `history` under `pairKey`.
    */
   rows(history: FlowHistory, pairKey: string, windowEndMs: number): FlowRow[] {
@@ -115,16 +115,20 @@ export class FlowHistory {
 
   /**
    * Adds a window's counts of one link and drops every window older than the horizon (of every
-   * link, so silent links go too). @returns the link's per-port sums over the horizon
+   * link, so silent links go too). @returns the link's per-port sums over the newest windows that
+   * give every flow LOSSY_MIN_SENT probes (all of the horizon's when they never do)
    */
   record(link: string, ports: ReadonlyMap<number, { sent: number; received: number }>, windowEndMs: number): Map<number, { sent: number; received: number }> {
     this.expire(windowEndMs);
     let list = this.links.get(link);
     if (!list) this.links.set(link, (list = []));
     list.push({ endMs: windowEndMs, ports: new Map([...ports].map(([p, c]) => [p, { ...c }])) });
+    // Newest windows first, as few as give every flow LOSSY_MIN_SENT probes (udp: this window;
+    // tcp, one connect per flow and round: two rounds), so a flow turns lossy, and back, as soon
+    // as the evidence allows, not after a minute of history is outweighed.
     const sums = new Map<number, { sent: number; received: number }>();
-    for (const w of list) {
-      for (const [p, c] of w.ports) {
+    for (let k = list.length - 1; k >= 0; k--) {
+      for (const [p, c] of list[k]!.ports) {
         let s = sums.get(p);
         if (!s) {
           if (sums.size >= MAX_FLOWS_PER_LINK) continue;
@@ -133,6 +137,9 @@ export class FlowHistory {
         s.sent += c.sent;
         s.received += c.received;
       }
+      let enough = true;
+      for (const s of sums.values()) if (s.sent < LOSSY_MIN_SENT) enough = false;
+      if (enough) break;
     }
     return sums;
   }

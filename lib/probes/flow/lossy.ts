@@ -15,10 +15,11 @@ export const LOSSY_OTHERS_MAX_LOSS = 0.05;
 /** Probes a flow must have sent to be judged (one lost probe of one is no signature). */
 export const LOSSY_MIN_SENT = 2;
 /**
- * The server judges each flow on its counts over the windows that ended within this long,
- * milliseconds (the agent judges one round). A 15 s window holds one tcp connect round, one
- * connect per flow: too few to judge; a minute holds four (and a udp flow's 4 probes per round
- * become 16), so the signature shows whatever the window length, and one unlucky round does not.
+ * How far back the server may look to judge a flow, milliseconds (the agent judges one round):
+ * it sums a link's newest windows, as few as give every flow LOSSY_MIN_SENT probes, within this
+ * span. A udp window holds enough (16 flows of 4 probes a round), so it is judged alone; a 15 s
+ * window holds one tcp connect per flow, so tcp flows are judged over two rounds. Detection and
+ * recovery follow the evidence, not a minute of history.
  */
 export const LOSSY_HORIZON_MS = 60_000;
 

@@ -68,7 +68,7 @@ export function tcpIngest(store: SeriesStore): KindIngest<TcpResult> & { latest(
   });
   const lossy = store.gauge({
     name: "prober_tcp_flows_lossy", type: "gauge", labelNames: PAIR,
-    help: "(agent, target, flow) triples of the pair whose connects are lossy: a source port that lost at least half of its connects while the link's other flows together lost under 5% (lib/probes/flow/lossy.ts), counts summed over the windows of the last minute (one window holds one connect per flow and round).",
+    help: "(agent, target, flow) triples of the pair whose connects are lossy: a source port that lost at least half of its connects while the link's other flows together lost under 5% (lib/probes/flow/lossy.ts), counts summed over the newest windows that give every flow 2 connects (one window holds one connect per flow and round).",
     doc: "The ECMP / LAG signature for TCP; /api/v1/pair lists the flows.",
   });
   const connectTime = store.gauge({
