@@ -48,6 +48,18 @@ type Flow = { kind: string; agent_ip: string; address: string; source_port: numb
 type Hop = { ttl: number; address: string; sent: number; received: number };
 type Path = { kind: string; source_port: number; destination_port: number; target: string; reached: boolean; error: string; reason: string; hops: Hop[] };
 
+/**
+ * waitFor, polling every `everyMs` (default 500 ms): each poll spawns `ip netns exec curl`, and
+ * on a 2-core machine a 100 ms poll loop is load enough to show in the RTTs being compared.
+ */
+async function poll<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false>, everyMs = 500): Promise<T> {
+  return waitFor(what, timeoutMs, async () => {
+    const v = await check();
+    if (v === undefined || v === false) await Bun.sleep(everyMs);
+    return v;
+  });
+}
+
 describe.skipIf(!available)("flows: UDP and TCP mesh over many source ports, through the binaries", () => {
   let bed: PathBed;
   let src: Proc;
@@ -95,7 +107,7 @@ describe.skipIf(!available)("flows: UDP and TCP mesh over many source ports, thr
     src = start([...agentFlags(bed.agentIp, `127.0.0.1:${RPC}`), "-region", "src"], bed.inAgent);
     far = start([...agentFlags(bed.targetIp, `${bed.agentIp}:${RPC}`), "-region", "far"], ["ip", "netns", "exec", bed.target]);
     // Every kind of the pair has a full window before any fault.
-    await waitFor("udp, tcp and icmp windows of src → far", 60_000, async () => {
+    await poll("udp, tcp and icmp windows of src → far", 60_000, async () => {
       alive();
       const m = await metrics();
       return value(m, "prober_udp_packet_loss_rate") !== undefined && value(m, "prober_tcp_connect_loss_rate") !== undefined && value(m, "prober_icmp_packet_loss_rate") !== undefined;
@@ -110,7 +122,7 @@ describe.skipIf(!available)("flows: UDP and TCP mesh over many source ports, thr
   test("without a fault, UDP RTT (dwell subtracted) equals ICMP RTT on the same path within 50 µs, median over windows", async () => {
     const diffs: number[] = [];
     let last = "";
-    await waitFor("6 windows with both RTTs", 120_000, async () => {
+    await poll("6 windows with both RTTs", 120_000, async () => {
       alive();
       const text = await get("/metrics");
       const m = parseExposition(text);
@@ -124,7 +136,7 @@ describe.skipIf(!available)("flows: UDP and TCP mesh over many source ports, thr
       expect(value(m, "prober_udp_packet_loss_rate")).toBe(0);
       expect(value(m, "prober_udp_flows_lossy")).toBe(0);
       return diffs.length >= 6;
-    });
+    }, 1000);
     diffs.sort((a, b) => a - b);
     const median = diffs[Math.floor(diffs.length / 2)]!;
     console.log(`|UDP RTT − ICMP RTT| per window, µs: ${diffs.map((d) => (d * 1e6).toFixed(1)).join(" ")} (median ${(median * 1e6).toFixed(1)})`);
@@ -135,7 +147,7 @@ describe.skipIf(!available)("flows: UDP and TCP mesh over many source ports, thr
     const tf = performance.now();
     await nft(bed.r2, dropOnArrival(`ip saddr ${bed.agentIp} udp sport ${BAD_UDP}`));
     try {
-      const m = await waitFor("a window with the lossy UDP flow", 60_000, async () => {
+      const m = await poll("a window with the lossy UDP flow", 60_000, async () => {
         alive();
         const m = await metrics();
         return value(m, "prober_udp_flows_lossy") === 1 ? m : undefined;
@@ -156,7 +168,7 @@ describe.skipIf(!available)("flows: UDP and TCP mesh over many source ports, thr
       expect(lossy[0]!.loss_ratio).toBeGreaterThanOrEqual(0.5);
       for (const f of flows.filter((f) => f.kind === "udp" && f.source_port !== BAD_UDP)) expect(f.loss_ratio).toBe(0);
 
-      const trace = await waitFor("the lossy UDP flow's trace", 60_000, async () => {
+      const trace = await poll("the lossy UDP flow's trace", 60_000, async () => {
         alive();
         return (await paths()).find((p) => p.kind === "udp" && p.source_port === BAD_UDP);
       });
@@ -172,13 +184,15 @@ describe.skipIf(!available)("flows: UDP and TCP mesh over many source ports, thr
   }, 150_000);
 
   test("r2 drops SYNs from one TCP source port: connect loss ≈ 1/flows, that flow lossy, its TCP trace ends at r1", async () => {
+    const tf = performance.now();
     await nft(bed.r2, dropOnArrival(`ip saddr ${bed.agentIp} tcp sport ${BAD_TCP} tcp flags & (syn | ack) == syn`));
     try {
-      const m = await waitFor("a window with the lossy TCP flow", 90_000, async () => {
+      const m = await poll("a window with the lossy TCP flow", 90_000, async () => {
         alive();
         const m = await metrics();
         return value(m, "prober_tcp_flows_lossy") === 1 ? m : undefined;
       });
+      console.log(`tcp lossy after ${(performance.now() - tf).toFixed(0)} ms`);
       const loss = value(m, "prober_tcp_connect_loss_rate")!;
       console.log(`TCP connect loss with 1 of 16 flows' SYNs dropped: ${loss.toFixed(4)} (1/16 = 0.0625)`);
       expect(loss).toBeGreaterThan(0.03);
@@ -187,10 +201,11 @@ describe.skipIf(!available)("flows: UDP and TCP mesh over many source ports, thr
       const lossy = ((await pair()).flows ?? []).filter((f) => f.lossy && f.kind === "tcp");
       expect(lossy.map((f) => f.source_port)).toEqual([BAD_TCP]);
 
-      const trace = await waitFor("the lossy TCP flow's trace", 60_000, async () => {
+      const trace = await poll("the lossy TCP flow's trace", 60_000, async () => {
         alive();
         return (await paths()).find((p) => p.kind === "tcp" && p.source_port === BAD_TCP);
       });
+      console.log(`tcp trace after ${(performance.now() - tf).toFixed(0)} ms`);
       expect([trace.destination_port, trace.reached, trace.error]).toEqual([TCP_PORT, false, ""]);
       expect(trace.hops.filter((h) => h.received > 0).map((h) => [h.ttl, h.address])).toEqual([[1, bed.r1Ip]]);
     } finally {
