@@ -128,11 +128,14 @@ describe.skipIf(!available)("feature matrix through the binaries", () => {
     expect(phase("web.test", "resolve")).toBeGreaterThanOrEqual(0.018); // DNS fixture: 20 ms
     expect(phase("slow?ms=200", "processing")).toBeGreaterThanOrEqual(0.19);
     expect(phase("slow?ms=200", "processing")).toBeLessThan(2);
-    expect(phase("stream?ms=150", "transfer")).toBeGreaterThanOrEqual(0.14);
+    // Transfer runs from the first byte read to the last: a first chunk read late on a loaded
+    // machine shortens it (CI measured 135 ms of the 150), so the bound is half the gap; that it is
+    // in transfer at all, and not in processing, is what this checks.
+    expect(phase("stream?ms=150", "transfer")).toBeGreaterThanOrEqual(0.075);
     expect(phase("stream?ms=150", "transfer")).toBeLessThan(2);
     for (const fin of finUrls) {
       // Counted twice it would be about 2 x 300 ms.
-      expect(phase(fin, "transfer")).toBeGreaterThanOrEqual(GAP_S - 0.01);
+      expect(phase(fin, "transfer")).toBeGreaterThanOrEqual(GAP_S / 2);
       expect(phase(fin, "transfer")).toBeLessThan(GAP_S * 1.5);
     }
     expect(phase("https://localhost", "tls")).toBeGreaterThan(0);
