@@ -11,7 +11,7 @@
  *   - TCP: SYNs from one source port dropped: prober_tcp_connect_loss_rate about 1/flows, that
  *     flow lossy, its TCP trace ending at r1.
  * Without a fault, UDP RTT (the responder's dwell subtracted) equals ICMP RTT on the same path
- * within 50 µs, median over windows.
+ * within 50 µs (the per-window minimum, median over windows; the means are printed).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -119,28 +119,34 @@ describe.skipIf(!available)("flows: UDP and TCP mesh over many source ports, thr
     await bed?.remove();
   });
 
-  test("without a fault, UDP RTT (dwell subtracted) equals ICMP RTT on the same path within 50 µs, median over windows", async () => {
-    const diffs: number[] = [];
+  // Per window the pair's minimum RTT (the path's floor) and mean RTT of each kind. The minimum is
+  // compared: a UDP reply also waits for the responder process's send after its send timestamp is
+  // read (a syscall, and on a loaded 2-core machine the scheduler), which the dwell cannot
+  // subtract, so UDP means run 3-15 µs above ICMP's on an idle machine and 20-45 µs above on a
+  // busy one (printed; docs/probes.md "Accuracy"); the floor is the path both kinds cross.
+  test("without a fault, UDP RTT (dwell subtracted) equals ICMP RTT on the same path within 50 µs: per-window minimum, median over windows", async () => {
+    const mins: number[] = [];
+    const means: number[] = [];
     let last = "";
     await poll("6 windows with both RTTs", 120_000, async () => {
       alive();
-      const text = await get("/metrics");
-      const m = parseExposition(text);
-      const udp = value(m, "prober_udp_duration_seconds", { ...PAIR, phase: "rtt" });
-      const icmp = value(m, "prober_icmp_duration_seconds", { ...PAIR, phase: "rtt" });
-      const key = `${udp}/${icmp}`;
-      if (udp !== undefined && icmp !== undefined && key !== last) {
+      const m = parseExposition(await get("/metrics"));
+      const rtt = (kind: string, phase: string) => value(m, `prober_${kind}_duration_seconds`, { ...PAIR, phase });
+      const [udpMin, icmpMin, udpMean, icmpMean] = [rtt("udp", "min"), rtt("icmp", "min"), rtt("udp", "rtt"), rtt("icmp", "rtt")];
+      const key = `${udpMean}/${icmpMean}`;
+      if (udpMin !== undefined && icmpMin !== undefined && udpMean !== undefined && icmpMean !== undefined && key !== last) {
         last = key;
-        diffs.push(Math.abs(udp - icmp));
+        mins.push(Math.abs(udpMin - icmpMin));
+        means.push(udpMean - icmpMean);
       }
       expect(value(m, "prober_udp_packet_loss_rate")).toBe(0);
       expect(value(m, "prober_udp_flows_lossy")).toBe(0);
-      return diffs.length >= 6;
+      return mins.length >= 6;
     }, 1000);
-    diffs.sort((a, b) => a - b);
-    const median = diffs[Math.floor(diffs.length / 2)]!;
-    console.log(`|UDP RTT − ICMP RTT| per window, µs: ${diffs.map((d) => (d * 1e6).toFixed(1)).join(" ")} (median ${(median * 1e6).toFixed(1)})`);
-    expect(median).toBeLessThan(50e-6);
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const us = (xs: number[]) => xs.map((d) => (d * 1e6).toFixed(1)).join(" ");
+    console.log(`|UDP − ICMP| minimum RTT per window, µs: ${us(mins)} (median ${(median(mins) * 1e6).toFixed(1)}); UDP − ICMP mean RTT, µs: ${us(means)} (median ${(median(means) * 1e6).toFixed(1)})`);
+    expect(median(mins)).toBeLessThan(50e-6);
   }, 150_000);
 
   test("r2 drops one UDP source port: loss ≈ 1/flows, exactly that flow lossy, ICMP clean, its trace ends at r1", async () => {

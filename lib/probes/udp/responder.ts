@@ -139,8 +139,8 @@ export class UdpResponder {
     this.socket.setDscp(p.header.dscp);
     // The send time goes into the tagged bytes: read it, tag, send (the HMAC's microseconds are
     // the only part of the stay here that lands in the prober's RTT).
-    toReply(buf, keys[p.keyIndex]!, d.rxUnixNs, realtimeUnixNs());
-    if (this.socket.reply(buf, d.len, d) >= 0) c.answered++;
+    const key = keys[p.keyIndex]!;
+    if (this.socket.reply(buf, d.len, d, () => toReply(buf, key, d.rxUnixNs, realtimeUnixNs())) >= 0) c.answered++;
   }
 
   /** The bucket of a source IP; the least recently seen source is forgotten beyond RESPONDER_MAX_SOURCES. */

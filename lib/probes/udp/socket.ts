@@ -208,10 +208,12 @@ export class UdpSocket {
   /**
    * Answers datagram `d` with `buf[0..len)` (`buf` must be the socket's receive slot of `d` or
    * another buffer that stays alive): to its sender, from the address it was sent to
-   * (IP_PKTINFO / IPV6_PKTINFO), so the answer's source is what the sender addressed.
+   * (IP_PKTINFO / IPV6_PKTINFO), so the answer's source is what the sender addressed. `lastly`
+   * runs right before sendmsg(), after the message is built: the responder reads its send time
+   * and tags the reply there, so as little as possible lies between that time and the send.
    * @returns the send time (monotonic ns), or a negative errno
    */
-  reply(buf: Uint8Array, len: number, d: UdpDatagram): number {
+  reply(buf: Uint8Array, len: number, d: UdpDatagram, lastly?: () => void): number {
     if (this.fd < 0) return -9; // EBADF
     const mv = this.sendMsgView;
     const cv = this.sendCtrlView;
@@ -240,6 +242,7 @@ export class UdpSocket {
     mv.setBigUint64(40, BigInt(ctrlLen), true);
     if (ctrlLen === 0) mv.setBigUint64(32, 0n, true);
     else mv.setBigUint64(32, BigInt(addressOf(this.sendCtrl)), true);
+    lastly?.();
     const t = this.clock.monotonicNs();
     const n = Number(libc.sendmsg(this.fd, this.sendMsg, 0));
     return n < 0 ? -errno() : t;
