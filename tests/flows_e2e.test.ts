@@ -10,6 +10,8 @@
  *     ends at r1, the hop before the drop, while ICMP sees a clean path;
  *   - TCP: SYNs from one source port dropped: prober_tcp_connect_loss_rate about 1/flows, that
  *     flow lossy, its TCP trace ending at r1.
+ * A process fault too: the far agent frozen with SIGSTOP reads as UDP loss 1 from src, published
+ * all along, and heals with SIGCONT.
  * Without a fault, UDP RTT (the responder's dwell subtracted) equals ICMP RTT on the same path
  * within 50 µs (the per-window minimum and mean, median over windows).
  */
@@ -219,4 +221,17 @@ describe.skipIf(!available)("flows: UDP and TCP mesh over many source ports, thr
       await nft(bed.r2, "delete table inet pmflow");
     }
   }, 180_000);
+
+  test("the far agent frozen (SIGSTOP): its responder is silent, so src → far reads UDP loss 1 and stays published; SIGCONT heals it", async () => {
+    far.proc.kill("SIGSTOP");
+    try {
+      await poll("UDP loss 1 from src to the frozen far agent", 60_000, async () => value(await metrics(), "prober_udp_packet_loss_rate") === 1);
+      // Still there a few windows later: a silent agent stays a target, its pair turns red, it does not vanish.
+      await Bun.sleep(3 * WINDOW_S * 1000);
+      expect(value(await metrics(), "prober_udp_packet_loss_rate")).toBe(1);
+    } finally {
+      far.proc.kill("SIGCONT");
+    }
+    await poll("UDP loss 0 again after SIGCONT", 60_000, async () => value(await metrics(), "prober_udp_packet_loss_rate") === 0);
+  }, 150_000);
 });
