@@ -29,7 +29,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file probermesh/v1/probermesh.proto.
  */
 export const file_probermesh_v1_probermesh: GenFile = /*@__PURE__*/
-  fileDesc("Ch5wcm9iZXJtZXNoL3YxL3Byb2Jlcm1lc2gucHJvdG8SDXByb2Jlcm1lc2gudjEiagoFQWdlbnQSDgoGcmVnaW9uGAEgASgJEgoKAmlwGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSEAoIdWRwX3BvcnQYBSABKA0SEAoIdGNwX3BvcnQYBiABKA0iNwoQSGVhcnRiZWF0UmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQi2AEKEUhlYXJ0YmVhdFJlc3BvbnNlEhYKDnNlcnZlcl92ZXJzaW9uGAEgASgJEjcKFGFnZ3JlZ2F0aW9uX2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtpbnN0YW5jZV9pZBgEIAEoCRIUCgxwb29sX3ZlcnNpb24YBSABKAQSEAoIbWVzaF9rZXkYBiABKAwiOwoUR2V0VGFyZ2V0UG9vbFJlcXVlc3QSIwoFYWdlbnQYASABKAsyFC5wcm9iZXJtZXNoLnYxLkFnZW50IpgCChVHZXRUYXJnZXRQb29sUmVzcG9uc2USJwoEaWNtcBgBIAMoCzIZLnByb2Jlcm1lc2gudjEuSWNtcFRhcmdldBInCgRodHRwGAIgAygLMhkucHJvYmVybWVzaC52MS5IdHRwVGFyZ2V0EiUKA3RjcBgEIAMoCzIYLnByb2Jlcm1lc2gudjEuVGNwVGFyZ2V0EiUKA2RucxgFIAMoCzIYLnByb2Jlcm1lc2gudjEuRG5zVGFyZ2V0EicKBGdycGMYBiADKAsyGS5wcm9iZXJtZXNoLnYxLkdycGNUYXJnZXQSJQoDdWRwGAcgAygLMhgucHJvYmVybWVzaC52MS5VZHBUYXJnZXQSDwoHcGFydGlhbBgDIAEoCCLNAwoSUHVzaFJlc3VsdHNSZXF1ZXN0EiMKBWFnZW50GAEgASgLMhQucHJvYmVybWVzaC52MS5BZ2VudBInCgRpY21wGAIgAygLMhkucHJvYmVybWVzaC52MS5JY21wUmVzdWx0EicKBGh0dHAYAyADKAsyGS5wcm9iZXJtZXNoLnYxLkh0dHBSZXN1bHQSJQoDdGNwGAkgAygLMhgucHJvYmVybWVzaC52MS5UY3BSZXN1bHQSJQoDZG5zGAogAygLMhgucHJvYmVybWVzaC52MS5EbnNSZXN1bHQSJwoEZ3JwYxgLIAMoCzIZLnByb2Jlcm1lc2gudjEuR3JwY1Jlc3VsdBIlCgN1ZHAYDCADKAsyGC5wcm9iZXJtZXNoLnYxLlVkcFJlc3VsdBItCglzZW50X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBnRyYWNlcxgFIAMoCzIYLnByb2Jlcm1lc2gudjEuUGF0aFRyYWNlEhkKEWFnZW50X2luc3RhbmNlX2lkGAYgASgJEhYKDmJhdGNoX3NlcXVlbmNlGAcgASgEEhYKDmRyb3BwZWRfcG9pbnRzGAggASgEIjgKEURlcmVnaXN0ZXJSZXF1ZXN0EiMKBWFnZW50GAEgASgLMhQucHJvYmVybWVzaC52MS5BZ2VudCIUChJEZXJlZ2lzdGVyUmVzcG9uc2UioAIKCVBhdGhUcmFjZRIVCg10YXJnZXRfcmVnaW9uGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSEwoLcmVzb2x2ZWRfaXAYAyABKAkSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAUgASgJEiUKBGhvcHMYBiADKAsyFy5wcm9iZXJtZXNoLnYxLlRyYWNlSG9wEg8KB3JlYWNoZWQYByABKAgSDQoFZXJyb3IYCCABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgJIAEoARIMCgRraW5kGAogASgJEhMKC3NvdXJjZV9wb3J0GAsgASgNEhgKEGRlc3RpbmF0aW9uX3BvcnQYDCABKA0iyQEKCFRyYWNlSG9wEgsKA3R0bBgBIAEoDRIPCgdhZGRyZXNzGAIgASgJEgwKBHNlbnQYAyABKA0SEAoIcmVjZWl2ZWQYBCABKA0SGAoQcnR0X21lYW5fc2Vjb25kcxgFIAEoARIXCg9ydHRfbWluX3NlY29uZHMYBiABKAESFwoPcnR0X21heF9zZWNvbmRzGAcgASgBEhoKEnJ0dF9zdGRkZXZfc2Vjb25kcxgIIAEoARIXCg9vdGhlcl9hZGRyZXNzZXMYCSADKAkieQoTUHVzaFJlc3VsdHNSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoDRIQCghyZWplY3RlZBgCIAEoDRIWCg5yZWplY3RfcmVhc29ucxgDIAMoCRITCgtpbnN0YW5jZV9pZBgEIAEoCRIRCglkdXBsaWNhdGUYBSABKAgy8AIKEVByb2Jlck1lc2hTZXJ2aWNlElAKCUhlYXJ0YmVhdBIfLnByb2Jlcm1lc2gudjEuSGVhcnRiZWF0UmVxdWVzdBogLnByb2Jlcm1lc2gudjEuSGVhcnRiZWF0UmVzcG9uc2UiABJcCg1HZXRUYXJnZXRQb29sEiMucHJvYmVybWVzaC52MS5HZXRUYXJnZXRQb29sUmVxdWVzdBokLnByb2Jlcm1lc2gudjEuR2V0VGFyZ2V0UG9vbFJlc3BvbnNlIgASVgoLUHVzaFJlc3VsdHMSIS5wcm9iZXJtZXNoLnYxLlB1c2hSZXN1bHRzUmVxdWVzdBoiLnByb2Jlcm1lc2gudjEuUHVzaFJlc3VsdHNSZXNwb25zZSIAElMKCkRlcmVnaXN0ZXISIC5wcm9iZXJtZXNoLnYxLkRlcmVnaXN0ZXJSZXF1ZXN0GiEucHJvYmVybWVzaC52MS5EZXJlZ2lzdGVyUmVzcG9uc2UiAGIGcHJvdG8z", [file_google_protobuf_duration, file_probermesh_v1_dns, file_probermesh_v1_grpc, file_probermesh_v1_http, file_probermesh_v1_icmp, file_probermesh_v1_tcp, file_probermesh_v1_udp, file_google_protobuf_timestamp]);
+  fileDesc("Ch5wcm9iZXJtZXNoL3YxL3Byb2Jlcm1lc2gucHJvdG8SDXByb2Jlcm1lc2gudjEiagoFQWdlbnQSDgoGcmVnaW9uGAEgASgJEgoKAmlwGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSEAoIdWRwX3BvcnQYBSABKA0SEAoIdGNwX3BvcnQYBiABKA0iNwoQSGVhcnRiZWF0UmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQi2AEKEUhlYXJ0YmVhdFJlc3BvbnNlEhYKDnNlcnZlcl92ZXJzaW9uGAEgASgJEjcKFGFnZ3JlZ2F0aW9uX2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtpbnN0YW5jZV9pZBgEIAEoCRIUCgxwb29sX3ZlcnNpb24YBSABKAQSEAoIbWVzaF9rZXkYBiABKAwiOwoUR2V0VGFyZ2V0UG9vbFJlcXVlc3QSIwoFYWdlbnQYASABKAsyFC5wcm9iZXJtZXNoLnYxLkFnZW50IpgCChVHZXRUYXJnZXRQb29sUmVzcG9uc2USJwoEaWNtcBgBIAMoCzIZLnByb2Jlcm1lc2gudjEuSWNtcFRhcmdldBInCgRodHRwGAIgAygLMhkucHJvYmVybWVzaC52MS5IdHRwVGFyZ2V0EiUKA3RjcBgEIAMoCzIYLnByb2Jlcm1lc2gudjEuVGNwVGFyZ2V0EiUKA2RucxgFIAMoCzIYLnByb2Jlcm1lc2gudjEuRG5zVGFyZ2V0EicKBGdycGMYBiADKAsyGS5wcm9iZXJtZXNoLnYxLkdycGNUYXJnZXQSJQoDdWRwGAcgAygLMhgucHJvYmVybWVzaC52MS5VZHBUYXJnZXQSDwoHcGFydGlhbBgDIAEoCCL5AwoSUHVzaFJlc3VsdHNSZXF1ZXN0EiMKBWFnZW50GAEgASgLMhQucHJvYmVybWVzaC52MS5BZ2VudBInCgRpY21wGAIgAygLMhkucHJvYmVybWVzaC52MS5JY21wUmVzdWx0EicKBGh0dHAYAyADKAsyGS5wcm9iZXJtZXNoLnYxLkh0dHBSZXN1bHQSJQoDdGNwGAkgAygLMhgucHJvYmVybWVzaC52MS5UY3BSZXN1bHQSJQoDZG5zGAogAygLMhgucHJvYmVybWVzaC52MS5EbnNSZXN1bHQSJwoEZ3JwYxgLIAMoCzIZLnByb2Jlcm1lc2gudjEuR3JwY1Jlc3VsdBIlCgN1ZHAYDCADKAsyGC5wcm9iZXJtZXNoLnYxLlVkcFJlc3VsdBItCglzZW50X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBnRyYWNlcxgFIAMoCzIYLnByb2Jlcm1lc2gudjEuUGF0aFRyYWNlEhkKEWFnZW50X2luc3RhbmNlX2lkGAYgASgJEhYKDmJhdGNoX3NlcXVlbmNlGAcgASgEEhYKDmRyb3BwZWRfcG9pbnRzGAggASgEEioKBmhlYWx0aBgNIAEoCzIaLnByb2Jlcm1lc2gudjEuQWdlbnRIZWFsdGgihgEKC0FnZW50SGVhbHRoEhIKCnJvdW5kc19kdWUYASABKA0SEwoLcm91bmRzX2xhdGUYAiABKA0SHAoUbWF4X2xhdGVuZXNzX3NlY29uZHMYAyABKAESFQoNbG9vcGJhY2tfc2VudBgEIAEoDRIZChFsb29wYmFja19yZWNlaXZlZBgFIAEoDSI4ChFEZXJlZ2lzdGVyUmVxdWVzdBIjCgVhZ2VudBgBIAEoCzIULnByb2Jlcm1lc2gudjEuQWdlbnQiFAoSRGVyZWdpc3RlclJlc3BvbnNlIqACCglQYXRoVHJhY2USFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhMKC3Jlc29sdmVkX2lwGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgFIAEoCRIlCgRob3BzGAYgAygLMhcucHJvYmVybWVzaC52MS5UcmFjZUhvcBIPCgdyZWFjaGVkGAcgASgIEg0KBWVycm9yGAggASgJEhgKEGR1cmF0aW9uX3NlY29uZHMYCSABKAESDAoEa2luZBgKIAEoCRITCgtzb3VyY2VfcG9ydBgLIAEoDRIYChBkZXN0aW5hdGlvbl9wb3J0GAwgASgNIskBCghUcmFjZUhvcBILCgN0dGwYASABKA0SDwoHYWRkcmVzcxgCIAEoCRIMCgRzZW50GAMgASgNEhAKCHJlY2VpdmVkGAQgASgNEhgKEHJ0dF9tZWFuX3NlY29uZHMYBSABKAESFwoPcnR0X21pbl9zZWNvbmRzGAYgASgBEhcKD3J0dF9tYXhfc2Vjb25kcxgHIAEoARIaChJydHRfc3RkZGV2X3NlY29uZHMYCCABKAESFwoPb3RoZXJfYWRkcmVzc2VzGAkgAygJInkKE1B1c2hSZXN1bHRzUmVzcG9uc2USEAoIYWNjZXB0ZWQYASABKA0SEAoIcmVqZWN0ZWQYAiABKA0SFgoOcmVqZWN0X3JlYXNvbnMYAyADKAkSEwoLaW5zdGFuY2VfaWQYBCABKAkSEQoJZHVwbGljYXRlGAUgASgIMvACChFQcm9iZXJNZXNoU2VydmljZRJQCglIZWFydGJlYXQSHy5wcm9iZXJtZXNoLnYxLkhlYXJ0YmVhdFJlcXVlc3QaIC5wcm9iZXJtZXNoLnYxLkhlYXJ0YmVhdFJlc3BvbnNlIgASXAoNR2V0VGFyZ2V0UG9vbBIjLnByb2Jlcm1lc2gudjEuR2V0VGFyZ2V0UG9vbFJlcXVlc3QaJC5wcm9iZXJtZXNoLnYxLkdldFRhcmdldFBvb2xSZXNwb25zZSIAElYKC1B1c2hSZXN1bHRzEiEucHJvYmVybWVzaC52MS5QdXNoUmVzdWx0c1JlcXVlc3QaIi5wcm9iZXJtZXNoLnYxLlB1c2hSZXN1bHRzUmVzcG9uc2UiABJTCgpEZXJlZ2lzdGVyEiAucHJvYmVybWVzaC52MS5EZXJlZ2lzdGVyUmVxdWVzdBohLnByb2Jlcm1lc2gudjEuRGVyZWdpc3RlclJlc3BvbnNlIgBiBnByb3RvMw", [file_google_protobuf_duration, file_probermesh_v1_dns, file_probermesh_v1_grpc, file_probermesh_v1_http, file_probermesh_v1_icmp, file_probermesh_v1_tcp, file_probermesh_v1_udp, file_google_protobuf_timestamp]);
 
 /**
  * Agent identifies one agent process.
@@ -317,6 +317,14 @@ export type PushResultsRequest = Message<"probermesh.v1.PushResultsRequest"> & {
    * @generated from field: uint64 dropped_points = 8;
    */
   droppedPoints: bigint;
+
+  /**
+   * What the agent measured of itself since its previous batch was queued (since 0.7; older
+   * servers ignore it, older agents leave it unset: health unknown).
+   *
+   * @generated from field: probermesh.v1.AgentHealth health = 13;
+   */
+  health?: AgentHealth | undefined;
 };
 
 /**
@@ -325,6 +333,57 @@ export type PushResultsRequest = Message<"probermesh.v1.PushResultsRequest"> & {
  */
 export const PushResultsRequestSchema: GenMessage<PushResultsRequest> = /*@__PURE__*/
   messageDesc(file_probermesh_v1_probermesh, 5);
+
+/**
+ * AgentHealth is the agent's view of itself over one push period (since 0.7). A starved agent (no
+ * CPU, a paused or overloaded VM) starts its rounds late and loses replies that the network
+ * delivered; the server's localiser reads this so that it blames the agent, not the network
+ * (docs/aggregation.md "Incidents").
+ *
+ * @generated from message probermesh.v1.AgentHealth
+ */
+export type AgentHealth = Message<"probermesh.v1.AgentHealth"> & {
+  /**
+   * Regular rounds that came due in the period, and how many of them started late: more than
+   * max(100 ms, 10 % of the probe interval) after their planned start, or not at all because the
+   * target's previous round was still running.
+   *
+   * @generated from field: uint32 rounds_due = 1;
+   */
+  roundsDue: number;
+
+  /**
+   * @generated from field: uint32 rounds_late = 2;
+   */
+  roundsLate: number;
+
+  /**
+   * The largest lateness of a round that started, seconds.
+   *
+   * @generated from field: double max_lateness_seconds = 3;
+   */
+  maxLatenessSeconds: number;
+
+  /**
+   * The loopback control: echo requests the agent sent to its own loopback address (127.0.0.1,
+   * no network on the path) in the period, and the replies it received in time.
+   *
+   * @generated from field: uint32 loopback_sent = 4;
+   */
+  loopbackSent: number;
+
+  /**
+   * @generated from field: uint32 loopback_received = 5;
+   */
+  loopbackReceived: number;
+};
+
+/**
+ * Describes the message probermesh.v1.AgentHealth.
+ * Use `create(AgentHealthSchema)` to create a new message.
+ */
+export const AgentHealthSchema: GenMessage<AgentHealth> = /*@__PURE__*/
+  messageDesc(file_probermesh_v1_probermesh, 6);
 
 /**
  * @generated from message probermesh.v1.DeregisterRequest
@@ -341,7 +400,7 @@ export type DeregisterRequest = Message<"probermesh.v1.DeregisterRequest"> & {
  * Use `create(DeregisterRequestSchema)` to create a new message.
  */
 export const DeregisterRequestSchema: GenMessage<DeregisterRequest> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 6);
+  messageDesc(file_probermesh_v1_probermesh, 7);
 
 /**
  * @generated from message probermesh.v1.DeregisterResponse
@@ -354,7 +413,7 @@ export type DeregisterResponse = Message<"probermesh.v1.DeregisterResponse"> & {
  * Use `create(DeregisterResponseSchema)` to create a new message.
  */
 export const DeregisterResponseSchema: GenMessage<DeregisterResponse> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 7);
+  messageDesc(file_probermesh_v1_probermesh, 8);
 
 /**
  * PathTrace is an MTR-style trace of the path from an agent to one of its targets: probes with TTL
@@ -453,7 +512,7 @@ export type PathTrace = Message<"probermesh.v1.PathTrace"> & {
  * Use `create(PathTraceSchema)` to create a new message.
  */
 export const PathTraceSchema: GenMessage<PathTrace> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 8);
+  messageDesc(file_probermesh_v1_probermesh, 9);
 
 /**
  * TraceHop is what came back for the probes sent with one TTL.
@@ -518,7 +577,7 @@ export type TraceHop = Message<"probermesh.v1.TraceHop"> & {
  * Use `create(TraceHopSchema)` to create a new message.
  */
 export const TraceHopSchema: GenMessage<TraceHop> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 9);
+  messageDesc(file_probermesh_v1_probermesh, 10);
 
 /**
  * @generated from message probermesh.v1.PushResultsResponse
@@ -561,7 +620,7 @@ export type PushResultsResponse = Message<"probermesh.v1.PushResultsResponse"> &
  * Use `create(PushResultsResponseSchema)` to create a new message.
  */
 export const PushResultsResponseSchema: GenMessage<PushResultsResponse> = /*@__PURE__*/
-  messageDesc(file_probermesh_v1_probermesh, 10);
+  messageDesc(file_probermesh_v1_probermesh, 11);
 
 /**
  * ProberMeshService is served by `server` on -server.rpc.listen.addr and called by every agent.

@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file probermesh/v1/udp.proto.
  */
 export const file_probermesh_v1_udp: GenFile = /*@__PURE__*/
-  fileDesc("Chdwcm9iZXJtZXNoL3YxL3VkcC5wcm90bxINcHJvYmVybWVzaC52MSLqAQoJVWRwTW9kdWxlEhQKDHBhY2tldF9jb3VudBgBIAEoDRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxwYXlsb2FkX3NpemUYAyABKA0SKgoHdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhINCgVmbG93cxgFIAEoDRIMCgRkc2NwGAYgASgNEh0KFXByZWZlcnJlZF9pcF9wcm90b2NvbBgHIAEoCRIcChRpcF9wcm90b2NvbF9mYWxsYmFjaxgIIAEoCCJdCglVZHBUYXJnZXQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEigKBm1vZHVsZRgDIAEoCzIYLnByb2Jlcm1lc2gudjEuVWRwTW9kdWxlIu0DCglVZHBSZXN1bHQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhMKC3Jlc29sdmVkX2lwGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHNlbnQYBSABKA0SEAoIcmVjZWl2ZWQYBiABKA0SEgoKZHVwbGljYXRlcxgHIAEoDRIRCglyZW9yZGVyZWQYCCABKA0SEwoLbWluX3NlY29uZHMYCSABKAESFAoMbWVhbl9zZWNvbmRzGAogASgBEhMKC21heF9zZWNvbmRzGAsgASgBEhYKDnN0ZGRldl9zZWNvbmRzGAwgASgBEhcKD3Jlc29sdmVfc2Vjb25kcxgNIAEoARINCgVlcnJvchgOIAEoCRIZChFydHRfYnVja2V0X2NvdW50cxgPIAMoDRIYChBkdXJhdGlvbl9zZWNvbmRzGBAgASgBEhUKDXNhbXBsZV93ZWlnaHQYESABKAESEwoLZXJyb3Jfc3RhdGUYEiABKAgSJwoFZmxvd3MYEyADKAsyGC5wcm9iZXJtZXNoLnYxLkZsb3dTdGF0cxIaChJkd2VsbF9tZWFuX3NlY29uZHMYFCABKAESDAoEZHNjcBgVIAEoDWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_probermesh_v1_flow]);
+  fileDesc("Chdwcm9iZXJtZXNoL3YxL3VkcC5wcm90bxINcHJvYmVybWVzaC52MSLqAQoJVWRwTW9kdWxlEhQKDHBhY2tldF9jb3VudBgBIAEoDRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxwYXlsb2FkX3NpemUYAyABKA0SKgoHdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhINCgVmbG93cxgFIAEoDRIMCgRkc2NwGAYgASgNEh0KFXByZWZlcnJlZF9pcF9wcm90b2NvbBgHIAEoCRIcChRpcF9wcm90b2NvbF9mYWxsYmFjaxgIIAEoCCJdCglVZHBUYXJnZXQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEigKBm1vZHVsZRgDIAEoCzIYLnByb2Jlcm1lc2gudjEuVWRwTW9kdWxlIpkECglVZHBSZXN1bHQSFQoNdGFyZ2V0X3JlZ2lvbhgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhMKC3Jlc29sdmVkX2lwGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHNlbnQYBSABKA0SEAoIcmVjZWl2ZWQYBiABKA0SEgoKZHVwbGljYXRlcxgHIAEoDRIRCglyZW9yZGVyZWQYCCABKA0SEwoLbWluX3NlY29uZHMYCSABKAESFAoMbWVhbl9zZWNvbmRzGAogASgBEhMKC21heF9zZWNvbmRzGAsgASgBEhYKDnN0ZGRldl9zZWNvbmRzGAwgASgBEhcKD3Jlc29sdmVfc2Vjb25kcxgNIAEoARINCgVlcnJvchgOIAEoCRIZChFydHRfYnVja2V0X2NvdW50cxgPIAMoDRIYChBkdXJhdGlvbl9zZWNvbmRzGBAgASgBEhUKDXNhbXBsZV93ZWlnaHQYESABKAESEwoLZXJyb3Jfc3RhdGUYEiABKAgSJwoFZmxvd3MYEyADKAsyGC5wcm9iZXJtZXNoLnYxLkZsb3dTdGF0cxIaChJkd2VsbF9tZWFuX3NlY29uZHMYFCABKAESDAoEZHNjcBgVIAEoDRIUCgxmb3J3YXJkX3NlbnQYFiABKA0SFAoMZm9yd2FyZF9sb3N0GBcgASgNYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_probermesh_v1_flow]);
 
 /**
  * UdpModule is the probe file's `udp:` block, every default filled in by the server.
@@ -260,6 +260,25 @@ export type UdpResult = Message<"probermesh.v1.UdpResult"> & {
    * @generated from field: uint32 dscp = 21;
    */
   dscp: number;
+
+  /**
+   * One-way loss of the requests (since 0.7), from the responder's reflector count: every reply
+   * carries how many requests of its flow the responder has received (as the Session-Reflector's
+   * own sequence number of RFC 5357 TWAMP lets a sender split loss by direction). Between two
+   * replies of one flow, the sequence numbers say how many requests were sent and the counts how
+   * many arrived. `forward_sent`: requests sent within such spans (summed over flows; a span may
+   * begin in an earlier round); `forward_lost`: those that never reached the responder. Both 0
+   * when the responder does not count (0.6) or no flow had two replies. Replies lost are the rest:
+   * 1 - (1 - loss) / (1 - forward_lost / forward_sent) is the loss of the reverse direction.
+   *
+   * @generated from field: uint32 forward_sent = 22;
+   */
+  forwardSent: number;
+
+  /**
+   * @generated from field: uint32 forward_lost = 23;
+   */
+  forwardLost: number;
 };
 
 /**
