@@ -1,0 +1,96 @@
+/**
+ * Incidents: explanations that last (docs/aggregation.md "Incidents"). An explanation becomes an
+ * incident once the localiser has given it in THRESHOLDS.openWindows consecutive windows, and the
+ * incident ends after closeWindows consecutive windows without it (hysteresis: a link at the
+ * threshold does not open and close an incident every window). One incident per (scope, subject).
+ *
+ * Bounded: at most MAX_ACTIVE active incidents (their subjects come from agents' results, which
+ * outside input can grow), and the ended ones are kept RECENT_MS, at most MAX_RECENT.
+ */
+import { THRESHOLDS, type Explanation, type Incident } from "./model.ts";
+
+/** Active incidents at most; explanations beyond are not opened (and counted). */
+export const MAX_ACTIVE = 1000;
+/** Ended incidents kept, at most, and for how long (ms). */
+export const MAX_RECENT = 200;
+export const RECENT_MS = 3_600_000;
+
+const key = (e: { scope: string; subject: string }) => `${e.scope}\u0000${e.subject}`;
+
+/** Opens, updates and ends incidents from each window's explanations. */
+export class IncidentBook {
+  private readonly active_ = new Map<string, Incident & { missed: number }>();
+  /** Explanations seen in consecutive windows, not yet incidents: first window end, count. */
+  private pending = new Map<string, { firstMs: number; count: number }>();
+  private readonly recent_: Incident[] = [];
+  /** Explanations not opened because MAX_ACTIVE incidents were active. */
+  refused = 0;
+
+  /**
+   * Takes one window's explanations (call once per published window, in order).
+   * @param windowEndMs the window's end, unix ms
+   * @returns incidents opened and ended by this window
+   */
+  update(explanations: readonly Explanation[], windowEndMs: number): { opened: Incident[]; ended: Incident[] } {
+    const opened: Incident[] = [], ended: Incident[] = [];
+    const seen = new Set<string>();
+    const pending = new Map<string, { firstMs: number; count: number }>();
+    for (const e of explanations) {
+      const k = key(e);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      const a = this.active_.get(k);
+      if (a) {
+        a.lastSeenMs = windowEndMs;
+        a.windows++;
+        a.evidence = e.evidence;
+        a.regions = e.regions;
+        a.missed = 0;
+        continue;
+      }
+      const p = this.pending.get(k) ?? { firstMs: windowEndMs, count: 0 };
+      p.count++;
+      if (p.count < THRESHOLDS.openWindows) {
+        pending.set(k, p);
+        continue;
+      }
+      if (this.active_.size >= MAX_ACTIVE) {
+        this.refused++;
+        pending.set(k, p);
+        continue;
+      }
+      const inc = {
+        id: `${e.scope}:${e.subject}:${p.firstMs}`, scope: e.scope, subject: e.subject, regions: e.regions, ...(e.address ? { address: e.address } : {}),
+        startedMs: p.firstMs, lastSeenMs: windowEndMs, windows: p.count, evidence: e.evidence, missed: 0,
+      };
+      this.active_.set(k, inc);
+      opened.push(this.plain(inc));
+    }
+    this.pending = pending;
+    for (const [k, a] of this.active_) {
+      if (seen.has(k)) continue;
+      if (++a.missed < THRESHOLDS.closeWindows) continue;
+      this.active_.delete(k);
+      const done = { ...this.plain(a), endedMs: a.lastSeenMs };
+      ended.push(done);
+      this.recent_.unshift(done);
+    }
+    while (this.recent_.length > MAX_RECENT || (this.recent_.length && this.recent_.at(-1)!.endedMs! < windowEndMs - RECENT_MS)) this.recent_.pop();
+    return { opened, ended };
+  }
+
+  private plain(a: Incident & { missed?: number }): Incident {
+    const { missed: _, ...rest } = a;
+    return { ...rest };
+  }
+
+  /** Active incidents, oldest first. */
+  active(): Incident[] {
+    return [...this.active_.values()].map((a) => this.plain(a)).sort((a, b) => a.startedMs - b.startedMs);
+  }
+
+  /** Ended incidents of the last RECENT_MS, newest end first. */
+  recent(): Incident[] {
+    return [...this.recent_];
+  }
+}

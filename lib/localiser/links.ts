@@ -1,0 +1,129 @@
+/**
+ * The localiser's memory of links (lib/localiser/model.ts): per (agent, target host) link, the
+ * counts of its last THRESHOLDS.horizonWindows windows, every kind together, and its evaluation
+ * over the newest windows that hold THRESHOLDS.linkMinSent packets. Bounded: a link without a
+ * sample for horizonWindows windows is forgotten, so memory follows the mesh's live links.
+ */
+import { THRESHOLDS, type LinkSample } from "./model.ts";
+
+/** One window's counts of one link, all kinds summed. */
+interface Slot {
+  /** Observation number (Localiser's window counter). */
+  seq: number;
+  sent: number;
+  lost: number;
+  /** udp only: its own packets and losses (for the reverse direction) and the forward counts. */
+  udpSent: number;
+  udpLost: number;
+  fwdSent: number;
+  fwdLost: number;
+  kinds: Set<string>;
+}
+
+/** A link evaluated over its horizon. Packets are summed over kinds; losses may be fractional. */
+export interface EvaluatedLink {
+  /** `region\0ip` of the prober and of the target host (entity keys). */
+  src: string;
+  dst: string;
+  sourceRegion: string;
+  agentIp: string;
+  targetRegion: string;
+  target: string;
+  sent: number;
+  lost: number;
+  lossy: boolean;
+  /** One-way loss (udp reflector counts): from the agent to the target, and back; undefined when not measured. */
+  forwardLoss?: number;
+  reverseLoss?: number;
+  /** Weight of the one-way figures (requests counted in spans). */
+  oneWayWeight: number;
+  kinds: string[];
+  /** Set by the localiser when an explanation takes it. */
+  explained: boolean;
+}
+
+/** Entity key of a host in a region. */
+export const hostKey = (region: string, ip: string) => `${region}\u0000${ip}`;
+
+/** Per-link windows, newest last. */
+export class LinkHistory {
+  private readonly links = new Map<string, { sample: Omit<LinkSample, "kind" | "sent" | "lost">; slots: Slot[] }>();
+
+  /** Number of links remembered. */
+  get size(): number {
+    return this.links.size;
+  }
+
+  /** Files one window's samples under observation number `seq` and forgets links silent for the horizon. */
+  add(seq: number, samples: readonly LinkSample[]): void {
+    for (const s of samples) {
+      if (!(s.sent > 0) || !Number.isFinite(s.lost)) continue;
+      const key = `${s.sourceRegion}\u0000${s.agentIp}\u0000${s.targetRegion}\u0000${s.target}`;
+      let l = this.links.get(key);
+      if (!l) this.links.set(key, (l = { sample: { sourceRegion: s.sourceRegion, agentIp: s.agentIp, targetRegion: s.targetRegion, target: s.target }, slots: [] }));
+      let slot = l.slots.at(-1);
+      if (!slot || slot.seq !== seq) l.slots.push((slot = { seq, sent: 0, lost: 0, udpSent: 0, udpLost: 0, fwdSent: 0, fwdLost: 0, kinds: new Set() }));
+      const lost = Math.min(Math.max(s.lost, 0), s.sent);
+      slot.sent += s.sent;
+      slot.lost += lost;
+      slot.kinds.add(s.kind);
+      if ((s.forwardSent ?? 0) > 0) {
+        slot.udpSent += s.sent;
+        slot.udpLost += lost;
+        slot.fwdSent += s.forwardSent!;
+        slot.fwdLost += Math.min(s.forwardLost ?? 0, s.forwardSent!);
+      }
+    }
+    for (const [key, l] of this.links) {
+      while (l.slots.length && l.slots[0]!.seq <= seq - THRESHOLDS.horizonWindows) l.slots.shift();
+      if (!l.slots.length) this.links.delete(key);
+    }
+  }
+
+  /**
+   * The links to consider at observation `seq`: those with a sample in the last two windows (a
+   * silent agent's links are not evaluated on stale data), each over its newest windows up to
+   * linkMinSent packets; links with fewer packets in the whole horizon are left out.
+   */
+  evaluate(seq: number): EvaluatedLink[] {
+    const out: EvaluatedLink[] = [];
+    const T = THRESHOLDS;
+    for (const { sample: s, slots } of this.links.values()) {
+      if (!slots.length || slots.at(-1)!.seq < seq - 1) continue;
+      let sent = 0, lost = 0, udpSent = 0, udpLost = 0, fwdSent = 0, fwdLost = 0;
+      const kinds = new Set<string>();
+      for (let i = slots.length - 1; i >= 0 && sent < T.linkMinSent; i--) {
+        const x = slots[i]!;
+        sent += x.sent;
+        lost += x.lost;
+        udpSent += x.udpSent;
+        udpLost += x.udpLost;
+        fwdSent += x.fwdSent;
+        fwdLost += x.fwdLost;
+        for (const k of x.kinds) kinds.add(k);
+      }
+      if (sent < T.linkMinSent) continue;
+      const e: EvaluatedLink = {
+        src: hostKey(s.sourceRegion, s.agentIp), dst: hostKey(s.targetRegion, s.target), ...s,
+        sent, lost, lossy: lost / sent >= T.linkLossy && lost >= T.linkMinLost, oneWayWeight: 0, kinds: [...kinds].sort(), explained: false,
+      };
+      if (fwdSent > 0 && udpSent > 0) {
+        const f = fwdLost / fwdSent;
+        const total = udpLost / udpSent;
+        e.forwardLoss = f;
+        // (1 - total) = (1 - forward)(1 - reverse); a forward loss of 1 leaves the reverse unknown.
+        if (f < 1) e.reverseLoss = Math.min(1, Math.max(0, 1 - (1 - total) / (1 - f)));
+        e.oneWayWeight = fwdSent;
+      }
+      out.push(e);
+    }
+    return out;
+  }
+}
+
+/** Pooled one-way loss of a set of directed observations (weight, loss); undefined when none. */
+export function pooled(xs: readonly { w: number; loss: number | undefined }[]): number | undefined {
+  let w = 0, s = 0;
+  for (const x of xs) if (x.loss !== undefined && x.w > 0) (w += x.w), (s += x.w * x.loss);
+  return w > 0 ? s / w : undefined;
+}
