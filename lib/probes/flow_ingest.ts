@@ -76,6 +76,15 @@ export class FlowWindow {
     return this.links.size === 0;
   }
 
+  /** This window's counts per (agent, target) link, every flow summed (what the localiser reads). */
+  linkTotals(): { agentIp: string; address: string; sent: number; received: number }[] {
+    return [...this.links.values()].map((l) => {
+      let sent = 0, received = 0;
+      for (const c of l.ports.values()) (sent += c.sent), (received += c.received);
+      return { agentIp: l.agentIp, address: l.address, sent, received };
+    });
+  }
+
   /** Sums over every flow: sent and received. */
   totals(): { sent: number; received: number } {
     let sent = 0, received = 0;

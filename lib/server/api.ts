@@ -12,6 +12,8 @@ import type { TcpConnectAggregate } from "../probes/tcp/ingest.ts";
 import type { MeshHistory, PairPoint } from "./history.ts";
 import type { PathStore, StoredPath } from "./paths.ts";
 import type { AgentRegistry } from "./registry.ts";
+import type { Incident, Unexplained } from "../localiser/model.ts";
+import { incidentSummary } from "./incidents.ts";
 
 /** What the API reads. */
 export interface ApiDeps {
@@ -25,6 +27,8 @@ export interface ApiDeps {
   latestTcpConnect(): readonly TcpConnectAggregate[];
   /** The last window's aggregates of every check kind (http, tcp, dns, grpc), by kind. */
   latestChecks(): ReadonlyMap<string, readonly PhasedAggregate[]>;
+  /** The localiser's incidents (lib/server/incidents.ts). */
+  incidents?(): { active: Incident[]; recent: Incident[]; windowEndMs?: number; unexplained?: Unexplained };
   /** Aggregates older than this are stale (ratio x interval), milliseconds. */
   staleAfterMs: number;
 }
@@ -56,6 +60,24 @@ const path = ({ sourceRegion, agentIp, trace: t }: StoredPath) => ({
   })),
 });
 
+/** An incident as /api/v1/incidents shows it (docs/api.md). */
+const incident = (i: Incident) => {
+  const e = i.evidence;
+  return {
+    id: i.id, scope: i.scope, subject: i.subject, regions: i.regions, address: i.address ?? null,
+    started: iso(i.startedMs), last_seen: iso(i.lastSeenMs), ended: i.endedMs === undefined ? null : iso(i.endedMs), windows: i.windows,
+    summary: incidentSummary(i),
+    evidence: {
+      lossy_links: e.lossyLinks, links: e.links, loss_ratio: e.lossRatio, confidence: e.confidence, direction: e.direction,
+      egress_loss_ratio: opt(e.egressLoss), ingress_loss_ratio: opt(e.ingressLoss), kinds: e.kinds,
+      cells: e.cells.map((c) => ({ source_region: c.sourceRegion, target_region: c.targetRegion })),
+      role: e.role ?? null, peers_lossy_share: opt(e.peersLossyShare), ambiguity: e.ambiguity ?? null,
+      starved: e.starved ? { rounds_due: e.starved.roundsDue, rounds_late: e.starved.roundsLate, loopback_sent: e.starved.loopbackSent, loopback_received: e.starved.loopbackReceived } : null,
+      hop: e.hop ? { votes: e.hop.votes, traced_links: e.hop.tracedLinks, ttl: e.hop.ttl, next: e.hop.next } : null,
+    },
+  };
+};
+
 /** Adds the /api/v1 routes to `app`. */
 export function apiRoutes(app: Hono, d: ApiDeps): void {
   app.get("/api/v1/mesh", (c) => {
@@ -86,6 +108,17 @@ export function apiRoutes(app: Hono, d: ApiDeps): void {
       udp: u ? { window_end: iso(u.windowEndMs), sent: u.sent, received: u.received, loss_ratio: u.lossRatio, rtt_mean_seconds: opt(u.rttMean), jitter_seconds: opt(u.jitter), flows_lossy: u.flowsLossy ?? 0, inferred: u.inferred === true } : null,
       tcp_connect: tc ? { window_end: iso(tc.windowEndMs), attempted: tc.attempted, established: tc.established, loss_ratio: tc.lossRatio, flows_lossy: tc.flowsLossy } : null,
       flows,
+    });
+  });
+
+  // What is wrong now: active incidents, the recently ended ones, and the loss no incident explains.
+  app.get("/api/v1/incidents", (c) => {
+    const s = d.incidents?.() ?? { active: [], recent: [] };
+    const u = s.unexplained;
+    return c.json({
+      window_end: s.windowEndMs === undefined ? null : iso(s.windowEndMs),
+      active: s.active.map(incident), recent: s.recent.map(incident),
+      unexplained: u ? { lossy_links: u.lossyLinks, links: u.links, widespread: u.widespread } : null,
     });
   });
 

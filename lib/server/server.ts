@@ -26,6 +26,7 @@ import { MeshKey, meshKeyFromFile } from "./mesh_key.ts";
 import { PathStore } from "./paths.ts";
 import { checkExposure, Security, type SecurityOptions } from "./security.ts";
 import { rpcHandler } from "./rpc_adapter.ts";
+import { Incidents } from "./incidents.ts";
 import { inferUnreachable } from "./unreachable.ts";
 import { proberMeshService } from "./service.ts";
 
@@ -113,6 +114,10 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const windows = new AggregationWindows<ProberType>(o.aggregationIntervalMs, ingests);
   const history = new MeshHistory(o.historyRetentionMs);
   const paths = new PathStore();
+  const incidents = new Incidents({
+    icmp: () => ingests.icmp.latest(), udp: () => ingests.udp.latest(), tcpConnect: () => ingests.tcp.latestConnect(),
+    agents: () => registry.all(), health: () => new Map(), paths: () => paths.list(),
+  }, store, o.aggregationIntervalMs, o.log);
   // Agent processes remembered for dedupe: a few per registry slot (restarts make new instances).
   const dedupe = new BatchDedupe(4 * o.maxAgents, shared);
   let ready = false;
@@ -144,7 +149,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     return errors;
   };
   const app = httpApp({
-    store, registry, pool, latestIcmp: ingests.icmp.latest, latestUdp: ingests.udp.latest, latestTcpConnect: ingests.tcp.latestConnect, latestChecks: () => new Map(CHECK_KINDS.map((k) => [k, ingests[k].latest()])), history, paths, staleAfterMs: expireMs, ready: () => ready, lifecycle: o.enableLifecycle,
+    store, registry, pool, latestIcmp: ingests.icmp.latest, latestUdp: ingests.udp.latest, latestTcpConnect: ingests.tcp.latestConnect, latestChecks: () => new Map(CHECK_KINDS.map((k) => [k, ingests[k].latest()])), history, paths, incidents: () => incidents.snapshot(), staleAfterMs: expireMs, ready: () => ready, lifecycle: o.enableLifecycle,
     basicAuth: new BasicAuth(() => security.web.users), headers: () => security.web.headers,
     reload: () => {
       const errors = reload();
@@ -177,6 +182,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       const cut = new Set(icmpInferred.map((p) => `${p.sourceRegion}\u0000${p.targetRegion}`));
       ingests.udp.publishInferred(inferUnreachable(udp, agents).filter((p) => cut.has(`${p.sourceRegion}\u0000${p.targetRegion}`)), udp[0]?.windowEndMs ?? Date.now());
       history.record(ingests.icmp.latest());
+      // The localiser reads the window just published (docs/aggregation.md "Incidents").
+      const newest = Math.max(...[icmp, udp, ingests.tcp.latestConnect()].map((xs) => xs[0]?.windowEndMs ?? 0));
+      if (newest > 0) incidents.run(newest, icmpInferred);
     }
     const expired = store.expire();
     o.log.debug({ windowsPublished: n, seriesExpired: expired, openWindows: windows.openWindows }, "aggregation tick");

@@ -53,6 +53,8 @@ export interface TcpConnectAggregate {
   flowsLossy: number;
   /** Every flow of the window, lossy first. */
   flows: FlowRow[];
+  /** This window's connects per (agent, target) link, flows summed (not the flows' judging span). */
+  links: { agentIp: string; address: string; sent: number; received: number }[];
   windowEndMs: number;
 }
 
@@ -114,7 +116,7 @@ export function tcpIngest(store: SeriesStore): KindIngest<TcpResult> & { latest(
             const flows = p.flows.rows(flowHistory, `${p.sourceRegion}\u0000${p.targetRegion}`, windowEndMs);
             const a: TcpConnectAggregate = {
               sourceRegion: p.sourceRegion, targetRegion: p.targetRegion, attempted: sent, established: received,
-              lossRatio: sent > 0 ? (sent - received) / sent : 1, flowsLossy: flows.filter((f) => f.lossy).length, flows, windowEndMs,
+              lossRatio: sent > 0 ? (sent - received) / sent : 1, flowsLossy: flows.filter((f) => f.lossy).length, flows, links: p.flows.linkTotals(), windowEndMs,
               ...(p.connect.n > 0 ? { connectMean: p.connect.mean } : {}),
             };
             const l = { source_region: a.sourceRegion, target_region: a.targetRegion };
