@@ -22,7 +22,9 @@ import { PROBER_TYPES } from "../lib/probes/kind.ts";
 import { MESH_FLOW_KINDS, PROBE_KINDS } from "../lib/probes/kinds.ts";
 import { SERVER_FLAGS } from "../lib/server/flags.ts";
 import { CHECK_KINDS, SERVER_KINDS, createIngests } from "../lib/server/kinds.ts";
-import { checkRules, checkRuleTests, flowRules, flowRuleTests } from "./gen-rules.ts";
+import { checkRules, checkRuleTests, flowRules, flowRuleTests, incidentRules, incidentRuleTests } from "./gen-rules.ts";
+import { SCOPES, THRESHOLDS, THRESHOLD_REASONS } from "../lib/localiser/model.ts";
+import { incidentMetrics } from "../lib/server/incidents.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
@@ -40,6 +42,7 @@ function metricsTable(): string {
   const store = new SeriesStore(1);
   serverMetrics(store, SERVER_LABEL_VALUES);
   createIngests(store);
+  incidentMetrics(store);
   const rows = store.specs.map((m) => `| \`${m.name}\` | ${m.type} | ${m.labelNames.map((l) => `\`${l}\``).join(", ") || "—"} | ${cell(m.help)}${m.doc ? ` ${cell(m.doc)}` : ""}${m.expires === false ? " Never expires." : ""} |`);
   return ["| name | type | labels | meaning |", "|---|---|---|---|", ...rows].join("\n");
 }
@@ -68,6 +71,10 @@ export function generatedBlocks(): Record<string, string> {
     "flow-recording-rules": flowRules(MESH_FLOW_KINDS).recording,
     "flow-alert-rules": flowRules(MESH_FLOW_KINDS).alerts,
     "flow-rule-tests": flowRuleTests(MESH_FLOW_KINDS),
+    "incident-alert-rules": incidentRules(SCOPES),
+    "incident-rule-tests": incidentRuleTests(SCOPES),
+    "incident-scopes": reasonTable(SCOPES),
+    "localiser-thresholds": ["| threshold | value | why |", "|---|---|---|", ...Object.entries(THRESHOLDS).map(([k, v]) => `| \`${k}\` | ${v} | ${cell(THRESHOLD_REASONS[k as keyof typeof THRESHOLDS])} |`)].join("\n"),
   };
 }
 

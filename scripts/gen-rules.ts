@@ -142,3 +142,49 @@ export function flowRuleTests(kinds: readonly string[]): string {
             summary: "a -> t: 1 lossy ${k.toUpperCase()} flow(s)"
             description: "Some ${k.toUpperCase()} flows (source ports) from a to t lose at least half of their ${k === "tcp" ? "connects" : "packets"} while the other flows of the same agents do not: one member of a bundle or one of several equal-cost paths drops. The console's pair view lists the ports and the trace of the lossy flow."`).join("\n");
 }
+
+/**
+ * The incident alert (docs/alerts.md): one rule per scope of the localiser (lib/localiser/model.ts
+ * SCOPES), all named ProberMeshIncident, so each incident pages once, with its subject in the
+ * summary and its scope's meaning in the description. `for: 0m`: the localiser already requires
+ * THRESHOLDS.openWindows consecutive windows before it opens an incident.
+ */
+export function incidentRules(scopes: Readonly<Record<string, string>>): string {
+  return Object.entries(scopes).map(([scope, meaning]) => `- alert: ProberMeshIncident
+  # One alert per incident (scope, subject); the localiser's hysteresis is the "for".
+  expr: max by (scope, subject) (prober_incident_active{scope="${scope}"}) == 1
+  labels: {severity: page, scope: ${scope}}
+  annotations:
+    summary: "${scope} {{ $labels.subject }}: incident"
+    description: "${yamlText(`The localiser blames ${scope} {{ $labels.subject }}: ${meaning.replace(/\.? Subject: .*$/, "")}. Evidence: GET /api/v1/incidents and the console's \"What is wrong now\".`)}"`).join("\n\n");
+}
+
+/** promtool unit tests of incidentRules, on series shaped as the server publishes them (tests/faults/incidents.test.ts records real ones). */
+export function incidentRuleTests(scopes: Readonly<Record<string, string>>): string {
+  const [scope, meaning] = Object.entries(scopes).find(([s]) => s === "region_ingress")!;
+  return `- name: incident pages once, with its subject (generated)
+  interval: 1m
+  input_series:
+    - series: 'prober_incident_active{scope="${scope}",subject="r2",instance="s1:8080",job="probermesh"}'
+      values: '_ _ 1x5 stale'
+  alert_rule_test:
+    - alertname: ProberMeshIncident
+      eval_time: 1m
+      exp_alerts: []
+    - alertname: ProberMeshIncident
+      eval_time: 4m
+      exp_alerts:
+        - exp_labels: {severity: page, scope: ${scope}, subject: r2}
+          exp_annotations:
+            summary: "${scope} r2: incident"
+            description: "${yamlText(`The localiser blames ${scope} r2: ${meaning.replace(/\.? Subject: .*$/, "")}. Evidence: GET /api/v1/incidents and the console's \"What is wrong now\".`)}"
+    - alertname: ProberMeshIncident
+      eval_time: 9m
+      exp_alerts: []`;
+}
+
+/** Text for a double-quoted YAML scalar. */
+// An incident's series goes when it ends (a staleness marker in Prometheus: `stale` in promtool).
+function yamlText(s: string): string {
+  return s.replace(/\\/g, "\\\\").replace(/"/g, '\\"');
+}

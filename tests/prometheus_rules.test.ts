@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { parse } from "yaml";
 import { SeriesStore } from "../lib/metrics/series.ts";
 import { serverMetrics } from "../lib/metrics/server.ts";
+import { incidentMetrics } from "../lib/server/incidents.ts";
 import { createIngests } from "../lib/server/kinds.ts";
 import { SERVER_LABEL_VALUES } from "../lib/server/server.ts";
 import { ROOT, run, skipReason } from "./helpers/procs.ts";
@@ -36,6 +37,7 @@ test("every alert has a unit test, and every metric the rules read is declared b
   const store = new SeriesStore(1);
   serverMetrics(store, SERVER_LABEL_VALUES);
   createIngests(store);
+  incidentMetrics(store);
   const declared = new Set(store.specs.flatMap((s) => (s.type === "histogram" ? [`${s.name}_bucket`, `${s.name}_sum`, `${s.name}_count`] : [s.name])));
   const used = new Set(rules.groups.flatMap((g) => g.rules.flatMap((r) => [...r.expr.matchAll(/\bprober_[a-z_]+/g)].map((m) => m[0]))));
   expect([...used].filter((n) => !declared.has(n))).toEqual([]);

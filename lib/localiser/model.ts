@@ -56,13 +56,31 @@ export const THRESHOLDS = {
   hopLossy: 0.1,
   /** Traces older than this many windows do not vote. */
   traceMaxAgeWindows: 40,
-  /** A one-way direction is lossy at linkLossy; it is clean below this share. */
-  oneWayClean: 0.02,
   /** An explanation becomes an incident after this many consecutive windows... */
   openWindows: 2,
   /** ... and the incident ends after this many consecutive windows without it. */
   closeWindows: 3,
 } as const;
+
+/** Why each threshold has its value (docs/aggregation.md's table is generated from this and THRESHOLDS). */
+export const THRESHOLD_REASONS: Record<keyof typeof THRESHOLDS, string> = {
+  linkLossy: "5 %: the pair alert's threshold (ProberMeshPairLossHigh); background loss of a healthy path is well under 1 %",
+  linkMinLost: "with 64 echoes a round, 3 lost is 4.7 %: one or two lost packets of a short round are not a lossy link",
+  linkMinSent: "a link is judged on at least 40 packets (one default icmp round of 64 is enough): fewer make 5 % a coin toss",
+  horizonWindows: "short rounds (a few echoes per window) are summed over up to 8 windows to reach linkMinSent; longer would keep a healed fault visible",
+  most: "Pingmesh's rule of thumb: a device is suspect when most of the paths through it show the symptom",
+  clean: "peers with under 20 % lossy links are healthy: background bursts stay well below it (the bench's 1 % burst rate gives ~1 %), a real peer fault above",
+  regionMost: "\"all or nearly all\" (the issue): with 4 other regions, 3 of them; one clean partner region does not acquit a region",
+  regionMinPartners: "with one other region, the region, the other region and the pair cannot be told apart: that is reported as region_pair, saying so",
+  widespread: "when more than half the regions look lossy, blaming each is noise, not a diagnosis (007 and NetBouncer also give up on global events)",
+  starvedLate: "a healthy agent starts almost every round on time (the scheduler's timers); 20 % late means it is starved of CPU or paused",
+  starvedMinRounds: "five due rounds at least before lateness says anything",
+  starvedLoopbackLoss: "loopback never loses on a healthy host: 5 % lost echoes to 127.0.0.1 is the agent (or its host's CPU), not the network",
+  hopLossy: "a trace sends 10 probes per TTL by default: one lost is 10 %",
+  traceMaxAgeWindows: "traces run at most once per -agent.trace.interval (5 min) per target: 40 windows of 15 s (10 min) keep the latest",
+  openWindows: "two consecutive windows: a single window's burst never pages; at 15 s windows an incident opens ~30 s after the fault shows",
+  closeWindows: "three windows without it: a flapping fault does not end and reopen its incident every window",
+};
 
 /** One probe kind's view of one (agent, target) link over one window. */
 export interface LinkSample {

@@ -13,7 +13,7 @@
  */
 import { IncidentBook } from "../localiser/incidents.ts";
 import { Localiser } from "../localiser/localise.ts";
-import { SCOPE_NAMES, SCOPES, type HealthSample, type Incident, type LinkSample, type TraceSample, type Unexplained, type WindowInput } from "../localiser/model.ts";
+import { SCOPE_NAMES, type HealthSample, type Incident, type LinkSample, type TraceSample, type Unexplained, type WindowInput } from "../localiser/model.ts";
 import type { Logger } from "../log.ts";
 import type { SeriesStore } from "../metrics/series.ts";
 import type { EchoAggregate } from "../probes/echo_ingest.ts";
@@ -79,29 +79,35 @@ function traceSample(p: StoredPath): TraceSample {
   };
 }
 
-/** Runs the localiser after each window and publishes its incidents. */
+/** The incident metrics on `store` (one definition: the server and docs/metrics.md use it). */
+export function incidentMetrics(store: SeriesStore) {
+  const active = store.gauge({
+    name: "prober_incident_active", type: "gauge", labelNames: ["scope", "subject"],
+    help: "1 for each active incident: the localiser's explanation of the mesh's lossy links (docs/aggregation.md \"Incidents\"); only active incidents have a series.",
+    doc: `scope: ${SCOPE_NAMES.map((s) => `\`${s}\``).join(", ")} (docs/aggregation.md); subject: region/ip (agent, target), a region, a<->b (region_pair) or a router's address (hop). Details and evidence: GET /api/v1/incidents.`,
+  });
+  const opened = store.counter({ name: "prober_incidents_total", type: "counter", labelNames: ["scope"], help: "Incidents opened, by scope.", expires: false });
+  for (const scope of SCOPE_NAMES) opened.inc({ scope }, 0);
+  const unexplained = store.gauge({
+    name: "prober_localiser_unexplained_lossy_links", type: "gauge", labelNames: [], expires: false,
+    help: "Lossy (agent, target) links in the last published window that no incident explains: loss scattered over links that share no agent, target, hop, region or region pair.",
+  });
+  return { active, opened, unexplained };
+}
+
+/** Runs the localiser after each published window and publishes its incidents. */
 export class Incidents {
   private readonly localiser: Localiser;
   private readonly book = new IncidentBook();
   private last: { windowEndMs: number; unexplained: Unexplained } | undefined;
-  private readonly active;
-  private readonly opened;
-  private readonly unexplained;
+  private readonly active: ReturnType<typeof incidentMetrics>["active"];
+  private readonly opened: ReturnType<typeof incidentMetrics>["opened"];
+  private readonly unexplained: ReturnType<typeof incidentMetrics>["unexplained"];
 
   /** @param intervalMs the aggregation interval, ms */
   constructor(private readonly sources: IncidentSources, store: SeriesStore, intervalMs: number, private readonly log: Logger) {
     this.localiser = new Localiser(intervalMs);
-    this.active = store.gauge({
-      name: "prober_incident_active", type: "gauge", labelNames: ["scope", "subject"],
-      help: "1 for each active incident: the localiser's explanation of the mesh's lossy links (docs/aggregation.md \"Incidents\"); only active incidents have a series.",
-      doc: `scope: ${SCOPE_NAMES.map((s) => `\`${s}\` (${SCOPES[s]})`).join("; ")}. Details and evidence: GET /api/v1/incidents.`,
-    });
-    this.opened = store.counter({ name: "prober_incidents_total", type: "counter", labelNames: ["scope"], help: "Incidents opened, by scope.", expires: false });
-    for (const scope of SCOPE_NAMES) this.opened.inc({ scope }, 0);
-    this.unexplained = store.gauge({
-      name: "prober_localiser_unexplained_lossy_links", type: "gauge", labelNames: [], expires: false,
-      help: "Lossy (agent, target) links in the last published window that no incident explains: loss scattered over links that share no agent, target, hop, region or region pair.",
-    });
+    ({ active: this.active, opened: this.opened, unexplained: this.unexplained } = incidentMetrics(store));
   }
 
   /**
