@@ -9,13 +9,14 @@ import { mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { AGENT_BIN, IS_ROOT, ROOT, SERVER_BIN, freePort, killAll, samples, scrape, sharedHostAgentFlags, skipReason, start, waitFor } from "./helpers/procs.ts";
 
-/** The commits of the previous releases (0.5.0 is the previous one; older ones are kept while fleets still run them). */
+/** The commits of the previous releases (0.6.0 is the previous one; older ones are kept while fleets still run them). */
 const PREVIOUS_RELEASES = [
   { commit: "fe6bb29", version: "0.1.0", region: "v010", ip: "127.0.70.1" },
   { commit: "dfd9e7e", version: "0.2.0", region: "v020", ip: "127.0.70.3" },
   { commit: "f596d49", version: "0.3.0", region: "v030", ip: "127.0.70.4" },
   { commit: "313dacb", version: "0.4.0", region: "v040", ip: "127.0.70.5" },
   { commit: "10f0d27", version: "0.5.0", region: "v050", ip: "127.0.70.6" },
+  { commit: "2f1d7d4", version: "0.6.0", region: "v060", ip: "127.0.70.7" },
 ];
 
 const hasHistory = (await Promise.all(PREVIOUS_RELEASES.map(async (r) => (await $`git -C ${ROOT} cat-file -e ${r.commit}^{commit}`.quiet().nothrow()).exitCode === 0))).every(Boolean);
@@ -49,8 +50,10 @@ describe.skipIf(!ok)(`agents of releases ${PREVIOUS_RELEASES.map((r) => r.versio
     start([SERVER_BIN, "-server.probe.file", `${dir}/p.yaml`, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${http}`, "-server.aggregation.interval", "1s"]);
     await waitFor("server ready", 10_000, async () => (await fetch(`http://127.0.0.1:${http}/-/ready`)).ok);
     const common = ["-server.rpc.addr", `127.0.0.1:${rpc}`, "-agent.probe.interval", "1s", "-agent.sync.interval", "500ms"];
-    for (const r of PREVIOUS_RELEASES) start([`${dir}/agent-${r.version}`, "-region", r.region, "-agent.ip", r.ip, ...common]);
-    start([AGENT_BIN, "-region", "new", "-agent.ip", "127.0.70.2", ...common]);
+    // Agents since 0.6 run a UDP responder and a TCP listener: on one host each needs its own ports.
+    const ports = (version: string) => (version >= "0.6" ? sharedHostAgentFlags(PREVIOUS_RELEASES.findIndex((r) => r.version === version) + 1) : []);
+    for (const r of PREVIOUS_RELEASES) start([`${dir}/agent-${r.version}`, "-region", r.region, "-agent.ip", r.ip, ...common, ...ports(r.version)]);
+    start([AGENT_BIN, "-region", "new", "-agent.ip", "127.0.70.2", ...common, ...sharedHostAgentFlags(0)]);
   }, 120_000);
   afterAll(async () => {
     await killAll();
@@ -70,6 +73,15 @@ describe.skipIf(!ok)(`agents of releases ${PREVIOUS_RELEASES.map((r) => r.versio
       expect(Number(samples(m, "prober_icmp_packets_sent_total", { source_region: r.region, target_region: "new" })[0]!.value)).toBeGreaterThan(0);
     }
     for (const s of samples(m, "prober_server_reject_points_total")) expect({ ...s.labels, value: s.value }).toEqual({ ...s.labels, value: "0" });
+  }, 40_000);
+
+  test("udp between the 0.6.0 agent and this release's, both ways: the old responder answers the new prober (no reflector count: round trips only) and the other way round", async () => {
+    const m = await waitFor("udp v060 <-> new answered", 30_000, async () => {
+      const m = await scrape(metrics);
+      const got = (s: string, t: string) => Number(samples(m, "prober_udp_packets_received_total", { source_region: s, target_region: t })[0]?.value ?? 0);
+      return got("v060", "new") > 0 && got("new", "v060") > 0 ? m : undefined;
+    });
+    for (const [s, t] of [["v060", "new"], ["new", "v060"]] as const) expect({ s, t, loss: samples(m, "prober_udp_packet_loss_rate", { source_region: s, target_region: t })[0]?.value }).toEqual({ s, t, loss: "0" });
   }, 40_000);
 });
 
