@@ -17,7 +17,24 @@ interface Slot {
   udpLost: number;
   fwdSent: number;
   fwdLost: number;
-  kinds: Set<string>;
+  /** Kinds seen, as bits of kindBit(). */
+  kinds: number;
+}
+
+/** Kinds by bit (a kind gets the next bit when first seen; a handful exist). */
+const KIND_NAMES: string[] = [];
+function kindBit(kind: string): number {
+  let i = KIND_NAMES.indexOf(kind);
+  if (i < 0) {
+    if (KIND_NAMES.length >= 30) return 0;
+    i = KIND_NAMES.push(kind) - 1;
+  }
+  return 1 << i;
+}
+
+/** The kinds of a kindBit() mask, sorted. */
+export function kindNames(mask: number): string[] {
+  return KIND_NAMES.filter((_, i) => mask & (1 << i)).sort();
 }
 
 /** A link evaluated over its horizon. Packets are summed over kinds; losses may be fractional. */
@@ -37,7 +54,8 @@ export interface EvaluatedLink {
   reverseLoss?: number;
   /** Weight of the one-way figures (requests counted in spans). */
   oneWayWeight: number;
-  kinds: string[];
+  /** Kinds that measured it (kindNames() of the mask). */
+  kinds: number;
   /** Set by the localiser when an explanation takes it. */
   explained: boolean;
 }
@@ -62,11 +80,11 @@ export class LinkHistory {
       let l = this.links.get(key);
       if (!l) this.links.set(key, (l = { sample: { sourceRegion: s.sourceRegion, agentIp: s.agentIp, targetRegion: s.targetRegion, target: s.target }, slots: [] }));
       let slot = l.slots.at(-1);
-      if (!slot || slot.seq !== seq) l.slots.push((slot = { seq, sent: 0, lost: 0, udpSent: 0, udpLost: 0, fwdSent: 0, fwdLost: 0, kinds: new Set() }));
+      if (!slot || slot.seq !== seq) l.slots.push((slot = { seq, sent: 0, lost: 0, udpSent: 0, udpLost: 0, fwdSent: 0, fwdLost: 0, kinds: 0 }));
       const lost = Math.min(Math.max(s.lost, 0), s.sent);
       slot.sent += s.sent;
       slot.lost += lost;
-      slot.kinds.add(s.kind);
+      slot.kinds |= kindBit(s.kind);
       if ((s.forwardSent ?? 0) > 0) {
         slot.udpSent += s.sent;
         slot.udpLost += lost;
@@ -74,9 +92,13 @@ export class LinkHistory {
         slot.fwdLost += Math.min(s.forwardLost ?? 0, s.forwardSent!);
       }
     }
+    const oldest = seq - THRESHOLDS.horizonWindows;
     for (const [key, l] of this.links) {
-      while (l.slots.length && l.slots[0]!.seq <= seq - THRESHOLDS.horizonWindows) l.slots.shift();
-      if (!l.slots.length) this.links.delete(key);
+      if (l.slots[0]!.seq > oldest) continue;
+      let k = 0;
+      while (k < l.slots.length && l.slots[k]!.seq <= oldest) k++;
+      if (k === l.slots.length) this.links.delete(key);
+      else l.slots.splice(0, k);
     }
   }
 
@@ -90,8 +112,7 @@ export class LinkHistory {
     const T = THRESHOLDS;
     for (const { sample: s, slots } of this.links.values()) {
       if (!slots.length || slots.at(-1)!.seq < seq - 1) continue;
-      let sent = 0, lost = 0, udpSent = 0, udpLost = 0, fwdSent = 0, fwdLost = 0;
-      const kinds = new Set<string>();
+      let sent = 0, lost = 0, udpSent = 0, udpLost = 0, fwdSent = 0, fwdLost = 0, kinds = 0;
       for (let i = slots.length - 1; i >= 0 && sent < T.linkMinSent; i--) {
         const x = slots[i]!;
         sent += x.sent;
@@ -100,12 +121,12 @@ export class LinkHistory {
         udpLost += x.udpLost;
         fwdSent += x.fwdSent;
         fwdLost += x.fwdLost;
-        for (const k of x.kinds) kinds.add(k);
+        kinds |= x.kinds;
       }
       if (sent < T.linkMinSent) continue;
       const e: EvaluatedLink = {
-        src: hostKey(s.sourceRegion, s.agentIp), dst: hostKey(s.targetRegion, s.target), ...s,
-        sent, lost, lossy: lost / sent >= T.linkLossy && lost >= T.linkMinLost, oneWayWeight: 0, kinds: [...kinds].sort(), explained: false,
+        src: hostKey(s.sourceRegion, s.agentIp), dst: hostKey(s.targetRegion, s.target), sourceRegion: s.sourceRegion, agentIp: s.agentIp, targetRegion: s.targetRegion, target: s.target,
+        sent, lost, lossy: lost / sent >= T.linkLossy && lost >= T.linkMinLost, oneWayWeight: 0, kinds, explained: false,
       };
       if (fwdSent > 0 && udpSent > 0) {
         const f = fwdLost / fwdSent;

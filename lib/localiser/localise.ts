@@ -17,7 +17,7 @@
  * deterministic; O(links) per step, a few steps per window.
  */
 import { blameHops } from "./hops.ts";
-import { hostKey, LinkHistory, pooled, type EvaluatedLink } from "./links.ts";
+import { hostKey, kindNames, LinkHistory, pooled, type EvaluatedLink } from "./links.ts";
 import { MAX_CELLS, THRESHOLDS as T, type AgentSample, type Cell, type Direction, type Evidence, type Explanation, type HealthSample, type Scope, type Unexplained, type WindowInput } from "./model.ts";
 
 const natural = (a: string, b: string) => a.localeCompare(b, "en", { numeric: true });
@@ -76,12 +76,12 @@ function tally(links: readonly EvaluatedLink[]) {
 /** Cells and kinds of the explained links. */
 function cellsAndKinds(links: readonly EvaluatedLink[]): { cells: Cell[]; kinds: string[] } {
   const cells = new Map<string, Cell>();
-  const kinds = new Set<string>();
+  let kinds = 0;
   for (const l of links) {
     if (cells.size < MAX_CELLS) cells.set(`${l.sourceRegion}\u0000${l.targetRegion}`, { sourceRegion: l.sourceRegion, targetRegion: l.targetRegion });
-    for (const k of l.kinds) kinds.add(k);
+    kinds |= l.kinds;
   }
-  return { cells: [...cells.values()], kinds: [...kinds].sort() };
+  return { cells: [...cells.values()], kinds: kindNames(kinds) };
 }
 
 /**
@@ -105,6 +105,30 @@ function oneWay(links: readonly EvaluatedLink[], inside: (key: string) => boolea
 function directionOf(egress: number | undefined, ingress: number | undefined): Direction {
   const e = egress !== undefined && egress >= T.linkLossy, i = ingress !== undefined && ingress >= T.linkLossy;
   return e && i ? "both" : e ? "egress" : i ? "ingress" : "unknown";
+}
+
+/** Link counts (all, lossy) of a window: overall, per region touched, per ordered region pair. */
+interface RegionCounts {
+  all: { n: number; lossy: number };
+  touching: Map<string, { n: number; lossy: number }>;
+  between: Map<string, { n: number; lossy: number }>;
+}
+
+function regionCounts(links: readonly EvaluatedLink[]): RegionCounts {
+  const c: RegionCounts = { all: { n: 0, lossy: 0 }, touching: new Map(), between: new Map() };
+  const add = (m: Map<string, { n: number; lossy: number }>, k: string, lossy: boolean) => {
+    const x = m.get(k) ?? m.set(k, { n: 0, lossy: 0 }).get(k)!;
+    x.n++;
+    if (lossy) x.lossy++;
+  };
+  for (const l of links) {
+    c.all.n++;
+    if (l.lossy) c.all.lossy++;
+    add(c.touching, l.sourceRegion, l.lossy);
+    if (l.targetRegion !== l.sourceRegion) add(c.touching, l.targetRegion, l.lossy);
+    add(c.between, `${l.sourceRegion}\u0000${l.targetRegion}`, l.lossy);
+  }
+  return c;
 }
 
 /** Stateful localiser: feed it every published window in order. */
@@ -135,10 +159,12 @@ export class Localiser {
     };
 
     // 0. Starved agents.
-    for (const [key, a] of agents) {
+    const starved = [...agents].filter(([key]) => isStarved(this.health.sum(key)));
+    const fromStarved = new Map<string, EvaluatedLink[]>(starved.map(([key]) => [key, []]));
+    if (starved.length) for (const l of links) fromStarved.get(l.src)?.push(l);
+    for (const [key, a] of starved) {
       const h = this.health.sum(key);
-      if (!isStarved(h)) continue;
-      const mine = links.filter((l) => l.src === key && !l.explained);
+      const mine = fromStarved.get(key)!.filter((l) => !l.explained);
       const t = tally(mine);
       if (t.lossy === 0 || share(t.lossy, t.links) < T.clean) continue;
       const lossy = mine.filter((l) => l.lossy);
@@ -182,46 +208,62 @@ export class Localiser {
     return { explanations: out, unexplained: { lossyLinks: rest.filter((l) => l.lossy).length, links: rest.length, widespread } };
   }
 
-  /** The host (agent or file target) that best explains remaining lossy links, or undefined. */
+  /**
+   * The host (agent or file target) that best explains remaining lossy links, or undefined.
+   * O(links): peers' shares come from per-region totals minus the host's own links.
+   */
   private bestHost(links: readonly EvaluatedLink[], agents: ReadonlyMap<string, AgentSample>) {
-    const live = links.filter((l) => !l.explained);
     const bySrc = new Map<string, EvaluatedLink[]>(), byDst = new Map<string, EvaluatedLink[]>();
-    for (const l of live) {
+    const out = new Map<string, { n: number; lossy: number }>(), inn = new Map<string, { n: number; lossy: number }>();
+    const count = (m: Map<string, { n: number; lossy: number }>, r: string, l: EvaluatedLink) => {
+      const c = m.get(r) ?? m.set(r, { n: 0, lossy: 0 }).get(r)!;
+      c.n++;
+      if (l.lossy) c.lossy++;
+    };
+    for (const l of links) {
+      if (l.explained) continue;
       (bySrc.get(l.src) ?? bySrc.set(l.src, []).get(l.src)!).push(l);
       (byDst.get(l.dst) ?? byDst.set(l.dst, []).get(l.dst)!).push(l);
+      count(out, l.sourceRegion, l);
+      count(inn, l.targetRegion, l);
     }
     const regionOf = (k: string) => k.slice(0, k.indexOf("\u0000"));
-    /** A role qualifies: most of its links lossy, in several regions, and its peers clean. */
-    const judge = (key: string, mine: EvaluatedLink[] | undefined, by: Map<string, EvaluatedLink[]>, otherRegion: (l: EvaluatedLink) => string) => {
+    /**
+     * A role qualifies: most of its links lossy, in several regions, and its peers (the region's
+     * other hosts in that role, their links to or from this host left out) clean.
+     */
+    const judge = (key: string, role: "prober" | "target") => {
+      const mine = (role === "prober" ? bySrc : byDst).get(key);
       if (!mine?.length) return undefined;
+      const otherRegion = (l: EvaluatedLink) => (role === "prober" ? l.targetRegion : l.sourceRegion);
       const lossy = mine.filter((l) => l.lossy);
       const s = share(lossy.length, mine.length);
       if (s < T.most) return undefined;
       const regions = new Set(mine.map(otherRegion)), lossyRegions = new Set(lossy.map(otherRegion));
       if (lossyRegions.size < Math.min(2, regions.size)) return undefined;
       const region = regionOf(key);
-      let peerLinks = 0, peerLossy = 0;
-      for (const [k, ls] of by) {
-        if (k === key || regionOf(k) !== region) continue;
-        // A peer's links to / from this host do not count against the peer.
-        for (const l of ls) if (l.src !== key && l.dst !== key) (peerLinks++, l.lossy && peerLossy++);
+      const total = (role === "prober" ? out : inn).get(region)!;
+      let peerLinks = total.n - mine.length, peerLossy = total.lossy - lossy.length;
+      // Peers' links that touch this host from the other side (within the region) are not theirs to answer for.
+      for (const l of (role === "prober" ? byDst : bySrc).get(key) ?? []) {
+        const peerSide = role === "prober" ? l.sourceRegion === region && l.src !== key : l.targetRegion === region && l.dst !== key;
+        if (peerSide) (peerLinks--, l.lossy && peerLossy--);
       }
-      if (peerLinks === 0) return undefined;
+      if (peerLinks <= 0) return undefined;
       const peersShare = share(peerLossy, peerLinks);
       if (peersShare >= T.clean) return undefined;
-      return { lossy, considered: mine.length, share: s, peersShare };
+      return { lossy, considered: mine.length, peersShare };
     };
     let best: { key: string; region: string; ip: string; scope: Scope; role: "prober" | "target" | "both"; explains: EvaluatedLink[]; considered: number; share: number; peersShare: number } | undefined;
     for (const key of new Set([...bySrc.keys(), ...byDst.keys()])) {
-      const asProber = judge(key, bySrc.get(key), bySrc, (l) => l.targetRegion);
-      const asTarget = judge(key, byDst.get(key), byDst, (l) => l.sourceRegion);
+      const asProber = judge(key, "prober");
+      const asTarget = judge(key, "target");
       if (!asProber && !asTarget) continue;
       const explains = [...(asProber?.lossy ?? []), ...(asTarget?.lossy ?? [])];
-      if (best && explains.length <= best.explains.length) continue;
+      if (best && (explains.length < best.explains.length || (explains.length === best.explains.length && natural(key, best.key) > 0))) continue;
       const considered = (asProber?.considered ?? 0) + (asTarget?.considered ?? 0);
-      const ip = key.slice(key.indexOf("\u0000") + 1);
       best = {
-        key, region: regionOf(key), ip, scope: agents.has(key) || bySrc.has(key) ? "agent" : "target",
+        key, region: regionOf(key), ip: key.slice(key.indexOf("\u0000") + 1), scope: agents.has(key) || bySrc.has(key) ? "agent" : "target",
         role: asProber && asTarget ? "both" : asProber ? "prober" : "target", explains, considered,
         share: share(explains.length, considered), peersShare: Math.max(asProber?.peersShare ?? 0, asTarget?.peersShare ?? 0),
       };
@@ -246,6 +288,7 @@ export class Localiser {
       if (l.lossy) p.lossy++;
     }
     for (const i of inferred) if (i.sourceRegion !== i.targetRegion) pairOf(i.sourceRegion, i.targetRegion).inferred = true;
+    const counts = regionCounts(links);
     const bad = (p: Pair | undefined) => !!p && (p.inferred || (p.links.length > 0 && share(p.lossy, p.links.length) >= T.most));
     const partners = new Map<string, Set<string>>();
     for (const k of pairs.keys()) {
@@ -279,7 +322,7 @@ export class Localiser {
         ow.direction === "unknown" ? "no one-way measurement (round trips only, or no udp reply at all): the direction is unknown" : "",
       ].filter(Boolean).join("; ");
       const e = this.explain(scope, r, [r], lossy, t, {
-        confidence: clamp01(share(badPartners.length, ps.size) - this.outsideShare(links, r)) * (agentsIn(r) === 1 ? 0.5 : 1),
+        confidence: clamp01(share(badPartners.length, ps.size) - this.outsideShare(counts, r)) * (agentsIn(r) === 1 ? 0.5 : 1),
         oneWay: ow, ambiguity: ambiguity || undefined,
       });
       for (const i of inf) if (e.evidence.cells.length < MAX_CELLS) e.evidence.cells.push({ sourceRegion: i.sourceRegion, targetRegion: i.targetRegion });
@@ -302,7 +345,7 @@ export class Localiser {
       const [a, b] = [s, t].sort(natural) as [string, string];
       const ow = oneWay(both, (key) => key.startsWith(`${a}\u0000`));
       const e = this.explain("region_pair", subject, [a, b], lossy, tally(both), {
-        confidence: clamp01(share(lossy.length, both.length) - this.outsideShare(links, a, b)) * (partners.size <= 2 ? 0.5 : 1),
+        confidence: clamp01(share(lossy.length, both.length) - this.outsideShare(counts, a, b)) * (partners.size <= 2 ? 0.5 : 1),
         oneWay: ow,
         ambiguity: partners.size <= 2 ? "only two regions with data: the pair, or either region" : undefined,
       });
@@ -313,10 +356,15 @@ export class Localiser {
     return false;
   }
 
-  /** Lossy share of the links that touch none of `regions` (the rest of the mesh). */
-  private outsideShare(links: readonly EvaluatedLink[], ...regions: string[]): number {
-    const rest = links.filter((l) => !regions.includes(l.sourceRegion) && !regions.includes(l.targetRegion));
-    return share(rest.filter((l) => l.lossy).length, rest.length);
+  /**
+   * Lossy share of the links that touch none of `regions` (one or two: the rest of the mesh), in
+   * O(1) from counts per region and per region pair made once per window.
+   */
+  private outsideShare(c: RegionCounts, a: string, b?: string): number {
+    const z = { n: 0, lossy: 0 };
+    const ta = c.touching.get(a) ?? z, tb = b === undefined ? z : (c.touching.get(b) ?? z);
+    const ab = b === undefined ? z : { n: (c.between.get(`${a}\u0000${b}`)?.n ?? 0) + (c.between.get(`${b}\u0000${a}`)?.n ?? 0), lossy: (c.between.get(`${a}\u0000${b}`)?.lossy ?? 0) + (c.between.get(`${b}\u0000${a}`)?.lossy ?? 0) };
+    return share(c.all.lossy - ta.lossy - tb.lossy + ab.lossy, c.all.n - ta.n - tb.n + ab.n);
   }
 
   /** Builds an explanation's evidence. */
