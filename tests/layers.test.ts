@@ -1,6 +1,6 @@
 /**
  * The layout's rules, checked on the source: imports run one way (utilities at the bottom, then
- * aggregation and metrics, probes, config, and server / agent on top; server and agent never import
+ * aggregation, metrics and the localiser, probes, config, and server / agent on top; server and agent never import
  * each other), and the server binary loads no FFI (only the ICMP prober, an agent half, does).
  */
 import { expect, test } from "bun:test";
@@ -13,7 +13,7 @@ import { ROOT, run } from "./helpers/procs.ts";
 function layer(path: string): number {
   const rules: [RegExp, number][] = [
     [/^lib\/(version|log)\.ts$|^lib\/cli\/|^lib\/rpc\//, 0],
-    [/^lib\/(aggregation|metrics)\//, 1],
+    [/^lib\/(aggregation|metrics|localiser)\//, 1],
     [/^lib\/probes\//, 2],
     [/^lib\/targets\//, 3],
     [/^lib\/(server|agent)\//, 4],
