@@ -80,6 +80,8 @@ describe.skipIf(!!missing)("a region cut off", () => {
       for (const [s, t] of [["r1", "rc"], ["r2", "rc"], ["r1", "r2"], ["r2", "r1"]] as const) if ((inferred(m, s, t) ?? 0) !== 0) bad.push(`inferred ${s}->${t}=${inferred(m, s, t)}`);
       for (const [s, t] of [["r1", "r2"], ["r2", "r1"]] as const) if (loss(m, s, t) !== 0) bad.push(`loss ${s}->${t}=${loss(m, s, t)}`);
       for (const h of rc) if (alive(m, h.ip) !== 0) bad.push(`alive ${h.ip}=${alive(m, h.ip)}`);
+      // The localiser blames the region, never its agents or the pairs one by one.
+      for (const x of samples(m, "prober_incident_active")) if (x.labels.scope !== "region_isolated" || x.labels.subject !== "rc") bad.push(`incident ${x.labels.scope} ${x.labels.subject}`);
       if (bad.length) wrong.push(`${Date.now() - cutAt} ms after the cut: ${bad.join(", ")}`);
       await Bun.sleep(500);
     }
@@ -96,6 +98,14 @@ describe.skipIf(!!missing)("a region cut off", () => {
     expect(pair("r1", "r2")?.inferred).toBe(false);
     const agents = (await server.json<{ agents: { ip: string; alive: boolean }[] }>("/api/v1/agents")).agents;
     for (const h of rc) expect(agents.find((a) => a.ip === h.ip)?.alive).toBe(false);
+    // One incident for the whole cut: rc isolated, direction unknown (no udp reply comes back to
+    // split the loss), its evidence cells including the inferred direction.
+    type Incident = { scope: string; subject: string; ended: string | null; evidence: { direction: string; cells: { source_region: string; target_region: string }[] } };
+    const inc = await server.json<{ active: Incident[]; recent: Incident[] }>("/api/v1/incidents");
+    expect(inc.active.map((i) => `${i.scope} ${i.subject}`)).toEqual(["region_isolated rc"]);
+    expect(inc.active[0]!.evidence.direction).toBe("unknown");
+    expect(inc.active[0]!.evidence.cells).toContainEqual({ source_region: "rc", target_region: "r1" });
+    expect(inc.active[0]!.evidence.cells).toContainEqual({ source_region: "r2", target_region: "rc" });
 
     for (const h of rc) await restore(h.ns);
     const restoredAt = Date.now();
@@ -105,6 +115,11 @@ describe.skipIf(!!missing)("a region cut off", () => {
       return ok ? m : undefined;
     });
     console.log(`recovery shown after ${Date.now() - restoredAt} ms`);
+    const ended = await waitFor("the incident ended", 20_000, async () => {
+      const inc = await server.json<{ active: unknown[]; recent: { scope: string; subject: string; ended: string | null }[] }>("/api/v1/incidents");
+      return inc.active.length === 0 ? inc.recent : undefined;
+    });
+    expect(ended.map((i) => `${i.scope} ${i.subject} ${i.ended !== null}`)).toEqual(["region_isolated rc true"]);
     // rc's agents measured the cut themselves and delivered it late: counted, never rejected.
     expect(samples(after, "prober_server_reject_points_total").reduce((n, s) => n + Number(s.value), 0)).toBe(0);
     expect(samples(after, "prober_server_late_points_total", { prober_type: "icmp" }).reduce((n, s) => n + Number(s.value), 0)).toBeGreaterThan(0);
