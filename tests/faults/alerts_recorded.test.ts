@@ -26,12 +26,12 @@
  * `promtool test rules` on the generated file must say SUCCESS.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { parse } from "yaml";
 import { bedAgent, bedRedis, bedServer, createMeshBed, faultBedMissing, gauge, meshProbeFile, type BedServer, type MeshBed } from "../helpers/meshbed.ts";
 import { cut, restore } from "../helpers/nft.ts";
-import { ROOT, killAll, run, skipReason, waitFor, type Proc, type Sample } from "../helpers/procs.ts";
+import { ROOT, killAll, run, skipReason, waitFor, type Proc } from "../helpers/procs.ts";
+import { expectedAlert, metricsRead, readRules, recordScrapes } from "../helpers/recorded.ts";
 
 const missing = await faultBedMissing(["redis-server", "promtool"]);
 if (missing) skipReason(`tests/faults/alerts_recorded.test.ts ${missing}`);
@@ -41,20 +41,6 @@ const RULES = `${ROOT}deploy/prometheus/probermesh.rules.yml`;
 const OUT = process.env.PMF_LOGS ?? mkdtempSync(`${tmpdir()}/pmf-alerts-`);
 const STEP_S = 15;
 const REGIONS = { a1: "r1", b1: "r2", c1: "r3" } as const;
-
-type Rule = { alert?: string; record?: string; expr: string; annotations?: Record<string, string>; labels?: Record<string, string> };
-
-/** Metric names the rules read (histograms as exposed: _bucket, _sum, _count). */
-function metricsRead(rules: Rule[]): Set<string> {
-  return new Set(rules.flatMap((r) => [...r.expr.matchAll(/\bprober_[a-z_]+/g)].map((m) => m[0])));
-}
-
-/** Renders an annotation template that uses only {{ $labels.NAME }} (else throws: the test must be taught more). */
-function render(template: string, labels: Record<string, string>): string {
-  const out = template.replace(/\{\{\s*\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}/g, (_, k: string) => labels[k] ?? "");
-  if (out.includes("{{")) throw new Error(`annotation template beyond $labels: ${template}`);
-  return out;
-}
 
 describe.skipIf(!!missing)("alerts from recorded series", () => {
   let bed: MeshBed;
@@ -84,7 +70,7 @@ describe.skipIf(!!missing)("alerts from recorded series", () => {
   });
 
   test("a region cut and an agent crash, as recorded, fire ProberMeshRegionIsolated and ProberMeshAgentDown as documented", async () => {
-    const rules = (parse(readFileSync(RULES, "utf8")) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules);
+    const rules = readRules(RULES);
     const wanted = metricsRead(rules);
     const alert = (name: string) => {
       const r = rules.find((x) => x.alert === name);
@@ -93,28 +79,8 @@ describe.skipIf(!!missing)("alerts from recorded series", () => {
     };
 
     // Recording: one step per second, both servers scraped together.
-    const steps: Map<string, string>[] = [];
-    let recording = true;
-    const recorder = (async () => {
-      const t0 = Date.now();
-      for (let k = 0; recording; k++) {
-        const scrapes = await Promise.all((["A", "B"] as const).map(async (name) => [name, await servers[name].metrics().catch(() => new Map<string, Sample[]>())] as const));
-        const step = new Map<string, string>();
-        for (const [instance, m] of scrapes) {
-          for (const [metric, list] of m) {
-            if (!wanted.has(metric)) continue;
-            for (const s of list) {
-              const labels = { ...s.labels, instance, job: "probermesh" };
-              const sel = `${metric}{${Object.entries(labels).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(",")}}`;
-              step.set(sel, s.value);
-            }
-          }
-        }
-        steps.push(step);
-        await Bun.sleep(Math.max(0, t0 + (k + 1) * 1000 - Date.now()));
-      }
-    })();
-    const stepNow = () => steps.length;
+    const recorder = recordScrapes({ A: () => servers.A.metrics(), B: () => servers.B.metrics() }, wanted);
+    const stepNow = () => recorder.now();
 
     await Bun.sleep(16_000);
     const kCut = stepNow();
@@ -126,8 +92,7 @@ describe.skipIf(!!missing)("alerts from recorded series", () => {
     const kKill = stepNow();
     await agents.b1.kill("SIGKILL");
     await Bun.sleep(25_000);
-    recording = false;
-    await recorder;
+    const steps = await recorder.stop();
     const kEnd = steps.length - 1;
     console.log(`recorded ${steps.length} scrapes: cut at step ${kCut}, restore at ${kRestore}, SIGKILL at ${kKill}`);
 
@@ -138,10 +103,7 @@ describe.skipIf(!!missing)("alerts from recorded series", () => {
     const at = (k: number) => `${k * STEP_S}s`;
     const isolated = alert("ProberMeshRegionIsolated");
     const down = alert("ProberMeshAgentDown");
-    const expected = (r: Rule, labels: Record<string, string>) => {
-      const all = { ...labels, ...r.labels };
-      return { exp_labels: all, exp_annotations: Object.fromEntries(Object.entries(r.annotations ?? {}).map(([k, v]) => [k, render(v, all)])) };
-    };
+    const expected = expectedAlert;
     const c1 = bed.host("c1").ip, b1 = bed.host("b1").ip;
     const alertTests = [
       { alertname: "ProberMeshRegionIsolated", eval_time: at(kCut - 1), exp_alerts: [] },

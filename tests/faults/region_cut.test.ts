@@ -9,18 +9,24 @@
  *   prober_icmp_pair_inferred = 1 (ICMP echo is a round trip);
  * - prober_agent_is_alive of rc's agents goes 0 (and /api/v1/agents says alive false);
  * - the pairs between the reachable regions stay at loss 0 and are never inferred;
- * - after restore: loss back to 0 both ways, alive 1, no inferred pair, nothing rejected.
+ * - after restore: loss back to 0 both ways, alive 1, no inferred pair, nothing rejected;
+ * - the localiser names the cut once (region_isolated rc) and nothing else, it ends after the
+ *   restore, and ProberMeshIncident, run by promtool on the recorded gauge, fires for it only
+ *   while it lasts.
  *
  * Windows are 1 s and series expire after 3 s, so the mesh probes with a short ICMP round (10
  * echoes, 500 ms timeout; meshProbeFile): the default round's 5 s timeout would outlast a pair's
  * series while its target is cut off, as it never does at the default 15 s x 5.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { bedAgent, bedServer, createMeshBed, faultBedMissing, gauge, meshProbeFile, type BedServer, type MeshBed } from "../helpers/meshbed.ts";
 import { cut, restore } from "../helpers/nft.ts";
-import { killAll, samples, skipReason, waitFor, type Sample } from "../helpers/procs.ts";
+import { ROOT, killAll, run, samples, skipReason, waitFor, type Sample } from "../helpers/procs.ts";
+import { expectedAlert, inputSeries, readRules, recordScrapes } from "../helpers/recorded.ts";
 
-const missing = await faultBedMissing();
+const missing = await faultBedMissing(["promtool"]);
 if (missing) skipReason(`tests/faults/region_cut.test.ts ${missing}`);
 
 type Metrics = Map<string, Sample[]>;
@@ -53,6 +59,10 @@ describe.skipIf(!!missing)("a region cut off", () => {
       return pairs.every(([s, t]) => loss(m, s, t) === 0) && ips.every((ip) => alive(m, ip) === 1);
     });
 
+    // The incident gauge, recorded every second for the alert rule's test at the end.
+    const recorder = recordScrapes({ core: () => server.metrics() }, new Set(["prober_incident_active"]));
+    await Bun.sleep(3000);
+    const kCut = recorder.now();
     for (const h of rc) await cut(h.ns);
     const cutAt = Date.now();
     const during = await waitFor("loss 1 towards rc and (inferred) from rc, rc's agents dead", 40_000, async () => {
@@ -107,6 +117,7 @@ describe.skipIf(!!missing)("a region cut off", () => {
     expect(inc.active[0]!.evidence.cells).toContainEqual({ source_region: "rc", target_region: "r1" });
     expect(inc.active[0]!.evidence.cells).toContainEqual({ source_region: "r2", target_region: "rc" });
 
+    const kRestore = recorder.now();
     for (const h of rc) await restore(h.ns);
     const restoredAt = Date.now();
     const after = await waitFor("loss 0 both ways, rc's agents alive, nothing inferred", 40_000, async () => {
@@ -120,6 +131,29 @@ describe.skipIf(!!missing)("a region cut off", () => {
       return inc.active.length === 0 ? inc.recent : undefined;
     });
     expect(ended.map((i) => `${i.scope} ${i.subject} ${i.ended !== null}`)).toEqual(["region_isolated rc true"]);
+
+    // ProberMeshIncident on the recorded gauge (1 s scrapes as 15 s steps): silent before the cut,
+    // firing once for rc during it, silent after the incident ended.
+    await Bun.sleep(2000);
+    const steps = await recorder.stop();
+    const rules = readRules(`${ROOT}deploy/prometheus/probermesh.rules.yml`);
+    const rule = rules.find((r) => r.alert === "ProberMeshIncident" && r.expr.includes('"region_isolated"'))!;
+    const at = (k: number) => `${k * 15}s`;
+    const file = {
+      rule_files: [`${ROOT}deploy/prometheus/probermesh.rules.yml`], evaluation_interval: "15s",
+      tests: [{
+        name: `recorded: rc cut at ${at(kCut)}, restored at ${at(kRestore)}`, interval: "15s", input_series: inputSeries(steps),
+        alert_rule_test: [
+          { alertname: "ProberMeshIncident", eval_time: at(kCut - 1), exp_alerts: [] },
+          { alertname: "ProberMeshIncident", eval_time: at(kRestore - 1), exp_alerts: [expectedAlert(rule, { scope: "region_isolated", subject: "rc" })] },
+          { alertname: "ProberMeshIncident", eval_time: at(steps.length - 1), exp_alerts: [] },
+        ],
+      }],
+    };
+    const path = `${mkdtempSync(`${tmpdir()}/pmf-incident-`)}/incident_recorded.test.yml`;
+    writeFileSync(path, JSON.stringify(file, null, 1));
+    const r = await run(["promtool", "test", "rules", path]);
+    expect(`${r.stdout}${r.stderr}`).toContain("SUCCESS");
     // rc's agents measured the cut themselves and delivered it late: counted, never rejected.
     expect(samples(after, "prober_server_reject_points_total").reduce((n, s) => n + Number(s.value), 0)).toBe(0);
     expect(samples(after, "prober_server_late_points_total", { prober_type: "icmp" }).reduce((n, s) => n + Number(s.value), 0)).toBeGreaterThan(0);
