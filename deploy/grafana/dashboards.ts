@@ -26,6 +26,9 @@ const datasourceVar = () => new DatasourceVariableBuilder("datasource").label("P
 const labelVar = (name: string, metric: string, label: string, multi = true) =>
   new QueryVariableBuilder(name).label(label).datasource(DS).query(`label_values(${metric}, ${name})`).definition(`label_values(${metric}, ${name})`).multi(multi).includeAll(multi).allValue(".*").refresh(VariableRefresh.OnTimeRangeChanged);
 
+/** Description of a panel that has no series while nothing is wrong (the panel test expects none then). */
+export const EMPTY_WHEN_HEALTHY = "Empty while nothing is wrong";
+
 /** A region × region matrix: rows source_region, columns target_region, cells colored by thresholds. */
 function matrix(title: string, expr: string, unit: string, steps: { value: number | null; color: string }[]) {
   return new TablePanel()
@@ -47,6 +50,14 @@ function meshOverview(): Dashboard {
     .refresh("30s")
     .time({ from: "now-1h", to: "now" })
     .withVariable(datasourceVar())
+    .withRow(new RowBuilder("What is wrong now (the localiser's incidents, docs/aggregation.md)"))
+    .withPanel(new StatPanel().title("Active incidents").datasource(DS).span(6).withTarget(q("count(max by (scope, subject) (prober_incident_active)) or vector(0)"))
+      .thresholds(new ThresholdsConfigBuilder().mode(ThresholdsMode.Absolute).steps([{ value: null, color: "green" }, { value: 1, color: "red" }])))
+    .withPanel(new TablePanel().title("Active incidents: scope and subject").datasource(DS).span(18).height(6)
+      .description(`${EMPTY_WHEN_HEALTHY}. Evidence: GET /api/v1/incidents and the console's "What is wrong now".`)
+      .withTarget(instant("max by (scope, subject) (prober_incident_active)")))
+    .withPanel(new TimeseriesPanel().title("Incidents opened, by scope").datasource(DS).span(24).height(6)
+      .withTarget(q("sum by (scope) (increase(prober_incidents_total[$__rate_interval]))", "{{scope}}")))
     .withRow(new RowBuilder("Region × region (rows: source, columns: target)"))
     .withPanel(matrix("Packet loss (5 min)", "probermesh:icmp_loss:ratio_rate5m", "percentunit", [{ value: null, color: "green" }, { value: 0.01, color: "yellow" }, { value: 0.05, color: "red" }]))
     .withPanel(matrix("RTT p50 (5 min)", "probermesh:icmp_rtt_seconds:p50_5m", "s", [{ value: null, color: "green" }, { value: 0.1, color: "yellow" }, { value: 0.3, color: "red" }]))
