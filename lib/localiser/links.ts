@@ -4,7 +4,7 @@
  * over the newest windows that hold THRESHOLDS.linkMinSent packets. Bounded: a link without a
  * sample for horizonWindows windows is forgotten, so memory follows the mesh's live links.
  */
-import { THRESHOLDS, type LinkSample } from "./model.ts";
+import { THRESHOLDS, type LinkEnds, type LinkSample } from "./model.ts";
 
 /** One window's counts of one link, all kinds summed. */
 interface Slot {
@@ -38,14 +38,10 @@ export function kindNames(mask: number): string[] {
 }
 
 /** A link evaluated over its horizon. Packets are summed over kinds; losses may be fractional. */
-export interface EvaluatedLink {
+export interface EvaluatedLink extends LinkEnds {
   /** `region\0ip` of the prober and of the target host (entity keys). */
   src: string;
   dst: string;
-  sourceRegion: string;
-  agentIp: string;
-  targetRegion: string;
-  target: string;
   sent: number;
   lost: number;
   lossy: boolean;

@@ -82,15 +82,19 @@ export const THRESHOLD_REASONS: Record<keyof typeof THRESHOLDS, string> = {
   closeWindows: "three windows without it: a flapping fault does not end and reopen its incident every window",
 };
 
-/** One probe kind's view of one (agent, target) link over one window. */
-export interface LinkSample {
-  /** prober_type: "icmp", "udp", "tcp". */
-  kind: string;
+/** The two ends of an (agent, target) link. */
+export interface LinkEnds {
   sourceRegion: string;
   agentIp: string;
   targetRegion: string;
   /** The target's host: an IP (an agent's, or a file target's) or a name; no port. */
   target: string;
+}
+
+/** One probe kind's view of one (agent, target) link over one window. */
+export interface LinkSample extends LinkEnds {
+  /** prober_type: "icmp", "udp", "tcp". */
+  kind: string;
   /** Packets (tcp: connects) sent in the window. */
   sent: number;
   /** Packets lost, time-weighted as the published loss (lossRatio × sent); may be fractional. */
