@@ -7,9 +7,11 @@
  * lossy flows highlighted, the udp and tcp connect summaries), and the latest path traces of the
  * pair, hop by hop, each titled with its kind and ports, a target's ICMP trace next to its flows'.
  * Fields a server before 0.6 does not send are shown as absent, never as an error.
+ * Above the heat map, "What is wrong now": the localiser's incidents (lib/server/console_incidents.ts).
  * Targets of every check kind (http, tcp, dns, grpc) with httpstat-style phase bars; agents. Text goes in through textContent only.
  */
 
+import { INCIDENTS_CSS, INCIDENTS_HTML, INCIDENTS_JS } from "./console_incidents.ts";
 import { CHECK_KINDS, SERVER_KINDS } from "./kinds.ts";
 
 /** Bar colours of the check kinds' phases; a phase a new kind brings without one is grey. */
@@ -35,11 +37,12 @@ h2{font-size:1.05em;margin:.2em 0 .6em}table{border-collapse:collapse}th,td{padd
 ${PHASE_CSS}
 .lossy td{background:#f5b5b0;font-weight:600}.traces{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start;margin-bottom:1em}.trace-title{font-weight:600;margin:.3em 0}
 .dead{color:#b3261e;font-weight:600}.alive{color:#137333}#pair[hidden]{display:none}svg{background:#fafbfc;border:1px solid #e3e5ea}
-</style></head>
+${INCIDENTS_CSS}</style></head>
 <body><header><h1>ProberMesh</h1><span id="updated">loading…</span></header>
 <main>
+${INCIDENTS_HTML}
 <section id="mesh"><h2>Mesh: rows are source regions, columns target regions (last window)</h2>
-<p class="legend"><span><i class="ok"></i>no loss</span><span><i class="warn"></i>loss up to 5 %</span><span><i class="bad"></i>loss over 5 %</span><span><i class="none"></i>no data</span><span><i class="slow"></i>RTT over 1.5 × the pair's baseline</span><span><i class="erring"></i>links in error state (re-probed, path traced)</span></p>
+<p class="legend"><span><i class="ok"></i>no loss</span><span><i class="warn"></i>loss up to 5 %</span><span><i class="bad"></i>loss over 5 %</span><span><i class="none"></i>no data</span><span><i class="slow"></i>RTT over 1.5 × the pair's baseline</span><span><i class="erring"></i>links in error state (re-probed, path traced)</span><span><i class="cell evidence"></i>evidence of the incident clicked above</span></p>
 <div id="heatmap"></div></section>
 <section id="pair" hidden><h2 id="pair-title"></h2><svg id="pair-chart" width="720" height="220"></svg>
 <p class="legend"><span><i style="background:#1a73e8"></i>RTT mean</span><span><i style="background:#c6dafc"></i>RTT min–max</span><span><i style="background:#d93025"></i>loss</span></p>
@@ -56,6 +59,7 @@ const pct = (r) => typeof r !== "number" ? "–" : (r * 100).toFixed(r > 0 && r 
 const getJson = async (p) => { const r = await fetch(p); if (!r.ok) throw new Error(p + ": " + r.status); return r.json(); };
 function row(cells, head) { const tr = el("tr"); for (const c of cells) tr.append(el(head ? "th" : "td", {}, c)); return tr; }
 let openPair = null;
+${INCIDENTS_JS}
 
 function renderMesh(m) {
   const byKey = new Map(m.pairs.map((p) => [p.source_region + "\\u0000" + p.target_region, p]));
@@ -187,9 +191,10 @@ function renderAgents(a) {
 }
 
 async function loadAll() {
+  loadIncidents(); // on its own: a server without incidents (before 0.7) still shows the rest
   try {
     const [m, h, a] = await Promise.all([getJson("/api/v1/mesh"), getJson("/api/v1/targets"), getJson("/api/v1/agents")]);
-    renderMesh(m); renderTargets(h); renderAgents(a); await loadPair();
+    renderMesh(m); markEvidence(); renderTargets(h); renderAgents(a); await loadPair();
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) { document.getElementById("updated").textContent = "update failed: " + e.message; }
 }
