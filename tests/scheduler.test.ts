@@ -3,10 +3,11 @@
  * probe one target at different times), and on real timers: regular rounds on a fixed plan, error
  * state, re-probes that never overlap, the clear period, and the packet budget. Jobs here are
  * plain functions whose outcome the test decides; assertions are about order, counts and the
- * scheduled plan, with bounds computed from the time the test measured.
+ * scheduled plan, with bounds computed from the time the test measured. Health (late rounds) is
+ * driven by the injectable monotonic clock: a stall is the clock moving while timers did not.
  */
 import { expect, test } from "bun:test";
-import { Scheduler, type Job, type RoundContext } from "../lib/agent/scheduler.ts";
+import { lateThresholdMs, Scheduler, type Job, type RoundContext } from "../lib/agent/scheduler.ts";
 
 /** A job that reports an error while `failing()` and records its rounds. */
 function job(key: string, failing: () => boolean, opts: { cost?: number; holdMs?: number } = {}) {
@@ -196,6 +197,80 @@ test("a wall-clock step (-1 h, then +1 h) neither stalls a target nor fires its 
   // Back-to-back firing shows as many rounds in a short time: count is bounded by elapsed time.
   const elapsed = rounds.at(-1)!.at - rounds[0]!.at;
   expect(rounds.length).toBeLessThanOrEqual(Math.ceil(elapsed / interval) + 2);
+});
+
+test("late rounds: after a stall (the monotonic clock moved 1 s while no timer ran) every round that catches up counts as due and late", async () => {
+  const interval = 100; // threshold max(100 ms, 10 ms) = 100 ms
+  let lag = 0;
+  const clock = { wallMs: () => Date.now(), monoMs: () => performance.now() + lag };
+  let rounds = 0;
+  const s = new Scheduler(interval, {}, undefined, "r/10.0.0.1", clock);
+  s.sync([{ key: "icmp/r/127.0.0.1", fingerprint: "", run: async () => void rounds++ }]);
+  try {
+    await waitUntil(() => rounds >= 2, 10_000);
+    s.takeHealth();
+    const before = rounds;
+    lag = 1000; // as after SIGSTOP/SIGCONT: the clock went on, the process did not
+    // Ten rounds were due in that second: they fire back to back, each later than the next.
+    await waitUntil(() => rounds >= before + 3, 10_000);
+    await Bun.sleep(50);
+  } finally {
+    s.stop();
+  }
+  const h = s.takeHealth();
+  // The catch-up rounds were 1000, 900, ..., 200 ms late (and more by however late their timers
+  // ran): at least nine over the threshold; the ones the previous round still held were skipped,
+  // late too. The largest lateness of a round that started is that of the first, the stall's 1 s
+  // (less the millisecond by which a timer may fire before performance.now() reaches its time).
+  expect(h.roundsDue).toBeGreaterThanOrEqual(10);
+  expect(h.roundsLate).toBeGreaterThanOrEqual(9);
+  expect(h.roundsLate).toBeLessThanOrEqual(h.roundsDue);
+  expect(h.maxLatenessSeconds).toBeGreaterThanOrEqual(0.99);
+  // takeHealth() resets: nothing came due since.
+  expect(s.takeHealth()).toEqual({ roundsDue: 0, roundsLate: 0, maxLatenessSeconds: 0 });
+});
+
+test("late rounds: a round skipped because the target's previous round still runs counts as late", async () => {
+  const interval = 100;
+  const x = job("icmp/r/127.0.0.1", () => false, { holdMs: 250 }); // each round holds two more plan slots
+  const s = new Scheduler(interval, {}, undefined, "r/10.0.0.1");
+  s.sync([x.j]);
+  try {
+    await waitUntil(() => x.rounds.length >= 3, 10_000);
+  } finally {
+    s.stop();
+  }
+  const h = s.takeHealth();
+  const skipped = h.roundsDue - x.rounds.length;
+  expect(x.maxRunning()).toBe(1);
+  expect(skipped).toBeGreaterThanOrEqual(2);
+  expect(h.roundsLate).toBeGreaterThanOrEqual(skipped);
+  expect(h.roundsLate).toBeLessThanOrEqual(h.roundsDue);
+});
+
+test("late rounds: a round that fires before its planned monotonic time is due and on time", async () => {
+  let lag = 0;
+  const clock = { wallMs: () => Date.now(), monoMs: () => performance.now() + lag };
+  let rounds = 0;
+  const s = new Scheduler(100, {}, undefined, "r/10.0.0.1", clock);
+  s.sync([{ key: "icmp/r/127.0.0.1", fingerprint: "", run: async () => void rounds++ }]);
+  try {
+    await waitUntil(() => rounds >= 1, 10_000);
+    lag = -60_000; // the clock reads a minute earlier: the pending round fires 60 s ahead of its plan
+    s.takeHealth();
+    const before = rounds;
+    await waitUntil(() => rounds > before, 10_000);
+  } finally {
+    s.stop();
+  }
+  // The one round that fired (the next is planned a minute of this clock away) was on time.
+  expect(s.takeHealth()).toEqual({ roundsDue: 1, roundsLate: 0, maxLatenessSeconds: 0 });
+});
+
+test("the lateness threshold is max(100 ms, 10 % of the probe interval)", () => {
+  expect(lateThresholdMs(100)).toBe(100);
+  expect(lateThresholdMs(1000)).toBe(100);
+  expect(lateThresholdMs(15_000)).toBe(1500);
 });
 
 async function waitUntil(cond: () => boolean, ms: number): Promise<void> {

@@ -14,6 +14,11 @@
  * without an error. Rounds of one target never overlap. The extra rounds draw on a token bucket
  * of packets per second (the budget), so a region-wide outage does not multiply the load without
  * bound: a re-probe that finds the bucket empty is skipped and tried again one error interval later.
+ *
+ * Health (AgentHealth, docs/protocol.md "Agent health"): every regular round that comes due is
+ * counted, and counted late when it started more than max(100 ms, 10 % of the probe interval)
+ * after its planned monotonic time, or did not start because the target's previous round was still
+ * running. A starved agent (no CPU, a paused VM) shows here before it shows as network loss.
  */
 import { createHash } from "node:crypto";
 
@@ -71,6 +76,21 @@ export interface SchedulerEvents<J extends Job = Job> {
   onBudgetExhausted?(skipped: number, inErrorState: number): void;
 }
 
+/** How the regular rounds that came due since the last takeHealth() ran (AgentHealth's first fields). */
+export interface SchedulerHealth {
+  /** Regular rounds that came due. */
+  roundsDue: number;
+  /** Of them: started more than the lateness threshold after their planned time, or skipped (previous round still running). */
+  roundsLate: number;
+  /** The largest lateness of a round that started, seconds (0 when none was late at all). */
+  maxLatenessSeconds: number;
+}
+
+/** Lateness a round may have and still count as on time, milliseconds: max(100 ms, 10 % of the probe interval). */
+export function lateThresholdMs(intervalMs: number): number {
+  return Math.max(100, intervalMs / 10);
+}
+
 /** How often a budget shortage is logged at most, ms. */
 const BUDGET_LOG_MS = 60_000;
 
@@ -117,6 +137,11 @@ export class Scheduler<J extends Job = Job> {
   private skipped = 0;
   private lastBudgetLogMs = -Infinity;
   private inError = 0;
+  private roundsDue = 0;
+  private roundsLate = 0;
+  /** Largest lateness of a started round since the last takeHealth(), ms. */
+  private maxLateMs = 0;
+  private readonly lateMs: number;
 
   /**
    * @param intervalMs probe interval, milliseconds
@@ -133,6 +158,14 @@ export class Scheduler<J extends Job = Job> {
   ) {
     this.tokens = policy?.budgetPps ?? 0;
     this.tokensAtMs = clock.monoMs();
+    this.lateMs = lateThresholdMs(intervalMs);
+  }
+
+  /** The health of the regular rounds since the previous call (or start); resets the counts. */
+  takeHealth(): SchedulerHealth {
+    const h = { roundsDue: this.roundsDue, roundsLate: this.roundsLate, maxLatenessSeconds: this.maxLateMs / 1000 };
+    this.roundsDue = this.roundsLate = this.maxLateMs = 0;
+    return h;
   }
 
   /**
@@ -204,13 +237,24 @@ export class Scheduler<J extends Job = Job> {
     const fire = () => {
       if (this.jobs.get(job.key) !== state) return;
       const thisPlanned = planned;
+      const dueMono = next;
       next += this.intervalMs;
       planned += this.intervalMs;
-      state.timer = setTimeout(fire, Math.max(0, next - this.clock.monoMs()));
-      this.runRound(state, thisPlanned); // skipped when the previous round is still going: never overlap
+      const now = this.clock.monoMs();
+      state.timer = setTimeout(fire, Math.max(0, next - now));
+      // Skipped when the previous round is still going (never overlap): a late round too.
+      const started = this.runRound(state, thisPlanned);
+      this.countDue(started, now - dueMono);
     };
     state.timer = setTimeout(fire, next - mono);
     this.jobs.set(job.key, state);
+  }
+
+  /** Counts a regular round that came due. @param lateMs how long after its planned monotonic time it fired */
+  private countDue(started: boolean, lateMs: number): void {
+    this.roundsDue++;
+    if (!started || lateMs > this.lateMs) this.roundsLate++;
+    if (started && lateMs > this.maxLateMs) this.maxLateMs = lateMs;
   }
 
   /**
