@@ -3,11 +3,12 @@
  * probe is answered with a reply of the same length whose tag verifies and whose times are sane;
  * wrong magic, truncated, oversize, bad tag, another key's tag, and reply-type packets get nothing;
  * a flood far above the rate limit gets no more replies than the token bucket allows; random
- * garbage never stops it.
+ * garbage never stops it. Every reply carries its flow's reflector count (per source port and
+ * nonce, verified requests only, the least recently seen flow forgotten first).
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { HEADER_LEN, MAX_PROBE_LEN, TYPE_REPLY, TYPE_REQUEST, parseProbe, toReply, writeRequest } from "../lib/probes/udp/packet.ts";
+import { FLAG_TRACE, HEADER_LEN, MAX_PROBE_LEN, TYPE_REPLY, TYPE_REQUEST, parseProbe, toReply, writeRequest } from "../lib/probes/udp/packet.ts";
 import { UdpResponder } from "../lib/probes/udp/responder.ts";
 import { UdpSocket, realtimeUnixNs } from "../lib/probes/udp/socket.ts";
 
@@ -177,6 +178,47 @@ describe("udp responder", () => {
     const got = await collect(c, 300);
     expect(got).toHaveLength(1);
     expect(r.counters.answered).toBe(1);
+  });
+
+  test("every reply carries its flow's reflector count: per source port and nonce, from 1; trace probes and bad tags not counted; the least recently seen flow forgotten beyond maxFlows", async () => {
+    const r = responder({ maxFlows: 2 });
+    const [a, b] = [client(), client()];
+    let seq = 100;
+    /** Sends one request from `c` and returns its reply's count (null: no reply). */
+    const ask = async (c: UdpSocket, nonce: bigint, opts: { flags?: number; corrupt?: boolean } = {}): Promise<number | null> => {
+      const req = new Uint8Array(64);
+      writeRequest(req, KEY, { dscp: 0, flags: opts.flags ?? 0, nonce, sequence: seq++ });
+      if (opts.corrupt) req[45]! ^= 1;
+      c.send(req, req.length, c.sockaddr("127.0.0.1", r.port));
+      for (let i = 0; i < (opts.corrupt ? 40 : 400); i++) {
+        let got: number | null = null;
+        c.drain((d) => void (got = parseProbe(d.buf.subarray(d.offset, d.offset + d.len), d.len, [KEY])?.header.count ?? null));
+        if (got !== null) return got;
+        await Bun.sleep(5);
+      }
+      return null;
+    };
+    expect([await ask(a, 42n), await ask(a, 42n), await ask(a, 42n)]).toEqual([1, 2, 3]);
+    expect(await ask(a, 43n)).toBe(1); // another nonce from the same port: another flow (a restarted prober)
+    expect(await ask(a, 42n, { corrupt: true })).toBeNull();
+    expect(await ask(a, 42n, { flags: FLAG_TRACE })).toBe(0);
+    expect(await ask(a, 42n)).toBe(4);
+    expect(await ask(b, 42n)).toBe(1); // another port: another flow; (a, 43) is the least recently seen, forgotten
+    expect(r.countedFlows).toBe(2);
+    expect(await ask(a, 43n)).toBe(1); // back after being forgotten: restarts (the prober resets); (a, 42) goes
+    expect(await ask(b, 42n)).toBe(2);
+    expect(await ask(a, 42n)).toBe(1);
+    expect(r.counters.dropped.bad_tag).toBe(1);
+  });
+
+  test("requests over the rate limit are not counted: the count says how many got past it", async () => {
+    const r = responder({ perSourceRate: 3 });
+    const c = client();
+    const dst = c.sockaddr("127.0.0.1", r.port);
+    for (let i = 0; i < 10; i++) c.send(request(64, KEY, i), 64, dst);
+    const counts = (await collect(c, 300)).map((g) => parseProbe(g.bytes, 64, [KEY])!.header.count);
+    expect(counts).toEqual([1, 2, 3]); // a second's burst of 3, the rest dropped before counting
+    expect(r.counters.dropped.rate_limited).toBe(7);
   });
 
   test("a port in use is a clear error naming it", () => {

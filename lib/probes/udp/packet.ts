@@ -13,14 +13,21 @@
  *     6   2  flags: bit 0 = a path-trace probe (lib/probes/flow/), the rest 0
  *     8   8  nonce: the prober's random id (per prober process), so that it knows its own replies
  *    16   4  sequence: per flow, counts up across rounds (wraps at 2^32)
- *    20   4  reserved, 0
+ *    20   4  reflector count (since 0.7), in a reply: how many requests of this flow (source IP,
+ *            source port, nonce) the responder has received, this one included, 1..2^32-1
+ *            (after 2^32-1 comes 1); 0 in a request and from a responder that does not count
+ *            (0.6, which wrote "reserved, 0" here)
  *    24   8  responder receive time, unix ns (kernel SO_TIMESTAMPNS; 0 in a request)
  *    32   8  responder send time, unix ns (read right before sendto; 0 in a request)
  *    40  16  tag: the first 16 bytes of HMAC-SHA256(mesh key, bytes 0..39)
  *
  * The mesh key (HeartbeatResponse.mesh_key) is what makes the responder safe to expose: it
  * answers only requests whose tag verifies, and the prober accepts only replies whose tag does
- * (a spoofed reply cannot fake an RTT). The tag covers the timestamps of a reply.
+ * (a spoofed reply cannot fake an RTT). The tag covers the timestamps and the count of a reply.
+ *
+ * The reflector count is RFC 5357 (TWAMP)'s Session-Reflector sequence number: between two replies
+ * of one flow, the sequences say how many requests were sent and the counts how many arrived, so
+ * the prober tells the loss of the requests from the loss of the replies (oneway.ts).
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 
@@ -45,9 +52,14 @@ export interface ProbeHeader {
   flags: number;
   nonce: bigint;
   sequence: number;
+  /** Reflector count of a reply (1..2^32-1); 0 in a request or when the responder does not count. */
+  count: number;
   rxNs: bigint;
   txNs: bigint;
 }
+
+/** The largest reflector count; the one after it is 1 (0 means "not counted"). */
+export const MAX_COUNT = 0xffffffff;
 
 /** The tag of bytes 0..39 of `buf` under `key`. */
 function tag(buf: Uint8Array, key: Uint8Array): Buffer {
@@ -73,12 +85,14 @@ export function writeRequest(buf: Uint8Array, key: Uint8Array, h: { dscp: number
 }
 
 /**
- * Turns the verified request in `buf[0..len)` into its reply in place: type, the two times, a new
- * tag under `key`. The padding is left as received; the length does not change.
+ * Turns the verified request in `buf[0..len)` into its reply in place: type, the reflector count,
+ * the two times, a new tag under `key`. The padding is left as received; the length does not change.
+ * @param count the reflector count (1..MAX_COUNT), or 0 (the default) for a reply that does not count
  */
-export function toReply(buf: Uint8Array, key: Uint8Array, rxNs: bigint, txNs: bigint): void {
+export function toReply(buf: Uint8Array, key: Uint8Array, rxNs: bigint, txNs: bigint, count = 0): void {
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   buf[4] = TYPE_REPLY;
+  v.setUint32(20, count >>> 0);
   v.setBigUint64(24, rxNs);
   v.setBigUint64(32, txNs);
   buf.set(tag(buf, key), TAGGED_LEN);
@@ -105,6 +119,6 @@ export function parseProbe(buf: Uint8Array, len: number, keys: readonly Uint8Arr
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   return {
     keyIndex,
-    header: { type, dscp: buf[5]! & 0x3f, flags: v.getUint16(6), nonce: v.getBigUint64(8), sequence: v.getUint32(16), rxNs: v.getBigUint64(24), txNs: v.getBigUint64(32) },
+    header: { type, dscp: buf[5]! & 0x3f, flags: v.getUint16(6), nonce: v.getBigUint64(8), sequence: v.getUint32(16), count: v.getUint32(20), rxNs: v.getBigUint64(24), txNs: v.getBigUint64(32) },
   };
 }

@@ -4,6 +4,11 @@
  * carrying its kernel receive time and its send time, so the prober subtracts the time the probe
  * spent here (its dwell).
  *
+ * Every reply carries the reflector count of its flow (reflector.ts; packet.ts bytes 20..23): how
+ * many requests of that flow (source IP and port, the prober's nonce) arrived here, counted only
+ * for requests whose tag verified, after the rate limits (a request dropped by them is lost on the
+ * way in, as far as the prober can tell). Path-trace probes (FLAG_TRACE) are not counted (0).
+ *
  * It answers only requests whose HMAC tag verifies under the current or the previous mesh key
  * (HeartbeatResponse.mesh_key; before the first key it answers nothing). Hostile input is dropped
  * cheapest check first: length and magic, then the type byte, then two token buckets (all replies
@@ -16,7 +21,8 @@
  * the dwell the prober subtracts.
  */
 import type { Logger } from "../../log.ts";
-import { TYPE_REQUEST, looksLikeProbe, parseProbe, toReply } from "./packet.ts";
+import { FLAG_TRACE, TYPE_REQUEST, looksLikeProbe, parseProbe, toReply } from "./packet.ts";
+import { ReflectorCounts } from "./reflector.ts";
 import { RESPONDER_MAX_RATE, RESPONDER_MAX_SOURCES, RESPONDER_PER_SOURCE_RATE } from "./responder_limits.ts";
 import { UdpSocket, realtimeUnixNs, type UdpDatagram } from "./socket.ts";
 
@@ -44,12 +50,17 @@ export interface ResponderOptions {
   maxRate?: number;
   /** Replies per second to one source IP (default min(maxRate, RESPONDER_PER_SOURCE_RATE), a second's burst). */
   perSourceRate?: number;
+  /** Flows whose reflector counts are kept (default REFLECTOR_MAX_FLOWS of reflector.ts). */
+  maxFlows?: number;
   /** Drain period, ms (default RESPONDER_DRAIN_MS). */
   drainMs?: number;
   /** Bind 0.0.0.0 only (tests). */
   ipv4Only?: boolean;
   log?: Logger;
 }
+
+/** The big-endian uint32 at `at` of `b`. */
+const u32 = (b: Uint8Array, at: number): number => ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 
 /** A token bucket: `rate` tokens per second, at most `burst` stored. */
 class Bucket {
@@ -77,6 +88,7 @@ export class UdpResponder {
   private readonly global: Bucket;
   private readonly perSource = new Map<string, Bucket>();
   private readonly perSourceRate: number;
+  private readonly reflector: ReflectorCounts;
   private timer: ReturnType<typeof setInterval> | undefined;
   private lastLogMs = 0;
   private loggedDrops = 0;
@@ -91,6 +103,7 @@ export class UdpResponder {
     this.port = this.socket.port;
     this.global = new Bucket(rate, rate, performance.now());
     this.perSourceRate = Math.max(1, opts.perSourceRate ?? Math.min(rate, RESPONDER_PER_SOURCE_RATE));
+    this.reflector = new ReflectorCounts(opts.maxFlows);
     this.timer = setInterval(() => this.drain(), opts.drainMs ?? RESPONDER_DRAIN_MS);
   }
 
@@ -137,10 +150,12 @@ export class UdpResponder {
       return;
     }
     this.socket.setDscp(p.header.dscp);
+    // The nonce's halves straight from the bytes (8..11, 12..15): no BigInt arithmetic per packet.
+    const count = p.header.flags & FLAG_TRACE ? 0 : this.reflector.next(d.sourceIp, d.sourcePort, u32(buf, 8), u32(buf, 12));
     // The send time goes into the tagged bytes: read it, tag, send (the HMAC's microseconds are
     // the only part of the stay here that lands in the prober's RTT).
     const key = keys[p.keyIndex]!;
-    if (this.socket.reply(buf, d.len, d, () => toReply(buf, key, d.rxUnixNs, realtimeUnixNs())) >= 0) c.answered++;
+    if (this.socket.reply(buf, d.len, d, () => toReply(buf, key, d.rxUnixNs, realtimeUnixNs(), count)) >= 0) c.answered++;
   }
 
   /** The bucket of a source IP; the least recently seen source is forgotten beyond RESPONDER_MAX_SOURCES. */
@@ -164,6 +179,11 @@ export class UdpResponder {
     this.lastLogMs = now;
     this.loggedDrops = drops;
     this.opts.log.warn({ port: this.port, answered: this.counters.answered, ...d }, "udp responder dropped datagrams (totals since start): malformed, no mesh key yet, over -agent.udp.responder.max.rate, or a tag that does not verify");
+  }
+
+  /** Flows whose reflector counts are kept now. */
+  get countedFlows(): number {
+    return this.reflector.size;
   }
 
   /** Stops answering and closes the socket. */
