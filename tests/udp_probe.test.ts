@@ -3,7 +3,8 @@
  * from its own source port (seen by the responder), per-flow counts, the responder's dwell taken
  * out of the RTT (a paused responder holds the probes), one flow's loss named by lossyFlows,
  * duplicates and RFC 4737 reordering from a test responder that answers twice or out of order, a
- * flow port that cannot be bound, and no mesh key.
+ * flow port that cannot be bound, and no mesh key. One-way loss (forward_sent / forward_lost) has
+ * its own file, udp_oneway.test.ts; here: nothing lost, nothing counted as lost.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
@@ -116,6 +117,9 @@ describe("udp prober", () => {
     const b = await p.probe(t);
     expect([a.received, b.received]).toEqual([6, 6]);
     expect(r.counters.answered).toBe(12);
+    // The reflector counts continue too: round 1's spans start at each flow's first reply, round 2's
+    // continue from round 1's last; nothing was lost on the way there.
+    expect([a.forwardSent, a.forwardLost, b.forwardSent, b.forwardLost]).toEqual([4, 0, 6, 0]);
   });
 
   test("the responder's dwell is taken out of the RTT: a held reply is not a slow path", async () => {
@@ -165,6 +169,8 @@ describe("udp prober", () => {
     expect(res.received).toBe(20);
     expect(res.reordered).toBe(10);
     for (const f of res.flows) expect(f.reordered).toBe(5);
+    // The test responder does not count (0.6-style replies): no one-way numbers.
+    expect([res.forwardSent, res.forwardLost]).toEqual([0, 0]);
   });
 
   test("a flow port that cannot be bound is named in error; the other flows still run", async () => {

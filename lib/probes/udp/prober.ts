@@ -10,6 +10,10 @@
  * are due, reads what poll() says is readable and expires probes past their timeout. Accuracy
  * does not depend on the tick: send times are read right before sendto(), receive times are the
  * kernel's stamps (socket.ts), and the responder's dwell comes from the reply (round.ts).
+ *
+ * Each (flow port, responder) keeps one FlowSequence (oneway.ts) across rounds: the sequences of
+ * its requests and the newest reply's reflector count, from which a round's one-way loss of the
+ * requests (forward_sent / forward_lost) follows.
  */
 import { create } from "@bufbuild/protobuf";
 import { Moments } from "../../aggregation/moments.ts";
@@ -24,6 +28,7 @@ import type { Prober, ProberStatus } from "../kind.ts";
 import { resolveHostWithin, roundErrorText } from "../resolve.ts";
 import { UDP_DEFAULTS } from "./defaults.ts";
 import { FLAG_TRACE, HEADER_LEN, MAX_PROBE_LEN, TYPE_REPLY, looksLikeProbe, parseProbe, writeRequest } from "./packet.ts";
+import { FlowSequence } from "./oneway.ts";
 import { UdpRound, portErrors, type RoundFlow, type UdpRoundOptions } from "./round.ts";
 import { UdpSocket, ipText, type UdpDatagram } from "./socket.ts";
 
@@ -31,7 +36,10 @@ import { UdpSocket, ipText, type UdpDatagram } from "./socket.ts";
 export const NO_MESH_KEY = "no mesh key yet: the server is older than 0.6";
 /** Tick period while rounds are pending, ms. */
 const TICK_MS = 1;
-/** (flow port, destination) sequence counters kept; beyond, the oldest is forgotten (it restarts at random). */
+/**
+ * (flow port, destination) sequences kept (with their newest reply, oneway.ts); beyond, the least
+ * recently used is forgotten (it restarts at random, and its one-way counting starts over).
+ */
 const MAX_SEQUENCES = 65_536;
 
 const optionsOf = new WeakMap<object, UdpRoundOptions & { prefer: "ip4" | "ip6"; fallback: boolean }>();
@@ -65,7 +73,7 @@ export class UdpProber implements Prober<"udp"> {
   private readonly rounds = new Set<UdpRound>();
   /** Probes awaiting a reply (or duplicates of one): "localPort|srcIp|srcPort|sequence". */
   private readonly pending = new Map<string, { round: UdpRound; i: number }>();
-  private readonly sequences = new Map<string, number>();
+  private readonly sequences = new Map<string, FlowSequence>();
   private timer: ReturnType<typeof setTimeout> | undefined;
   private key: Uint8Array | undefined;
   private previousKey: Uint8Array | undefined;
@@ -123,6 +131,7 @@ export class UdpProber implements Prober<"udp"> {
 
   /** Runs the probes of a round to ip:port and fills `result`. */
   private run(ip: string, port: number, opts: UdpRoundOptions, key: Uint8Array, result: UdpResult, signal?: AbortSignal): Promise<void> {
+    const dstIp = ip.includes(":") ? ipText(ipv6Bytes(ip)) : ip;
     const failed: { port: number; message: string }[] = [];
     const flows: RoundFlow[] = [];
     for (const p of flowPorts(this.flowPorts, opts.flows)) {
@@ -134,11 +143,10 @@ export class UdpProber implements Prober<"udp"> {
       }
       // An address the socket cannot reach (IPv6 on an IPv4-only host) fails the round: throws.
       const sockaddr = sock ? sock.sockaddr(ip, port) : null;
-      flows.push({ port: p, sockaddr, sent: 0, received: 0, duplicates: 0, reordered: 0, highest: -1, rtt: new Moments() });
+      flows.push({ port: p, sockaddr, sequence: this.flowSequence(`${p}|${dstIp}|${port}`), sent: 0, received: 0, duplicates: 0, reordered: 0, highest: -1, rtt: new Moments() });
     }
     const usable = flows.filter((f) => f.sockaddr);
     return new Promise<void>((resolve) => {
-      const dstIp = ip.includes(":") ? ipText(ipv6Bytes(ip)) : ip;
       let onAbort: (() => void) | undefined;
       const round = new UdpRound(opts, flows, dstIp, port, new Uint8Array(opts.payloadSize), key, () => {
         if (onAbort) signal?.removeEventListener("abort", onAbort);
@@ -187,14 +195,14 @@ export class UdpProber implements Prober<"udp"> {
     return s;
   }
 
-  /** The next sequence of a (flow port, destination), from a random start, wrapping at 2^32. */
-  private nextSequence(id: string): number {
+  /** The sequence state of a (flow port, destination), new (random start) on first use; marks it recently used. */
+  private flowSequence(id: string): FlowSequence {
     let s = this.sequences.get(id);
     if (s === undefined) {
       if (this.sequences.size >= MAX_SEQUENCES) this.sequences.delete(this.sequences.keys().next().value!);
-      s = randomBytes(4).readUInt32BE();
+      s = new FlowSequence();
     } else this.sequences.delete(id);
-    this.sequences.set(id, (s + 1) >>> 0);
+    this.sequences.set(id, s);
     return s;
   }
 
@@ -225,7 +233,7 @@ export class UdpProber implements Prober<"udp"> {
       const p = r.probes[r.nextSend]!;
       const f = r.flows[p.flow]!;
       const s = this.sockets.get(f.port)!;
-      p.sequence = this.nextSequence(`${f.port}|${r.dstIp}|${r.dstPort}`);
+      p.sequence = f.sequence.take();
       writeRequest(buf, key, { dscp: r.opts.dscp, flags: 0, nonce: this.nonce, sequence: p.sequence });
       s.setDscp(r.opts.dscp);
       const t = s.send(buf, buf.length, f.sockaddr!);
@@ -260,7 +268,7 @@ export class UdpProber implements Prober<"udp"> {
     if (!hit) return;
     const p = parseProbe(buf, d.len, this.keys());
     if (!p || p.header.type !== TYPE_REPLY || p.header.nonce !== this.nonce || p.header.flags & FLAG_TRACE) return;
-    hit.round.reply(hit.i, d.rxNs, Number(p.header.txNs - p.header.rxNs));
+    hit.round.reply(hit.i, d.rxNs, Number(p.header.txNs - p.header.rxNs), p.header.count);
   }
 
   /** Ends a round: its pending probes are forgotten, its result is summarised. */

@@ -7,12 +7,17 @@
  * already answered is a duplicate; a reply for a probe sent before one already answered on the
  * same flow is reordered (RFC 4737 section 3: a packet whose sequence is below the highest one
  * received so far).
+ *
+ * One-way loss of the requests (oneway.ts): each new reply's reflector count closes a span of its
+ * flow's FlowSequence (which may have begun in an earlier round); the round sums the spans its
+ * replies closed into forward_sent / forward_lost.
  */
 import { create } from "@bufbuild/protobuf";
 import { Moments } from "../../aggregation/moments.ts";
 import { FlowStatsSchema } from "../../rpc/gen/probermesh/v1/flow_pb.ts";
 import type { UdpResult } from "../../rpc/gen/probermesh/v1/udp_pb.ts";
 import { RTT_BUCKETS, rttBucket } from "../icmp/buckets.ts";
+import type { FlowSequence } from "./oneway.ts";
 
 /** A round's settings with defaults applied; durations in milliseconds. */
 export interface UdpRoundOptions {
@@ -29,6 +34,8 @@ export interface RoundFlow {
   port: number;
   /** The socket's destination sockaddr, or null when the flow's port could not be bound. */
   sockaddr: Uint8Array | null;
+  /** The (flow port, destination)'s sequences and newest reply, shared across rounds. */
+  sequence: FlowSequence;
   sent: number;
   received: number;
   duplicates: number;
@@ -65,6 +72,9 @@ export class UdpRound {
   readonly rtt = new Moments();
   readonly buckets = new Array<number>(RTT_BUCKETS).fill(0);
   dwellSumNs = 0;
+  /** Requests in the spans this round's replies closed, and those of them that never arrived (oneway.ts). */
+  forwardSent = 0;
+  forwardLost = 0;
   errors: string[] = [];
   done = false;
 
@@ -90,9 +100,9 @@ export class UdpRound {
 
   /**
    * Records a verified reply to probe `i` received at `rxNs` (monotonic ns) whose responder held
-   * it `dwellNs`.
+   * it `dwellNs` and whose reflector count is `count` (0: the responder does not count).
    */
-  reply(i: number, rxNs: number, dwellNs: number): void {
+  reply(i: number, rxNs: number, dwellNs: number, count = 0): void {
     const p = this.probes[i]!;
     const f = this.flows[p.flow]!;
     if (p.answered) {
@@ -104,6 +114,9 @@ export class UdpRound {
     f.received++;
     if (p.k < f.highest) f.reordered++;
     else f.highest = p.k;
+    const span = f.sequence.reply(p.sequence, count);
+    this.forwardSent += span.sent;
+    this.forwardLost += span.lost;
     const dwell = Math.max(0, dwellNs);
     const rtt = Math.max(0, rxNs - p.txNs - dwell) / 1e9;
     this.dwellSumNs += dwell;
@@ -125,7 +138,7 @@ export class UdpRound {
       sent, received: this.answered, duplicates, reordered,
       minSeconds: s.min, meanSeconds: s.mean, maxSeconds: s.max, stddevSeconds: s.stddev,
       rttBucketCounts: this.buckets, dwellMeanSeconds: this.answered > 0 ? this.dwellSumNs / this.answered / 1e9 : 0,
-      dscp: this.opts.dscp,
+      dscp: this.opts.dscp, forwardSent: this.forwardSent, forwardLost: this.forwardLost,
       flows: this.flows.map((f) => create(FlowStatsSchema, {
         sourcePort: f.port, sent: f.sent, received: f.received, duplicates: f.duplicates, reordered: f.reordered,
         rttMeanSeconds: f.rtt.n > 0 ? f.rtt.mean : 0, rttMinSeconds: f.rtt.n > 0 ? f.rtt.min : 0, rttMaxSeconds: f.rtt.n > 0 ? f.rtt.max : 0,
