@@ -3,6 +3,7 @@
  * udp/ingest.ts, tcp/ingest.ts, flow_ingest.ts) through the server's real aggregation path
  * (createIngests, AggregationWindows, SeriesStore) and read back as exposition text: what
  * /metrics shows. Lossy flows are counted only when one flow stands out (lib/probes/flow/lossy.ts).
+ * The one-way counts (forward_sent / forward_lost) are summed per (agent, target) link.
  */
 import { describe, expect, test } from "bun:test";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
@@ -102,6 +103,30 @@ describe("udp: the ICMP family with the udp prefix, plus flows lossy", () => {
     expect(SERVER_KINDS.udp.check(off)).toMatch(/add up/);
     expect(SERVER_KINDS.udp.check(udpResult(t, 4, [0], 0.002, undefined, { dscp: 64 }))).toMatch(/dscp/);
     expect(SERVER_KINDS.tcp.check(tcpFlowResult(t, 2000, []))).toMatch(/more than 1024 flows/);
+  });
+
+  test("one-way counts: summed per (agent, target) link, absent where no result counted a span (0.6 responders, icmp); impossible counts rejected", () => {
+    const p = pipeline();
+    const t = p.now();
+    const add = (agentIp: string, address: string, forwardSent: number, forwardLost: number) =>
+      p.windows.add("udp", { sourceRegion: "s", agentIp, result: udpResult(t, 4, [1, 0, 0, 0], 0.002, address, { forwardSent, forwardLost }) }, t);
+    add("10.0.0.1", "10.0.9.1:7001", 16, 1);
+    add("10.0.0.1", "10.0.9.1:7001", 12, 0);
+    add("10.0.0.1", "10.0.9.2:7001", 0, 0); // a 0.6 responder: nothing counted
+    add("10.0.0.2", "10.0.9.1:7001", 15, 3);
+    p.closeCurrent();
+    const links = p.ingests.udp.latest()[0]!.links.map((l) => [l.agentIp, l.address, l.forwardSent, l.forwardLost]).sort();
+    expect(links).toEqual([["10.0.0.1", "10.0.9.1:7001", 28, 1], ["10.0.0.1", "10.0.9.2:7001", undefined, undefined], ["10.0.0.2", "10.0.9.1:7001", 15, 3]]);
+    expect(p.ingests.icmp.latest()).toEqual([]);
+    // Each reply closes at most one span of at most 4096 requests, and a span ends with one that arrived.
+    const check = (forwardSent: number, forwardLost: number) => SERVER_KINDS.udp.check(udpResult(t, 4, [1, 0], 0.002, undefined, { forwardSent, forwardLost }));
+    expect(check(8, 7)).toBe("");
+    expect(check(0, 0)).toBe("");
+    expect(check(7 * 4096, 0)).toBe("");
+    expect(check(7 * 4096 + 1, 0)).toMatch(/forward_sent out of range/);
+    expect(check(8, 8)).toMatch(/forward_lost must be below forward_sent/);
+    expect(check(0, 1)).toMatch(/forward_lost must be below forward_sent/);
+    expect(SERVER_KINDS.udp.check(udpResult(t, 4, [4, 4], 0.002, undefined, { forwardSent: 1 }))).toMatch(/forward_sent out of range/);
   });
 });
 

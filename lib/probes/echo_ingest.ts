@@ -64,6 +64,12 @@ export interface EchoSpec<R extends EchoResult> {
   check?(r: R): string;
   /** The result's per-flow stats (kinds with flows). */
   flows?(r: R): readonly FlowStats[];
+  /**
+   * Kinds that split loss by direction (udp): requests sent over the result's counted spans and
+   * how many of them never reached the target (UdpResult.forward_sent / forward_lost); 0 / 0
+   * when unknown. Summed per link into EchoLink.forwardSent / forwardLost.
+   */
+  oneWay?(r: R): { sent: number; lost: number };
 }
 
 /** One region pair over one window (plain data; also what the web view shows). */
@@ -124,6 +130,14 @@ export interface EchoLink {
   /** Undefined when nothing came back. */
   rttMean?: number;
   jitter?: number;
+  /**
+   * Kinds with one-way counts (udp, EchoSpec.oneWay): requests sent over the window's counted
+   * spans and those of them lost on the way to the target, summed over the link's results (not
+   * time-weighted). Absent when no result of the link counted a span (0.6 responders, icmp).
+   * forwardLost / forwardSent is the loss towards the target; the rest of lossRatio is the way back.
+   */
+  forwardSent?: number;
+  forwardLost?: number;
 }
 
 /** The result's sample_weight; 1 for agents before 0.3 (which send 0). */
@@ -262,7 +276,7 @@ export function echoIngest<R extends EchoResult>(spec: EchoSpec<R>, store: Serie
     openWindow(): KindWindow<R> {
       /** Time-weighted loss: Σ w·lost and Σ w·sent, w = the share of a probe interval a round samples. */
       type Weighted = { lossW: number; w: number };
-      type Link = { agentIp: string; address: string; sent: number; received: number; rtt: Moments; loss: Weighted; errorState: boolean };
+      type Link = { agentIp: string; address: string; sent: number; received: number; rtt: Moments; loss: Weighted; errorState: boolean; fwdSent: number; fwdLost: number };
       type Pair = { agg: EchoAggregate; rtt: Moments; resolveSum: number; resolveN: number; perAgentTarget: Map<string, Link>; flows: FlowWindow };
       const ratio = (x: Weighted) => (x.w > 0 ? x.lossW / x.w : 1);
       const pairs = new Map<string, Pair>();
@@ -287,10 +301,15 @@ export function echoIngest<R extends EchoResult>(spec: EchoSpec<R>, store: Serie
           if (spec.flows) p.flows.add(agentIp, r.address, spec.flows(r));
           const at = `${agentIp}\u0000${r.address}`;
           let link = p.perAgentTarget.get(at);
-          if (!link) p.perAgentTarget.set(at, (link = { agentIp, address: r.address, sent: 0, received: 0, rtt: new Moments(), loss: { lossW: 0, w: 0 }, errorState: false }));
+          if (!link) p.perAgentTarget.set(at, (link = { agentIp, address: r.address, sent: 0, received: 0, rtt: new Moments(), loss: { lossW: 0, w: 0 }, errorState: false, fwdSent: 0, fwdLost: 0 }));
           link.sent += r.sent;
           link.received += r.received;
           link.errorState ||= r.errorState;
+          if (spec.oneWay) {
+            const o = spec.oneWay(r);
+            link.fwdSent += o.sent;
+            link.fwdLost += o.lost;
+          }
           if (r.sent > 0) {
             const w = sampleWeight(r);
             link.loss.lossW += (r.sent - r.received) * w;
@@ -310,6 +329,7 @@ export function echoIngest<R extends EchoResult>(spec: EchoSpec<R>, store: Serie
             a.links = [...p.perAgentTarget.values()].map((x) => ({
               agentIp: x.agentIp, address: x.address, sent: x.sent, received: x.received, lossRatio: ratio(x.loss), errorState: x.errorState,
               ...(x.rtt.n > 0 ? { rttMean: x.rtt.mean, jitter: x.rtt.stddev } : {}),
+              ...(x.fwdSent > 0 ? { forwardSent: x.fwdSent, forwardLost: x.fwdLost } : {}),
             }));
             const l = { source_region: a.sourceRegion, target_region: a.targetRegion };
             // The pair's weighted sums are its links' sums.
