@@ -2,7 +2,8 @@
  * Agent wiring: register (heartbeat, retried with back-off until the first one succeeds), sync the
  * target pool every sync interval (and at once when the server's pool_version changes), schedule
  * one round per target per probe interval, and push the interval's results once per interval,
- * keeping unsent batches (encoded, bounded in bytes) while the server is down. On shutdown
+ * keeping unsent batches (encoded, bounded in bytes) while the server is down; each push carries
+ * the agent's health of its period (late rounds, the loopback control: lib/agent/health.ts). On shutdown
  * (SIGTERM, SIGINT) it pushes what is queued within a deadline and says goodbye (Deregister).
  */
 import { randomUUID } from "node:crypto";
@@ -29,6 +30,7 @@ import type { TraceOptions } from "../probes/icmp/trace.ts";
 import type { PortRange } from "../probes/flow/ports.ts";
 import { startListeners } from "./listeners.ts";
 import { flowTraceRequests } from "./flow_traces.ts";
+import { HealthMeter, LoopbackControl } from "./health.ts";
 
 /** Agent settings (docs/flags.md); durations in milliseconds. */
 export interface AgentOptions extends ClientOptions {
@@ -165,6 +167,10 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
     // Each agent's own offsets: agents of a mesh start their rounds to one target at different times.
     `${o.region}/${o.ip}`,
   );
+  // The agent's own health, sent with each push: late rounds and the loopback control (one short
+  // ICMP round to 127.0.0.1 per probe interval; off, at 0 / 0, when ICMP is unavailable).
+  const loopback = new LoopbackControl({ prober: probers.icmp, intervalMs: o.probeIntervalMs, log });
+  const health = new HealthMeter(scheduler, loopback);
   // Unlimited kinds (ICMP) skip p-limit: its queue costs promises per round at 10,000 targets.
   type Limit = <T>(f: () => Promise<T>) => Promise<T>;
   const limits = Object.fromEntries(
@@ -259,7 +265,11 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   let lastDropLogMs = 0;
   /** Queues the current batch and sends the queue, one push at a time. @param timeoutMs per-call deadline (shutdown) */
   const push = (timeoutMs?: number): Promise<void> => {
-    for (const req of splitBatch(me, batch, PUSH_SPLIT_BYTES)) outbox.add(req);
+    const reqs = splitBatch(me, batch, PUSH_SPLIT_BYTES);
+    // The period's health rides on its first request, set when queued (as dropped_points): a
+    // resend carries the same. A period without results queues nothing; its health waits for the next.
+    if (reqs[0]) reqs[0].health = health.take();
+    for (const req of reqs) outbox.add(req);
     batch = emptyBatch();
     logDrops();
     if (pushing || outbox.size === 0) return pushing ?? Promise.resolve();
@@ -307,6 +317,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   };
 
   await sync();
+  loopback.start();
   const timers = [setInterval(heartbeat, heartbeatMs), setInterval(sync, o.syncIntervalMs), setInterval(() => void push(), pushMs)];
   let stopped = false;
   const stop = () => {
@@ -315,6 +326,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
     abort.abort();
     for (const t of timers) clearInterval(t);
     scheduler.stop();
+    loopback.stop();
     tracing?.close();
   };
   const closeProbers = () => {

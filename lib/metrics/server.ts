@@ -1,5 +1,5 @@
 /**
- * Server-wide metrics (docs/metrics.md): agent liveness and what happened to pushed results.
+ * Server-wide metrics (docs/metrics.md): agent liveness and health, and what happened to pushed results.
  * Plain data in: agents are {region, ip, version, alive}, kinds are prober_type strings.
  */
 import type { SeriesStore } from "./series.ts";
@@ -79,6 +79,35 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
     name: "prober_server_agent_goodbyes_total", type: "counter", labelNames: [],
     help: "Agents that said goodbye (Deregister, on SIGTERM/SIGINT) and left the pools at once.", expires: false,
   });
+  // AgentHealth (docs/protocol.md "Agent health"): what each agent says of itself with its pushes.
+  const healthDoc = "From the agent's AgentHealth (agents of 0.7 on; docs/protocol.md \"Agent health\"). Appears with the agent's first push, goes when it is forgotten.";
+  const roundsDue = store.counter({
+    name: "prober_agent_rounds_due_total", type: "counter", labelNames: ["region", "ip"],
+    help: "Regular probe rounds that came due on the agent.",
+    doc: `${healthDoc} With rounds late and the loopback control it tells a starved agent (its own loss) from the network's.`, expires: false,
+  });
+  const roundsLate = store.counter({
+    name: "prober_agent_rounds_late_total", type: "counter", labelNames: ["region", "ip"],
+    help: "Regular probe rounds that started late on the agent: more than max(100 ms, 10 % of the probe interval) after their planned start, or not at all because the target's previous round was still running.",
+    doc: healthDoc, expires: false,
+  });
+  const loopbackSent = store.counter({
+    name: "prober_agent_loopback_packets_sent_total", type: "counter", labelNames: ["region", "ip"],
+    help: "Echo requests the agent's loopback control sent to its own 127.0.0.1 (10 per probe interval; no network on the path).",
+    doc: `${healthDoc} 0 when the agent cannot send ICMP.`, expires: false,
+  });
+  const loopbackReceived = store.counter({
+    name: "prober_agent_loopback_packets_received_total", type: "counter", labelNames: ["region", "ip"],
+    help: "Echo replies the agent's loopback control received in time (1 s): fewer than sent means the agent itself loses packets.",
+    doc: healthDoc, expires: false,
+  });
+  const rejectHealth = store.counter({
+    name: "prober_server_reject_health_total", type: "counter", labelNames: [],
+    help: "AgentHealth messages ignored as unusable (counts out of range, more late rounds than due, more loopback replies than requests, a lateness not finite or negative); the push's results are still taken.",
+    expires: false,
+  });
+  rejectHealth.inc({}, 0);
+  const agentHealthSeries = [roundsDue, roundsLate, loopbackSent, loopbackReceived];
   goodbyes.inc({}, 0);
   backendUp.set({}, 1);
   for (const reason of Object.keys(values.authFailures)) authFailures.inc({ reason }, 0);
@@ -110,7 +139,20 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
       if (previous) agentAlive.remove({ region: previous.region, ip: previous.ip, version: previous.version });
       agentAlive.set({ region: a.region, ip: a.ip, version: a.version }, a.alive ? 1 : 0);
     },
-    agentForgotten: (a: AgentLabels) => agentAlive.remove({ region: a.region, ip: a.ip, version: a.version }),
+    agentForgotten(a: AgentLabels) {
+      agentAlive.remove({ region: a.region, ip: a.ip, version: a.version });
+      for (const c of agentHealthSeries) c.remove({ region: a.region, ip: a.ip });
+    },
+    /** Adds one push's (checked) AgentHealth to the agent's counters. */
+    agentHealth(region: string, ip: string, h: { roundsDue: number; roundsLate: number; loopbackSent: number; loopbackReceived: number }) {
+      const l = { region, ip };
+      roundsDue.inc(l, h.roundsDue);
+      roundsLate.inc(l, h.roundsLate);
+      loopbackSent.inc(l, h.loopbackSent);
+      loopbackReceived.inc(l, h.loopbackReceived);
+    },
+    /** An AgentHealth was unusable and ignored. */
+    healthRejected: () => rejectHealth.inc({}),
   };
 }
 

@@ -21,6 +21,7 @@ import { TargetPool, type Discovery } from "./pool.ts";
 import { AgentRegistry, portsDiffer, REGISTRY_REFUSALS } from "./registry.ts";
 import { RedisRegistrySync } from "./registry_redis.ts";
 import { BatchDedupe } from "./dedupe.ts";
+import { AgentHealthBook } from "./health.ts";
 import { MeshHistory } from "./history.ts";
 import { MeshKey, meshKeyFromFile } from "./mesh_key.ts";
 import { PathStore } from "./paths.ts";
@@ -63,6 +64,8 @@ export interface ServerOptions extends SecurityOptions {
 export interface RunningServer {
   rpcPort: number;
   httpPort: number;
+  /** The agents' AgentHealth summed per agent since its last take() (lib/server/health.ts). */
+  health: AgentHealthBook;
   /** Reloads the probe file, tokens, RPC certificate and web config (SIGHUP). @returns the errors, empty on success */
   reload(): string[];
   close(): Promise<void>;
@@ -110,6 +113,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   // Goodbyes are remembered long enough for the rounds in flight (a default round lasts ~6 s) and
   // the pushes after them to arrive.
   pool = new TargetPool(file, o.discovery, o.probeSelf, registry, Math.max(expireMs, LEFT_GRACE_MIN_MS));
+  // What agents say of themselves (AgentHealth), kept for known agents only.
+  const health = new AgentHealthBook((region, ip) => registry.isLive(region, ip), o.maxAgents);
   const ingests = createIngests(store);
   const windows = new AggregationWindows<ProberType>(o.aggregationIntervalMs, ingests);
   const history = new MeshHistory(o.historyRetentionMs);
@@ -123,7 +128,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   let ready = false;
 
   const service = proberMeshService({
-    registry, pool, windows, paths, dedupe, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
+    registry, pool, windows, paths, dedupe, health, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
     instanceId: randomUUID(), startedMs, meshKey, authenticated: () => security.tokens !== undefined, log: o.log,
   });
   const connect = rpcHandler({
@@ -201,6 +206,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   return {
     rpcPort: rpc.port,
     httpPort: web.port!,
+    health,
     reload,
     async close() {
       clearInterval(sweep);

@@ -22,6 +22,7 @@ import { VERSION } from "../version.ts";
 import { kPeer, kToken } from "./auth/gate.ts";
 import { regionAllowed } from "./auth/tokens.ts";
 import { checkBatchIdentity, type BatchDedupe } from "./dedupe.ts";
+import { checkHealth, type AgentHealthBook } from "./health.ts";
 import { SERVER_KINDS } from "./kinds.ts";
 import type { MeshKey } from "./mesh_key.ts";
 import type { PathStore } from "./paths.ts";
@@ -37,6 +38,8 @@ export interface ServiceDeps {
   paths: PathStore;
   /** Batch identities of accepted pushes (exactly-once). */
   dedupe: BatchDedupe;
+  /** The agents' AgentHealth per agent, for the localiser (lib/server/health.ts). */
+  health: AgentHealthBook;
   metrics: ServerMetrics;
   aggregationIntervalMs: number;
   /** An agent silent this long is dead (ratio x aggregation interval), milliseconds. */
@@ -166,6 +169,22 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
     }
   };
 
+  /**
+   * Keeps the AgentHealth of an accepted push (after dedupe: a resent batch's health counts once).
+   * An unusable one is ignored and counted; the push's results stand.
+   */
+  const acceptHealth = (req: PushResultsRequest, a: Agent) => {
+    const h = req.health;
+    if (!h) return; // agents before 0.7: health unknown
+    const bad = checkHealth(h);
+    if (bad) {
+      d.metrics.healthRejected();
+      d.log.warn({ region: a.region, ip: a.ip, why: bad }, "ignored the agent's health (AgentHealth) of a push");
+      return;
+    }
+    if (d.health.add(a.region, a.ip, h)) d.metrics.agentHealth(a.region, a.ip, h);
+  };
+
   return {
     heartbeat(req, ctx) {
       const a = requireAgent(req.agent, ctx);
@@ -220,6 +239,7 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
       const offsetMs = Number.isFinite(sent) ? now() - sent : 0;
       for (const type of PROBER_TYPES) acceptKind(type, req[type] as ResultOf<typeof type>[], a, offsetMs, res);
       acceptTraces(req, a, res);
+      acceptHealth(req, a);
       if (req.droppedPoints > 0n) {
         const n = Number(req.droppedPoints > MAX_DROPPED_PER_PUSH ? MAX_DROPPED_PER_PUSH : req.droppedPoints);
         d.metrics.agentDropped(a.region, n);
