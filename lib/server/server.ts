@@ -121,7 +121,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const paths = new PathStore();
   const incidents = new Incidents({
     icmp: () => ingests.icmp.latest(), udp: () => ingests.udp.latest(), tcpConnect: () => ingests.tcp.latestConnect(),
-    agents: () => registry.all(), health: () => new Map(), paths: () => paths.list(),
+    agents: () => registry.all(), health: () => health.take(), paths: () => paths.list(),
   }, store, o.aggregationIntervalMs, o.log);
   // Agent processes remembered for dedupe: a few per registry slot (restarts make new instances).
   const dedupe = new BatchDedupe(4 * o.maxAgents, shared);
