@@ -57,7 +57,9 @@ describe("hostile payloads", () => {
 
   test("results for unassigned targets or with impossible values are rejected and create no series", async () => {
     const time = new Date().toISOString();
-    const push = () => curlJson("PushResults", {
+    // Each push heartbeats first: the agent is dead 1.5 s after its last heartbeat (ratio x 300 ms),
+    // which a busy machine can let pass since the first test's heartbeat (FailedPrecondition).
+    const push = async () => (await curlJson("Heartbeat", { agent: { region: "near", ip: "127.0.20.1", version: "t" } }), curlJson("PushResults", {
       agent: { region: "near", ip: "127.0.20.1" },
       icmp: [
         { targetRegion: "elsewhere", address: "127.0.20.50", sent: 4, received: 4, rttsSeconds: [0.001, 0.001, 0.001, 0.001], time },
@@ -66,7 +68,7 @@ describe("hostile payloads", () => {
         { targetRegion: "far", address: "127.0.20.9", sent: 1, received: 1, rttsSeconds: [0.001], sampleWeight: 1.5, time },
       ],
       http: [{ targetRegion: "far", url: "http://127.0.20.9/", success: true, time }],
-    });
+    }));
     // In the warm-up after a start (ratio x interval = 1.5 s here) a push naming an unknown agent
     // address is deferred (the agent keeps it), not rejected; after it, it is rejected.
     const first = JSON.parse((await push()).stdout);
