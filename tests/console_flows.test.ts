@@ -49,7 +49,9 @@ describe.skipIf(!chromium)("console pair view: flows and flow traces", () => {
       "  - prober_type: udp", "    region: far", `    targets: ["${UDP_TARGET}"]`,
     ].join("\n") + "\n");
     const [rpc, web] = [await freePort(), await freePort()];
-    start([SERVER_BIN, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`, "-server.probe.file", `${dir}/p.yaml`, "-server.aggregation.interval", "1s", "-server.icmp.discovery", "static"]);
+    start([SERVER_BIN, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`, "-server.probe.file", `${dir}/p.yaml`, "-server.aggregation.interval", "1s", "-server.icmp.discovery", "static",
+      // The results are pushed once: the pair's window must stay fresh (ratio x interval) while Chromium starts on a busy machine.
+      "-server.series.cache.ratio", "60"]);
     base = `http://127.0.0.1:${web}`;
     await waitFor("server ready", 10_000, async () => (await fetch(`${base}/-/ready`).catch(() => undefined))?.ok);
 
