@@ -105,7 +105,7 @@ describe("udp: the ICMP family with the udp prefix, plus flows lossy", () => {
     expect(SERVER_KINDS.tcp.check(tcpFlowResult(t, 2000, []))).toMatch(/more than 1024 flows/);
   });
 
-  test("one-way counts: summed per (agent, target) link, absent where no result counted a span (0.6 responders, icmp); impossible counts rejected", () => {
+  test("one-way counts: summed per (agent, target) link, absent where no result counted a span (0.6 responders, icmp); impossible counts rejected", async () => {
     const p = pipeline();
     const t = p.now();
     const add = (agentIp: string, address: string, forwardSent: number, forwardLost: number) =>
@@ -118,6 +118,10 @@ describe("udp: the ICMP family with the udp prefix, plus flows lossy", () => {
     const links = p.ingests.udp.latest()[0]!.links.map((l) => [l.agentIp, l.address, l.forwardSent, l.forwardLost]).sort();
     expect(links).toEqual([["10.0.0.1", "10.0.9.1:7001", 28, 1], ["10.0.0.1", "10.0.9.2:7001", undefined, undefined], ["10.0.0.2", "10.0.9.1:7001", 15, 3]]);
     expect(p.ingests.icmp.latest()).toEqual([]);
+    // ... and on /metrics, per pair, cumulative: 16 + 12 + 15 requests in spans, 1 + 3 lost on the way there.
+    const m = await p.scrape();
+    expect([val(m, "prober_udp_forward_packets_sent_total"), val(m, "prober_udp_forward_packets_lost_total")]).toEqual([43, 4]);
+    expect(val(m, "prober_icmp_forward_packets_sent_total")).toBeUndefined();
     // Each reply closes at most one span of at most 4096 requests, and a span ends with one that arrived.
     const check = (forwardSent: number, forwardLost: number) => SERVER_KINDS.udp.check(udpResult(t, 4, [1, 0], 0.002, undefined, { forwardSent, forwardLost }));
     expect(check(8, 7)).toBe("");

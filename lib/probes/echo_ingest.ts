@@ -226,6 +226,17 @@ export function echoIngest<R extends EchoResult>(spec: EchoSpec<R>, store: Serie
     help: `1 while the pair's loss is inferred by the server, not reported: every agent of source_region is silent and every ${request} to them from target_region was lost (${spec.roundTrip}), so prober_${k}_packet_loss_rate reads 1.`,
     doc: "Present only while inferred (docs/aggregation.md \"A region cut off\"). The silent agents' own results arrive after reconnection, into the cumulative counters.",
   });
+  const oneWay = spec.oneWay && {
+    sent: store.counter({
+      name: `prober_${k}_forward_packets_sent_total`, type: "counter", labelNames: PAIR,
+      help: `${T} ${request}s sent within the spans the responder's reflector count covers (cumulative): the denominator of the loss towards the target.`,
+      doc: "docs/probes.md \"One-way loss\". forward loss over a range = increase(_forward_packets_lost_total) / increase(_forward_packets_sent_total); the way back loses 1 - (1 - loss) / (1 - forward loss). Zero from responders of 0.6.",
+    }),
+    lost: store.counter({
+      name: `prober_${k}_forward_packets_lost_total`, type: "counter", labelNames: PAIR,
+      help: `${T} ${request}s of those spans that never reached the responder (cumulative): loss on the way there, not back.`,
+    }),
+  };
   const flowHistory = new FlowHistory();
   const flowsLossy = spec.flows && store.gauge({
     name: `prober_${k}_flows_lossy`, type: "gauge", labelNames: PAIR,
@@ -269,6 +280,10 @@ export function echoIngest<R extends EchoResult>(spec: EchoSpec<R>, store: Serie
       const w = sampleWeight(r);
       weightedSent.inc(l, r.sent * w);
       weightedReceived.inc(l, r.received * w);
+      if (oneWay) {
+        const o = spec.oneWay!(r);
+        if (o.sent > 0) (oneWay.sent.inc(l, o.sent), oneWay.lost.inc(l, o.lost));
+      }
       if (r.received === 0) return;
       histogram.addCounts(l, spec.bucketCounts(r), r.meanSeconds * r.received);
     },

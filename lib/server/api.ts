@@ -41,6 +41,18 @@ const point = (p: PairPoint) => ({
 });
 const link = (l: IcmpLink) => ({ agent_ip: l.agentIp, address: l.address, sent: l.sent, received: l.received, loss_ratio: l.lossRatio, error_state: l.errorState, rtt_mean_seconds: opt(l.rttMean), jitter_seconds: opt(l.jitter) });
 
+/**
+ * The udp window's one-way loss (reflector counts, docs/probes.md): requests sent within counted
+ * spans, those lost on the way there, and the loss of each direction (null when not measured).
+ */
+function oneWay(u: EchoAggregate) {
+  let sent = 0, lost = 0;
+  for (const l of u.links) (sent += l.forwardSent ?? 0), (lost += l.forwardLost ?? 0);
+  const fwd = sent > 0 ? lost / sent : null;
+  const rev = fwd !== null && fwd < 1 && u.sent > 0 ? Math.max(0, 1 - (1 - (u.sent - u.received) / u.sent) / (1 - fwd)) : null;
+  return { forward_sent: sent, forward_lost: lost, forward_loss_ratio: fwd, reverse_loss_ratio: rev };
+}
+
 /** /api/v1/pair's `flows` rows at most (lossy first, so the ones that matter are kept). */
 export const MAX_FLOW_ROWS = 2000;
 
@@ -105,7 +117,7 @@ export function apiRoutes(app: Hono, d: ApiDeps): void {
     const flows = [...(u?.flows ?? []), ...(tc?.flows ?? [])].sort(byLossyThenLoss).slice(0, MAX_FLOW_ROWS).map(flowRow);
     return c.json({
       source_region: s, target_region: t, retention_seconds: d.history.retentionMs / 1000, history: (h?.points ?? []).map(point), links: (h?.links ?? []).map(link),
-      udp: u ? { window_end: iso(u.windowEndMs), sent: u.sent, received: u.received, loss_ratio: u.lossRatio, rtt_mean_seconds: opt(u.rttMean), jitter_seconds: opt(u.jitter), flows_lossy: u.flowsLossy ?? 0, inferred: u.inferred === true } : null,
+      udp: u ? { window_end: iso(u.windowEndMs), sent: u.sent, received: u.received, loss_ratio: u.lossRatio, rtt_mean_seconds: opt(u.rttMean), jitter_seconds: opt(u.jitter), flows_lossy: u.flowsLossy ?? 0, inferred: u.inferred === true, ...oneWay(u) } : null,
       tcp_connect: tc ? { window_end: iso(tc.windowEndMs), attempted: tc.attempted, established: tc.established, loss_ratio: tc.lossRatio, flows_lossy: tc.flowsLossy } : null,
       flows,
     });
