@@ -120,7 +120,8 @@ describe("localiser", () => {
     expect(noHealth.explanations[0]!.evidence.ambiguity).toContain("one agent");
     const r = run({ ...spec, health: (h) => (starved(h) ? { roundsDue: 20, roundsLate: 8, loopbackSent: 100, loopbackReceived: 90 } : { roundsDue: 20, roundsLate: 0, loopbackSent: 100, loopbackReceived: 100 }) });
     expect(brief(r.explanations)[0]).toBe("agent r2/10.2.0.1");
-    expect(r.explanations[0]!.evidence.starved).toEqual({ roundsDue: 40, roundsLate: 16, loopbackSent: 200, loopbackReceived: 180 });
+    // The newest window alone holds enough rounds and echoes to judge on.
+    expect(r.explanations[0]!.evidence.starved).toEqual({ roundsDue: 20, roundsLate: 8, loopbackSent: 100, loopbackReceived: 90 });
   });
 
   test("two regions only: the pair, saying it could be either region", () => {
@@ -140,8 +141,10 @@ describe("localiser", () => {
     // r2 rate-limits its own answers: not where loss begins.
     expect(lossStart(trace(a, t, [["r1", 0], ["r2", 50], ["r3", 0], [t.ip, 0]], 0))).toBeUndefined();
     expect(lossStart(trace(a, t, [["r1", 0], ["r2", 0], [t.ip, 30]], 0))).toEqual({ hop: 1, first: 2, atDestination: true });
-    // A trace that dies after r2: the silent TTLs are lost.
-    expect(lossStart(trace(a, t, [["r1", 0], ["r2", 0], ["", 100], ["", 100]], 0))).toEqual({ hop: 1, first: 2, atDestination: false });
+    // A trace that dies after r2 (every TTL after it silent): as weak as loss at the destination.
+    expect(lossStart(trace(a, t, [["r1", 0], ["r2", 0], ["", 100], ["", 100]], 0))).toEqual({ hop: 1, first: 2, atDestination: true });
+    // ... but a hop after the loss that still answers (lossy) locates it.
+    expect(lossStart(trace(a, t, [["r1", 0], ["r2", 0], ["", 100], ["r4", 60]], 0))).toEqual({ hop: 1, first: 2, atDestination: false });
   });
 
   test("traces that agree loss begins after a router: `hop` naming it, and no region is blamed for those links", () => {
@@ -167,6 +170,70 @@ describe("localiser", () => {
     const [a, b] = hosts(spec) as [Host, Host];
     const old = run({ ...spec, traces: [trace(a, b, [["192.0.2.1", 0], ["192.0.2.2", 40], [b.ip, 40]], 2 * I - (THRESHOLDS.traceMaxAgeWindows + 1) * I)] });
     expect(old.explanations.map((e) => e.scope)).toEqual(["region_pair"]);
+  });
+});
+
+describe("localiser under noise (what the bench found)", () => {
+  const trace = (from: Host, to: Host, hops: [string, number][], timeMs: number): TraceSample => ({
+    sourceRegion: from.region, agentIp: from.ip, targetRegion: to.region, target: to.ip, timeMs, reached: hops.at(-1)![0] === to.ip,
+    hops: hops.map(([address, lossPct], i) => ({ ttl: i + 1, address, sent: 10, received: address ? 10 - lossPct / 10 : 0 })),
+  });
+
+  test("a trace taken before the link's current lossy stretch (an earlier burst) does not vote", () => {
+    const regions = ["a", "b", "c", "d"];
+    const spec: MeshSpec = { regions, agents: 2 };
+    const all = hosts(spec);
+    const [x, y] = [all[0]!, all[2]!]; // a/10.1.0.1 -> b/10.2.0.1
+    // The whole pair a -> b loses (so a hop on its path may be blamed); only x -> y is traced.
+    const burst = (on: boolean): MeshSpec => ({ ...spec, drop: (f, t) => (on && f.region === x.region && t.region === y.region ? 0.3 : 0) });
+    const loc = new Localiser(I);
+    // Window 1: a burst, traced; windows 2-4 clean; windows 5-6: lossy again, the old trace the only one.
+    const old = trace(x, y, [["192.0.2.1", 0], ["192.0.2.2", 40], [y.ip, 40]], 1 * I - 500);
+    const plan = [true, false, false, false, true, true];
+    let r: ReturnType<Localiser["observe"]> | undefined;
+    plan.forEach((on, i) => (r = loc.observe({ ...meshWindow(burst(on), (i + 1) * I), traces: [old] })));
+    expect(r!.explanations.map((e) => e.scope)).not.toContain("hop");
+    // The same trace taken in the current stretch votes.
+    const fresh = { ...old, timeMs: 5 * I - 500 };
+    const loc2 = new Localiser(I);
+    plan.forEach((on, i) => (r = loc2.observe({ ...meshWindow(burst(on), (i + 1) * I), traces: [fresh] })));
+    expect(r!.explanations.map((e) => `${e.scope} ${e.subject}`)).toContain("hop 192.0.2.1");
+  });
+
+  test("a stretch of loss longer than the horizon keeps the trace taken when it began", () => {
+    const spec: MeshSpec = { regions: ["a", "b", "c", "d"], agents: 2, drop: (f, t) => (f.region === "a" && t.region === "b" ? 0.3 : 0) };
+    const [x, , y] = hosts(spec) as [Host, Host, Host];
+    const t = trace(x, y, [["192.0.2.1", 0], ["192.0.2.2", 40], [y.ip, 40]], 1 * I - 500);
+    const loc = new Localiser(I);
+    let r: ReturnType<Localiser["observe"]> | undefined;
+    for (let i = 1; i <= 3 * THRESHOLDS.horizonWindows; i++) {
+      r = loc.observe({ ...meshWindow(spec, i * I), traces: [t] });
+      // The one traced link speaks for its pair a -> b; b -> a (its replies cross the same hop) is untraced: a pair.
+      expect({ window: i, said: r.explanations.map((e) => `${e.scope} ${e.subject}`) }).toEqual({ window: i, said: ["hop 192.0.2.1", "region_pair a<->b"] });
+    }
+  });
+
+  test("leftovers of a hop incident do not make their regions or pairs look bad", () => {
+    // Router 192.0.2.7 drops what it forwards from r1 and r2 towards r3: the round trips between
+    // them lose both ways. Every lossy link is traced but one: its pair's traced links all vote for
+    // 7, so 7 explains it too (links of a pair share their path).
+    const west = (h: Host) => h.region === "r1" || h.region === "r2";
+    const spec: MeshSpec = { regions: REGIONS, agents: 2, drop: (f, t) => (west(f) && t.region === "r3" ? 0.3 : 0) };
+    const all = hosts(spec);
+    const there = all.flatMap((a) => all.filter((t) => t.region === "r3" && west(a)).map((t) => trace(a, t, [["192.0.2.1", 0], ["192.0.2.7", 0], ["192.0.2.9", 50], [t.ip, 50]], 2 * I - 1000)));
+    const back = all.flatMap((a) => all.filter((t) => a.region === "r3" && west(t)).map((t) => trace(a, t, [["192.0.2.9", 0], ["192.0.2.7", 0], ["192.0.2.1", 50], [t.ip, 50]], 2 * I - 1000)));
+    const traces = [...there, ...back].slice(1);
+    const r = run({ ...spec, traces });
+    expect(r.explanations.map((e) => `${e.scope} ${e.subject}`)).toEqual(["hop 192.0.2.7"]);
+    expect(r.explanations[0]!.evidence.lossyLinks).toBe(16);
+    expect(r.unexplained.lossyLinks).toBe(0);
+  });
+
+  test("loss at one region's destinations does not blame the router before them (the region step names the region)", () => {
+    const spec: MeshSpec = { regions: REGIONS, agents: 2, udp: true, drop: (_f, t) => (t.region === "r3" ? 0.3 : 0) };
+    const all = hosts(spec);
+    const traces = all.flatMap((a) => all.filter((t) => t.region === "r3" && a.region !== "r3").map((t) => trace(a, t, [["192.0.2.1", 0], ["198.51.100.3", 0], [t.ip, 30]], 2 * I - 1000)));
+    expect(run({ ...spec, traces }).explanations.map((e) => `${e.scope} ${e.subject}`)).toEqual(["region_ingress r3"]);
   });
 });
 

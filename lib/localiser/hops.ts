@@ -10,13 +10,19 @@
  *   hop before it that answered: the router after which packets are lost (a drop inside that
  *   router's forwarding, or on its link to the next hop).
  * - loss that begins at TTL 1 is the agent's own side (the agent step's business): 1/h votes only.
- * - loss that begins at the destination itself (the last hop) cannot tell the last link from the
- *   destination's host: the vote for the hop before it counts only when lossy links to at least
- *   two different destinations cast it.
+ * - loss that begins at the destination itself (the last hop), or a trace that dies (every TTL
+ *   from there on silent), cannot tell the last link from the destination's host: the vote for the
+ *   hop before it counts only when lossy links to destinations in at least two regions cast it (a
+ *   router before one region's hosts is that region's edge: the region step names the region).
+ * - a trace counts only if it was taken during the link's current lossy stretch: an old trace of
+ *   an earlier burst on the same link says nothing about the loss now.
  *
- * A hop is blamed when it has a located vote and its votes are at least half of the traced lossy
+ * A hop is blamed when it has a located vote, its votes are at least half of the traced lossy
  * links whose paths cross it (a hop that many lossy paths cross but whose loss begins elsewhere is
- * not blamed).
+ * not blamed), and most links of the region pairs whose traces vote for it are lossy: links of a
+ * pair share their path, so a router that really drops makes its pairs lossy, while scattered
+ * bursts that happen to begin after the same busy router (a few links of pairs that are otherwise
+ * clean) do not blame it.
  */
 import type { EvaluatedLink } from "./links.ts";
 import { THRESHOLDS, type TraceSample } from "./model.ts";
@@ -32,7 +38,13 @@ export interface BlamedHop {
   tracedLinks: number;
   /** True when every located vote had loss begin at the destination (weaker evidence). */
   atDestination: boolean;
+  /** The voting links. */
   links: EvaluatedLink[];
+  /**
+   * Region pairs (`source\0target`) whose traced lossy links all vote for this hop: their links
+   * share the path, so the hop explains the pair's untraced lossy links too.
+   */
+  pairs: Set<string>;
 }
 
 /** Where loss begins in a trace. */
@@ -41,7 +53,7 @@ export interface LossStart {
   hop: number;
   /** Index of the first lossy hop. */
   first: number;
-  /** Loss begins at the destination (the last hop, reached). */
+  /** Loss begins at the destination (the last hop, reached), or every TTL from `first` on is silent (the trace dies). */
   atDestination: boolean;
 }
 
@@ -56,44 +68,52 @@ export function lossStart(t: TraceSample): LossStart | undefined {
   if (first === hops.length) return undefined;
   let hop = first - 1;
   while (hop >= 0 && hops[hop]!.address === "") hop--;
-  return { hop, first, atDestination: t.reached && first === hops.length - 1 };
+  const dies = hops.slice(first).every((h) => h.address === "");
+  return { hop, first, atDestination: (t.reached && first === hops.length - 1) || dies };
 }
 
 /**
  * Blames hops for `lossy` (links not explained yet) from `traces`. A link uses its newest trace
- * taken at or after `sinceMs`. @returns blamed hops, most votes first; their links are not marked
+ * taken at or after `sinceMs(link)` (unix ms: the start of its lossy stretch, and no older than
+ * the traces' age limit). @returns blamed hops, most votes first; their links are not marked
  */
-export function blameHops(lossy: readonly EvaluatedLink[], traces: readonly TraceSample[], sinceMs: number): BlamedHop[] {
+export function blameHops(lossy: readonly EvaluatedLink[], traces: readonly TraceSample[], sinceMs: (l: EvaluatedLink) => number, pairLossy: (sourceRegion: string, targetRegion: string) => { links: number; lossy: number }): BlamedHop[] {
   const newest = new Map<string, TraceSample>();
   for (const t of traces) {
-    if (!(t.timeMs >= sinceMs)) continue;
     const k = `${t.sourceRegion}\u0000${t.agentIp}\u0000${t.targetRegion}\u0000${t.target}`;
     const o = newest.get(k);
     if (!o || o.timeMs < t.timeMs) newest.set(k, t);
   }
-  type Tally = { address: string; ttl: number; next: string; located: number; atDest: number; destTargets: Set<string>; fractional: number; crossing: number; links: EvaluatedLink[] };
+  type Tally = { address: string; ttl: number; next: string; located: number; atDest: number; destRegions: Set<string>; fractional: number; crossing: number; links: EvaluatedLink[] };
   const tally = new Map<string, Tally>();
   const get = (address: string, ttl: number, next: string) => {
     let x = tally.get(address);
-    if (!x) tally.set(address, (x = { address, ttl, next, located: 0, atDest: 0, destTargets: new Set(), fractional: 0, crossing: 0, links: [] }));
+    if (!x) tally.set(address, (x = { address, ttl, next, located: 0, atDest: 0, destRegions: new Set(), fractional: 0, crossing: 0, links: [] }));
     return x;
+  };
+  /** Per region pair, the hops its traced lossy links vote for ("" for a traced link that votes for none). */
+  const pairVotes = new Map<string, Set<string>>();
+  const votedBy = (l: EvaluatedLink, hop: string) => {
+    const k = `${l.sourceRegion}\u0000${l.targetRegion}`;
+    (pairVotes.get(k) ?? pairVotes.set(k, new Set()).get(k)!).add(hop);
   };
   for (const l of lossy) {
     const t = newest.get(`${l.sourceRegion}\u0000${l.agentIp}\u0000${l.targetRegion}\u0000${l.target}`);
-    if (!t) continue;
+    if (!t || !(t.timeMs >= sinceMs(l))) continue;
     const hops = [...t.hops].sort((a, b) => a.ttl - b.ttl);
     const on = [...new Set(hops.map((h) => h.address).filter((a) => a !== "" && a !== t.target))];
     for (const a of on) get(a, 0, "").crossing++;
     const s = lossStart(t);
+    const voted = s && s.hop >= 0 ? hops[s.hop]! : undefined;
+    votedBy(l, voted && voted.address !== t.target ? voted.address : "");
     if (!s) continue;
-    const voted = s.hop >= 0 ? hops[s.hop]! : undefined;
     if (voted && voted.address !== t.target) {
       const x = get(voted.address, voted.ttl, hops[s.first]?.address ?? "");
       x.ttl = voted.ttl;
       x.next = hops[s.first]?.address ?? "";
       if (s.atDestination) {
         x.atDest++;
-        x.destTargets.add(`${l.targetRegion}\u0000${l.target}`);
+        x.destRegions.add(l.targetRegion);
       } else x.located++;
       x.links.push(l);
     } else {
@@ -103,11 +123,22 @@ export function blameHops(lossy: readonly EvaluatedLink[], traces: readonly Trac
   }
   const out: BlamedHop[] = [];
   for (const x of tally.values()) {
-    const destOk = x.destTargets.size >= 2;
+    const destOk = x.destRegions.size >= 2;
     const votes = x.located + (destOk ? x.atDest : 0) + x.fractional;
     if (x.located === 0 && !destOk) continue;
     if (votes < 0.5 * x.crossing) continue;
-    out.push({ address: x.address, ttl: x.ttl, next: x.next, votes, tracedLinks: x.crossing, atDestination: x.located === 0, links: x.links });
+    let pairLinks = 0, pairLossyLinks = 0;
+    for (const key of new Set(x.links.map((l) => `${l.sourceRegion}\u0000${l.targetRegion}`))) {
+      const [s, t] = key.split("\u0000") as [string, string];
+      const c = pairLossy(s, t);
+      (pairLinks += c.links), (pairLossyLinks += c.lossy);
+    }
+    if (pairLossyLinks < THRESHOLDS.most * pairLinks) continue;
+    const pairs = new Set([...new Set(x.links.map((l) => `${l.sourceRegion}\u0000${l.targetRegion}`))].filter((k) => {
+      const v = pairVotes.get(k)!;
+      return v.size === 1 && v.has(x.address);
+    }));
+    out.push({ address: x.address, ttl: x.ttl, next: x.next, votes, tracedLinks: x.crossing, atDestination: x.located === 0, links: x.links, pairs });
   }
   return out.sort((a, b) => b.votes - a.votes || a.address.localeCompare(b.address));
 }

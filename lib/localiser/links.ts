@@ -52,12 +52,22 @@ export interface EvaluatedLink extends LinkEnds {
   oneWayWeight: number;
   /** Kinds that measured it (kindNames() of the mask). */
   kinds: number;
+  /**
+   * Observation number of the first window of the link's current lossy stretch (its newest windows
+   * that each lost at least linkLossy); the newest window's when that one alone was clean. A path
+   * trace taken before this stretch began says nothing about it (lib/localiser/hops.ts).
+   * -Infinity when the stretch fills the whole horizon (it began before it).
+   */
+  lossySinceSeq: number;
   /** Set by the localiser when an explanation takes it. */
   explained: boolean;
 }
 
 /** Entity key of a host in a region. */
 export const hostKey = (region: string, ip: string) => `${region}\u0000${ip}`;
+
+/** A window of a link that lost at least linkLossy of its packets on its own. */
+const slotLossy = (x: Slot) => x.lost > 0 && x.lost / x.sent >= THRESHOLDS.linkLossy;
 
 /** Per-link windows, newest last. */
 export class LinkHistory {
@@ -120,9 +130,13 @@ export class LinkHistory {
         kinds |= x.kinds;
       }
       if (sent < T.linkMinSent) continue;
+      let since = slots.length - 1;
+      while (since > 0 && slotLossy(slots[since - 1]!) && slotLossy(slots[since]!)) since--;
       const e: EvaluatedLink = {
         src: hostKey(s.sourceRegion, s.agentIp), dst: hostKey(s.targetRegion, s.target), sourceRegion: s.sourceRegion, agentIp: s.agentIp, targetRegion: s.targetRegion, target: s.target,
         sent, lost, lossy: lost / sent >= T.linkLossy && lost >= T.linkMinLost, oneWayWeight: 0, kinds, explained: false,
+        // A stretch that reaches back past the horizon began longer ago than it can tell.
+        lossySinceSeq: since === 0 && slotLossy(slots[0]!) && slots.length > 1 ? -Infinity : slots[since]!.seq,
       };
       if (fwdSent > 0 && udpSent > 0) {
         const f = fwdLost / fwdSent;

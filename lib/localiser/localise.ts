@@ -30,6 +30,9 @@ export function pairSubject(a: string, b: string): string {
   return `${x}<->${y}`;
 }
 
+/** Due rounds and loopback echoes that are enough to judge an agent's health on. */
+const HEALTH_ENOUGH = 4 * T.starvedMinRounds;
+
 /** Health summed over the horizon, per agent. */
 class HealthHistory {
   private readonly byAgent = new Map<string, { seq: number; h: HealthSample }[]>();
@@ -48,12 +51,19 @@ class HealthHistory {
     }
   }
 
-  /** The agent's health over the horizon, or undefined. */
+  /**
+   * The agent's health over its newest windows that hold HEALTH_ENOUGH due rounds and loopback
+   * echoes (at most the horizon), or undefined: a starved agent reads as starved as soon as its
+   * newest windows say so, not after the horizon's older, healthy ones are outweighed.
+   */
   sum(key: string): HealthSample | undefined {
     const list = this.byAgent.get(key);
     if (!list) return undefined;
     const s = { roundsDue: 0, roundsLate: 0, loopbackSent: 0, loopbackReceived: 0 };
-    for (const { h } of list) (s.roundsDue += h.roundsDue), (s.roundsLate += h.roundsLate), (s.loopbackSent += h.loopbackSent), (s.loopbackReceived += h.loopbackReceived);
+    for (let i = list.length - 1; i >= 0 && (s.roundsDue < HEALTH_ENOUGH || s.loopbackSent < HEALTH_ENOUGH); i--) {
+      const { h } = list[i]!;
+      (s.roundsDue += h.roundsDue), (s.roundsLate += h.roundsLate), (s.loopbackSent += h.loopbackSent), (s.loopbackReceived += h.loopbackReceived);
+    }
     return s;
   }
 }
@@ -136,6 +146,8 @@ export class Localiser {
   private readonly links = new LinkHistory();
   private readonly health = new HealthHistory();
   private seq = 0;
+  /** End of each observed window of the horizon, unix ms, by observation number. */
+  private readonly windowEnds = new Map<number, number>();
 
   /** @param intervalMs the aggregation interval, ms (how old a trace may be: THRESHOLDS.traceMaxAgeWindows windows) */
   constructor(private readonly intervalMs = 15_000) {}
@@ -148,6 +160,8 @@ export class Localiser {
   /** Reads one window and explains its lossy links. */
   observe(w: WindowInput): { explanations: Explanation[]; unexplained: Unexplained } {
     const seq = ++this.seq;
+    this.windowEnds.set(seq, w.windowEndMs);
+    this.windowEnds.delete(seq - T.horizonWindows - 1);
     this.links.add(seq, w.links);
     this.health.add(seq, w.agents);
     const links = this.links.evaluate(seq);
@@ -189,8 +203,22 @@ export class Localiser {
 
     // 2. Hops.
     const remaining = () => links.filter((l) => l.lossy && !l.explained);
-    for (const hop of blameHops(remaining(), w.traces, w.windowEndMs - T.traceMaxAgeWindows * this.intervalMs)) {
-      const mine = hop.links.filter((l) => !l.explained);
+    // A trace counts from one window before the link's lossy stretch began (the round that found
+    // the loss ran in that stretch's first window, the trace right after it), and not beyond the age limit.
+    const oldest = w.windowEndMs - T.traceMaxAgeWindows * this.intervalMs;
+    const traceSince = (l: EvaluatedLink) => (l.lossySinceSeq === -Infinity ? oldest : Math.max(oldest, (this.windowEnds.get(l.lossySinceSeq) ?? w.windowEndMs) - 2 * this.intervalMs));
+    const byPair = new Map<string, { links: number; lossy: number }>();
+    for (const l of links) {
+      const k = `${l.sourceRegion}\u0000${l.targetRegion}`;
+      const c = byPair.get(k) ?? byPair.set(k, { links: 0, lossy: 0 }).get(k)!;
+      c.links++;
+      if (l.lossy) c.lossy++;
+    }
+    const pairLossy = (s: string, t: string) => byPair.get(`${s}\u0000${t}`) ?? { links: 0, lossy: 0 };
+    for (const hop of blameHops(remaining(), w.traces, traceSince, pairLossy)) {
+      // Its voters, and the untraced lossy links of the pairs whose traced links all voted for it.
+      const voters = new Set(hop.links);
+      const mine = links.filter((l) => l.lossy && !l.explained && (voters.has(l) || hop.pairs.has(`${l.sourceRegion}\u0000${l.targetRegion}`)));
       if (!mine.length) continue;
       for (const l of mine) l.explained = true;
       const regions = [...new Set(mine.flatMap((l) => [l.sourceRegion, l.targetRegion]))].sort(natural);
@@ -281,11 +309,13 @@ export class Localiser {
       if (!p) pairs.set(k, (p = { links: [], lossy: 0, inferred: false }));
       return p;
     };
+    // A pair is judged on all its links: those an agent, target or hop explained count as not
+    // lossy here, so a handful of leftovers of a hop incident do not make their regions look bad.
     for (const l of links) {
-      if (l.explained || l.sourceRegion === l.targetRegion) continue;
+      if (l.sourceRegion === l.targetRegion) continue;
       const p = pairOf(l.sourceRegion, l.targetRegion);
       p.links.push(l);
-      if (l.lossy) p.lossy++;
+      if (l.lossy && !l.explained) p.lossy++;
     }
     for (const i of inferred) if (i.sourceRegion !== i.targetRegion) pairOf(i.sourceRegion, i.targetRegion).inferred = true;
     const counts = regionCounts(links);
