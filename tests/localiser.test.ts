@@ -213,6 +213,20 @@ describe("localiser under noise (what the bench found)", () => {
     }
   });
 
+  test("... and a stretch longer than the horizon still refuses a trace of a burst before it", () => {
+    const spec: MeshSpec = { regions: ["a", "b", "c", "d"], agents: 2 };
+    const [x, , y] = hosts(spec) as [Host, Host, Host];
+    const lossy: MeshSpec = { ...spec, drop: (f, t) => (f.region === "a" && t.region === "b" ? 0.3 : 0) };
+    const t = trace(x, y, [["192.0.2.1", 0], ["192.0.2.2", 40], [y.ip, 40]], 1 * I - 500);
+    const loc = new Localiser(I);
+    const said: string[] = [];
+    for (let i = 1; i <= 3 * THRESHOLDS.horizonWindows; i++) {
+      const r = loc.observe({ ...meshWindow(i === 1 || i >= 4 ? lossy : spec, i * I), traces: [t] });
+      if (i >= 4) said.push(...r.explanations.map((e) => `${e.scope} ${e.subject}`));
+    }
+    expect(said).not.toContain("hop 192.0.2.1");
+  });
+
   test("leftovers of a hop incident do not make their regions or pairs look bad", () => {
     // Router 192.0.2.7 drops what it forwards from r1 and r2 towards r3: the round trips between
     // them lose both ways. Every lossy link is traced but one: its pair's traced links all vote for

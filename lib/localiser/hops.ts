@@ -41,8 +41,9 @@ export interface BlamedHop {
   /** The voting links. */
   links: EvaluatedLink[];
   /**
-   * Region pairs (`source\0target`) whose traced lossy links all vote for this hop: their links
-   * share the path, so the hop explains the pair's untraced lossy links too.
+   * Region pairs (`source\0target`) most of whose traced lossy links vote for this hop: their
+   * links share the path, so the hop explains the pair's other lossy links too (untraced, or
+   * traced during an unrelated burst elsewhere on the path).
    */
   pairs: Set<string>;
 }
@@ -91,11 +92,13 @@ export function blameHops(lossy: readonly EvaluatedLink[], traces: readonly Trac
     if (!x) tally.set(address, (x = { address, ttl, next, located: 0, atDest: 0, destRegions: new Set(), fractional: 0, crossing: 0, links: [] }));
     return x;
   };
-  /** Per region pair, the hops its traced lossy links vote for ("" for a traced link that votes for none). */
-  const pairVotes = new Map<string, Set<string>>();
+  /** Per region pair, its traced lossy links and their votes per hop ("" for a traced link that votes for none). */
+  const pairVotes = new Map<string, { traced: number; votes: Map<string, number> }>();
   const votedBy = (l: EvaluatedLink, hop: string) => {
     const k = `${l.sourceRegion}\u0000${l.targetRegion}`;
-    (pairVotes.get(k) ?? pairVotes.set(k, new Set()).get(k)!).add(hop);
+    const p = pairVotes.get(k) ?? pairVotes.set(k, { traced: 0, votes: new Map() }).get(k)!;
+    p.traced++;
+    p.votes.set(hop, (p.votes.get(hop) ?? 0) + 1);
   };
   for (const l of lossy) {
     const t = newest.get(`${l.sourceRegion}\u0000${l.agentIp}\u0000${l.targetRegion}\u0000${l.target}`);
@@ -135,8 +138,8 @@ export function blameHops(lossy: readonly EvaluatedLink[], traces: readonly Trac
     }
     if (pairLossyLinks < THRESHOLDS.most * pairLinks) continue;
     const pairs = new Set([...new Set(x.links.map((l) => `${l.sourceRegion}\u0000${l.targetRegion}`))].filter((k) => {
-      const v = pairVotes.get(k)!;
-      return v.size === 1 && v.has(x.address);
+      const p = pairVotes.get(k)!;
+      return (p.votes.get(x.address) ?? 0) >= THRESHOLDS.most * p.traced;
     }));
     out.push({ address: x.address, ttl: x.ttl, next: x.next, votes, tracedLinks: x.crossing, atDestination: x.located === 0, links: x.links, pairs });
   }

@@ -55,8 +55,8 @@ export interface EvaluatedLink extends LinkEnds {
   /**
    * Observation number of the first window of the link's current lossy stretch (its newest windows
    * that each lost at least linkLossy); the newest window's when that one alone was clean. A path
-   * trace taken before this stretch began says nothing about it (lib/localiser/hops.ts).
-   * -Infinity when the stretch fills the whole horizon (it began before it).
+   * trace taken before this stretch began says nothing about it (lib/localiser/hops.ts). Kept
+   * per link beyond the horizon, so a long outage still refuses the traces of a burst before it.
    */
   lossySinceSeq: number;
   /** Set by the localiser when an explanation takes it. */
@@ -71,7 +71,8 @@ const slotLossy = (x: Slot) => x.lost > 0 && x.lost / x.sent >= THRESHOLDS.linkL
 
 /** Per-link windows, newest last. */
 export class LinkHistory {
-  private readonly links = new Map<string, { sample: Omit<LinkSample, "kind" | "sent" | "lost">; slots: Slot[] }>();
+  /** Per link: its ends, its windows, and its current lossy stretch (first and last window's observation numbers). */
+  private readonly links = new Map<string, { sample: Omit<LinkSample, "kind" | "sent" | "lost">; slots: Slot[]; stretch?: { from: number; to: number } }>();
 
   /** Number of links remembered. */
   get size(): number {
@@ -116,8 +117,15 @@ export class LinkHistory {
   evaluate(seq: number): EvaluatedLink[] {
     const out: EvaluatedLink[] = [];
     const T = THRESHOLDS;
-    for (const { sample: s, slots } of this.links.values()) {
+    for (const rec of this.links.values()) {
+      const { sample: s, slots } = rec;
       if (!slots.length || slots.at(-1)!.seq < seq - 1) continue;
+      // The lossy stretch outlives the horizon: it is kept per link, window after window.
+      const newest = slots.at(-1)!, before = slots.at(-2);
+      if (!slotLossy(newest)) rec.stretch = undefined;
+      else if (rec.stretch && rec.stretch.to === newest.seq) { /* evaluated twice in one window */ }
+      else if (rec.stretch && before && rec.stretch.to === before.seq) rec.stretch.to = newest.seq;
+      else rec.stretch = { from: newest.seq, to: newest.seq };
       let sent = 0, lost = 0, udpSent = 0, udpLost = 0, fwdSent = 0, fwdLost = 0, kinds = 0;
       for (let i = slots.length - 1; i >= 0 && sent < T.linkMinSent; i--) {
         const x = slots[i]!;
@@ -130,13 +138,9 @@ export class LinkHistory {
         kinds |= x.kinds;
       }
       if (sent < T.linkMinSent) continue;
-      let since = slots.length - 1;
-      while (since > 0 && slotLossy(slots[since - 1]!) && slotLossy(slots[since]!)) since--;
       const e: EvaluatedLink = {
         src: hostKey(s.sourceRegion, s.agentIp), dst: hostKey(s.targetRegion, s.target), sourceRegion: s.sourceRegion, agentIp: s.agentIp, targetRegion: s.targetRegion, target: s.target,
-        sent, lost, lossy: lost / sent >= T.linkLossy && lost >= T.linkMinLost, oneWayWeight: 0, kinds, explained: false,
-        // A stretch that reaches back past the horizon began longer ago than it can tell.
-        lossySinceSeq: since === 0 && slotLossy(slots[0]!) && slots.length > 1 ? -Infinity : slots[since]!.seq,
+        sent, lost, lossy: lost / sent >= T.linkLossy && lost >= T.linkMinLost, oneWayWeight: 0, kinds, explained: false, lossySinceSeq: rec.stretch?.from ?? newest.seq,
       };
       if (fwdSent > 0 && udpSent > 0) {
         const f = fwdLost / fwdSent;

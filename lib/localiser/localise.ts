@@ -30,6 +30,9 @@ export function pairSubject(a: string, b: string): string {
   return `${x}<->${y}`;
 }
 
+/** Window ends remembered, by observation number: as far back as a trace may count. */
+const WINDOW_ENDS_KEPT = T.traceMaxAgeWindows + 2;
+
 /** Due rounds and loopback echoes that are enough to judge an agent's health on. */
 const HEALTH_ENOUGH = 4 * T.starvedMinRounds;
 
@@ -161,7 +164,7 @@ export class Localiser {
   observe(w: WindowInput): { explanations: Explanation[]; unexplained: Unexplained } {
     const seq = ++this.seq;
     this.windowEnds.set(seq, w.windowEndMs);
-    this.windowEnds.delete(seq - T.horizonWindows - 1);
+    this.windowEnds.delete(seq - WINDOW_ENDS_KEPT - 1);
     this.links.add(seq, w.links);
     this.health.add(seq, w.agents);
     const links = this.links.evaluate(seq);
@@ -206,7 +209,8 @@ export class Localiser {
     // A trace counts from one window before the link's lossy stretch began (the round that found
     // the loss ran in that stretch's first window, the trace right after it), and not beyond the age limit.
     const oldest = w.windowEndMs - T.traceMaxAgeWindows * this.intervalMs;
-    const traceSince = (l: EvaluatedLink) => (l.lossySinceSeq === -Infinity ? oldest : Math.max(oldest, (this.windowEnds.get(l.lossySinceSeq) ?? w.windowEndMs) - 2 * this.intervalMs));
+    // A stretch that began before the windows remembered began before the oldest trace that counts.
+    const traceSince = (l: EvaluatedLink) => Math.max(oldest, (this.windowEnds.get(l.lossySinceSeq) ?? (l.lossySinceSeq < seq - WINDOW_ENDS_KEPT ? oldest : w.windowEndMs)) - 2 * this.intervalMs);
     const byPair = new Map<string, { links: number; lossy: number }>();
     for (const l of links) {
       const k = `${l.sourceRegion}\u0000${l.targetRegion}`;
