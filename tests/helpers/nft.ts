@@ -1,8 +1,9 @@
 /**
  * nftables faults inside ONE network namespace (the test's own; never the host's): cut it off,
- * drop one TCP port, lose only the answers from a port, and count the ICMP echo requests that
- * leave it. Everything lives in two tables of that namespace (`inet pmfault` for drops, `inet
- * pmcount` for counting) and goes away with the namespace; restore() empties the drop chains.
+ * drop one TCP port, lose only the answers from a port, drop a share of packets at random (sent,
+ * received or routed), and count the ICMP echo requests that leave it. Everything lives in two
+ * tables of that namespace (`inet pmfault` for drops, `inet pmcount` for counting) and goes away
+ * with the namespace; restore() empties the drop chains.
  *
  * The counting chain hooks output at priority 100, after the drop chains (priority 0): a packet
  * dropped by a fault never reaches it, so the counter reads what actually left.
@@ -78,6 +79,31 @@ export async function dropTcpPort(ns: string, port: number, mode: "both" | "refu
       ? [`add rule inet pmfault output ${peerOut}tcp dport ${port} reject with tcp reset`]
       : [`add rule inet pmfault input ${peerIn}tcp sport ${port} ip length > 120 drop`];
   await nft(ns, lines.join("\n"));
+}
+
+/**
+ * Drops `percent` % (an integer 0..100) of one direction's packets in `ns`, each packet at random
+ * (`numgen random mod 100 < percent drop`): "output" what the namespace sends (its egress, lo
+ * spared), "input" what it receives (its ingress, lo spared), "forward" what it routes (a router
+ * namespace). `peers` (IPv4 addresses) limits it to packets to them (output, forward) or from them
+ * (input). restore() removes input and output rules with the other faults; the returned function
+ * removes this rule alone (any hook).
+ */
+export async function dropRandom(ns: string, hook: "input" | "output" | "forward", percent: number, peers?: string[]): Promise<() => Promise<void>> {
+  if (!Number.isInteger(percent) || percent < 0 || percent > 100) throw new Error(`percent ${percent}: an integer 0..100`);
+  await ensureFaultTable(ns);
+  if (hook === "forward") await nft(ns, "add chain inet pmfault forward { type filter hook forward priority 0; policy accept; }");
+  const dev = hook === "output" ? 'oifname != "lo" ' : hook === "input" ? 'iifname != "lo" ' : "";
+  const peer = peers?.length ? `ip ${hook === "input" ? "saddr" : "daddr"} { ${peers.join(", ")} } ` : "";
+  // --echo --handle prints the rule with its handle, for the remover.
+  const r = await $`ip netns exec ${ns} nft -e -a -f - < ${new Response(`add rule inet pmfault ${hook} ${dev}${peer}numgen random mod 100 < ${percent} drop\n`)}`.quiet().nothrow();
+  if (r.exitCode !== 0) throw new Error(`nft in ${ns} failed (${r.exitCode}): ${r.stderr.toString().trim()}`);
+  const handle = /# handle (\d+)/.exec(r.stdout.toString())?.[1];
+  if (!handle) throw new Error(`nft in ${ns} did not echo the rule's handle: ${r.stdout.toString().trim()}`);
+  return async () => {
+    // Gone already when restore() flushed the chain: that is fine.
+    await nftCmd(ns, ["delete", "rule", "inet", "pmfault", hook, "handle", handle]).catch(() => {});
+  };
 }
 
 /** Packets dropped so far by the fault rules (for diagnostics). */
