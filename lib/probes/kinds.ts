@@ -31,6 +31,11 @@ export type MeshFlowKind = (typeof MESH_FLOW_KINDS)[number];
 
 /** Every kind whose targets can be known agents (dynamic discovery). */
 export const MESH_KINDS = [MESH_KIND, ...MESH_FLOW_KINDS] as const satisfies readonly ProberType[];
+/**
+ * The mesh kinds whose probe-file block (module and targets) is merged with the agents' addresses
+ * under dynamic discovery (tcp's mesh has its own module): their blocks may list no target.
+ */
+export const MESH_MERGED_KINDS = ["icmp", "udp"] as const satisfies readonly (typeof MESH_KINDS)[number][];
 
 /**
  * The mesh's tcp connect probe, for agents' TCP listeners handed out by dynamic discovery (a file

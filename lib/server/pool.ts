@@ -18,7 +18,7 @@
 import { create } from "@bufbuild/protobuf";
 import { GetTargetPoolResponseSchema, type GetTargetPoolResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { PROBER_TYPES, type ModuleOf, type ProbeKind, type ProberType, type TargetOf } from "../probes/kind.ts";
-import { agentHostPort, MESH_KIND, MESH_KINDS, meshTcpModule, PROBE_KINDS } from "../probes/kinds.ts";
+import { agentHostPort, MESH_KIND, MESH_KINDS, MESH_MERGED_KINDS, meshTcpModule, PROBE_KINDS } from "../probes/kinds.ts";
 import { splitHostPortTarget } from "../probes/host_port.ts";
 import type { ProbeBlock, ProbeFile } from "../targets/config.ts";
 import type { AgentEntry, AgentRegistry } from "./registry.ts";
@@ -44,8 +44,7 @@ const MAX_LEFT = 10_000;
 /** Source regions whose pools are cached at most (region names come from agents). */
 const MAX_CACHED_REGIONS = 4096;
 
-/** The mesh kinds whose file block (module and targets) is merged with the agents' addresses; tcp's mesh has its own module. */
-const MERGED = ["icmp", "udp"] as const satisfies readonly (typeof MESH_KINDS)[number][];
+const MERGED = MESH_MERGED_KINDS;
 type MeshMerged = (typeof MERGED)[number];
 
 const key = (type: ProberType, region: string, address: string) => `${type}\u0000${region}\u0000${address}`;

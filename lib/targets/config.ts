@@ -8,7 +8,7 @@ import { dirname } from "node:path";
 import { LineCounter, parseDocument, isMap, isPair, isScalar, type Node } from "yaml";
 import { z } from "zod";
 import { PROBER_TYPES, type ModuleOf, type ProberType } from "../probes/kind.ts";
-import { MESH_KIND, PROBE_KINDS } from "../probes/kinds.ts";
+import { MESH_KIND, MESH_MERGED_KINDS, PROBE_KINDS } from "../probes/kinds.ts";
 import { BLACKBOX_ONLY_PROBERS, modulesSchema } from "./modules.ts";
 
 /** One `prober_configs` entry after validation. `region` is the TARGET region; targets are canonical and de-duplicated. */
@@ -41,7 +41,7 @@ function fileSchema(baseDir: string) {
       prober_type: z.enum(PROBER_TYPES).optional(),
       region: z.string().min(1, "must not be empty"),
       module: z.string().min(1).optional(),
-      targets: z.array(z.string().min(1)).min(1, "must list at least one target"),
+      targets: z.array(z.string().min(1)).default([]),
       ...moduleKeys,
     })
     .superRefine((b, ctx) => {
@@ -77,6 +77,10 @@ function fileSchema(baseDir: string) {
           module = named.module;
         }
         const kind = PROBE_KINDS[type!];
+        if (b.targets.length === 0 && !(MESH_MERGED_KINDS as readonly string[]).includes(type!)) {
+          ctx.addIssue({ code: "custom", path: ["prober_configs", i, "targets"], message: `must list at least one target (only ${MESH_MERGED_KINDS.join(" and ")} blocks, whose targets discovery adds, may have none)` });
+          return [];
+        }
         const bad = b.targets.findIndex((t) => kind.normaliseTarget(t) === null);
         if (bad >= 0) {
           ctx.addIssue({ code: "custom", path: ["prober_configs", i, "targets", bad], message: `"${b.targets[bad]}" is not a valid ${kind.targetDescription}` });
