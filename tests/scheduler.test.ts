@@ -219,8 +219,7 @@ test("late rounds: after a stall (the monotonic clock moved 1 s while no timer r
   }
   const h = s.takeHealth();
   // The catch-up rounds were 1000, 900, ..., 200 ms late (and more by however late their timers
-  // ran): at least nine over the threshold; the ones the previous round still held were skipped,
-  // late too. The largest lateness of a round that started is that of the first, the stall's 1 s
+  // ran): at least nine over the threshold. The largest lateness of a round that started is that of the first, the stall's 1 s
   // (less the millisecond by which a timer may fire before performance.now() reaches its time).
   expect(h.roundsDue).toBeGreaterThanOrEqual(10);
   expect(h.roundsLate).toBeGreaterThanOrEqual(9);
@@ -230,7 +229,7 @@ test("late rounds: after a stall (the monotonic clock moved 1 s while no timer r
   expect(s.takeHealth()).toEqual({ roundsDue: 0, roundsLate: 0, maxLatenessSeconds: 0 });
 });
 
-test("late rounds: a round skipped because the target's previous round still runs counts as late", async () => {
+test("late rounds: a round skipped because the target's previous round still runs is not counted (a lossy target waits out its timeouts; that is not a starved agent)", async () => {
   const interval = 100;
   const x = job("icmp/r/127.0.0.1", () => false, { holdMs: 250 }); // each round holds two more plan slots
   const s = new Scheduler(interval, {}, undefined, "r/10.0.0.1");
@@ -241,10 +240,9 @@ test("late rounds: a round skipped because the target's previous round still run
     s.stop();
   }
   const h = s.takeHealth();
-  const skipped = h.roundsDue - x.rounds.length;
   expect(x.maxRunning()).toBe(1);
-  expect(skipped).toBeGreaterThanOrEqual(2);
-  expect(h.roundsLate).toBeGreaterThanOrEqual(skipped);
+  // Only the rounds that started came due; the two slots each round held were skipped, uncounted.
+  expect(h.roundsDue).toBe(x.rounds.length);
   expect(h.roundsLate).toBeLessThanOrEqual(h.roundsDue);
 });
 

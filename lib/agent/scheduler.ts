@@ -15,10 +15,12 @@
  * of packets per second (the budget), so a region-wide outage does not multiply the load without
  * bound: a re-probe that finds the bucket empty is skipped and tried again one error interval later.
  *
- * Health (AgentHealth, docs/protocol.md "Agent health"): every regular round that comes due is
- * counted, and counted late when it started more than max(100 ms, 10 % of the probe interval)
- * after its planned monotonic time, or did not start because the target's previous round was still
- * running. A starved agent (no CPU, a paused VM) shows here before it shows as network loss.
+ * Health (AgentHealth, docs/protocol.md "Agent health"): every regular round that comes due and
+ * starts is counted, and counted late when it started more than max(100 ms, 10 % of the probe
+ * interval) after its planned monotonic time. A round that does not start because the target's
+ * previous round (or an error-state re-probe) still runs is not counted: that is a lossy target
+ * (a round waits out its timeout), not a starved agent. A starved agent (no CPU, a paused VM)
+ * shows here before it shows as network loss.
  */
 import { createHash } from "node:crypto";
 
@@ -80,7 +82,7 @@ export interface SchedulerEvents<J extends Job = Job> {
 export interface SchedulerHealth {
   /** Regular rounds that came due. */
   roundsDue: number;
-  /** Of them: started more than the lateness threshold after their planned time, or skipped (previous round still running). */
+  /** Of them: started more than the lateness threshold after their planned time. */
   roundsLate: number;
   /** The largest lateness of a round that started, seconds (0 when none was late at all). */
   maxLatenessSeconds: number;
@@ -242,19 +244,19 @@ export class Scheduler<J extends Job = Job> {
       planned += this.intervalMs;
       const now = this.clock.monoMs();
       state.timer = setTimeout(fire, Math.max(0, next - now));
-      // Skipped when the previous round is still going (never overlap): a late round too.
-      const started = this.runRound(state, thisPlanned);
-      this.countDue(started, now - dueMono);
+      // Skipped when the previous round is still going (never overlap): not counted (a lossy
+      // target's rounds run to their timeout, and its re-probes run between them).
+      if (this.runRound(state, thisPlanned)) this.countDue(now - dueMono);
     };
     state.timer = setTimeout(fire, next - mono);
     this.jobs.set(job.key, state);
   }
 
-  /** Counts a regular round that came due. @param lateMs how long after its planned monotonic time it fired */
-  private countDue(started: boolean, lateMs: number): void {
+  /** Counts a regular round that came due and started. @param lateMs how long after its planned monotonic time it fired */
+  private countDue(lateMs: number): void {
     this.roundsDue++;
-    if (!started || lateMs > this.lateMs) this.roundsLate++;
-    if (started && lateMs > this.maxLateMs) this.maxLateMs = lateMs;
+    if (lateMs > this.lateMs) this.roundsLate++;
+    if (lateMs > this.maxLateMs) this.maxLateMs = lateMs;
   }
 
   /**

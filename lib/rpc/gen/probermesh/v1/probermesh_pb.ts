@@ -344,9 +344,10 @@ export const PushResultsRequestSchema: GenMessage<PushResultsRequest> = /*@__PUR
  */
 export type AgentHealth = Message<"probermesh.v1.AgentHealth"> & {
   /**
-   * Regular rounds that came due in the period, and how many of them started late: more than
-   * max(100 ms, 10 % of the probe interval) after their planned start, or not at all because the
-   * target's previous round was still running.
+   * Regular rounds that came due and started in the period, and how many of them started late:
+   * more than max(100 ms, 10 % of the probe interval) after their planned start. A round that did
+   * not start because the target's previous round (or a re-probe) still ran is not counted: a
+   * lossy target's rounds wait out their timeout, which says nothing of the agent.
    *
    * @generated from field: uint32 rounds_due = 1;
    */
