@@ -69,6 +69,13 @@ describe("localiser", () => {
     expect(brief(run({ regions: REGIONS, agents: 2, udp: true, drop: (f, t) => (f.region === "r3" || t.region === "r3" ? 0.3 : 0) }).explanations)).toEqual(["region_isolated r3"]);
   });
 
+  test("a little one-way loss leaking into the other direction (a fault's onset) does not make it both ways", () => {
+    const r = run({ regions: REGIONS, agents: 2, udp: true, drop: (f, t) => (t.region === "r3" ? 0.3 : f.region === "r3" ? 0.07 : 0) });
+    expect(brief(r.explanations)).toEqual(["region_ingress r3"]);
+    const both = run({ regions: REGIONS, agents: 2, udp: true, drop: (f, t) => (t.region === "r3" ? 0.3 : f.region === "r3" ? 0.2 : 0) });
+    expect(brief(both.explanations)).toEqual(["region_isolated r3"]);
+  });
+
   test("round trips only (icmp): a region-wide loss is `region_isolated`, saying the direction is unknown", () => {
     const r = run({ regions: REGIONS, agents: 2, drop: (_f, t) => (t.region === "r3" ? 0.3 : 0) });
     expect(brief(r.explanations)).toEqual(["region_isolated r3"]);

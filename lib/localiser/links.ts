@@ -66,9 +66,6 @@ export interface EvaluatedLink extends LinkEnds {
 /** Entity key of a host in a region. */
 export const hostKey = (region: string, ip: string) => `${region}\u0000${ip}`;
 
-/** A window of a link that lost at least linkLossy of its packets on its own. */
-const slotLossy = (x: Slot) => x.lost > 0 && x.lost / x.sent >= THRESHOLDS.linkLossy;
-
 /** Per-link windows, newest last. */
 export class LinkHistory {
   /** Per link: its ends, its windows, and its current lossy stretch (first and last window's observation numbers). */
@@ -120,15 +117,12 @@ export class LinkHistory {
     for (const rec of this.links.values()) {
       const { sample: s, slots } = rec;
       if (!slots.length || slots.at(-1)!.seq < seq - 1) continue;
-      // The lossy stretch outlives the horizon: it is kept per link, window after window.
       const newest = slots.at(-1)!, before = slots.at(-2);
-      if (!slotLossy(newest)) rec.stretch = undefined;
-      else if (rec.stretch && rec.stretch.to === newest.seq) { /* evaluated twice in one window */ }
-      else if (rec.stretch && before && rec.stretch.to === before.seq) rec.stretch.to = newest.seq;
-      else rec.stretch = { from: newest.seq, to: newest.seq };
       let sent = 0, lost = 0, udpSent = 0, udpLost = 0, fwdSent = 0, fwdLost = 0, kinds = 0;
+      let first = slots.length;
       for (let i = slots.length - 1; i >= 0 && sent < T.linkMinSent; i--) {
         const x = slots[i]!;
+        first = i;
         sent += x.sent;
         lost += x.lost;
         udpSent += x.udpSent;
@@ -138,9 +132,18 @@ export class LinkHistory {
         kinds |= x.kinds;
       }
       if (sent < T.linkMinSent) continue;
+      const lossy = lost / sent >= T.linkLossy && lost >= T.linkMinLost;
+      // The lossy stretch: the windows over which the link has been judged lossy, kept per link
+      // beyond the horizon. It begins at the oldest window of the first lossy judgement, and ends
+      // when the link is judged clean (not when its newest window alone is clean: the tail of a
+      // fault still in the horizon is the same stretch).
+      if (!lossy) rec.stretch = undefined;
+      else if (rec.stretch && rec.stretch.to === newest.seq) { /* judged twice in one window */ }
+      else if (rec.stretch && before && rec.stretch.to === before.seq) rec.stretch.to = newest.seq;
+      else rec.stretch = { from: slots[first]!.seq, to: newest.seq };
       const e: EvaluatedLink = {
         src: hostKey(s.sourceRegion, s.agentIp), dst: hostKey(s.targetRegion, s.target), sourceRegion: s.sourceRegion, agentIp: s.agentIp, targetRegion: s.targetRegion, target: s.target,
-        sent, lost, lossy: lost / sent >= T.linkLossy && lost >= T.linkMinLost, oneWayWeight: 0, kinds, explained: false, lossySinceSeq: rec.stretch?.from ?? newest.seq,
+        sent, lost, lossy, oneWayWeight: 0, kinds, explained: false, lossySinceSeq: rec.stretch?.from ?? newest.seq,
       };
       if (fwdSent > 0 && udpSent > 0) {
         const f = fwdLost / fwdSent;

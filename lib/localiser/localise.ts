@@ -114,10 +114,16 @@ function oneWay(links: readonly EvaluatedLink[], inside: (key: string) => boolea
   return { egress, ingress, direction: directionOf(egress, ingress) };
 }
 
-/** egress / ingress / both from the two one-way losses; unknown when neither is measured lossy. */
+/**
+ * egress / ingress / both from the two one-way losses; unknown when neither is measured lossy.
+ * "both" needs the smaller to be at least half the larger: at a fault's onset the one-way counts
+ * (spans between replies) lag the round trips by a round, and a few percent leak into the other
+ * direction; one fault would otherwise open as `region_isolated` and turn into `region_ingress`.
+ */
 function directionOf(egress: number | undefined, ingress: number | undefined): Direction {
   const e = egress !== undefined && egress >= T.linkLossy, i = ingress !== undefined && ingress >= T.linkLossy;
-  return e && i ? "both" : e ? "egress" : i ? "ingress" : "unknown";
+  if (e && i) return Math.min(egress!, ingress!) >= 0.5 * Math.max(egress!, ingress!) ? "both" : egress! > ingress! ? "egress" : "ingress";
+  return e ? "egress" : i ? "ingress" : "unknown";
 }
 
 /** Link counts (all, lossy) of a window: overall, per region touched, per ordered region pair. */
