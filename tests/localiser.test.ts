@@ -106,6 +106,22 @@ describe("localiser", () => {
     expect(r.explanations[0]!.evidence.cells).toContainEqual({ sourceRegion: "r4", targetRegion: "r1" });
   });
 
+  test("a cut in the middle of a udp round (replies before it, none after) is not read as loss on the way back", () => {
+    // Seen in CI: the round that straddled the cut reported spans up to the cut (nothing lost in
+    // them) and half its probes lost after it; 1 - (1 - loss) / (1 - forward) called that egress.
+    const cut = (h: Host) => h.region === "r4";
+    const spec: MeshSpec = { regions: REGIONS, agents: 2, udp: true, silent: cut, drop: (f, t) => (cut(f) || cut(t) ? 1 : 0), inferred: ["r1", "r2", "r3"].map((x) => ({ sourceRegion: "r4", targetRegion: x })) };
+    const loc = new Localiser(I);
+    let r: ReturnType<Localiser["observe"]> | undefined;
+    for (let i = 1; i <= 2; i++) {
+      const w = meshWindow(spec, i * I);
+      for (const l of w.links) if (l.kind === "udp" && l.targetRegion === "r4") Object.assign(l, { lost: 32, forwardSent: 32, forwardLost: 0 });
+      r = loc.observe(w);
+    }
+    expect(brief(r!.explanations)).toEqual(["region_isolated r4"]);
+    expect(r!.explanations[0]!.evidence.egressLoss).toBe(0);
+  });
+
   test("scattered loss (a few lossy links here and there) blames nothing", () => {
     const lossy = new Set(["10.1.0.1>10.2.0.2", "10.3.0.2>10.4.0.1", "10.4.0.2>10.1.0.2", "10.2.0.1>10.3.0.1"]);
     const r = run({ regions: REGIONS, agents: 2, drop: (f, t) => (lossy.has(`${f.ip}>${t.ip}`) ? 0.3 : 0) });

@@ -146,17 +146,27 @@ export class LinkHistory {
         sent, lost, lossy, oneWayWeight: 0, kinds, explained: false, lossySinceSeq: rec.stretch?.from ?? newest.seq,
       };
       if (fwdSent > 0 && udpSent > 0) {
-        const f = fwdLost / fwdSent;
-        const total = udpLost / udpSent;
-        e.forwardLoss = f;
-        // (1 - total) = (1 - forward)(1 - reverse); a forward loss of 1 leaves the reverse unknown.
-        if (f < 1) e.reverseLoss = Math.min(1, Math.max(0, 1 - (1 - total) / (1 - f)));
+        e.forwardLoss = fwdLost / fwdSent;
+        e.reverseLoss = reverseLoss(fwdSent, fwdLost, udpSent - udpLost);
         e.oneWayWeight = fwdSent;
       }
       out.push(e);
     }
     return out;
   }
+}
+
+/**
+ * Loss on the way back, from the spans of the reflector counts (docs/probes.md "One-way loss"):
+ * every span is closed by exactly one reply received, and `arrived` = forward_sent - forward_lost
+ * requests reached the responder within the spans, so 1 - replies / arrived were lost coming back.
+ * Not 1 - (1 - loss) / (1 - forward loss): requests after a flow's last reply (a cut in the middle
+ * of a round) are in no span, and that formula would call their loss the way back's.
+ * @param replies replies received (udp sent - lost of the windows with spans); undefined when nothing arrived
+ */
+export function reverseLoss(forwardSent: number, forwardLost: number, replies: number): number | undefined {
+  const arrived = forwardSent - forwardLost;
+  return arrived > 0 ? Math.min(1, Math.max(0, 1 - replies / arrived)) : undefined;
 }
 
 /** Pooled one-way loss of a set of directed observations (weight, loss); undefined when none. */

@@ -230,7 +230,7 @@ export function echoIngest<R extends EchoResult>(spec: EchoSpec<R>, store: Serie
     sent: store.counter({
       name: `prober_${k}_forward_packets_sent_total`, type: "counter", labelNames: PAIR,
       help: `${T} ${request}s sent within the spans the responder's reflector count covers (cumulative): the denominator of the loss towards the target.`,
-      doc: "docs/probes.md \"One-way loss\". forward loss over a range = increase(_forward_packets_lost_total) / increase(_forward_packets_sent_total); the way back loses 1 - (1 - loss) / (1 - forward loss). Zero from responders of 0.6.",
+      doc: "docs/probes.md \"One-way loss\". forward loss over a range = increase(_forward_packets_lost_total) / increase(_forward_packets_sent_total); the way back loses 1 - replies / (forward sent - forward lost) (each span closes with one reply). Zero from responders of 0.6.",
     }),
     lost: store.counter({
       name: `prober_${k}_forward_packets_lost_total`, type: "counter", labelNames: PAIR,

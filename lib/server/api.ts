@@ -14,6 +14,7 @@ import type { PathStore, StoredPath } from "./paths.ts";
 import type { AgentRegistry } from "./registry.ts";
 import type { Incident, Unexplained } from "../localiser/model.ts";
 import { incidentSummary } from "./incidents.ts";
+import { reverseLoss } from "../localiser/links.ts";
 
 /** What the API reads. */
 export interface ApiDeps {
@@ -49,7 +50,7 @@ function oneWay(u: EchoAggregate) {
   let sent = 0, lost = 0;
   for (const l of u.links) (sent += l.forwardSent ?? 0), (lost += l.forwardLost ?? 0);
   const fwd = sent > 0 ? lost / sent : null;
-  const rev = fwd !== null && fwd < 1 && u.sent > 0 ? Math.max(0, 1 - (1 - (u.sent - u.received) / u.sent) / (1 - fwd)) : null;
+  const rev = sent > 0 ? (reverseLoss(sent, lost, u.received) ?? null) : null;
   return { forward_sent: sent, forward_lost: lost, forward_loss_ratio: fwd, reverse_loss_ratio: rev };
 }
 

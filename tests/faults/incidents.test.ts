@@ -7,7 +7,7 @@
  * can explain anything.
  * Faults are nftables rules that drop 30 % of chosen packets at random (dropRandom, nft.ts):
  *
- *   a. no fault for PM_INCIDENT_SOAK_S seconds (default 20; the 0.7 note records a 300 s soak): no incident, ever (active and recent
+ *   a. no fault for PM_INCIDENT_SOAK_S seconds (default 10; the 0.7 note records a 300 s soak): no incident, ever (active and recent
  *      empty, prober_incidents_total 0 for every scope, at every poll);
  *   b. a1 drops 30 % of its egress: `agent r1/<a1>`, and at no poll a region_* incident naming r1;
  *   c. b1 and b2 drop 30 % of their ingress: one `region_ingress r2` (the udp reflector counts say
@@ -43,7 +43,7 @@ function shortUdp(bed: MeshBed): string {
   return [...first].map(([r, ip]) => `  - prober_type: udp\n    region: ${r}\n    udp: {packet_count: 32, interval: 10ms, timeout: 500ms}\n    targets: ["${ip}:6010"]\n`).join("");
 }
 /** How long step a watches the healthy mesh, s (a manual soak sets more). */
-const SOAK_S = Number(process.env.PM_INCIDENT_SOAK_S ?? 20);
+const SOAK_S = Number(process.env.PM_INCIDENT_SOAK_S ?? 10);
 /** Fault -> incident active, and restore -> incident ended, at most (ms). */
 const STEP_MS = 40_000;
 const POLL_MS = 500;

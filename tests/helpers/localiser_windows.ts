@@ -45,7 +45,7 @@ export function meshWindow(spec: MeshSpec, windowEndMs: number): WindowInput {
       const base = { sourceRegion: a.region, agentIp: a.ip, targetRegion: t.region, target: t.ip, sent: 64, lost: 64 * rt };
       links.push({ kind: "icmp", ...base });
       // One-way counts come from replies (reflector counts): none when every round trip is lost.
-      if (spec.udp) links.push({ kind: "udp", ...base, ...(rt < 1 ? { forwardSent: 60, forwardLost: Math.round(60 * fwd) } : {}) });
+      if (spec.udp) links.push({ kind: "udp", ...base, ...(rt < 1 ? { forwardSent: 64, forwardLost: 64 * fwd } : {}) });
     }
   }
   return {

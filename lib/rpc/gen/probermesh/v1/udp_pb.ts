@@ -268,8 +268,9 @@ export type UdpResult = Message<"probermesh.v1.UdpResult"> & {
    * replies of one flow, the sequence numbers say how many requests were sent and the counts how
    * many arrived. `forward_sent`: requests sent within such spans (summed over flows; a span may
    * begin in an earlier round); `forward_lost`: those that never reached the responder. Both 0
-   * when the responder does not count (0.6) or no flow had two replies. Replies lost are the rest:
-   * 1 - (1 - loss) / (1 - forward_lost / forward_sent) is the loss of the reverse direction.
+   * when the responder does not count (0.6) or no flow had two replies. The way back:
+   * Each span ends with the one reply that closes it, so 1 - replies / (forward_sent - forward_lost)
+   * is the loss of the reverse direction (docs/probes.md "One-way loss").
    *
    * @generated from field: uint32 forward_sent = 22;
    */
