@@ -291,6 +291,19 @@ describe("incidents", () => {
     expect(book.recent().map((i) => i.id)).toEqual(["region_isolated:r1:1000"]);
   });
 
+  test("one region's egress, ingress and isolation are one incident, which keeps the scope it opened with", () => {
+    const book = new IncidentBook();
+    book.update([ex("region_isolated", "rc")], 1000);
+    book.update([ex("region_isolated", "rc")], 2000);
+    expect(book.update([ex("region_egress", "rc")], 3000).opened).toEqual([]);
+    book.update([ex("region_egress", "rc")], 4000);
+    expect(book.active().map((i) => [i.scope, i.subject, i.windows])).toEqual([["region_isolated", "rc", 4]]);
+    // Another region, and a pair naming the region, are incidents of their own.
+    book.update([ex("region_egress", "rc"), ex("region_ingress", "rd"), ex("region_pair", "rc")], 5000);
+    book.update([ex("region_egress", "rc"), ex("region_ingress", "rd"), ex("region_pair", "rc")], 6000);
+    expect(book.active().map((i) => `${i.scope} ${i.subject}`)).toEqual(["region_isolated rc", "region_ingress rd", "region_pair rc"]);
+  });
+
   test("a one-window blip never opens; a gap shorter than the close rule keeps the same incident", () => {
     const book = new IncidentBook();
     book.update([ex("agent", "r1/10.0.0.1")], 1000);

@@ -2,7 +2,8 @@
  * Incidents: explanations that last (docs/aggregation.md "Incidents"). An explanation becomes an
  * incident once the localiser has given it in THRESHOLDS.openWindows consecutive windows, and the
  * incident ends after closeWindows consecutive windows without it (hysteresis: a link at the
- * threshold does not open and close an incident every window). One incident per (scope, subject).
+ * threshold does not open and close an incident every window). One incident per (scope, subject),
+ * a region's region_* scopes counting as one (see key()).
  *
  * Bounded: at most MAX_ACTIVE active incidents (their subjects come from agents' results, which
  * outside input can grow), and the ended ones are kept RECENT_MS, at most MAX_RECENT.
@@ -15,7 +16,16 @@ export const MAX_ACTIVE = 1000;
 export const MAX_RECENT = 200;
 export const RECENT_MS = 3_600_000;
 
-const key = (e: { scope: string; subject: string }) => `${e.scope}\u0000${e.subject}`;
+/** The region scopes: one region's egress, ingress and isolation are one incident. */
+const REGION_SCOPES: ReadonlySet<string> = new Set(["region_egress", "region_ingress", "region_isolated"]);
+
+/**
+ * An incident's identity: (scope, subject), except that a region's egress, ingress and isolated
+ * explanations are one incident, which keeps the scope it opened with (its evidence's direction
+ * follows the newest window): the one-way counts lag the round trips at a fault's start and end
+ * (a cut region reconnecting reports the cut's spans), and one fault must not page three times.
+ */
+const key = (e: { scope: string; subject: string }) => (REGION_SCOPES.has(e.scope) ? `region\u0000${e.subject}` : `${e.scope}\u0000${e.subject}`);
 
 /** Opens, updates and ends incidents from each window's explanations. */
 export class IncidentBook {
