@@ -304,6 +304,37 @@ describe("incidents", () => {
     expect(book.active().map((i) => `${i.scope} ${i.subject}`)).toEqual(["region_isolated rc", "region_ingress rd", "region_pair rc"]);
   });
 
+  test("a region incident's tail (a narrower explanation of some of its cells) keeps it, and opens nothing of its own", () => {
+    const cell = (a: string, b: string) => ({ sourceRegion: a, targetRegion: b });
+    const withCells = (e: Explanation, cells: ReturnType<typeof cell>[]): Explanation => ({ ...e, evidence: { ...e.evidence, cells } });
+    const region = withCells(ex("region_ingress", "r2"), [cell("r1", "r2"), cell("r3", "r2"), cell("r2", "r1"), cell("r2", "r3")]);
+    const tail = withCells(ex("region_pair", "r1<->r2"), [cell("r1", "r2"), cell("r2", "r1")]);
+    const other = withCells(ex("region_pair", "r1<->r3"), [cell("r1", "r3")]);
+    const book = new IncidentBook();
+    book.update([region], 1000);
+    book.update([region], 2000);
+    // The fault heals; r2's links leave their horizons one by one: the pair r1<->r2 is what is left.
+    let w = 2000;
+    for (let i = 0; i < THRESHOLDS.closeWindows + 1; i++) expect(book.update([tail, other], (w += 1000))).toEqual({ opened: i === 1 ? [expect.objectContaining({ subject: "r1<->r3" })] : [], ended: [] });
+    expect(book.active().map((i) => [i.scope, i.subject, i.lastSeenMs])).toEqual([["region_ingress", "r2", w], ["region_pair", "r1<->r3", w]]);
+    expect(book.active()[0]!.evidence.cells).toEqual(region.evidence.cells);
+    // Clean: the region incident ends at its tail's last window.
+    for (let i = 0; i < THRESHOLDS.closeWindows - 1; i++) expect(book.update([other], (w += 1000)).ended).toEqual([]);
+    expect(book.update([other], (w += 1000)).ended.map((i) => [i.subject, i.endedMs])).toEqual([["r2", w - THRESHOLDS.closeWindows * 1000]]);
+  });
+
+  test(`a narrower explanation that outlasts ${THRESHOLDS.horizonWindows} windows after the region incident's own is a fault of its own`, () => {
+    const cells = [{ sourceRegion: "r1", targetRegion: "r2" }];
+    const region: Explanation = { ...ex("region_isolated", "r2"), evidence: { ...ex("region_isolated", "r2").evidence, cells } };
+    const pair: Explanation = { ...ex("region_pair", "r1<->r2"), evidence: { ...region.evidence } };
+    const book = new IncidentBook();
+    book.update([region], 1000);
+    book.update([region], 2000);
+    const opened: string[] = [];
+    for (let w = 3000; w <= 3000 + 1000 * (THRESHOLDS.horizonWindows + 2); w += 1000) opened.push(...book.update([pair], w).opened.map((i) => `${i.scope} ${i.subject} ${i.startedMs}`));
+    expect(opened).toEqual([`region_pair r1<->r2 ${3000 + 1000 * THRESHOLDS.horizonWindows}`]);
+  });
+
   test("a one-window blip never opens; a gap shorter than the close rule keeps the same incident", () => {
     const book = new IncidentBook();
     book.update([ex("agent", "r1/10.0.0.1")], 1000);

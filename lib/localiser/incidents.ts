@@ -27,9 +27,28 @@ const REGION_SCOPES: ReadonlySet<string> = new Set(["region_egress", "region_ing
  */
 const key = (e: { scope: string; subject: string }) => (REGION_SCOPES.has(e.scope) ? `region\u0000${e.subject}` : `${e.scope}\u0000${e.subject}`);
 
+/** Breadth of a scope: a region's scopes over a region pair over one element (agent, target, hop). */
+const breadth = (scope: string) => (REGION_SCOPES.has(scope) ? 2 : scope === "region_pair" ? 1 : 0);
+
+const cellKey = (c: { sourceRegion: string; targetRegion: string }) => `${c.sourceRegion}\u0000${c.targetRegion}`;
+
+/**
+ * True when explanation `e` is the tail of the active incident `a`: a healed fault leaves its
+ * links' horizons one by one (up to THRESHOLDS.horizonWindows windows, lib/localiser/links.ts), so
+ * a region incident decays into a smaller explanation of some of its links before it is clean.
+ * The tail is a narrower scope whose cells all lie in `a`'s cells, seen within horizonWindows
+ * windows of `a`'s own last window (after that, it is a fault of its own).
+ */
+function isTail(a: Incident & { sinceOwn: number }, e: Explanation): boolean {
+  if (breadth(a.scope) <= breadth(e.scope) || a.sinceOwn > THRESHOLDS.horizonWindows || !e.evidence.cells.length) return false;
+  const cells = new Set(a.evidence.cells.map(cellKey));
+  return e.evidence.cells.every((c) => cells.has(cellKey(c)));
+}
+
 /** Opens, updates and ends incidents from each window's explanations. */
 export class IncidentBook {
-  private readonly active_ = new Map<string, Incident & { missed: number }>();
+  /** Active incidents; missed: consecutive windows without it or its tail; sinceOwn: windows since it was itself explained. */
+  private readonly active_ = new Map<string, Incident & { missed: number; sinceOwn: number }>();
   /** Explanations seen in consecutive windows, not yet incidents: first window end, count. */
   private pending = new Map<string, { firstMs: number; count: number }>();
   private readonly recent_: Incident[] = [];
@@ -45,17 +64,35 @@ export class IncidentBook {
     const opened: Incident[] = [], ended: Incident[] = [];
     const seen = new Set<string>();
     const pending = new Map<string, { firstMs: number; count: number }>();
+    for (const a of this.active_.values()) a.sinceOwn++;
+    const fresh: Explanation[] = [];
     for (const e of explanations) {
       const k = key(e);
       if (seen.has(k)) continue;
       seen.add(k);
       const a = this.active_.get(k);
-      if (a) {
-        a.lastSeenMs = windowEndMs;
-        a.windows++;
-        a.evidence = e.evidence;
-        a.regions = e.regions;
-        a.missed = 0;
+      if (!a) {
+        fresh.push(e);
+        continue;
+      }
+      a.lastSeenMs = windowEndMs;
+      a.windows++;
+      a.evidence = e.evidence;
+      a.regions = e.regions;
+      a.missed = 0;
+      a.sinceOwn = 0;
+    }
+    for (const e of fresh) {
+      const k = key(e);
+      const tailOf = [...this.active_.values()].find((a) => isTail(a, e));
+      if (tailOf) {
+        // Keeps the incident it is the tail of (its evidence stays the incident's own).
+        seen.add(key(tailOf));
+        if (tailOf.lastSeenMs < windowEndMs) {
+          tailOf.lastSeenMs = windowEndMs;
+          tailOf.windows++;
+        }
+        tailOf.missed = 0;
         continue;
       }
       const p = this.pending.get(k) ?? { firstMs: windowEndMs, count: 0 };
@@ -71,7 +108,7 @@ export class IncidentBook {
       }
       const inc = {
         id: `${e.scope}:${e.subject}:${p.firstMs}`, scope: e.scope, subject: e.subject, regions: e.regions, ...(e.address ? { address: e.address } : {}),
-        startedMs: p.firstMs, lastSeenMs: windowEndMs, windows: p.count, evidence: e.evidence, missed: 0,
+        startedMs: p.firstMs, lastSeenMs: windowEndMs, windows: p.count, evidence: e.evidence, missed: 0, sinceOwn: 0,
       };
       this.active_.set(k, inc);
       opened.push(this.plain(inc));
@@ -89,8 +126,8 @@ export class IncidentBook {
     return { opened, ended };
   }
 
-  private plain(a: Incident & { missed?: number }): Incident {
-    const { missed: _, ...rest } = a;
+  private plain(a: Incident & { missed?: number; sinceOwn?: number }): Incident {
+    const { missed: _, sinceOwn: __, ...rest } = a;
     return { ...rest };
   }
 

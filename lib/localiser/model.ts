@@ -227,10 +227,10 @@ export interface Incident {
   address?: string;
   /** End of the first window that showed it, unix ms. */
   startedMs: number;
-  /** End of the last window that showed it, unix ms; the incident is active while `ended` is undefined. */
+  /** End of the last window that showed it or its tail (lib/localiser/incidents.ts isTail), unix ms; the incident is active while `ended` is undefined. */
   lastSeenMs: number;
   endedMs?: number;
-  /** Windows that showed it. */
+  /** Windows that showed it or its tail. */
   windows: number;
   /** The evidence of the last window that showed it. */
   evidence: Evidence;
