@@ -11,8 +11,8 @@ import { durationMs } from "@bufbuild/protobuf/wkt";
 import { AgentSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { MESH_TCP } from "../lib/probes/kinds.ts";
 import { UDP_DEFAULTS } from "../lib/probes/udp/defaults.ts";
-import { TargetPool } from "../lib/server/pool.ts";
-import { AgentRegistry, portsDiffer } from "../lib/server/registry.ts";
+import { TargetPool, poolRegistryEvents } from "../lib/server/pool.ts";
+import { AgentRegistry } from "../lib/server/registry.ts";
 import { parseProbeFile } from "../lib/targets/config.ts";
 import { SERVER_BIN, freePort, killAll, run, skipReason, start, waitFor } from "./helpers/procs.ts";
 
@@ -22,11 +22,7 @@ const DEAD_MS = 1000;
 function mesh(fileText = "prober_configs: []\n", probeSelf = false) {
   let t = 1_000_000;
   let pool: TargetPool | undefined;
-  const registry = new AgentRegistry(DEAD_MS, {
-    onJoin: (e) => pool?.agentChanged(e, true),
-    onChange: (e, prev) => { if (prev && portsDiffer(prev, e)) pool?.agentPortsChanged(prev, e); },
-    onForget: (e, goodbye) => pool?.agentChanged(e, false, goodbye),
-  }, () => t, undefined, 10 * DEAD_MS);
+  const registry = new AgentRegistry(DEAD_MS, poolRegistryEvents(() => pool), () => t, undefined, 10 * DEAD_MS);
   pool = new TargetPool(parseProbeFile(fileText, "p.yaml"), "dynamic", probeSelf, registry, 60_000, () => t);
   const hb = (region: string, ip: string, udpPort = 0, tcpPort = 0) => registry.heartbeat(create(AgentSchema, { region, ip, version: "0.6.0", udpPort, tcpPort }));
   const udp = (region: string, ip: string) => pool!.poolFor(region, ip).udp.map((x) => `${x.targetRegion}/${x.address}`).sort();

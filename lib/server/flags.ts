@@ -10,6 +10,7 @@ export const SERVER_FLAGS: FlagSpec[] = [
   { name: "server.icmp.discovery", kind: "string", default: "dynamic", choices: [...DISCOVERY_MODES], help: "static: ICMP targets from the file only; dynamic: file targets merged with known agents' IPs per region (silent ones until forgotten)" },
   { name: "server.aggregation.interval", kind: "duration", default: "15s", min: 100, help: "aggregation window" },
   { name: "server.series.cache.ratio", kind: "number", default: "5", min: 1, help: "an agent silent, or a series without data, for ratio x interval is dead / deleted" },
+  { name: "server.mesh.peers.per.region", kind: "number", default: "0", min: 0, integer: true, help: "dynamic mesh: each agent probes at most N agents of each other region, chosen by rendezvous hashing, plus those it alone must cover so every agent is probed from every other region (docs/aggregation.md \"Peer subsets\"); 0 = every agent (the full mesh). File targets are never subsetted" },
   { name: "server.probe.self", kind: "bool", default: "false", help: "also give agents their own region's targets" },
   { name: "server.rpc.token.file", kind: "string", default: "", help: "agent tokens, one per line (# comments), each optionally followed by the regions it may act for; every RPC then needs Authorization: Bearer <token>. Re-read on SIGHUP" },
   { name: "server.rpc.tls.cert.file", kind: "string", default: "", help: "TLS certificate (PEM) of the RPC port: HTTP/2 and HTTP/1.1 over TLS (ALPN). Re-read on SIGHUP" },

@@ -17,11 +17,12 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { GetTargetPoolResponseSchema, type GetTargetPoolResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
-import { PROBER_TYPES, type ModuleOf, type ProbeKind, type ProberType, type TargetOf } from "../probes/kind.ts";
+import { type ModuleOf, type ProbeKind, type ProberType, type TargetOf } from "../probes/kind.ts";
 import { agentHostPort, MESH_KIND, MESH_KINDS, MESH_MERGED_KINDS, meshTcpModule, PROBE_KINDS } from "../probes/kinds.ts";
 import { splitHostPortTarget } from "../probes/host_port.ts";
 import type { ProbeBlock, ProbeFile } from "../targets/config.ts";
-import type { AgentEntry, AgentRegistry } from "./registry.ts";
+import { PeerSubsets, peerKey } from "./peers.ts";
+import { portsDiffer, type AgentEntry, type AgentRegistry, type RegistryEvents } from "./registry.ts";
 
 /** What the pool needs of a known agent: where it is and which responders it announced. */
 export type MeshAgent = Pick<AgentEntry, "region" | "ip" | "udpPort" | "tcpPort">;
@@ -30,37 +31,47 @@ export type MeshAgent = Pick<AgentEntry, "region" | "ip" | "udpPort" | "tcpPort"
 export const DISCOVERY_MODES = ["static", "dynamic"] as const;
 export type Discovery = (typeof DISCOVERY_MODES)[number];
 
-/** Appends `addresses` of `region` to the pool's list of `type`; secrets replaced by `redact` when given. */
-function addTargets<K extends ProberType>(pool: GetTargetPoolResponse, type: K, region: string, addresses: Iterable<string>, module: ModuleOf<K>, skip = "", redact?: string): void {
-  const kind = PROBE_KINDS[type] as ProbeKind<K>;
-  const list = pool[type] as TargetOf<K>[];
-  const m = redact === undefined ? module : kind.redactModule(module, redact);
-  for (const a of addresses) if (a !== skip) list.push(kind.target(region, a, m));
-}
-
 /** Goodbyes remembered at most for the grace time (outside input must not grow memory). */
 const MAX_LEFT = 10_000;
-
-/** Source regions whose pools are cached at most (region names come from agents). */
-const MAX_CACHED_REGIONS = 4096;
 
 const MERGED = MESH_MERGED_KINDS;
 type MeshMerged = (typeof MERGED)[number];
 
 const key = (type: ProberType, region: string, address: string) => `${type}\u0000${region}\u0000${address}`;
 
+/** One target of a segment; `agent` is its agent's identity (peerKey) when it is a known agent's mesh target the file does not list. */
+interface Entry {
+  target: TargetOf<ProberType>;
+  /** The host it names (the address without a port), to leave out an agent's own. */
+  host: string;
+  agent?: string;
+}
+
 /**
- * Builds pools from the current probe file and the live agents. Assignment checks are O(1): a
- * set of (kind, target region, address) kept up to date from the file and from registry events
- * (agentChanged), not rebuilt per push or per registry change. A region's pool is built once per
- * change of the file or of the live agents and then served from a cache.
+ * Builds pools from the current probe file and the known agents, incrementally: each target
+ * region's part of the pool (a segment per kind) is built once and kept until that region's
+ * agents or the file change, and a pool is the concatenation of the segments it needs, so a join
+ * or leave rebuilds one region's segments, not every pool. With peer subsets
+ * (-server.mesh.peers.per.region, lib/server/peers.ts) an agent gets only its peers of the mesh
+ * and its pool version changes only when they do. Assignment checks are O(1): a set of
+ * (kind, target region, address) kept up to date from the file and from registry events.
  */
 export class TargetPool {
-  private readonly cache = new Map<string, GetTargetPoolResponse>();
   private fileKeys = new Set<string>();
   /** Known agents' mesh targets: key -> how many known agents of that region have that IP (normally 1). */
   private readonly agentKeys = new Map<string, number>();
-  private versionCounter = 1;
+  /** The same per (kind, region): `type\0region` -> address -> the agent's identity (peerKey). */
+  private readonly agentTargets = new Map<string, Map<string, string>>();
+  /** Segments: `variant\0type\0region` (region "" for the file's other blocks) -> entries. */
+  private readonly segments = new Map<string, Entry[]>();
+  /** Target regions per merged kind and of the tcp mesh, sorted; undefined when stale. */
+  private order: { merged: { type: MeshMerged; region: string }[]; tcp: string[] } | undefined;
+  /** Peer subsets, when -server.mesh.peers.per.region > 0 in dynamic discovery. */
+  private readonly subsets: PeerSubsets | undefined;
+  /** Monotonic change counter; stamps of the last change of everyone's pools and of each agent's. */
+  private tick = 1;
+  private globalStamp = 1;
+  private readonly agentStamps = new Map<string, number>();
 
   /** Agents that said goodbye: key -> when, unix ms (at most MAX_LEFT, oldest out first). */
   private readonly left = new Map<string, number>();
@@ -69,36 +80,59 @@ export class TargetPool {
    * @param leftGraceMs how long after a goodbye results about that agent are dropped as
    *   `target_left` rather than rejected as `not_assigned`, milliseconds (the server passes
    *   max(1 min, ratio x interval))
+   * @param peersPerRegion -server.mesh.peers.per.region: 0 = every agent (the full mesh)
    */
-  constructor(private file: ProbeFile, readonly discovery: Discovery, private readonly probeSelf: boolean, registry: AgentRegistry, private readonly leftGraceMs = 0, private readonly now = () => Date.now()) {
+  constructor(private file: ProbeFile, readonly discovery: Discovery, private readonly probeSelf: boolean, registry: AgentRegistry, private readonly leftGraceMs = 0, private readonly now = () => Date.now(), readonly peersPerRegion = 0) {
+    if (discovery === "dynamic" && peersPerRegion > 0) this.subsets = new PeerSubsets(peersPerRegion);
     this.indexFile();
     for (const a of registry.all()) this.agentChanged(a, true);
   }
 
   /**
-   * Changes whenever a pool may have changed (HeartbeatResponse.pool_version): agents fetch their
-   * pool at once when it does. Starts at a random point so that a restarted server never repeats
-   * a version an agent saw before.
+   * Changes whenever the pool of agents in general may have changed. Starts at a random point so
+   * that a restarted server never repeats a version an agent saw before. See versionFor().
    */
   get version(): bigint {
-    return BigInt(this.versionBase) * 1_000_000n + BigInt(this.versionCounter);
+    return this.versionBase + BigInt(this.globalStamp);
   }
-  private readonly versionBase = 1 + Math.floor(Math.random() * 1_000_000);
+  private readonly versionBase = BigInt(1 + Math.floor(Math.random() * 1_000_000)) << 32n;
+
+  /**
+   * HeartbeatResponse.pool_version for one agent: changes whenever its pool may have changed, and
+   * with peer subsets only then (agents fetch their pool at once when it changes).
+   */
+  versionFor(region: string, ip: string): bigint {
+    return this.versionBase + BigInt(Math.max(this.globalStamp, this.agentStamps.get(peerKey(region, ip)) ?? 0));
+  }
 
   private indexFile(): void {
     this.fileKeys = new Set(this.file.blocks.flatMap((b) => b.targets.map((t) => key(b.proberType, b.region, t))));
   }
 
-  private changed(): void {
-    this.cache.clear();
-    this.versionCounter++;
+  /** Every pool changed (the file, or the full mesh's agents). */
+  private changedAll(): void {
+    this.segments.clear();
+    this.order = undefined;
+    this.globalStamp = ++this.tick;
+  }
+
+  /** Region `region`'s segments changed; with subsets only `affected` agents' pools did. */
+  private changedRegion(region: string, affected?: Iterable<string>): void {
+    for (const k of [...this.segments.keys()]) if (k.endsWith(`\u0000${region}`)) this.segments.delete(k);
+    this.order = undefined;
+    if (!affected) {
+      this.globalStamp = ++this.tick;
+      return;
+    }
+    const t = ++this.tick;
+    for (const a of affected) this.agentStamps.set(a, t);
   }
 
   /** Replaces the probe file (after /-/reload validated it). */
   replaceFile(file: ProbeFile): void {
     this.file = file;
     this.indexFile();
-    this.changed();
+    this.changedAll();
   }
 
   /** The mesh targets of an agent: its IP (icmp), and ip:port for each responder it announced. */
@@ -110,15 +144,25 @@ export class TargetPool {
   }
 
   /** One known agent more (+1) or less (-1) behind mesh target `k`; a goodbye is remembered for the grace time. */
-  private adjust(k: string, delta: 1 | -1, goodbye: boolean): void {
+  private adjust(k: string, delta: 1 | -1, goodbye: boolean, agent: string): void {
     this.left.delete(k);
     if (goodbye) {
       if (this.left.size >= MAX_LEFT) this.left.delete(this.left.keys().next().value!);
       this.left.set(k, this.now());
     }
     const n = (this.agentKeys.get(k) ?? 0) + delta;
-    if (n > 0) this.agentKeys.set(k, n);
-    else this.agentKeys.delete(k);
+    const i = k.lastIndexOf("\u0000");
+    const tk = k.slice(0, i), address = k.slice(i + 1);
+    let m = this.agentTargets.get(tk);
+    if (n > 0) {
+      this.agentKeys.set(k, n);
+      if (!m) this.agentTargets.set(tk, (m = new Map()));
+      m.set(address, agent);
+    } else {
+      this.agentKeys.delete(k);
+      m?.delete(address);
+      if (m && !m.size) this.agentTargets.delete(tk);
+    }
   }
 
   /**
@@ -126,10 +170,23 @@ export class TargetPool {
    * from the registry's join and forget events. A goodbye is remembered for the grace time
    * (leftRecently), a join ends it.
    */
-  agentChanged(a: MeshAgent, known: boolean, goodbye = false): void {
+  agentChanged(a: MeshAgent & { alive?: boolean }, known: boolean, goodbye = false): void {
     if (this.discovery !== "dynamic") return;
-    for (const k of TargetPool.meshKeys(a)) this.adjust(k, known ? 1 : -1, goodbye);
-    this.changed();
+    const id = peerKey(a.region, a.ip);
+    for (const k of TargetPool.meshKeys(a)) this.adjust(k, known ? 1 : -1, goodbye, id);
+    if (!this.subsets) return this.changedRegion(a.region);
+    const affected = known ? this.subsets.upsert(a.region, a.ip, a.alive ?? true) : this.subsets.remove(a.region, a.ip);
+    // An agent's own region is not subsetted: with -server.probe.self its peers there change too.
+    this.changedRegion(a.region, this.probeSelf ? undefined : affected);
+    if (!known) this.agentStamps.delete(id);
+  }
+
+  /** A known agent went silent or came back (registry onChange): with subsets, who guarantees whom changes. */
+  agentAlive(a: MeshAgent & { alive: boolean }): void {
+    if (!this.subsets) return;
+    const affected = this.subsets.upsert(a.region, a.ip, a.alive);
+    const t = ++this.tick;
+    for (const k of affected) this.agentStamps.set(k, t);
   }
 
   /**
@@ -141,10 +198,11 @@ export class TargetPool {
     if (this.discovery !== "dynamic") return;
     const before = new Set(TargetPool.meshKeys(previous));
     const after = new Set(TargetPool.meshKeys(next));
+    const id = peerKey(next.region, next.ip);
     let changed = false;
-    for (const k of before) if (!after.has(k)) (this.adjust(k, -1, true), (changed = true));
-    for (const k of after) if (!before.has(k)) (this.adjust(k, 1, false), (changed = true));
-    if (changed) this.changed();
+    for (const k of before) if (!after.has(k)) (this.adjust(k, -1, true, id), (changed = true));
+    for (const k of after) if (!before.has(k)) (this.adjust(k, 1, false, id), (changed = true));
+    if (changed) this.changedRegion(next.region);
   }
 
   /** The current probe file. */
@@ -153,68 +211,76 @@ export class TargetPool {
   }
 
   /**
-   * The pool for agents of `sourceRegion`; `agentIp` (if given) is left out of the ICMP targets.
-   * With `redact`, module secrets are replaced by it ("<secret>" for display, "" for an agent that
-   * may not have them). The result is a fresh message the caller may change.
+   * The pool for an agent of `sourceRegion`: `agentIp` (if given) is left out of the mesh targets
+   * and, with peer subsets, only its peers are given of other regions' agents (without `agentIp`:
+   * the region's whole pool, e.g. for /-/targets). With `redact`, module secrets are replaced by
+   * it ("<secret>" for display, "" for an agent that may not have them). The result is a fresh
+   * message the caller may change; its targets are shared and must not be.
    */
   poolFor(sourceRegion: string, agentIp = "", redact?: string): GetTargetPoolResponse {
-    const ck = `${sourceRegion}\u0000${redact ?? "\u0001"}`;
-    let full = this.cache.get(ck);
-    if (!full) {
-      full = this.build(sourceRegion, redact);
-      if (this.cache.size >= MAX_CACHED_REGIONS) this.cache.clear();
-      this.cache.set(ck, full);
-    }
-    const out = create(GetTargetPoolResponseSchema, { partial: full.partial });
-    for (const t of PROBER_TYPES) (out[t] as TargetOf<typeof t>[]) = full[t];
-    if (agentIp) {
-      out[MESH_KIND] = full[MESH_KIND].filter((t) => t.address !== agentIp);
-      const own = (address: string) => splitHostPortTarget(address)?.host === agentIp;
-      out.udp = full.udp.filter((t) => !own(t.address));
-      out.tcp = full.tcp.filter((t) => !(own(t.address) && this.agentKeys.has(key("tcp", t.targetRegion, t.address))));
-    }
+    const variant = redact ?? "\u0001";
+    const wanted = (region: string) => this.probeSelf || region !== sourceRegion;
+    const peers = this.subsets && agentIp ? this.subsets.peersOf(sourceRegion, agentIp) : undefined;
+    const out = create(GetTargetPoolResponseSchema, {});
+    const take = (type: ProberType, region: string, entries: Entry[]) => {
+      const list = out[type] as TargetOf<ProberType>[];
+      for (const e of entries) {
+        if (agentIp && e.host === agentIp && (type !== "tcp" || this.agentKeys.has(key("tcp", e.target.targetRegion, (e.target as TargetOf<"tcp">).address)))) continue;
+        if (peers && e.agent && region !== sourceRegion && !peers.has(e.agent)) continue;
+        list.push(e.target);
+      }
+    };
+    const order = (this.order ??= this.regionOrder());
+    for (const { type, region } of order.merged) if (wanted(region)) take(type, region, this.segment(variant, type, region, redact));
+    for (const [i, b] of this.file.blocks.entries()) if (!(MERGED as readonly string[]).includes(b.proberType) && wanted(b.region)) take(b.proberType, b.region, this.segment(variant, b.proberType, `${i}`, redact, b));
+    for (const region of order.tcp) if (wanted(region)) take("tcp", region, this.segment(variant, "tcp", region, redact));
     return out;
   }
 
-  private build(sourceRegion: string, redact?: string): GetTargetPoolResponse {
-    const pool = create(GetTargetPoolResponseSchema, {});
-    const wanted = (region: string) => this.probeSelf || region !== sourceRegion;
-    // The mesh per kind and region: the file's icmp / udp block merged with known agents' addresses.
-    type Mesh = Map<string, { module: ModuleOf<MeshMerged>; targets: Set<string> }>;
-    const mesh = { icmp: new Map(), udp: new Map() } as { [K in MeshMerged]: Mesh };
-    const fileBlocks: ProbeBlock[] = [];
-    /** tcp targets of the file per region: an agent's listener listed there keeps the file's module. */
-    const fileTcp = new Set<string>();
-    for (const b of this.file.blocks) {
-      if (!wanted(b.region)) continue;
-      if (b.proberType === MESH_KIND || b.proberType === "udp") mesh[b.proberType].set(b.region, { module: b.module as ModuleOf<MeshMerged>, targets: new Set(b.targets) });
-      else fileBlocks.push(b);
-      if (b.proberType === "tcp") for (const t of b.targets) fileTcp.add(`${b.region}\u0000${t}`);
+  /** Target regions of the merged kinds (file blocks and agents) and of the tcp mesh, sorted. */
+  private regionOrder(): { merged: { type: MeshMerged; region: string }[]; tcp: string[] } {
+    const merged: { type: MeshMerged; region: string }[] = [];
+    for (const type of MERGED) {
+      const regions = new Set(this.file.blocks.filter((b) => b.proberType === type).map((b) => b.region));
+      for (const tk of this.agentTargets.keys()) if (tk.startsWith(`${type}\u0000`)) regions.add(tk.slice(type.length + 1));
+      for (const region of [...regions].sort((a, b) => a.localeCompare(b))) merged.push({ type, region });
     }
-    const tcpMesh = new Map<string, Set<string>>();
-    for (const k of this.agentKeys.keys()) {
-      const [type, region, address] = k.split("\u0000") as [ProberType, string, string];
-      if (!wanted(region)) continue;
-      if (type === "tcp") {
-        if (fileTcp.has(`${region}\u0000${address}`)) continue;
-        let s = tcpMesh.get(region);
-        if (!s) tcpMesh.set(region, (s = new Set()));
-        s.add(address);
-        continue;
-      }
-      const m = mesh[type as MeshMerged];
-      let entry = m.get(region);
-      if (!entry) m.set(region, (entry = { module: PROBE_KINDS[type as MeshMerged].defaultModule(), targets: new Set() }));
-      entry.targets.add(address);
-    }
-    const byRegion = <V>(m: Map<string, V>) => [...m].sort(([a], [b]) => a.localeCompare(b));
-    for (const type of MERGED) for (const [region, { module, targets }] of byRegion(mesh[type])) addTargets(pool, type, region, targets, module as ModuleOf<typeof type>, "", redact);
-    for (const b of fileBlocks) addTargets(pool, b.proberType, b.region, b.targets, b.module as ModuleOf<typeof b.proberType>, "", redact);
-    if (tcpMesh.size) {
+    const tcp = [...this.agentTargets.keys()].filter((tk) => tk.startsWith("tcp\u0000")).map((tk) => tk.slice(4)).sort((a, b) => a.localeCompare(b));
+    return { merged, tcp };
+  }
+
+  /**
+   * One segment: a merged kind's targets of `region` (the file's block merged with the region's
+   * agents), the tcp mesh of `region` (agents' listeners the file does not list), or a file block
+   * (`block`, region = its index). Cached per redaction variant.
+   */
+  private segment(variant: string, type: ProberType, region: string, redact: string | undefined, block?: ProbeBlock): Entry[] {
+    const ck = `${variant}\u0000${type}\u0000${block ? `#${region}` : region}`;
+    const cached = this.segments.get(ck);
+    if (cached) return cached;
+    const entries: Entry[] = [];
+    const add = <K extends ProberType>(k: K, targetRegion: string, address: string, module: ModuleOf<K>, agent?: string) => {
+      const kind = PROBE_KINDS[k] as ProbeKind<K>;
+      const m = redact === undefined ? module : kind.redactModule(module, redact);
+      entries.push({ target: kind.target(targetRegion, address, m), host: k === MESH_KIND ? address : (splitHostPortTarget(address)?.host ?? address), ...(agent ? { agent } : {}) });
+    };
+    const agents = this.agentTargets.get(`${type}\u0000${region}`);
+    if (block) {
+      for (const t of block.targets) add(block.proberType, block.region, t, block.module as ModuleOf<typeof block.proberType>);
+    } else if (type === "tcp") {
+      const listed = new Set(this.file.blocks.filter((b) => b.proberType === "tcp" && b.region === region).flatMap((b) => b.targets));
       const module = meshTcpModule();
-      for (const [region, targets] of byRegion(tcpMesh)) addTargets(pool, "tcp", region, targets, module, "", redact);
+      for (const [address, agent] of sorted(agents)) if (!listed.has(address)) add("tcp", region, address, module, agent);
+    } else {
+      const t = type as MeshMerged;
+      const fileBlock = this.file.blocks.find((b) => b.proberType === t && b.region === region);
+      const module = (fileBlock?.module ?? PROBE_KINDS[t].defaultModule()) as ModuleOf<MeshMerged>;
+      const listed = new Set(fileBlock?.targets ?? []);
+      for (const address of listed) add(t, region, address, module);
+      for (const [address, agent] of sorted(agents)) if (!listed.has(address)) add(t, region, address, module, agent);
     }
-    return pool;
+    this.segments.set(ck, entries);
+    return entries;
   }
 
   /**
@@ -241,4 +307,23 @@ export class TargetPool {
   mayNameAnAgent(type: ProberType): boolean {
     return this.discovery === "dynamic" && (MESH_KINDS as readonly ProberType[]).includes(type);
   }
+}
+
+/** A region's agent targets in address order (every server lists them alike, whatever order it heard the agents in). */
+const sorted = (m: Map<string, string> | undefined) => [...(m ?? [])].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+
+/**
+ * The registry events that keep a pool current: pools follow who is known, not who is alive (a
+ * silent agent stays a target until forgotten), and with peer subsets who is alive decides who
+ * covers whom. lib/server/server.ts calls these beside its metrics and logs.
+ */
+export function poolRegistryEvents(pool: () => TargetPool | undefined): Required<Pick<RegistryEvents, "onJoin" | "onChange" | "onForget">> {
+  return {
+    onJoin: (e) => pool()?.agentChanged(e, true),
+    onChange: (e, prev) => {
+      if (prev && portsDiffer(prev, e)) pool()?.agentPortsChanged(prev, e);
+      pool()?.agentAlive(e);
+    },
+    onForget: (e, goodbye) => pool()?.agentChanged(e, false, goodbye),
+  };
 }

@@ -17,8 +17,8 @@ import { requestContext, rpcGate } from "./auth/gate.ts";
 import { AUTH_FAILURE_REASONS } from "./auth/tokens.ts";
 import { httpApp } from "./http.ts";
 import { CHECK_KINDS, createIngests } from "./kinds.ts";
-import { TargetPool, type Discovery } from "./pool.ts";
-import { AgentRegistry, portsDiffer, REGISTRY_REFUSALS } from "./registry.ts";
+import { TargetPool, poolRegistryEvents, type Discovery } from "./pool.ts";
+import { AgentRegistry, REGISTRY_REFUSALS } from "./registry.ts";
 import { RedisRegistrySync } from "./registry_redis.ts";
 import { BatchDedupe } from "./dedupe.ts";
 import { AgentHealthBook } from "./health.ts";
@@ -45,6 +45,8 @@ export interface ServerOptions extends SecurityOptions {
   aggregationIntervalMs: number;
   seriesCacheRatio: number;
   probeSelf: boolean;
+  /** -server.mesh.peers.per.region: agents of each other region an agent probes (lib/server/peers.ts); 0 = every agent. */
+  peersPerRegion?: number;
   /** POST /-/reload is served (-server.web.enable-lifecycle). */
   enableLifecycle: boolean;
   /** How long the web console's per-pair history is kept, milliseconds. */
@@ -90,17 +92,17 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const metrics = serverMetrics(store, SERVER_LABEL_VALUES);
   let pool: TargetPool | undefined;
   let shared: RedisRegistrySync | undefined;
+  const poolEvents = poolRegistryEvents(() => pool);
   const registry = new AgentRegistry(expireMs, {
-    // Pools follow who is known, not who is alive: a silent agent stays a target until forgotten.
-    onJoin: (e) => pool?.agentChanged(e, true),
+    onJoin: poolEvents.onJoin,
     onChange: (e, prev) => {
       metrics.agentChanged(e, prev);
-      if (prev && portsDiffer(prev, e)) pool?.agentPortsChanged(prev, e);
+      poolEvents.onChange(e, prev);
       o.log.info({ region: e.region, ip: e.ip, version: e.version, alive: e.alive }, e.alive ? "agent alive" : "agent dead; it stays a mesh target until forgotten (-server.agent.forget.after)");
     },
     onForget: (e, goodbye) => {
       metrics.agentForgotten(e);
-      pool?.agentChanged(e, false, goodbye);
+      poolEvents.onForget(e, goodbye);
       o.log.info({ region: e.region, ip: e.ip }, goodbye ? "agent left (goodbye)" : "agent forgotten");
     },
     onHeartbeat: (e) => shared?.publish(e),
@@ -112,7 +114,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   }
   // Goodbyes are remembered long enough for the rounds in flight (a default round lasts ~6 s) and
   // the pushes after them to arrive.
-  pool = new TargetPool(file, o.discovery, o.probeSelf, registry, Math.max(expireMs, LEFT_GRACE_MIN_MS));
+  pool = new TargetPool(file, o.discovery, o.probeSelf, registry, Math.max(expireMs, LEFT_GRACE_MIN_MS), undefined, o.peersPerRegion ?? 0);
   // What agents say of themselves (AgentHealth), kept for known agents only.
   const health = new AgentHealthBook((region, ip) => registry.isLive(region, ip), o.maxAgents);
   const ingests = createIngests(store);

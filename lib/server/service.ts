@@ -201,7 +201,7 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
         aggregationInterval: durationFromMs(d.aggregationIntervalMs),
         heartbeatInterval: durationFromMs(heartbeatIntervalMs(d.deadAfterMs)),
         instanceId: d.instanceId,
-        poolVersion: d.pool.version,
+        poolVersion: d.pool.versionFor(a.region, a.ip),
         // Reaches only agents past the RPC token gate (every RPC is behind it).
         meshKey: d.meshKey?.current,
       });

@@ -1,0 +1,281 @@
+/**
+ * Peer subsets (-server.mesh.peers.per.region N > 0; docs/aggregation.md "Peer subsets"): which
+ * agents of each other region an agent probes in the dynamic mesh, by rendezvous
+ * (highest-random-weight) hashing, as goldpinger's PING_NUMBER does, with a coverage guarantee:
+ *
+ * - **chosen**: source agent s probes the N agents t of each other region with the highest
+ *   weight w(s, t) (all of them when the region has at most N);
+ * - **guaranteed**: for each agent t and each other region R with live agents, the live agent s
+ *   of R with the highest w(s, t) probes t. So every agent is probed from every other region
+ *   that has live agents, even when R has fewer agents than t's region has / N.
+ *
+ * Targets are the known agents (live or silent until forgotten: a cut region reads loss 1, not
+ * nothing); sources and guarantors are the live ones. Both rules depend only on the pair's own
+ * weight and the members of the two regions, so a join or leave of x changes only pairs that
+ * involve x, the pair x displaces from (or returns to) a source's N highest, and the guarantees
+ * x takes over (or hands back) — the rendezvous property. The weight is a function of the two
+ * agents' identities (`region\0ip`) alone, so every server sharing a registry makes the same
+ * choice without talking.
+ *
+ * Costs: a join or leave is O(agents × agents of the region concerned) weight evaluations (each a
+ * few integer multiplies), a peer set O(agents). Memory: one Int32 per (region, agent).
+ */
+
+/** An agent's identity in the subsets: `region\0ip` (as the registry keys it). */
+export const peerKey = (region: string, ip: string) => `${region}\u0000${ip}`;
+
+/**
+ * Rendezvous weight of (source, target) from their identities' 32-bit hashes: the source's hash
+ * is mixed, xor-ed with the target's and put through MurmurHash3's 32-bit finaliser (fmix32).
+ * Unsigned 32-bit; ties are broken by the identities' order (better()).
+ */
+export function weight(sourceHash: number, targetHash: number): number {
+  let h = Math.imul(sourceHash ^ 0x9e3779b9, 0x85ebca6b) ^ targetHash;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** The 32-bit hash of an identity (XXH32, seed 0): the same on every server and release. */
+export const identityHash = (key: string) => Bun.hash.xxHash32(key) >>> 0;
+
+interface Region {
+  id: number;
+  name: string;
+  /** Known agents (targets), by slot. */
+  members: Set<number>;
+  /** Live agents (sources, guarantors), by slot. */
+  live: Set<number>;
+  /** guarantor[t] = slot of this region's live agent that guarantees agent slot t, or -1. */
+  guarantor: Int32Array;
+}
+
+/** Who probes whom in the dynamic mesh under peer subsets. Not for N = 0 (the full mesh). */
+export class PeerSubsets {
+  private readonly slots = new Map<string, number>();
+  private keys: string[] = [];
+  private hashes = new Uint32Array(64);
+  private regionOf: Region[] = [];
+  private readonly free: number[] = [];
+  private readonly regions = new Map<string, Region>();
+  private readonly freeRegionIds: number[] = [];
+  private nextRegionId = 0;
+
+  /** @param perRegion N: agents of each other region an agent chooses (>= 1) */
+  constructor(readonly perRegion: number) {
+    if (!(Number.isInteger(perRegion) && perRegion >= 1)) throw new Error(`peers per region must be an integer >= 1, got ${perRegion}`);
+  }
+
+  /** Agents known. */
+  get size(): number {
+    return this.slots.size;
+  }
+
+  private capacity(): number {
+    return this.hashes.length;
+  }
+
+  private grow(): void {
+    const cap = this.capacity() * 2;
+    const h = new Uint32Array(cap);
+    h.set(this.hashes);
+    this.hashes = h;
+    for (const r of this.regions.values()) r.guarantor = extend(r.guarantor, cap);
+  }
+
+  /** True when source slot a beats slot b for target slot t (weight, then identity order). */
+  private better(a: number, b: number, t: number): boolean {
+    const ht = this.hashes[t]!;
+    const wa = weight(this.hashes[a]!, ht), wb = weight(this.hashes[b]!, ht);
+    return wa > wb || (wa === wb && this.keys[a]! < this.keys[b]!);
+  }
+
+  /** True when target slot a ranks above target slot b for source slot s. */
+  private ranks(s: number, a: number, b: number): boolean {
+    const hs = this.hashes[s]!;
+    const wa = weight(hs, this.hashes[a]!), wb = weight(hs, this.hashes[b]!);
+    return wa > wb || (wa === wb && this.keys[a]! < this.keys[b]!);
+  }
+
+  /** The live agent of `r` that guarantees target slot t (its highest weight), or -1. */
+  private argmax(r: Region, t: number, without = -1): number {
+    let best = -1;
+    for (const s of r.live) if (s !== without && (best < 0 || this.better(s, best, t))) best = s;
+    return best;
+  }
+
+  /** True when target slot x is among source slot s's N highest of `members` (x may or may not be a member). */
+  private inTop(s: number, x: number, members: Set<number>): boolean {
+    let above = 0;
+    for (const t of members) if (t !== x && this.ranks(s, t, x) && ++above >= this.perRegion) return false;
+    return true;
+  }
+
+  /** Agents of regions other than `r` (they choose among r's agents; a silent one's choice counts when it is back). */
+  private *others(r: Region): Iterable<number> {
+    for (const o of this.regions.values()) if (o !== r) yield* o.members;
+  }
+
+  private region(name: string): Region {
+    let r = this.regions.get(name);
+    if (!r) {
+      const id = this.freeRegionIds.pop() ?? this.nextRegionId++;
+      r = { id, name, members: new Set(), live: new Set(), guarantor: new Int32Array(this.capacity()).fill(-1) };
+      this.regions.set(name, r);
+    }
+    return r;
+  }
+
+  /**
+   * An agent became known (`live`: it heartbeats) or changed liveness; idempotent.
+   * @returns identities of the agents whose peer set changed (the agent itself included)
+   */
+  upsert(region: string, ip: string, live: boolean): Set<string> {
+    const key = peerKey(region, ip);
+    const affected = new Set<string>();
+    let x = this.slots.get(key);
+    const r = this.region(region);
+    if (x === undefined) {
+      if (!this.free.length && this.slots.size >= this.capacity()) this.grow();
+      x = this.free.pop() ?? this.slots.size;
+      this.slots.set(key, x);
+      this.keys[x] = key;
+      this.hashes[x] = identityHash(key);
+      this.regionOf[x] = r;
+      this.joinAsTarget(r, x, affected);
+      affected.add(key);
+    }
+    if (live && !r.live.has(x)) this.joinAsSource(r, x, affected);
+    else if (!live && r.live.has(x)) this.leaveAsSource(r, x, affected);
+    return affected;
+  }
+
+  /**
+   * An agent was forgotten or said goodbye.
+   * @returns identities of the agents whose peer set changed (the agent itself included)
+   */
+  remove(region: string, ip: string): Set<string> {
+    const key = peerKey(region, ip);
+    const affected = new Set<string>();
+    const x = this.slots.get(key);
+    if (x === undefined) return affected;
+    const r = this.regionOf[x]!;
+    if (r.live.has(x)) this.leaveAsSource(r, x, affected);
+    // As a target: the sources that had it among their N highest, and its guarantors.
+    for (const s of this.others(r)) if (this.inTop(s, x, r.members)) affected.add(this.keys[s]!);
+    r.members.delete(x);
+    for (const o of this.regions.values()) {
+      const g = o.guarantor[x]!;
+      if (g >= 0) affected.add(this.keys[g]!);
+      o.guarantor[x] = -1;
+    }
+    this.slots.delete(key);
+    this.free.push(x);
+    affected.add(key);
+    if (!r.members.size) {
+      this.regions.delete(r.name);
+      this.freeRegionIds.push(r.id);
+    }
+    return affected;
+  }
+
+  private joinAsTarget(r: Region, x: number, affected: Set<string>): void {
+    for (const s of this.others(r)) if (this.inTop(s, x, r.members)) affected.add(this.keys[s]!);
+    r.members.add(x);
+    for (const o of this.regions.values()) {
+      if (o === r) continue;
+      const g = this.argmax(o, x);
+      o.guarantor[x] = g;
+      if (g >= 0) affected.add(this.keys[g]!);
+    }
+  }
+
+  private joinAsSource(r: Region, x: number, affected: Set<string>): void {
+    r.live.add(x);
+    affected.add(this.keys[x]!);
+    for (const o of this.regions.values()) {
+      if (o === r) continue;
+      for (const t of o.members) {
+        const g = r.guarantor[t]!;
+        if (g < 0 || this.better(x, g, t)) {
+          // The former guarantor's peers change unless t is among its N highest anyway.
+          if (g >= 0 && !this.inTop(g, t, o.members)) affected.add(this.keys[g]!);
+          r.guarantor[t] = x;
+        }
+      }
+    }
+  }
+
+  private leaveAsSource(r: Region, x: number, affected: Set<string>): void {
+    r.live.delete(x);
+    affected.add(this.keys[x]!);
+    for (const o of this.regions.values()) {
+      if (o === r) continue;
+      for (const t of o.members) {
+        if (r.guarantor[t] !== x) continue;
+        const g = this.argmax(r, t);
+        r.guarantor[t] = g;
+        if (g >= 0 && !this.inTop(g, t, o.members)) affected.add(this.keys[g]!);
+      }
+    }
+  }
+
+  /**
+   * The agents `region`/`ip` probes in each other region: its N highest-weight ones plus those it
+   * guarantees. Empty for an unknown agent.
+   * @returns target identities (`region\0ip`, peerKey())
+   */
+  peersOf(region: string, ip: string): Set<string> {
+    const out = new Set<string>();
+    const s = this.slots.get(peerKey(region, ip));
+    if (s === undefined) return out;
+    const own = this.regionOf[s]!;
+    const n = this.perRegion;
+    const hs = this.hashes[s]!;
+    for (const r of this.regions.values()) {
+      if (r === own) continue;
+      if (r.members.size <= n) {
+        for (const t of r.members) out.add(this.keys[t]!);
+      } else {
+        // The N highest (weight, then identity order): a small sorted buffer.
+        const top: { t: number; w: number }[] = [];
+        for (const t of r.members) {
+          const w = weight(hs, this.hashes[t]!);
+          if (top.length === n) {
+            const last = top[n - 1]!;
+            if (w < last.w || (w === last.w && this.keys[t]! > this.keys[last.t]!)) continue;
+            top.pop();
+          }
+          let i = top.length;
+          while (i > 0 && (top[i - 1]!.w < w || (top[i - 1]!.w === w && this.keys[top[i - 1]!.t]! > this.keys[t]!))) i--;
+          top.splice(i, 0, { t, w });
+        }
+        for (const { t } of top) out.add(this.keys[t]!);
+      }
+      if (own.live.has(s)) for (const t of r.members) if (own.guarantor[t] === s) out.add(this.keys[t]!);
+    }
+    return out;
+  }
+
+  /** Every (source, target) identity pair of live sources (for tests and the bench). */
+  *pairs(): Iterable<[string, string]> {
+    for (const r of this.regions.values()) {
+      for (const s of r.live) {
+        const [region, ip] = splitKey(this.keys[s]!);
+        for (const t of this.peersOf(region, ip)) yield [this.keys[s]!, t];
+      }
+    }
+  }
+}
+
+/** `region\0ip` → [region, ip]. */
+export function splitKey(key: string): [string, string] {
+  const i = key.indexOf("\u0000");
+  return [key.slice(0, i), key.slice(i + 1)];
+}
+
+function extend(a: Int32Array, cap: number): Int32Array {
+  const b = new Int32Array(cap).fill(-1);
+  b.set(a);
+  return b;
+}
