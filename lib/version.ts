@@ -1,5 +1,5 @@
 /** ProberMesh version, reported by `-v`, in heartbeats and in prober_agent_is_alive{version}. */
-export const VERSION = "0.7.0";
+export const VERSION = "0.8.0";
 
 // Set by scripts/build.ts (`bun build --define`); absent when running from source.
 declare const PROBERMESH_COMMIT: string;

@@ -17,6 +17,7 @@ const PREVIOUS_RELEASES = [
   { commit: "313dacb", version: "0.4.0", region: "v040", ip: "127.0.70.5" },
   { commit: "10f0d27", version: "0.5.0", region: "v050", ip: "127.0.70.6" },
   { commit: "2f1d7d4", version: "0.6.0", region: "v060", ip: "127.0.70.7" },
+  { commit: "0727892", version: "0.7.0", region: "v070", ip: "127.0.70.8" },
 ];
 
 const hasHistory = (await Promise.all(PREVIOUS_RELEASES.map(async (r) => (await $`git -C ${ROOT} cat-file -e ${r.commit}^{commit}`.quiet().nothrow()).exitCode === 0))).every(Boolean);

@@ -68,10 +68,16 @@ export function httpApp(d: HttpDeps): Hono {
   app.get("/-/healthy", (c) => c.text("ProberMesh server is Healthy.\n"));
   app.get("/-/ready", (c) => (d.ready() ? c.text("ProberMesh server is Ready.\n") : c.text("not ready\n", 503)));
   app.get("/-/targets", (c) => {
+    // One agent's pool, as it gets it (with peer subsets: its peers), secrets shown as <secret>.
+    const region = c.req.query("region"), ip = c.req.query("ip");
+    if (region !== undefined || ip !== undefined) {
+      if (!region || !ip || !d.registry.all().some((a) => a.region === region && a.ip === ip)) return c.json({ error: "no known agent with that region and ip (give both: /-/targets?region=R&ip=IP)" }, 404);
+      return c.json({ region, ip, peers_per_region: d.pool.peersPerRegion, pool_version: String(d.pool.versionFor(region, ip)), pool: toJson(GetTargetPoolResponseSchema, d.pool.poolFor(region, ip, SECRET)) });
+    }
     const regions = [...new Set(d.registry.live().map((a) => a.region))].sort();
     const pools: Record<string, unknown> = {};
     for (const r of regions) pools[r] = toJson(GetTargetPoolResponseSchema, d.pool.poolFor(r, "", SECRET));
-    return c.json({ discovery: d.pool.discovery, file: fileJson(d.pool.probeFile), agents: d.registry.all(), pools });
+    return c.json({ discovery: d.pool.discovery, peers_per_region: d.pool.peersPerRegion, file: fileJson(d.pool.probeFile), agents: d.registry.all(), pools });
   });
   app.post("/-/reload", (c) => {
     if (!d.lifecycle) return c.text("Lifecycle API is not enabled (-server.web.enable-lifecycle); send SIGHUP to reload.\n", 403);
