@@ -70,8 +70,18 @@ describe.skipIf(!ok)("peer subsets through the binaries (two servers, one Redis)
   afterAll(killAll);
 
   test("both servers hand out the same pools: a lone agent covers every agent, the others get 1 per region plus what they cover, less than the full mesh", async () => {
-    const j = (await (await fetch(url(0, "/-/targets"))).json()) as { peers_per_region: number };
+    const j = (await (await fetch(url(0, "/-/targets"))).json()) as { peers_per_region: number; pools: Record<string, unknown>; pools_omitted?: string };
     expect(j.peers_per_region).toBe(1);
+    expect(Object.keys(j.pools).sort()).toEqual(["sa", "sb", "sc"]);
+    expect(j.pools_omitted).toBeUndefined();
+    // One region's whole candidate pool; unknown agents and regions are a clear 404.
+    const region = (await (await fetch(url(0, "/-/targets?region=sa"))).json()) as { pool: { icmp: unknown[] } };
+    expect(region.pool.icmp).toHaveLength(AGENTS.length - 1);
+    for (const q of ["region=zz", "region=sa&ip=127.0.0.9", "ip=127.0.21.1"]) {
+      const r = await fetch(url(0, `/-/targets?${q}`));
+      expect(r.status, q).toBe(404);
+      expect(((await r.json()) as { error: string }).error).toMatch(/no (known agent|live agent)/);
+    }
     const sa = (await poolOf(0, AGENTS[0]!))!;
     expect(sa).toEqual(AGENTS.slice(1).map((a) => `${a.region}/${a.ip}`).sort());
     const pairs = await pairsOf(0, AGENTS);

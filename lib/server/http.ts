@@ -6,7 +6,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import { Hono } from "hono";
 import type { SeriesStore } from "../metrics/series.ts";
-import type { ProbeKind } from "../probes/kind.ts";
+import { PROBER_TYPES, type ProbeKind } from "../probes/kind.ts";
 import { PROBE_KINDS } from "../probes/kinds.ts";
 import { GetTargetPoolResponseSchema } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import type { ProbeFile } from "../targets/config.ts";
@@ -42,7 +42,11 @@ function fileJson(f: ProbeFile): unknown[] {
   }));
 }
 
+/** Targets /-/targets lists at most over every region's pool (one region or agent: ?region=R[&ip=IP]). */
+export const TARGETS_PAGE_MAX = 100_000;
+
 /** Builds the hono app. */
+
 export function httpApp(d: HttpDeps): Hono {
   const app = new Hono();
   app.use(async (c, next) => {
@@ -68,16 +72,31 @@ export function httpApp(d: HttpDeps): Hono {
   app.get("/-/healthy", (c) => c.text("ProberMesh server is Healthy.\n"));
   app.get("/-/ready", (c) => (d.ready() ? c.text("ProberMesh server is Ready.\n") : c.text("not ready\n", 503)));
   app.get("/-/targets", (c) => {
-    // One agent's pool, as it gets it (with peer subsets: its peers), secrets shown as <secret>.
     const region = c.req.query("region"), ip = c.req.query("ip");
-    if (region !== undefined || ip !== undefined) {
-      if (!region || !ip || !d.registry.all().some((a) => a.region === region && a.ip === ip)) return c.json({ error: "no known agent with that region and ip (give both: /-/targets?region=R&ip=IP)" }, 404);
+    // One agent's pool, as it gets it (with peer subsets: its peers), secrets shown as <secret>.
+    if (ip !== undefined) {
+      if (!region || !d.registry.all().some((a) => a.region === region && a.ip === ip)) return c.json({ error: "no known agent with that region and ip (give both: /-/targets?region=R&ip=IP)" }, 404);
       return c.json({ region, ip, peers_per_region: d.pool.peersPerRegion, pool_version: String(d.pool.versionFor(region, ip)), pool: toJson(GetTargetPoolResponseSchema, d.pool.poolFor(region, ip, SECRET)) });
     }
-    const regions = [...new Set(d.registry.live().map((a) => a.region))].sort();
+    const live = [...new Set(d.registry.live().map((a) => a.region))].sort();
+    if (region !== undefined) {
+      if (!live.includes(region)) return c.json({ error: "no live agent in that region (/-/targets lists the regions)" }, 404);
+      return c.json({ region, pool: toJson(GetTargetPoolResponseSchema, d.pool.poolFor(region, "", SECRET)) });
+    }
+    // Every region's pool is regions × targets: at thousands of agents that is gigabytes, so the
+    // pools are listed only up to TARGETS_PAGE_MAX targets in all (one region: ?region=R).
     const pools: Record<string, unknown> = {};
-    for (const r of regions) pools[r] = toJson(GetTargetPoolResponseSchema, d.pool.poolFor(r, "", SECRET));
-    return c.json({ discovery: d.pool.discovery, peers_per_region: d.pool.peersPerRegion, file: fileJson(d.pool.probeFile), agents: d.registry.all(), pools });
+    let listed = 0, omitted = 0;
+    for (const r of live) {
+      const p = d.pool.poolFor(r, "", SECRET);
+      const n = PROBER_TYPES.reduce((k, t) => k + p[t].length, 0);
+      if (listed + n > TARGETS_PAGE_MAX) omitted++;
+      else (pools[r] = toJson(GetTargetPoolResponseSchema, p)), (listed += n);
+    }
+    return c.json({
+      discovery: d.pool.discovery, peers_per_region: d.pool.peersPerRegion, file: fileJson(d.pool.probeFile), agents: d.registry.all(), pools,
+      ...(omitted ? { pools_omitted: `${omitted} regions' pools left out (over ${TARGETS_PAGE_MAX} targets in all): /-/targets?region=R gives one region's, /-/targets?region=R&ip=IP one agent's` } : {}),
+    });
   });
   app.post("/-/reload", (c) => {
     if (!d.lifecycle) return c.text("Lifecycle API is not enabled (-server.web.enable-lifecycle); send SIGHUP to reload.\n", 403);
