@@ -259,9 +259,12 @@ export class TargetPool {
     const cached = this.segments.get(ck);
     if (cached) return cached;
     const entries: Entry[] = [];
+    // One segment has one module: redacted once, not per target (thousands of agents).
+    let redacted: [unknown, unknown] | undefined;
     const add = <K extends ProberType>(k: K, targetRegion: string, address: string, module: ModuleOf<K>, agent?: string) => {
       const kind = PROBE_KINDS[k] as ProbeKind<K>;
-      const m = redact === undefined ? module : kind.redactModule(module, redact);
+      if (redact !== undefined && redacted?.[0] !== module) redacted = [module, kind.redactModule(module, redact)];
+      const m = (redact === undefined ? module : redacted![1]) as ModuleOf<K>;
       entries.push({ target: kind.target(targetRegion, address, m), host: k === MESH_KIND ? address : (splitHostPortTarget(address)?.host ?? address), ...(agent ? { agent } : {}) });
     };
     const agents = this.agentTargets.get(`${type}\u0000${region}`);
