@@ -21,6 +21,14 @@ export const REJECT_REASONS = {
 } as const;
 export type RejectReason = keyof typeof REJECT_REASONS;
 
+/** Why a server read the whole shared registry (label `reason` of prober_server_registry_full_resyncs_total). */
+export const REGISTRY_RESYNC_REASONS = {
+  start: "the server started, or reached Redis for the first time",
+  redis_restarted: "Redis lost its data (restarted empty, flushed, or its change stream went back or vanished): the server also re-wrote the agents it heard itself",
+  behind: "the server fell further behind the change stream than its length (paused, or cut off from Redis while others wrote)",
+} as const;
+export type RegistryResyncReason = keyof typeof REGISTRY_RESYNC_REASONS;
+
 /** The label values the server-wide metrics pre-declare, each with what it means (defined where they arise). */
 export interface ServerLabelValues {
   proberTypes: readonly string[];
@@ -70,6 +78,23 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
     name: "prober_server_registry_backend_up", type: "gauge", labelNames: [],
     help: "1 while the agent registry's backend is reachable (always 1 for the in-process registry); 0 while a shared Redis registry is away and the server serves from its last view.", expires: false,
   });
+  // The shared registry's synchronisation (lib/server/registry_redis.ts); all 0 with the in-process registry.
+  const syncEntries = store.counter({
+    name: "prober_server_registry_sync_entries_total", type: "counter", labelNames: [],
+    help: "Agent entries this server read from the shared registry's change stream (every server's writes, its own included).", expires: false,
+  });
+  const syncWrites = store.counter({
+    name: "prober_server_registry_writes_total", type: "counter", labelNames: [],
+    help: "Agent entries this server wrote to the shared registry (hash and change stream): new agents, changed ports or versions and goodbyes at once, heartbeats that only move the last-seen time at most once per refresh period.", expires: false,
+  });
+  const fullResyncs = store.counter({
+    name: "prober_server_registry_full_resyncs_total", type: "counter", labelNames: ["reason"],
+    help: "Times this server read the whole shared registry (one HGETALL) instead of following its change stream.", doc: `reason: ${reasonDoc(REGISTRY_RESYNC_REASONS)}.`, expires: false,
+  });
+  const unstreamed = store.counter({
+    name: "prober_server_registry_unstreamed_entries_total", type: "counter", labelNames: [],
+    help: "Agent entries a sweep of the shared registry found newer than what the change stream had carried, and put on the stream: written by servers of 0.7 (a rolling upgrade), else 0.", expires: false,
+  });
   const droppedPoints = store.counter({
     name: "prober_agent_dropped_points_total", type: "counter", labelNames: ["region"],
     help: "Results agents dropped unsent, by agent region: their outbox was full during a long server outage (-agent.outbox.max.bytes), or a server refused their batch for good; reported with the agents' next accepted push.",
@@ -110,6 +135,10 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
   const agentHealthSeries = [roundsDue, roundsLate, loopbackSent, loopbackReceived];
   goodbyes.inc({}, 0);
   backendUp.set({}, 1);
+  syncEntries.inc({}, 0);
+  syncWrites.inc({}, 0);
+  unstreamed.inc({}, 0);
+  for (const reason of Object.keys(REGISTRY_RESYNC_REASONS)) fullResyncs.inc({ reason }, 0);
   for (const reason of Object.keys(values.authFailures)) authFailures.inc({ reason }, 0);
   for (const reason of Object.keys(values.registryRefusals)) registryRefusals.inc({ reason }, 0);
   for (const t of proberTypes) {
@@ -133,6 +162,13 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
     goodbye: () => goodbyes.inc({}),
     authFailed: (reason: string) => authFailures.inc({ reason }),
     registryBackend: (up: boolean) => backendUp.set({}, up ? 1 : 0),
+    /** The shared registry's synchronisation (RegistrySyncHooks in lib/server/registry_redis.ts). */
+    registrySync: {
+      entriesRead: (n: number) => syncEntries.inc({}, n),
+      entriesWritten: (n: number) => syncWrites.inc({}, n),
+      fullResync: (reason: RegistryResyncReason) => fullResyncs.inc({ reason }),
+      unstreamed: (n: number) => unstreamed.inc({}, n),
+    },
     registryRefused: (reason: string) => registryRefusals.inc({ reason }),
     /** Reflects an agent's state (removing the label set of its previous version, if given). */
     agentChanged(a: AgentLabels, previous?: AgentLabels) {
