@@ -2,7 +2,8 @@
  * Several servers sharing a Redis registry (docs/scale.md), through the compiled binaries and a
  * real redis-server: agents talking to different servers form one mesh; killing a server moves
  * its agents to the other with nothing lost and they return when it is back; Redis going away
- * leaves the servers serving (and saying so), and they recover when it returns.
+ * leaves the servers serving (and saying so), and they recover when it returns (noticing that Redis
+ * lost its data: prober_server_registry_full_resyncs_total{reason="redis_restarted"}).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { AGENT_BIN, IS_ROOT, SERVER_BIN, freePort, killAll, run, samples, scrape, skipReason, start, waitFor, type Proc } from "./helpers/procs.ts";
@@ -53,6 +54,13 @@ describe.skipIf(!ok)("two servers sharing a Redis registry", () => {
     expect(total(m0!, "prober_server_reject_points_total") + total(m1!, "prober_server_reject_points_total")).toBe(0);
     // Every server shows every agent alive.
     for (const m of [m0!, m1!]) for (const region of ["sa", "sb"]) expect(samples(m, "prober_agent_is_alive", { region })[0]?.value).toBe("1");
+    // Each learnt the other's agent from the change stream after one full read at its start.
+    for (const m of [m0!, m1!]) {
+      expect(total(m, "prober_server_registry_sync_entries_total")).toBeGreaterThan(0);
+      expect(total(m, "prober_server_registry_writes_total")).toBeGreaterThan(0);
+      expect(total(m, "prober_server_registry_full_resyncs_total")).toBe(1);
+      expect(total(m, "prober_server_registry_full_resyncs_total", { reason: "start" })).toBe(1);
+    }
   }, 40_000);
 
   test("a killed server's agents move to the other with nothing lost, and return when it is back", async () => {
@@ -78,8 +86,10 @@ describe.skipIf(!ok)("two servers sharing a Redis registry", () => {
     for (const region of ["sa", "sb"]) expect(samples(await metricsOf(1), "prober_agent_is_alive", { region })[0]?.value).toBe("1");
     redis = startRedis();
     await waitFor("backend up again on both", 15_000, async () => (await Promise.all([0, 1].map(metricsOf))).every((m) => samples(m, "prober_server_registry_backend_up")[0]?.value === "1"));
-    // The servers wrote the heartbeats they saw back into the fresh Redis.
+    // The servers noticed Redis lost its data and wrote the heartbeats they saw back into the fresh Redis.
+    await waitFor("both resynced after the restart", 15_000, async () => (await Promise.all([0, 1].map(metricsOf))).every((m) => total(m, "prober_server_registry_full_resyncs_total", { reason: "redis_restarted" }) >= 1));
     await waitFor("agents shared again", 15_000, async () => Number((await run(["redis-cli", "-p", String(redisPort), "HLEN", "probermesh:agents"])).stdout.trim()) >= 2);
+    for (const region of ["sa", "sb"]) for (const i of [0, 1]) expect(samples(await metricsOf(i), "prober_agent_is_alive", { region })[0]?.value).toBe("1");
     expect(total(await metricsOf(0), "prober_server_reject_points_total") + total(await metricsOf(1), "prober_server_reject_points_total")).toBe(0);
   }, 60_000);
 });

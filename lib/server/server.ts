@@ -109,7 +109,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     onGoodbye: (e, atMs) => shared?.publishGoodbye(e, atMs),
   }, undefined, { maxAgents: o.maxAgents, maxRegions: o.maxRegions }, o.forgetAfterMs);
   if (o.registryUrl) {
-    shared = new RedisRegistrySync(o.registryUrl, registry, o.log, expireMs, (up) => metrics.registryBackend(up), meshKey);
+    shared = new RedisRegistrySync(o.registryUrl, registry, o.log, expireMs, (up) => metrics.registryBackend(up), meshKey, { hooks: metrics.registrySync });
     await shared.start();
   }
   // Goodbyes are remembered long enough for the rounds in flight (a default round lasts ~6 s) and
