@@ -11,8 +11,8 @@ import { RedisClient } from "bun";
 import pino from "pino";
 import { AgentSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { AgentRegistry } from "../lib/server/registry.ts";
-import { REDIS_AGENTS_KEY, RedisRegistrySync, type RegistrySyncOptions } from "../lib/server/registry_redis.ts";
-import { REDIS_CHANGES_KEY } from "../lib/server/registry_redis_wire.ts";
+import { RedisRegistrySync, type RegistrySyncOptions } from "../lib/server/registry_redis.ts";
+import { REDIS_AGENTS_KEY, REDIS_CHANGES_KEY } from "../lib/server/registry_redis_wire.ts";
 import { freePort, killAll, run, start, skipReason, waitFor, type Proc } from "./helpers/procs.ts";
 
 const redisBin = Bun.which("redis-server");
@@ -28,6 +28,8 @@ interface Node {
   read: number;
   written: number;
   unstreamed: number;
+  /** Sweeps this node made (it held the lock). */
+  sweeps: number;
   resyncs: Record<string, number>;
 }
 
@@ -49,7 +51,7 @@ describe.skipIf(!redisBin)("shared registry synchronisation on a real Redis", ()
 
   /** A "server": its registry and sync on database `db`, counting what the hooks report. */
   async function node(db: number, o: RegistrySyncOptions = {}): Promise<Node> {
-    const n = { read: 0, written: 0, unstreamed: 0, resyncs: {} as Record<string, number> } as Node;
+    const n = { read: 0, written: 0, unstreamed: 0, sweeps: 0, resyncs: {} as Record<string, number> } as Node;
     n.registry = new AgentRegistry(DEAD_AFTER_MS, { onHeartbeat: (e) => n.sync.publish(e), onGoodbye: (e, t) => n.sync.publishGoodbye(e, t) });
     n.sync = new RedisRegistrySync(`redis://127.0.0.1:${port}/${db}`, n.registry, log, DEAD_AFTER_MS, () => {}, undefined, {
       ...o,
@@ -57,7 +59,10 @@ describe.skipIf(!redisBin)("shared registry synchronisation on a real Redis", ()
         entriesRead: (k) => (n.read += k),
         entriesWritten: (k) => (n.written += k),
         fullResync: (r) => (n.resyncs[r] = (n.resyncs[r] ?? 0) + 1),
-        unstreamed: (k) => (n.unstreamed += k),
+        unstreamed: (k) => {
+          n.unstreamed += k;
+          n.sweeps++;
+        },
       },
     });
     await n.sync.start();
@@ -81,6 +86,8 @@ describe.skipIf(!redisBin)("shared registry synchronisation on a real Redis", ()
   test("a heartbeat, a port change and a goodbye at one server reach the other through the stream; no hash read after the first", async () => {
     const [a, b] = [await node(0), await node(0)];
     expect(a.resyncs).toEqual({ start: 1 });
+    // A refresh period after a start, one of them sweeps the hash (for servers of 0.7); then not for a minute.
+    await waitFor("the sweep after the start", 10_000, () => a.sweeps + b.sweeps === 1);
     const hgetall = await calls("hgetall");
     const hscan = await calls("hscan");
     hb(a, "10.0.0.1", 7001);
@@ -99,6 +106,7 @@ describe.skipIf(!redisBin)("shared registry synchronisation on a real Redis", ()
     expect(await calls("hscan")).toBe(hscan);
     expect(b.read).toBeGreaterThanOrEqual(7);
     expect(b.resyncs).toEqual({ start: 1 });
+    expect(a.sweeps + b.sweeps).toBe(1);
     // The hash stays the source of truth (what servers of 0.7 read): the tombstone and the others.
     expect(JSON.parse(String(await cmd(0, "HGET", REDIS_AGENTS_KEY, "ra\u000010.0.0.1"))).leftMs).toBeNumber();
     expect(Number(await cmd(0, "HLEN", REDIS_AGENTS_KEY))).toBe(6);

@@ -6,7 +6,10 @@
  * lost its data: prober_server_registry_full_resyncs_total{reason="redis_restarted"}).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { AGENT_BIN, IS_ROOT, SERVER_BIN, freePort, killAll, run, samples, scrape, skipReason, start, waitFor, type Proc } from "./helpers/procs.ts";
+import { $ } from "bun";
+import { mkdtempSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { AGENT_BIN, IS_ROOT, ROOT, SERVER_BIN, freePort, killAll, run, samples, scrape, skipReason, start, waitFor, type Proc } from "./helpers/procs.ts";
 
 const redisBin = Bun.which("redis-server");
 const ok = IS_ROOT && redisBin !== null;
@@ -91,5 +94,53 @@ describe.skipIf(!ok)("two servers sharing a Redis registry", () => {
     await waitFor("agents shared again", 15_000, async () => Number((await run(["redis-cli", "-p", String(redisPort), "HLEN", "probermesh:agents"])).stdout.trim()) >= 2);
     for (const region of ["sa", "sb"]) for (const i of [0, 1]) expect(samples(await metricsOf(i), "prober_agent_is_alive", { region })[0]?.value).toBe("1");
     expect(total(await metricsOf(0), "prober_server_reject_points_total") + total(await metricsOf(1), "prober_server_reject_points_total")).toBe(0);
+  }, 60_000);
+});
+
+/** The release before this one (as in tests/compat.test.ts), whose servers read and write the hash only. */
+const PREVIOUS = { commit: "0727892", version: "0.7.0" };
+const hasPrevious = (await $`git -C ${ROOT} cat-file -e ${PREVIOUS.commit}^{commit}`.quiet().nothrow()).exitCode === 0;
+if (ok && !hasPrevious) skipReason(`shared_registry.test.ts (rolling upgrade) needs the git history of ${PREVIOUS.version} (${PREVIOUS.commit})`);
+
+describe.skipIf(!ok || !hasPrevious)(`a rolling upgrade: a server of ${PREVIOUS.version} and one of this release on one Redis`, () => {
+  const web: number[] = [];
+  const metricsOf = (i: number) => scrape(`http://127.0.0.1:${web[i]}/metrics`);
+  const alive = (m: Awaited<ReturnType<typeof scrape>>, region: string) => samples(m, "prober_agent_is_alive", { region })[0]?.value === "1";
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(`${tmpdir()}/pm-upgrade-`);
+    await $`git -C ${ROOT} archive ${PREVIOUS.commit} | tar -x -C ${dir}`.quiet();
+    symlinkSync(`${ROOT}node_modules`, `${dir}/node_modules`);
+    await $`${process.execPath} build --compile ${dir}/server.ts --outfile ${dir}/server-old`.quiet();
+    const redisPort = await freePort();
+    start([redisBin!, "--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+    await waitFor("redis ready", 10_000, async () => (await run(["redis-cli", "-p", String(redisPort), "ping"])).stdout.trim() === "PONG");
+    // Dead after 10 s (2 s x 5): the old server's agent must stay alive at the new one between sweeps.
+    const rpc: number[] = [];
+    for (const bin of [`${dir}/server-old`, SERVER_BIN]) {
+      rpc.push(await freePort());
+      web.push(await freePort());
+      start([bin, "-server.registry.url", `redis://127.0.0.1:${redisPort}/0`, "-server.rpc.listen.addr", `127.0.0.1:${rpc.at(-1)}`, "-server.http.listen.addr", `127.0.0.1:${web.at(-1)}`, "-server.aggregation.interval", "2s"]);
+      await waitFor(`${bin} ready`, 10_000, async () => (await fetch(`http://127.0.0.1:${web.at(-1)}/-/ready`)).ok);
+      // Old server first, with its agent, so the new one starts into a registry the old one writes.
+      const i = rpc.length - 1;
+      start([AGENT_BIN, "-region", `u${i}`, "-agent.ip", `127.0.95.${3 + i}`, "-server.rpc.addr", `127.0.0.1:${rpc[i]}`, "-agent.probe.interval", "1s", "-agent.sync.interval", "500ms"]);
+      await waitFor(`agent u${i} registered`, 10_000, async () => alive(await metricsOf(i), `u${i}`));
+    }
+  }, 120_000);
+  afterAll(killAll);
+
+  test("each server shows both agents alive throughout; the new one takes the old one's heartbeats from the hash (unstreamed entries)", async () => {
+    await waitFor("both agents alive at both servers", 20_000, async () => (await Promise.all([0, 1].map(metricsOf))).every((m) => alive(m, "u0") && alive(m, "u1")));
+    // Two and a half dead-after periods: never declared dead at either server.
+    const end = Date.now() + 25_000;
+    while (Date.now() < end) {
+      const [m0, m1] = await Promise.all([0, 1].map(metricsOf));
+      expect({ old: [alive(m0!, "u0"), alive(m0!, "u1")], new: [alive(m1!, "u0"), alive(m1!, "u1")] }).toEqual({ old: [true, true], new: [true, true] });
+      await Bun.sleep(500);
+    }
+    const m1 = await metricsOf(1);
+    expect(Number(samples(m1, "prober_server_registry_unstreamed_entries_total")[0]?.value)).toBeGreaterThan(0);
+    expect(Number(samples(m1, "prober_server_registry_full_resyncs_total", { reason: "start" })[0]?.value)).toBe(1);
   }, 60_000);
 });

@@ -15,10 +15,11 @@
  * - Full resyncs (one HGETALL): at start; when Redis lost its data (the epoch key is gone or
  *   changed, or the stream lost the entry the server read last without anything after it): the
  *   server first re-writes the agents it heard itself; and when it fell behind the trimmed stream.
- * - A sweep, by one server of the fleet at a time (the `probermesh:sweep` lock, 60 s apart), scans
- *   the hash: deletes entries dead for longer than -server.agent.forget.after, and applies and puts
- *   on the stream entries the stream did not carry (written by servers of 0.7); while it finds any,
- *   the next sweep comes a refresh period later.
+ * - A sweep, by one server of the fleet at a time (the `probermesh:sweep` lock, 60 s apart, and a
+ *   refresh period after a server starts), scans the hash: deletes entries dead for longer than
+ *   -server.agent.forget.after, and applies and puts on the stream entries the stream did not carry
+ *   (written by servers of 0.7); while any sweep of the last sweep period found some, the next
+ *   comes a refresh period later.
  * - Batch identities (claimBatch) and the mesh key: unchanged since 0.7.
  * - If Redis goes away the server keeps serving from its last view plus the heartbeats it receives
  *   itself, logs it once and sets prober_server_registry_backend_up 0; when Redis is back the
@@ -33,11 +34,9 @@ import type { RegistryResyncReason } from "../metrics/server.ts";
 import { meshKeyFromHex, meshKeyHex, randomMeshKey, type MeshKey } from "./mesh_key.ts";
 import type { AgentEntry, AgentRegistry } from "./registry.ts";
 import {
-  REDIS_AGENTS_KEY, REDIS_CHANGES_KEY, REDIS_EPOCH_KEY, REDIS_OWN_MAX, REDIS_POLL_MS, REDIS_READ_COUNT, REDIS_SCAN_COUNT, REDIS_STREAM_MAXLEN, REDIS_SWEEP_KEY, REDIS_SWEEP_MS,
+  REDIS_AGENTS_KEY, REDIS_CHANGES_KEY, REDIS_EPOCH_KEY, REDIS_OWN_MAX, REDIS_POLL_MS, REDIS_READ_COUNT, REDIS_SCAN_COUNT, REDIS_STREAM_MAXLEN, REDIS_SWEEP_KEY, REDIS_SWEEP_MS, REDIS_UNSTREAMED_KEY,
   REDIS_WRITE_BATCH_MS, REDIS_WRITE_CHUNK, LAST_ID_SCRIPT, WRITE_SCRIPT, entryValue, fieldOf, hashPairs, parseStored, refreshMs, stateDiffers, streamPage, type StreamPage, type Stored,
 } from "./registry_redis_wire.ts";
-
-export { REDIS_AGENTS_KEY, REDIS_POLL_MS } from "./registry_redis_wire.ts";
 
 /**
  * The mesh key shared by the servers of one registry (lib/server/mesh_key.ts): the first server
@@ -380,7 +379,8 @@ export class RedisRegistrySync {
     if (drop.length) await this.client.send("HDEL", [REDIS_AGENTS_KEY, ...drop]);
     this.lastId = String(lastId);
     this.epoch = String(epoch);
-    this.nextSweepMs = now + this.sweepMs;
+    // A server that starts looks for servers of 0.7 (a rolling upgrade) a refresh period later.
+    this.nextSweepMs = now + (reason === "start" ? this.fastSweepMs() : this.sweepMs);
     this.hooks?.fullResync(reason);
     this.log.info({ reason, entries: pairs.length, deleted: drop.length, ms: Date.now() - t0 }, "shared registry: read the whole registry");
   }
@@ -390,7 +390,8 @@ export class RedisRegistrySync {
    * applies and streams those newer than this server knew (the stream did not carry them).
    */
   private async sweep(): Promise<void> {
-    this.nextSweepMs = Date.now() + Math.max(REDIS_POLL_MS, this.refreshMs);
+    // Every server tries each second; the lock's TTL spaces the sweeps.
+    this.nextSweepMs = Date.now() + REDIS_POLL_MS;
     if ((await this.client.send("SET", [REDIS_SWEEP_KEY, this.id, "NX", "PX", String(this.sweepMs)])) !== "OK") return;
     const now = Date.now();
     const drop: string[] = [];
@@ -407,10 +408,19 @@ export class RedisRegistrySync {
     } while (cursor !== "0");
     if (drop.length) await this.client.send("HDEL", [REDIS_AGENTS_KEY, ...drop]);
     await Promise.all(news.map((v) => this.client.send("XADD", [REDIS_CHANGES_KEY, "MAXLEN", "~", String(this.streamMaxLen), "*", "v", v])));
-    // While servers of 0.7 write, sweep again a refresh period later (so their agents stay alive here).
-    if (news.length) await this.client.send("SET", [REDIS_SWEEP_KEY, this.id, "XX", "PX", String(Math.max(REDIS_POLL_MS, this.refreshMs))]);
+    // While servers of 0.7 write (any sweep of the last sweep period found their entries), sweep
+    // again a refresh period later, so their agents stay alive here.
+    if (news.length) await this.client.send("SET", [REDIS_UNSTREAMED_KEY, String(now), "PX", String(this.sweepMs)]);
+    if (news.length || (await this.client.send("EXISTS", [REDIS_UNSTREAMED_KEY])) === 1) {
+      await this.client.send("SET", [REDIS_SWEEP_KEY, this.id, "XX", "PX", String(Math.max(REDIS_POLL_MS, this.fastSweepMs() - REDIS_POLL_MS))]);
+    }
     this.hooks?.unstreamed(news.length);
     if (news.length || drop.length) this.log.info({ unstreamed: news.length, deleted: drop.length }, "shared registry: swept");
+  }
+
+  /** Time between sweeps while servers of 0.7 write, and from a server's start to its first try, ms. */
+  private fastSweepMs(): number {
+    return Math.max(REDIS_POLL_MS, this.refreshMs);
   }
 
   /** Forgets agents heard here that every registry has forgotten by now. */

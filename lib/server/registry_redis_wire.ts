@@ -11,6 +11,8 @@
  *   finds it gone or changed knows Redis lost its data (restarted empty, or flushed).
  * - `probermesh:sweep` (string with a TTL): whoever sets it (SET NX) scans the hash for stale
  *   entries and for entries the stream did not carry; its TTL spaces the sweeps of all servers.
+ * - `probermesh:unstreamed` (string with a TTL of one sweep period): set when a sweep found entries
+ *   the stream did not carry (servers of 0.7 write); while it lives, sweeps come faster.
  */
 import { heartbeatIntervalMs } from "../rpc/heartbeat.ts";
 import type { AgentRecord } from "./registry.ts";
@@ -26,6 +28,9 @@ export const REDIS_EPOCH_KEY = "probermesh:epoch";
 
 /** The sweep lock: its holder sweeps the hash; its TTL is the time to the next sweep, fleet-wide. */
 export const REDIS_SWEEP_KEY = "probermesh:sweep";
+
+/** Lives one sweep period after a sweep found entries the stream did not carry. */
+export const REDIS_UNSTREAMED_KEY = "probermesh:unstreamed";
 
 /** How often each server reads the shared registry (the change stream), milliseconds. */
 export const REDIS_POLL_MS = 1000;
