@@ -415,7 +415,7 @@ export class RedisRegistrySync {
       await this.client.send("SET", [REDIS_SWEEP_KEY, this.id, "XX", "PX", String(Math.max(REDIS_POLL_MS, this.fastSweepMs() - REDIS_POLL_MS))]);
     }
     this.hooks?.unstreamed(news.length);
-    if (news.length || drop.length) this.log.info({ unstreamed: news.length, deleted: drop.length }, "shared registry: swept");
+    if (news.length || drop.length) this.log.debug({ unstreamed: news.length, deleted: drop.length }, "shared registry: swept");
   }
 
   /** Time between sweeps while servers of 0.7 write, and from a server's start to its first try, ms. */
