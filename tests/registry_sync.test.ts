@@ -11,7 +11,8 @@ import { RedisClient } from "bun";
 import pino from "pino";
 import { AgentSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { AgentRegistry } from "../lib/server/registry.ts";
-import { RedisRegistrySync, type RegistrySyncOptions } from "../lib/server/registry_redis.ts";
+import { MeshKey, meshKeyHex } from "../lib/server/mesh_key.ts";
+import { REDIS_MESH_KEY, RedisRegistrySync, type RegistrySyncOptions } from "../lib/server/registry_redis.ts";
 import { REDIS_AGENTS_KEY, REDIS_CHANGES_KEY } from "../lib/server/registry_redis_wire.ts";
 import { freePort, killAll, run, start, skipReason, waitFor, type Proc } from "./helpers/procs.ts";
 
@@ -50,10 +51,10 @@ describe.skipIf(!redisBin)("shared registry synchronisation on a real Redis", ()
   const calls = async (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(String(await cmd(0, "INFO", "commandstats")))?.[1] ?? 0);
 
   /** A "server": its registry and sync on database `db`, counting what the hooks report. */
-  async function node(db: number, o: RegistrySyncOptions = {}): Promise<Node> {
+  async function node(db: number, o: RegistrySyncOptions = {}, meshKey?: MeshKey): Promise<Node> {
     const n = { read: 0, written: 0, unstreamed: 0, sweeps: 0, resyncs: {} as Record<string, number> } as Node;
     n.registry = new AgentRegistry(DEAD_AFTER_MS, { onHeartbeat: (e) => n.sync.publish(e), onGoodbye: (e, t) => n.sync.publishGoodbye(e, t) });
-    n.sync = new RedisRegistrySync(`redis://127.0.0.1:${port}/${db}`, n.registry, log, DEAD_AFTER_MS, () => {}, undefined, {
+    n.sync = new RedisRegistrySync(`redis://127.0.0.1:${port}/${db}`, n.registry, log, DEAD_AFTER_MS, () => {}, meshKey, {
       ...o,
       hooks: {
         entriesRead: (k) => (n.read += k),
@@ -162,8 +163,10 @@ describe.skipIf(!redisBin)("shared registry synchronisation on a real Redis", ()
     close(a, b);
   }, 60_000);
 
-  test("Redis restarted empty: both servers re-write the agents they heard, what came meanwhile too, and resync (redis_restarted)", async () => {
-    const [a, b] = [await node(4), await node(4)];
+  test("Redis restarted empty: both servers re-write the agents they heard, what came meanwhile too, and resync (redis_restarted); the shared mesh key is written back", async () => {
+    const [ka, kb] = [new MeshKey(), new MeshKey()];
+    const [a, b] = [await node(4, {}, ka), await node(4, {}, kb)];
+    expect(meshKeyHex(kb.current)).toBe(meshKeyHex(ka.current));
     hb(a, "10.4.0.1");
     hb(b, "10.4.0.2");
     await waitFor("both see both", 10_000, () => [a, b].every((n) => entry(n, "10.4.0.1") && entry(n, "10.4.0.2")));
@@ -175,8 +178,11 @@ describe.skipIf(!redisBin)("shared registry synchronisation on a real Redis", ()
     await waitFor("both resynced after the restart", 15_000, () => a.resyncs.redis_restarted && b.resyncs.redis_restarted);
     await waitFor("the hash holds all three again", 15_000, async () => Number(await cmd(4, "HLEN", REDIS_AGENTS_KEY)) === 3);
     await waitFor("b sees the agent a heard while Redis was away", 10_000, () => entry(b, "10.4.0.3"));
-    // A server starting now reads the full view; the stream works again.
-    const c = await node(4);
+    // A server starting now reads the full view and adopts the key the agents hold; the stream works again.
+    await waitFor("the mesh key is back in Redis", 10_000, async () => String(await cmd(4, "GET", REDIS_MESH_KEY)) === meshKeyHex(ka.current));
+    const kc = new MeshKey();
+    const c = await node(4, {}, kc);
+    expect(meshKeyHex(kc.current)).toBe(meshKeyHex(ka.current));
     expect(["10.4.0.1", "10.4.0.2", "10.4.0.3"].every((ip) => entry(c, ip))).toBe(true);
     hb(b, "10.4.0.4");
     await waitFor("a and c see b's new agent", 10_000, () => entry(a, "10.4.0.4") && entry(c, "10.4.0.4"));

@@ -59,10 +59,13 @@ export class MeshKey {
   private key: Uint8Array;
   /** True once the key is final: from the file, or read from the shared registry. */
   settled: boolean;
+  /** True when the key came from -server.mesh.key.file (never written to the shared registry). */
+  readonly fromFile: boolean;
 
   constructor(fixed?: Uint8Array) {
     this.key = fixed ?? randomMeshKey();
     this.settled = fixed !== undefined;
+    this.fromFile = fixed !== undefined;
   }
 
   /** The key to hand out (a copy: callers put it in messages). */

@@ -353,6 +353,10 @@ export class RedisRegistrySync {
       this.queued.add(f);
     }
     this.dirty.clear();
+    // The shared mesh key went with the data: written back (unless another server was first), so a
+    // server starting now adopts the key the agents already hold instead of making a new one.
+    const k = this.meshKey;
+    if (k && k.settled && !k.fromFile) await this.client.send("SET", [REDIS_MESH_KEY, meshKeyHex(k.current), "NX"]);
     await this.client.send("SET", [REDIS_EPOCH_KEY, randomUUID(), "NX"]);
     await this.writeQueued();
     await this.resync("redis_restarted");
