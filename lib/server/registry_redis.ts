@@ -158,7 +158,7 @@ export class RedisRegistrySync {
 
   /** Shares a heartbeat this server received. Never throws; a failure marks the backend down. */
   publish(e: AgentEntry): void {
-    const s: Stored = { region: e.region, ip: e.ip, version: e.version, hostname: e.hostname, udpPort: e.udpPort, tcpPort: e.tcpPort, firstSeenMs: e.firstSeenMs, lastSeenMs: e.lastSeenMs };
+    const s: Stored = { region: e.region, ip: e.ip, version: e.version, hostname: e.hostname, udpPort: e.udpPort, tcpPort: e.tcpPort, firstSeenMs: e.firstSeenMs, lastSeenMs: e.lastSeenMs, streamed: 1 };
     const f = fieldOf(s);
     const o = this.own.get(f);
     if (!o) {
@@ -174,7 +174,7 @@ export class RedisRegistrySync {
 
   /** Shares an agent's goodbye (a tombstone every server applies). Never throws. */
   publishGoodbye(e: AgentEntry, atMs: number): void {
-    const s: Stored = { region: e.region, ip: e.ip, version: e.version, hostname: e.hostname, firstSeenMs: e.firstSeenMs, lastSeenMs: atMs, leftMs: atMs };
+    const s: Stored = { region: e.region, ip: e.ip, version: e.version, hostname: e.hostname, firstSeenMs: e.firstSeenMs, lastSeenMs: atMs, leftMs: atMs, streamed: 1 };
     const f = fieldOf(s);
     const o = this.own.get(f);
     if (o) o.latest = s;
@@ -400,6 +400,8 @@ export class RedisRegistrySync {
     const now = Date.now();
     const drop: string[] = [];
     const news: string[] = [];
+    /** Live entries a 0.7 server wrote last (no stream entry): their next heartbeats come by the hash only. */
+    let legacy = 0;
     let cursor = "0";
     do {
       const r = (await this.client.send("HSCAN", [REDIS_AGENTS_KEY, cursor, "COUNT", String(REDIS_SCAN_COUNT)])) as [string, unknown];
@@ -408,13 +410,15 @@ export class RedisRegistrySync {
         const s = parseStored(json);
         if (!s || this.stale(s, now)) drop.push(field);
         else if (this.apply(s)) news.push(json);
+        if (s && !s.streamed && s.leftMs === undefined && now - s.lastSeenMs <= this.deadAfterMs) legacy++;
       }
     } while (cursor !== "0");
     if (drop.length) await this.client.send("HDEL", [REDIS_AGENTS_KEY, ...drop]);
     await Promise.all(news.map((v) => this.client.send("XADD", [REDIS_CHANGES_KEY, "MAXLEN", "~", String(this.streamMaxLen), "*", "v", v])));
-    // While servers of 0.7 write (any sweep of the last sweep period found their entries), sweep
+    // While servers of 0.7 write (any sweep of the last sweep period found their entries new, or
+    // live ones they wrote last: a sweep right after their last write finds nothing new), sweep
     // again a refresh period later, so their agents stay alive here.
-    if (news.length) await this.client.send("SET", [REDIS_UNSTREAMED_KEY, String(now), "PX", String(this.sweepMs)]);
+    if (news.length || legacy) await this.client.send("SET", [REDIS_UNSTREAMED_KEY, String(now), "PX", String(this.sweepMs)]);
     if (news.length || (await this.client.send("EXISTS", [REDIS_UNSTREAMED_KEY])) === 1) {
       await this.client.send("SET", [REDIS_SWEEP_KEY, this.id, "XX", "PX", String(Math.max(REDIS_POLL_MS, this.fastSweepMs() - REDIS_POLL_MS))]);
     }

@@ -59,7 +59,11 @@ export const REDIS_SCAN_COUNT = 1000;
 export const REDIS_OWN_MAX = 100_000;
 
 /** Stored per agent; `leftMs` marks a goodbye (a tombstone). */
-export type Stored = AgentRecord & { leftMs?: number };
+/**
+ * A hash entry. `streamed` (1) marks an entry written by a server of 0.8 or later, with its stream
+ * entry; one without it is a 0.7 server's (hash only), which sweeps pick up (registry_redis.ts).
+ */
+export type Stored = AgentRecord & { leftMs?: number; streamed?: 1 };
 
 /** The hash field of an entry. */
 export const fieldOf = (s: Pick<Stored, "region" | "ip">): string => `${s.region}\u0000${s.ip}`;
