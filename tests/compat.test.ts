@@ -4,38 +4,14 @@
  * for each, their HTTP results are aggregated, and nothing they send is rejected.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { $ } from "bun";
-import { mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { AGENT_BIN, IS_ROOT, ROOT, SERVER_BIN, freePort, killAll, samples, scrape, sharedHostAgentFlags, skipReason, start, waitFor } from "./helpers/procs.ts";
+import { PREVIOUS_RELEASE, PREVIOUS_RELEASES, hasReleaseHistory, releaseBinary } from "./helpers/releases.ts";
+import { AGENT_BIN, IS_ROOT, SERVER_BIN, freePort, killAll, samples, scrape, sharedHostAgentFlags, skipReason, start, waitFor } from "./helpers/procs.ts";
 
-/** The commits of the previous releases (0.6.0 is the previous one; older ones are kept while fleets still run them). */
-const PREVIOUS_RELEASES = [
-  { commit: "fe6bb29", version: "0.1.0", region: "v010", ip: "127.0.70.1" },
-  { commit: "dfd9e7e", version: "0.2.0", region: "v020", ip: "127.0.70.3" },
-  { commit: "f596d49", version: "0.3.0", region: "v030", ip: "127.0.70.4" },
-  { commit: "313dacb", version: "0.4.0", region: "v040", ip: "127.0.70.5" },
-  { commit: "10f0d27", version: "0.5.0", region: "v050", ip: "127.0.70.6" },
-  { commit: "2f1d7d4", version: "0.6.0", region: "v060", ip: "127.0.70.7" },
-  { commit: "0727892", version: "0.7.0", region: "v070", ip: "127.0.70.8" },
-];
-
-const hasHistory = (await Promise.all(PREVIOUS_RELEASES.map(async (r) => (await $`git -C ${ROOT} cat-file -e ${r.commit}^{commit}`.quiet().nothrow()).exitCode === 0))).every(Boolean);
+const hasHistory = await hasReleaseHistory();
 const ok = IS_ROOT && hasHistory;
 if (!ok) skipReason(`compat.test.ts needs root (ICMP) and the git history of releases ${PREVIOUS_RELEASES.map((r) => `${r.version} (${r.commit})`).join(", ")}; root=${IS_ROOT} history=${hasHistory}`);
-
-/** Builds `role` of release `r` from its commit into `${dir}/${role}-${version}`. */
-async function buildRelease(r: { commit: string; version: string }, role: "agent" | "server", dir: string): Promise<string> {
-  const src = `${dir}/${r.version}`;
-  if (!(await Bun.file(`${src}/package.json`).exists())) {
-    await $`mkdir -p ${src}`.quiet();
-    await $`git -C ${ROOT} archive ${r.commit} | tar -x -C ${src}`.quiet();
-    symlinkSync(`${ROOT}node_modules`, `${src}/node_modules`);
-  }
-  const out = `${dir}/${role}-${r.version}`;
-  await $`${process.execPath} build --compile ${src}/${role}.ts --outfile ${out}`.quiet();
-  return out;
-}
 
 describe.skipIf(!ok)(`agents of releases ${PREVIOUS_RELEASES.map((r) => r.version).join(", ")} with this release's server`, () => {
   let metrics = "";
@@ -43,7 +19,8 @@ describe.skipIf(!ok)(`agents of releases ${PREVIOUS_RELEASES.map((r) => r.versio
 
   beforeAll(async () => {
     const dir = mkdtempSync(`${tmpdir()}/pm-compat-`);
-    for (const r of PREVIOUS_RELEASES) await buildRelease(r, "agent", dir);
+    const bins = new Map<string, string>();
+    for (const r of PREVIOUS_RELEASES) bins.set(r.version, await releaseBinary(r, "agent"));
     web = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
     writeFileSync(`${dir}/p.yaml`, `prober_configs:\n  - prober_type: http\n    region: web\n    targets: ["http://127.0.0.1:${web.port}/"]\n`);
     const [rpc, http] = [await freePort(), await freePort()];
@@ -53,7 +30,7 @@ describe.skipIf(!ok)(`agents of releases ${PREVIOUS_RELEASES.map((r) => r.versio
     const common = ["-server.rpc.addr", `127.0.0.1:${rpc}`, "-agent.probe.interval", "1s", "-agent.sync.interval", "500ms"];
     // Agents since 0.6 run a UDP responder and a TCP listener: on one host each needs its own ports.
     const ports = (version: string) => (version >= "0.6" ? sharedHostAgentFlags(PREVIOUS_RELEASES.findIndex((r) => r.version === version) + 1) : []);
-    for (const r of PREVIOUS_RELEASES) start([`${dir}/agent-${r.version}`, "-region", r.region, "-agent.ip", r.ip, ...common, ...ports(r.version)]);
+    for (const r of PREVIOUS_RELEASES) start([bins.get(r.version)!, "-region", r.region, "-agent.ip", r.ip, ...common, ...ports(r.version)]);
     start([AGENT_BIN, "-region", "new", "-agent.ip", "127.0.70.2", ...common, ...sharedHostAgentFlags(0)]);
   }, 120_000);
   afterAll(async () => {
@@ -86,11 +63,10 @@ describe.skipIf(!ok)(`agents of releases ${PREVIOUS_RELEASES.map((r) => r.versio
   }, 40_000);
 });
 
-describe.skipIf(!ok)(`this release's agents with a server of release ${PREVIOUS_RELEASES.at(-1)!.version} (agents upgraded first)`, () => {
+describe.skipIf(!ok)(`this release's agents with a server of release ${PREVIOUS_RELEASE.version} (agents upgraded first)`, () => {
   let metrics = "";
   beforeAll(async () => {
-    const dir = mkdtempSync(`${tmpdir()}/pm-compat-server-`);
-    const server = await buildRelease(PREVIOUS_RELEASES.at(-1)!, "server", dir);
+    const server = await releaseBinary(PREVIOUS_RELEASE, "server");
     const [rpc, http] = [await freePort(), await freePort()];
     metrics = `http://127.0.0.1:${http}/metrics`;
     start([server, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${http}`, "-server.aggregation.interval", "1s"]);

@@ -6,10 +6,8 @@
  * lost its data: prober_server_registry_full_resyncs_total{reason="redis_restarted"}).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { $ } from "bun";
-import { mkdtempSync, symlinkSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { AGENT_BIN, IS_ROOT, ROOT, SERVER_BIN, freePort, killAll, run, samples, scrape, skipReason, start, waitFor, type Proc } from "./helpers/procs.ts";
+import { PREVIOUS_RELEASE, hasReleaseHistory, releaseBinary } from "./helpers/releases.ts";
+import { AGENT_BIN, IS_ROOT, SERVER_BIN, freePort, killAll, run, samples, scrape, skipReason, start, waitFor, type Proc } from "./helpers/procs.ts";
 
 const redisBin = Bun.which("redis-server");
 const ok = IS_ROOT && redisBin !== null;
@@ -97,9 +95,9 @@ describe.skipIf(!ok)("two servers sharing a Redis registry", () => {
   }, 60_000);
 });
 
-/** The release before this one (as in tests/compat.test.ts), whose servers read and write the hash only. */
-const PREVIOUS = { commit: "0727892", version: "0.7.0" };
-const hasPrevious = (await $`git -C ${ROOT} cat-file -e ${PREVIOUS.commit}^{commit}`.quiet().nothrow()).exitCode === 0;
+/** The release before this one, whose servers read and write the hash only. */
+const PREVIOUS = PREVIOUS_RELEASE;
+const hasPrevious = await hasReleaseHistory([PREVIOUS]);
 if (ok && !hasPrevious) skipReason(`shared_registry.test.ts (rolling upgrade) needs the git history of ${PREVIOUS.version} (${PREVIOUS.commit})`);
 
 describe.skipIf(!ok || !hasPrevious)(`a rolling upgrade: a server of ${PREVIOUS.version} and one of this release on one Redis`, () => {
@@ -108,16 +106,13 @@ describe.skipIf(!ok || !hasPrevious)(`a rolling upgrade: a server of ${PREVIOUS.
   const alive = (m: Awaited<ReturnType<typeof scrape>>, region: string) => samples(m, "prober_agent_is_alive", { region })[0]?.value === "1";
 
   beforeAll(async () => {
-    const dir = mkdtempSync(`${tmpdir()}/pm-upgrade-`);
-    await $`git -C ${ROOT} archive ${PREVIOUS.commit} | tar -x -C ${dir}`.quiet();
-    symlinkSync(`${ROOT}node_modules`, `${dir}/node_modules`);
-    await $`${process.execPath} build --compile ${dir}/server.ts --outfile ${dir}/server-old`.quiet();
+    const oldServer = await releaseBinary(PREVIOUS, "server");
     const redisPort = await freePort();
     start([redisBin!, "--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
     await waitFor("redis ready", 10_000, async () => (await run(["redis-cli", "-p", String(redisPort), "ping"])).stdout.trim() === "PONG");
     // Dead after 10 s (2 s x 5): the old server's agent must stay alive at the new one between sweeps.
     const rpc: number[] = [];
-    for (const bin of [`${dir}/server-old`, SERVER_BIN]) {
+    for (const bin of [oldServer, SERVER_BIN]) {
       rpc.push(await freePort());
       web.push(await freePort());
       start([bin, "-server.registry.url", `redis://127.0.0.1:${redisPort}/0`, "-server.rpc.listen.addr", `127.0.0.1:${rpc.at(-1)}`, "-server.http.listen.addr", `127.0.0.1:${web.at(-1)}`, "-server.aggregation.interval", "2s"]);
