@@ -18,11 +18,11 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { readFileSync } from "node:fs";
 import { ProberMeshService } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { rpcClient } from "../lib/agent/client.ts";
-import { SERVER_BIN, freePort, run as runCmd, samples, scrape, start, waitFor, type Proc } from "../tests/helpers/procs.ts";
+import { SERVER_BIN, freePort, samples, scrape, start, waitFor, type Proc } from "../tests/helpers/procs.ts";
 import { quantile } from "../tests/helpers/stats.ts";
+import { cpuSeconds, peakRssMb, rssMb, startRedis } from "./proc_stats.ts";
 import { PACKETS, meshBatch, simAgents } from "./sim.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -31,12 +31,6 @@ const arg = (name: string, dflt: number) => {
 };
 const INTERVAL_MS = 15_000;
 
-/** utime + stime of a process, seconds. */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-const peakRssMb = (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 
 interface Row { format: string; agents: number; regions: number; resultsPerSec: number; cores: number; peakMb: number; pushP99Ms: number; scrapeMs: number; metricsMb: number; rejected: number }
 
@@ -76,7 +70,7 @@ async function run(agents: number, regions: number, seconds: number, format: "0.
     const t0 = Date.now();
     await Promise.all(pushers);
     const cores = (cpuSeconds(server.proc.pid!) - c0) / ((Date.now() - t0) / 1000);
-    const rssBeforeScrape = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.proc.pid}/status`, "utf8"))![1]) / 1024;
+    const rssBeforeScrape = rssMb(server.proc.pid!);
     const s0 = performance.now();
     const text = await (await fetch(`http://127.0.0.1:${web}/metrics`)).text();
     const scrapeMs = performance.now() - s0;
@@ -92,14 +86,12 @@ async function run(agents: number, regions: number, seconds: number, format: "0.
 
 /** Two servers sharing a Redis registry; one killed halfway. */
 async function runPair(agents: number, regions: number, seconds: number): Promise<string> {
-  const redisPort = await freePort();
-  const redis = start(["redis-server", "--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+  const redis = await startRedis();
   const servers: { rpc: number; web: number; proc?: Proc; cores?: number; peakMb?: number }[] = [];
   try {
-    await waitFor("redis ready", 10_000, async () => (await runCmd(["redis-cli", "-p", String(redisPort), "ping"])).stdout.trim() === "PONG");
     for (let i = 0; i < 2; i++) {
       const s = { rpc: await freePort(), web: await freePort() } as (typeof servers)[number];
-      s.proc = start([SERVER_BIN, "-server.registry.url", `redis://127.0.0.1:${redisPort}/0`, "-server.rpc.listen.addr", `127.0.0.1:${s.rpc}`, "-server.http.listen.addr", `127.0.0.1:${s.web}`, "-server.registry.max.agents", String(agents + 10)]);
+      s.proc = start([SERVER_BIN, "-server.registry.url", redis.url, "-server.rpc.listen.addr", `127.0.0.1:${s.rpc}`, "-server.http.listen.addr", `127.0.0.1:${s.web}`, "-server.registry.max.agents", String(agents + 10)]);
       servers.push(s);
     }
     for (const s of servers) await waitFor("server ready", 10_000, async () => (await fetch(`http://127.0.0.1:${s.web}/-/ready`)).ok);
@@ -164,7 +156,7 @@ async function runPair(agents: number, regions: number, seconds: number): Promis
     ].join("\n");
   } finally {
     for (const s of servers) await s.proc?.kill();
-    await redis.kill();
+    await redis.proc.kill();
   }
 }
 
