@@ -304,7 +304,7 @@ describe("incidents", () => {
     expect(book.active().map((i) => `${i.scope} ${i.subject}`)).toEqual(["region_isolated rc", "region_ingress rd", "region_pair rc"]);
   });
 
-  test("a region incident's tail (a narrower explanation of some of its cells) keeps it, and opens nothing of its own", () => {
+  test("a region incident's tail (an explanation of some of its cells in windows without it) keeps it, and opens nothing of its own", () => {
     const cell = (a: string, b: string) => ({ sourceRegion: a, targetRegion: b });
     const withCells = (e: Explanation, cells: ReturnType<typeof cell>[]): Explanation => ({ ...e, evidence: { ...e.evidence, cells } });
     const region = withCells(ex("region_ingress", "r2"), [cell("r1", "r2"), cell("r3", "r2"), cell("r2", "r1"), cell("r2", "r3")]);
@@ -321,6 +321,22 @@ describe("incidents", () => {
     // Clean: the region incident ends at its tail's last window.
     for (let i = 0; i < THRESHOLDS.closeWindows - 1; i++) expect(book.update([other], (w += 1000)).ended).toEqual([]);
     expect(book.update([other], (w += 1000)).ended.map((i) => [i.subject, i.endedMs])).toEqual([["r2", w - THRESHOLDS.closeWindows * 1000]]);
+  });
+
+  test("a hop incident's tail read as a region pair keeps the hop incident; a pair shown beside a live incident is a fault of its own", () => {
+    const cells = [{ sourceRegion: "near", targetRegion: "far" }];
+    const hop: Explanation = { ...ex("hop", "10.0.0.1"), evidence: { ...ex("hop", "10.0.0.1").evidence, cells } };
+    const pair: Explanation = { ...ex("region_pair", "far<->near"), evidence: { ...ex("region_pair", "far<->near").evidence, cells } };
+    const book = new IncidentBook();
+    book.update([hop], 1000);
+    book.update([hop], 2000);
+    expect(book.update([pair], 3000).opened).toEqual([]);
+    expect(book.update([pair], 4000).opened).toEqual([]);
+    expect(book.active().map((i) => `${i.scope} ${i.subject} ${i.lastSeenMs}`)).toEqual(["hop 10.0.0.1 4000"]);
+    // The same pair in windows that also show the hop: beside it, not its tail.
+    const two = new IncidentBook();
+    two.update([hop, pair], 1000);
+    expect(two.update([hop, pair], 2000).opened.map((i) => i.scope)).toEqual(["hop", "region_pair"]);
   });
 
   test(`a narrower explanation that outlasts ${THRESHOLDS.horizonWindows} windows after the region incident's own is a fault of its own`, () => {

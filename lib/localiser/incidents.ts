@@ -27,20 +27,19 @@ const REGION_SCOPES: ReadonlySet<string> = new Set(["region_egress", "region_ing
  */
 const key = (e: { scope: string; subject: string }) => (REGION_SCOPES.has(e.scope) ? `region\u0000${e.subject}` : `${e.scope}\u0000${e.subject}`);
 
-/** Breadth of a scope: a region's scopes over a region pair over one element (agent, target, hop). */
-const breadth = (scope: string) => (REGION_SCOPES.has(scope) ? 2 : scope === "region_pair" ? 1 : 0);
-
 const cellKey = (c: { sourceRegion: string; targetRegion: string }) => `${c.sourceRegion}\u0000${c.targetRegion}`;
 
 /**
  * True when explanation `e` is the tail of the active incident `a`: a healed fault leaves its
  * links' horizons one by one (up to THRESHOLDS.horizonWindows windows, lib/localiser/links.ts), so
- * a region incident decays into a smaller explanation of some of its links before it is clean.
- * The tail is a narrower scope whose cells all lie in `a`'s cells, seen within horizonWindows
- * windows of `a`'s own last window (after that, it is a fault of its own).
+ * an incident decays into another explanation of some of its links before it is clean (a region
+ * into a region pair, a hop whose traces aged into a region pair). The tail is an explanation
+ * whose cells all lie in `a`'s cells, in a window that did not show `a` itself, within
+ * horizonWindows windows of `a`'s own last one (after that, it is a fault of its own). An
+ * explanation in a window that also shows `a` is a fault beside it, never its tail.
  */
 function isTail(a: Incident & { sinceOwn: number }, e: Explanation): boolean {
-  if (breadth(a.scope) <= breadth(e.scope) || a.sinceOwn > THRESHOLDS.horizonWindows || !e.evidence.cells.length) return false;
+  if (a.sinceOwn < 1 || a.sinceOwn > THRESHOLDS.horizonWindows || !e.evidence.cells.length) return false;
   const cells = new Set(a.evidence.cells.map(cellKey));
   return e.evidence.cells.every((c) => cells.has(cellKey(c)));
 }
