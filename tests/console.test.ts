@@ -51,7 +51,8 @@ describe.skipIf(!ok)("web console in Chromium", () => {
   });
 
   test("the heat map shows every region and pair, values readable without color", async () => {
-    await page.waitForFunction(() => document.querySelectorAll("#heatmap td.cell[data-source]").length === 6, { timeout: 15_000 });
+    // Six cells, each with data: a window in which a pair's results had not arrived yet shows "none".
+    await page.waitForFunction(() => [...(document.querySelectorAll("#heatmap td.cell[data-source]") as unknown as { className: string }[])].filter((c) => c.className.includes("ok")).length === 6, { timeout: 30_000 });
     const headers = await page.$$eval("#heatmap tr:first-child th", (ths) => ths.map((t) => t.textContent));
     expect(headers.slice(1)).toEqual(REGIONS);
     const cells = await page.$$eval("#heatmap td.cell[data-source]", (tds) => tds.map((td) => ({ cls: td.className, text: td.textContent ?? "" })));

@@ -96,9 +96,10 @@ describe.skipIf(!!missing)("console: what is wrong now", () => {
     expect(shown.title).toBe(SCOPES.agent);
     expect(shown.subject).toBe(subject);
     expect(shown.since).toMatch(/^since \d+ s ago \(.+\)$/);
-    // The summary is the server's (its numbers move from window to window).
-    expect(shown.summary.split(":")[0]).toBe(api.summary.split(":")[0]);
-    expect(shown.summary).toMatch(new RegExp(`^agent ${subject.replace(/\./g, "\\.")}: \\d+ of \\d+ links lossy, [\\d.]+ % lost(, direction \\w+)?, confidence [\\d.]+$`));
+    // The summary is the server's (its numbers move from window to window; on a loaded machine the
+    // agent's own health may also call it starved in some windows).
+    expect(api.summary.startsWith(`agent ${subject}`)).toBe(true);
+    expect(shown.summary).toMatch(new RegExp(`^agent ${subject.replace(/\./g, "\\.")}( is starved \\(rounds late or loopback loss\\))?: \\d+ of \\d+ links lossy, [\\d.]+ % lost(, direction \\w+)?, confidence [\\d.]+$`));
     expect(shown.evidence).toMatch(/^\d+ of \d+ links lossy · loss [\d.]+ % · confidence [\d.]+ · direction \w+/);
 
     await page.click(card);

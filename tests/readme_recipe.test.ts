@@ -190,7 +190,8 @@ describe.skipIf(!available)("README: running it for real, on two machines", () =
     const agent = launch("agent", tls.find(isAgent)!.text, FAST_AGENT, "readme-tls");
     running.push(agent);
     await waitFor("the TLS agent alive on the server's /metrics", 60_000, () => alive("readme-tls"));
-    expect(agent.output()).toContain(`"server":"https://${pair.nearIp}:6000"`);
+    // The "registered" line names the server; its output may be read a moment after /metrics says alive.
+    await waitFor("the agent's log names the https server", 10_000, () => agent.output().includes(`"server":"https://${pair.nearIp}:6000"`));
     await waitFor("ICMP results from the TLS agent", 60_000, async () =>
       Number(samples(await metrics(), "prober_icmp_packets_received_total", { source_region: "readme-tls", target_region: "server-machine" })[0]?.value ?? 0) > 0);
     // Plaintext to the TLS port gets nowhere.

@@ -90,9 +90,10 @@ describe("connect probe over flows (loopback)", () => {
   for (const ip of ["127.0.0.1", "::1"]) {
     test(`${ip}: one connection per flow port, kernel-timed, and a second round from the same ports (no TIME_WAIT)`, async () => {
       const l = recorder(ip);
-      const p = new TcpProber({ flowPorts: range("47300-47315") });
+      const p = new TcpProber({ flowPorts: range("29300-29315") });
       const m = moduleOf({ flows: 8, timeout: "5s" });
-      const ports = [47300, 47301, 47302, 47303, 47304, 47305, 47306, 47307];
+      // Below the ephemeral range (32768-60999): no outgoing connection of another process holds them.
+      const ports = [29300, 29301, 29302, 29303, 29304, 29305, 29306, 29307];
       for (let round = 0; round < 2; round++) {
         const r = await probe(p, l.target, m);
         expect([r.success, r.failedReason, r.error]).toEqual([true, "", ""]);
@@ -107,31 +108,31 @@ describe("connect probe over flows (loopback)", () => {
         const mean = r.flows.reduce((s, f) => s + f.rttMeanSeconds, 0) / r.flows.length;
         expect(r.connectSeconds).toBeCloseTo(mean, 9);
         expect(l.accepted()).toEqual(ports);
-        expect(await timeWaits(47300, 47315, l.port)).toBe(0);
+        expect(await timeWaits(29300, 29315, l.port)).toBe(0);
       }
     });
   }
 
   test("a closed port: every flow sent and not received, failed_reason connect naming the ports", async () => {
     const port = await freePort();
-    const r = await probe(new TcpProber({ flowPorts: range("47320-47323") }), `127.0.0.1:${port}`, moduleOf({ flows: 4 }));
+    const r = await probe(new TcpProber({ flowPorts: range("29320-29323") }), `127.0.0.1:${port}`, moduleOf({ flows: 4 }));
     expect([r.success, r.failedReason]).toEqual([false, "connect"]);
-    expect(r.flows.map((f) => [f.sourcePort, f.sent, f.received, f.rttMeanSeconds])).toEqual([47320, 47321, 47322, 47323].map((p) => [p, 1, 0, 0]));
-    expect(r.error).toBe("source ports 47320-47323: connection refused (RST)");
+    expect(r.flows.map((f) => [f.sourcePort, f.sent, f.received, f.rttMeanSeconds])).toEqual([29320, 29321, 29322, 29323].map((p) => [p, 1, 0, 0]));
+    expect(r.error).toBe("source ports 29320-29323: connection refused (RST)");
     expect(r.connectSeconds).toBe(0);
   });
 
   test("a flow port held by a listener: that flow not sent, the error names the port and why, the others connect", async () => {
     const l = recorder("127.0.0.1");
     const holder = net.createServer();
-    await new Promise<void>((ok) => holder.listen(47332, "0.0.0.0", ok));
+    await new Promise<void>((ok) => holder.listen(29332, "0.0.0.0", ok));
     try {
-      const r = await probe(new TcpProber({ flowPorts: range("47330-47333") }), l.target, moduleOf({ flows: 4 }));
+      const r = await probe(new TcpProber({ flowPorts: range("29330-29333") }), l.target, moduleOf({ flows: 4 }));
       expect([r.success, r.failedReason]).toEqual([false, "connect"]);
-      expect(r.flows.map((f) => [f.sourcePort, f.sent, f.received])).toEqual([[47330, 1, 1], [47331, 1, 1], [47332, 0, 0], [47333, 1, 1]]);
-      expect(r.error).toMatch(/^source port 47332: bind: .*errno 98/);
+      expect(r.flows.map((f) => [f.sourcePort, f.sent, f.received])).toEqual([[29330, 1, 1], [29331, 1, 1], [29332, 0, 0], [29333, 1, 1]]);
+      expect(r.error).toMatch(/^source port 29332: bind: .*errno 98/);
       expect(r.connectSeconds).toBeGreaterThan(0);
-      expect(l.accepted()).toEqual([47330, 47331, 47333]);
+      expect(l.accepted()).toEqual([29330, 29331, 29333]);
     } finally {
       await new Promise((ok) => holder.close(ok));
     }
@@ -144,26 +145,26 @@ describe("connect probe over flows (loopback)", () => {
 
   test("flows above the range's size use the whole range; the default range is TCP_FLOW_PORTS", async () => {
     const l = recorder("127.0.0.1");
-    const r = await probe(new TcpProber({ flowPorts: range("47340-47342") }), l.target, moduleOf({ flows: 16 }));
+    const r = await probe(new TcpProber({ flowPorts: range("29340-29342") }), l.target, moduleOf({ flows: 16 }));
     expect(r.success).toBe(true);
-    expect(r.flows.map((f) => f.sourcePort)).toEqual([47340, 47341, 47342]);
+    expect(r.flows.map((f) => f.sourcePort)).toEqual([29340, 29341, 29342]);
     expect(new TcpProber().flowPorts).toEqual(parsePortRange(TCP_FLOW_PORTS));
   });
 
   test("aborted before it starts: failed_reason timeout, no flow sent", async () => {
     const ac = new AbortController();
     ac.abort();
-    const r = await probe(new TcpProber({ flowPorts: range("47350-47351") }), "127.0.0.1:9", moduleOf({ flows: 2 }), ac.signal);
+    const r = await probe(new TcpProber({ flowPorts: range("29350-29351") }), "127.0.0.1:9", moduleOf({ flows: 2 }), ac.signal);
     expect([r.success, r.failedReason, r.flows.length]).toEqual([false, "timeout", 0]);
   });
 
   test("flows: 0 keeps blackbox's probe: one connection from a kernel-chosen port, no flows in the result", async () => {
     const l = recorder("127.0.0.1");
-    const r = await probe(new TcpProber({ flowPorts: range("47360-47361") }), l.target, moduleOf({}));
+    const r = await probe(new TcpProber({ flowPorts: range("29360-29361") }), l.target, moduleOf({}));
     expect([r.success, r.flows.length]).toEqual([true, 0]);
     const peers = l.accepted();
     expect(peers).toHaveLength(1);
-    expect(peers[0]).not.toBe(47360);
+    expect(peers[0]).not.toBe(29360);
   });
 });
 
