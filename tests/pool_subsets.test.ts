@@ -6,8 +6,8 @@
  * the ones who cover others.
  */
 import { describe, expect, test } from "bun:test";
-import { create } from "@bufbuild/protobuf";
-import { AgentSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { AgentSchema, GetTargetPoolResponseSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { PeerSubsets, peerKey } from "../lib/server/peers.ts";
 import { TargetPool, poolRegistryEvents } from "../lib/server/pool.ts";
 import { AgentRegistry } from "../lib/server/registry.ts";
@@ -101,5 +101,24 @@ describe("pools with peer subsets", () => {
     // ... and the others still probe the silent one (a cut agent reads red, not missing).
     const probedBy = AGENTS.filter((a) => a.region !== "a" && s.pool.poolFor(a.region, a.ip).udp.some((x) => x.address.startsWith(`${silent.ip}:`)));
     expect(probedBy.map((a) => a.region).sort()).toEqual(expect.arrayContaining(["b", "c", "d"]));
+  });
+
+  test("the binary answer (targets encoded once and kept) decodes to the same pool, for every agent, with and without secrets, full mesh or subsets", () => {
+    const file = "prober_configs:\n  - prober_type: icmp\n    region: b\n    targets: ['192.0.2.9']\n  - prober_type: http\n    region: c\n    targets: ['http://192.0.2.10/']\n    http: { bearer_token: s3cret }\n";
+    for (const peers of [0, 1]) {
+      const s = server(peers, file);
+      for (const a of AGENTS) s.hb(a.region, a.ip);
+      for (const round of [1, 2]) {
+        for (const a of AGENTS) {
+          for (const redact of [undefined, ""]) {
+            const wire = fromBinary(GetTargetPoolResponseSchema, toBinary(GetTargetPoolResponseSchema, s.pool.poolWireFor(a.region, a.ip, redact)));
+            const plain = s.pool.poolFor(a.region, a.ip, redact);
+            expect(wire, `${a.region}/${a.ip} peers ${peers} redact ${redact} round ${round}`).toEqual(fromBinary(GetTargetPoolResponseSchema, toBinary(GetTargetPoolResponseSchema, plain)));
+            expect(wire.icmp.length + wire.udp.length + wire.tcp.length).toBeGreaterThan(0);
+          }
+        }
+        s.hb("d", "10.3.0.77"); // the second round after a join: cached entries and new ones together
+      }
+    }
   });
 });

@@ -15,7 +15,8 @@
  * - a region never gets its own targets unless -server.probe.self; an agent never gets its own IP
  *   (mesh kinds: neither the IP nor IP:port).
  */
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary, type DescField, type DescMessage } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { GetTargetPoolResponseSchema, type GetTargetPoolResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { type ModuleOf, type ProbeKind, type ProberType, type TargetOf } from "../probes/kind.ts";
 import { agentHostPort, MESH_KIND, MESH_KINDS, MESH_MERGED_KINDS, meshTcpModule, PROBE_KINDS } from "../probes/kinds.ts";
@@ -45,7 +46,12 @@ interface Entry {
   /** The host it names (the address without a port), to leave out an agent's own. */
   host: string;
   agent?: string;
+  /** The target encoded as its GetTargetPoolResponse field's value (length and bytes), once needed. */
+  wire?: Uint8Array;
 }
+
+/** GetTargetPoolResponse's list field of each kind (its number and target message). */
+const POOL_FIELDS = Object.fromEntries(GetTargetPoolResponseSchema.fields.map((f) => [f.localName, f])) as Record<ProberType, DescField & { message?: DescMessage }>;
 
 /**
  * Builds pools from the current probe file and the known agents, incrementally: each target
@@ -218,23 +224,44 @@ export class TargetPool {
    * message the caller may change; its targets are shared and must not be.
    */
   poolFor(sourceRegion: string, agentIp = "", redact?: string): GetTargetPoolResponse {
+    const out = create(GetTargetPoolResponseSchema, {});
+    this.visit(sourceRegion, agentIp, redact, (type, e) => (out[type] as TargetOf<ProberType>[]).push(e.target));
+    return out;
+  }
+
+  /**
+   * The same pool for the binary protocol: every target as its field's bytes, encoded once per
+   * segment entry and kept (`$unknown`, written as-is by toBinary), so a pool of thousands of
+   * targets is not encoded again at every fetch. Only for binary (protobuf) answers: JSON leaves
+   * unknown fields out.
+   */
+  poolWireFor(sourceRegion: string, agentIp = "", redact?: string): GetTargetPoolResponse {
+    const out = create(GetTargetPoolResponseSchema, {});
+    const unknown: { no: number; wireType: WireType; data: Uint8Array }[] = [];
+    this.visit(sourceRegion, agentIp, redact, (type, e) => {
+      const f = POOL_FIELDS[type];
+      unknown.push({ no: f.number, wireType: WireType.LengthDelimited, data: (e.wire ??= new BinaryWriter().bytes(toBinary(f.message!, e.target as never)).finish()) });
+    });
+    out.$unknown = unknown;
+    return out;
+  }
+
+  /** Calls `take` with each target of the pool, in the pool's order (poolFor()). */
+  private visit(sourceRegion: string, agentIp: string, redact: string | undefined, take: (type: ProberType, e: Entry) => void): void {
     const variant = redact ?? "\u0001";
     const wanted = (region: string) => this.probeSelf || region !== sourceRegion;
     const peers = this.subsets && agentIp ? this.subsets.peersOf(sourceRegion, agentIp) : undefined;
-    const out = create(GetTargetPoolResponseSchema, {});
-    const take = (type: ProberType, region: string, entries: Entry[]) => {
-      const list = out[type] as TargetOf<ProberType>[];
+    const each = (type: ProberType, region: string, entries: Entry[]) => {
       for (const e of entries) {
         if (agentIp && e.host === agentIp && (type !== "tcp" || this.agentKeys.has(key("tcp", e.target.targetRegion, (e.target as TargetOf<"tcp">).address)))) continue;
         if (peers && e.agent && region !== sourceRegion && !peers.has(e.agent)) continue;
-        list.push(e.target);
+        take(type, e);
       }
     };
     const order = (this.order ??= this.regionOrder());
-    for (const { type, region } of order.merged) if (wanted(region)) take(type, region, this.segment(variant, type, region, redact));
-    for (const [i, b] of this.file.blocks.entries()) if (!(MERGED as readonly string[]).includes(b.proberType) && wanted(b.region)) take(b.proberType, b.region, this.segment(variant, b.proberType, `${i}`, redact, b));
-    for (const region of order.tcp) if (wanted(region)) take("tcp", region, this.segment(variant, "tcp", region, redact));
-    return out;
+    for (const { type, region } of order.merged) if (wanted(region)) each(type, region, this.segment(variant, type, region, redact));
+    for (const [i, b] of this.file.blocks.entries()) if (!(MERGED as readonly string[]).includes(b.proberType) && wanted(b.region)) each(b.proberType, b.region, this.segment(variant, b.proberType, `${i}`, redact, b));
+    for (const region of order.tcp) if (wanted(region)) each("tcp", region, this.segment(variant, "tcp", region, redact));
   }
 
   /** Target regions of the merged kinds (file blocks and agents) and of the tcp mesh, sorted. */

@@ -210,7 +210,9 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
       const a = requireAgent(req.agent, ctx);
       // Secrets (bearer tokens, passwords) go only to authenticated agents, or to this machine's.
       const withSecrets = d.authenticated() || isLoopbackHost(ctx.values.get(kPeer));
-      const pool = d.pool.poolFor(a.region, a.ip, withSecrets ? undefined : "");
+      // Binary answers (agents) carry targets encoded once and kept; JSON ones are built as messages.
+      const json = (ctx.requestHeader.get("content-type") ?? "").includes("json");
+      const pool = (json ? d.pool.poolFor : d.pool.poolWireFor).call(d.pool, a.region, a.ip, withSecrets ? undefined : "");
       pool.partial = inWarmUp() && PROBER_TYPES.some((t) => d.pool.mayNameAnAgent(t));
       return pool;
     },
