@@ -7,7 +7,8 @@
  * pool_version changes, one push per aggregation interval with a result per ICMP target.
  *
  * Per configuration: register the agents (500 a second), wait until every one holds the pool of
- * its last heartbeat's version, measure `--control` s of heartbeats alone (the control plane),
+ * its last heartbeat's version, wait `--pause` s (15) for the server to finish what the
+ * registration left, measure `--control` s (10) of heartbeats alone (the control plane),
  * push for one interval to warm up and `--intervals` intervals measured, then register 1 % more
  * agents and wait until every agent has heartbeated since and fetched any changed pool. One row:
  * max agents per pool, results per interval (sum of the pools), server CPU (control plane; with
@@ -42,6 +43,8 @@ const QUICK = argv.includes("--quick");
 const PEERS = num("peers", 2);
 const PUSH_RATE = num("push-rate", 20_000);
 const CONTROL_S = num("control", QUICK ? 5 : 10);
+/** Wait after the fleet settled, before measuring: the server finishes what the registration left (answers, GC), s. */
+const PAUSE_S = num("pause", QUICK ? 5 : 15);
 const INTERVALS = num("intervals", 1);
 /** Agents registered per second at the start. */
 const RAMP_PER_S = 500;
@@ -140,6 +143,7 @@ async function runConfig(c: Config): Promise<Row> {
     const maxPool = Math.max(...sizes);
 
     // The control plane alone: heartbeats (and any fetches) for CONTROL_S seconds.
+    await sleep(PAUSE_S * 1000);
     const hbFrom = performance.now();
     let meter = new CpuMeter(pids).start();
     await sleep(CONTROL_S * 1000);
@@ -177,7 +181,7 @@ async function runConfig(c: Config): Promise<Row> {
     const rejected = f.pushed.reduce((x, p) => x + p[2], 0);
     const pushedPerInterval = accepted / INTERVALS;
     const alone = f.heartbeats.filter(([at]) => at >= hbFrom && at < hbTo).map((x) => x[1]);
-    notes.push(`control plane alone: ${alone.length} heartbeats answered (p50 ${alone.length ? quantile(alone, 0.5).toFixed(1) : "-"} ms, max ${alone.length ? Math.max(...alone).toFixed(0) : "-"} ms), ${f.poolFetches.filter(([at]) => at >= hbFrom && at < hbTo).length} pool fetches`);
+    notes.push(`control plane alone: ${((control.slice(0, servers.length).reduce((x, y) => x + y, 0) * (hbTo - hbFrom)) / Math.max(1, alone.length)).toFixed(2)} ms of server CPU per heartbeat; ${alone.length} heartbeats answered (p50 ${alone.length ? quantile(alone, 0.5).toFixed(1) : "-"} ms, max ${alone.length ? Math.max(...alone).toFixed(0) : "-"} ms), ${f.poolFetches.filter(([at]) => at >= hbFrom && at < hbTo).length} pool fetches`);
     const heartbeatP99: [number, number] = [p99(f.heartbeats.filter(([at]) => at >= hbFrom && at < hbTo).map((x) => x[1])), p99(f.heartbeats.filter(([at]) => at >= m0 && at < m1).map((x) => x[1]))];
     const scale = pushedPerInterval > 0 ? perInterval / pushedPerInterval : NaN;
     const serverCount = servers.length;
@@ -188,11 +192,16 @@ async function runConfig(c: Config): Promise<Row> {
     // 1 % more agents join; every agent then heartbeats and fetches its changed pool.
     const before = old.map((s) => s.pool!.icmp);
     const fetchesBefore = old.map((s) => s.fetches);
+    const bytes0 = f.poolBytes, fetches0 = f.poolFetches.length;
+    meter = new CpuMeter(pids).start();
     const j0 = performance.now();
     for (let k = 0; k < joiners; k++) f.join(c.agents + k, (k / joiners) * 1000);
     const joined = await until(timeout, () => f.agents.every((s) => s.hbAt >= 0));
     const j1 = performance.now();
     const rest = joined && (await until(timeout, () => f.settled(f.agents, j1 + SYNC_MARGIN_MS)));
+    const joinCpuS = meter.stop().slice(0, servers.length).reduce((x, y) => x + y, 0) * (performance.now() - j0) / 1000;
+    const joinFetches = f.poolFetches.length - fetches0;
+    notes.push(`after the join: ${joinFetches} pool answers of ${((f.poolBytes - bytes0) / Math.max(1, joinFetches) / 1024).toFixed(0)} KB on average, ${((joinCpuS * 1000) / Math.max(1, joinFetches)).toFixed(1)} ms of server CPU per pool answer (the servers' CPU while settling, heartbeats included)`);
     let changed = 0;
     for (const [k, s] of old.entries()) changed += changedPairs(before[k]!, s.pool!.icmp);
     const refetched = old.filter((s, k) => s.fetches > fetchesBefore[k]!).length;
@@ -240,7 +249,7 @@ for (const c of configs) {
   rows.push(r);
 }
 
-console.log(`## Mesh at scale: simulated agents over the public protocol, ${INTERVALS} measured aggregation interval(s) of pushes after one of warm-up, ${CONTROL_S} s of control plane alone\n`);
+console.log(`## Mesh at scale: simulated agents over the public protocol, ${INTERVALS} measured aggregation interval(s) of pushes after one of warm-up, ${CONTROL_S} s of control plane alone ${PAUSE_S} s after the fleet settled\n`);
 console.log("| agents | regions | peers per region | servers | max agents per pool | results per interval (pools) | pushed per interval | server CPU cores: control plane / with pushes / at every result | peak RSS MB | Redis CPU cores | GetTargetPool p99 ms | Heartbeat p99 ms: alone / with pushes | pairs changed when 1 % join | agents refetching after the join |");
 console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 for (const r of rows) {

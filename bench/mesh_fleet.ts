@@ -74,6 +74,8 @@ export class Fleet {
   readonly agents: SimAgent[];
   readonly heartbeats: Sample[] = [];
   readonly poolFetches: Sample[] = [];
+  /** Bytes of every pool answer so far. */
+  poolBytes = 0;
   readonly pushes: Sample[] = [];
   /** Results accepted and rejected per push, with the push's start time (ms). */
   readonly pushed: [at: number, accepted: number, rejected: number][] = [];
@@ -154,6 +156,7 @@ export class Fleet {
     try {
       const bytes = await unary(this.baseUrls[s.server]!, "GetTargetPool", toBinary(GetTargetPoolRequestSchema, create(GetTargetPoolRequestSchema, { agent: s.agent })));
       this.poolFetches.push([t0, performance.now() - t0]);
+      this.poolBytes += bytes.length;
       s.pool = readPool(bytes);
       // Kept for bench/mesh.ts to check readPool against the generated decoder.
       this.firstPool ??= { bytes, pool: s.pool };
