@@ -23,7 +23,7 @@
  * from the measured cost per result ((CPU with pushes − control plane CPU) / results accepted),
  * marked "(projected)" in the table.
  *
- *   npm run bench:mesh                                   # 1,000 × 100 and 5,000 × 500, ~15 min
+ *   npm run bench:mesh                                   # 1,000 × 100 and 5,000 × 500, ~20 min
  *   bun run bench/mesh.ts --quick                        # 1,000 × 100 only, shorter windows
  *   bun run bench/mesh.ts --sizes 5000x100 --peers 3 --servers 2 --only subsets
  *   bun run bench/mesh.ts --server-bin /tmp/old/dist/server   # another build of the server
@@ -199,9 +199,12 @@ async function runConfig(c: Config): Promise<Row> {
     const joined = await until(timeout, () => f.agents.every((s) => s.hbAt >= 0));
     const j1 = performance.now();
     const rest = joined && (await until(timeout, () => f.settled(f.agents, j1 + SYNC_MARGIN_MS)));
-    const joinCpuS = meter.stop().slice(0, servers.length).reduce((x, y) => x + y, 0) * (performance.now() - j0) / 1000;
+    // The servers' CPU while settling, less the control plane's over the same time: the pool answers'.
+    const sum = (xs: number[]) => xs.slice(0, servers.length).reduce((x, y) => x + y, 0);
+    const joinS = (performance.now() - j0) / 1000;
+    const poolCpuS = (sum(meter.stop()) - sum(control)) * joinS;
     const joinFetches = f.poolFetches.length - fetches0;
-    notes.push(`after the join: ${joinFetches} pool answers of ${((f.poolBytes - bytes0) / Math.max(1, joinFetches) / 1024).toFixed(0)} KB on average, ${((joinCpuS * 1000) / Math.max(1, joinFetches)).toFixed(1)} ms of server CPU per pool answer (the servers' CPU while settling, heartbeats included)`);
+    notes.push(`after the join: ${joinFetches} pool answers of ${((f.poolBytes - bytes0) / Math.max(1, joinFetches) / 1024).toFixed(0)} KB on average, ${((poolCpuS * 1000) / Math.max(1, joinFetches)).toFixed(1)} ms of server CPU per pool answer (CPU while settling less the control plane's)`);
     let changed = 0;
     for (const [k, s] of old.entries()) changed += changedPairs(before[k]!, s.pool!.icmp);
     const refetched = old.filter((s, k) => s.fetches > fetchesBefore[k]!).length;
