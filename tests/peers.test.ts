@@ -140,7 +140,7 @@ describe("peer subsets (rendezvous)", () => {
       const state = new Map<string, A>();
       for (let step = 0; step < 120; step++) {
         const a = pool[Math.floor(r() * pool.length)]!;
-        const before = peersBySource(p, [...state.values()]);
+        const before = peersBySource(build([...state.values()], n), [...state.values()]);
         const roll = r();
         let affected: Set<string>;
         if (roll < 0.2 && state.has(key(a))) {
@@ -151,7 +151,10 @@ describe("peer subsets (rendezvous)", () => {
           affected = p.upsert(a.region, a.ip, live);
           state.set(key(a), { ...a, live });
         }
-        const after = peersBySource(p, [...state.values()]);
+        // Peer sets are kept until reported changed: what p answers must equal a fresh build's at
+        // every step (a change left unreported would keep a stale set and show here).
+        const after = peersBySource(build([...state.values()], n), [...state.values()]);
+        expect(peersBySource(p, [...state.values()]), `seed ${seed} step ${step}: kept peer sets equal a fresh build`).toEqual(after);
         for (const [k, v] of after) if (before.get(k) !== v) expect(affected.has(k), `seed ${seed} step ${step}: ${k} changed unreported`).toBe(true);
         // ... and no other (they would fetch their pool for nothing): the agent itself aside.
         for (const k of affected) if (k !== key(a) && after.has(k)) expect(before.get(k) !== after.get(k), `seed ${seed} step ${step}: ${k} reported unchanged`).toBe(true);

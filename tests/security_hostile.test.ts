@@ -85,6 +85,41 @@ describe("floods", () => {
   });
 });
 
+describe("compression (docs/security.md \"Limits\"): gzip at zlib's fastest level only", () => {
+  // A pool of cap-0's 99 peers (the caps test above registered them): some 3 KB, over connect's
+  // 1 KiB threshold for compressing an answer.
+  const pool = (acceptEncoding: string, contentEncoding?: string, body: Uint8Array | string = JSON.stringify({ agent: { region: "cap-0", ip: "127.0.90.1" } })) =>
+    fetch(rpcUrl("GetTargetPool"), {
+      method: "POST",
+      decompress: false,
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${TOKEN}`, "Accept-Encoding": acceptEncoding, ...(contentEncoding ? { "Content-Encoding": contentEncoding } : {}) },
+      body,
+    } as RequestInit);
+  const targets = (bytes: Uint8Array) => (JSON.parse(new TextDecoder().decode(bytes)) as { icmp: unknown[] }).icmp.length;
+
+  test("a client asking for brotli first gets gzip; one asking for brotli only gets the answer uncompressed", async () => {
+    const gz = await pool("br, gzip");
+    const raw = new Uint8Array(await gz.arrayBuffer());
+    expect([gz.status, gz.headers.get("content-encoding")]).toEqual([200, "gzip"]);
+    // RFC 1952: magic 1f 8b; XFL (byte 8) is 4 when written with the fastest algorithm (zlib level 1).
+    expect([raw[0], raw[1], raw[8]]).toEqual([0x1f, 0x8b, 4]);
+    expect(targets(Bun.gunzipSync(raw))).toBe(99);
+    const br = await pool("br");
+    expect([br.status, br.headers.get("content-encoding")]).toEqual([200, null]);
+    expect(targets(new Uint8Array(await br.arrayBuffer()))).toBe(99);
+  });
+
+  test("a brotli-compressed request is refused (unimplemented, naming gzip); a gzip one is read", async () => {
+    const body = JSON.stringify({ agent: { region: "cap-0", ip: "127.0.90.1" } });
+    const r = await pool("identity", "br", Bun.deflateSync(body));
+    expect(r.status).toBe(501);
+    expect(await r.json()).toEqual({ code: "unimplemented", message: 'unknown compression "br": supported encodings are gzip' });
+    const ok = await pool("identity", "gzip", Bun.gzipSync(body));
+    expect(ok.status).toBe(200);
+    expect(targets(new Uint8Array(await ok.arrayBuffer()))).toBe(99);
+  });
+});
+
 describe("hostile payloads (with a valid token): each gets a 4xx and the server keeps serving", () => {
   const valid = toBinary(PushResultsRequestSchema, create(PushResultsRequestSchema, {
     agent: { region: "cap-0", ip: "127.0.90.1" },

@@ -18,7 +18,9 @@
  * choice without talking.
  *
  * Costs: a join or leave is O(agents × agents of the region concerned) weight evaluations (each a
- * few integer multiplies), a peer set O(agents). Memory: one Int32 per (region, agent).
+ * few integer multiplies), a peer set O(agents) the first time it is asked for after it changed
+ * (kept until a join, leave or liveness change reports the agent affected). Memory: one Int32 per
+ * (region, agent), and each agent's peer set once asked for.
  */
 
 /** An agent's identity in the subsets: `region\0ip` (as the registry keys it). */
@@ -60,6 +62,8 @@ export class PeerSubsets {
   private readonly regions = new Map<string, Region>();
   private readonly freeRegionIds: number[] = [];
   private nextRegionId = 0;
+  /** Peer sets asked for since they last changed, by identity (at most one per known agent). */
+  private readonly cached = new Map<string, ReadonlySet<string>>();
 
   /** @param perRegion N: agents of each other region an agent chooses (>= 1) */
   constructor(readonly perRegion: number) {
@@ -147,6 +151,12 @@ export class PeerSubsets {
     }
     if (live && !r.live.has(x)) this.joinAsSource(r, x, affected);
     else if (!live && r.live.has(x)) this.leaveAsSource(r, x, affected);
+    return this.invalidate(affected);
+  }
+
+  /** Drops the kept peer sets of `affected` (exactly the agents whose peers changed). */
+  private invalidate(affected: Set<string>): Set<string> {
+    for (const k of affected) this.cached.delete(k);
     return affected;
   }
 
@@ -176,7 +186,7 @@ export class PeerSubsets {
       this.regions.delete(r.name);
       this.freeRegionIds.push(r.id);
     }
-    return affected;
+    return this.invalidate(affected);
   }
 
   private joinAsTarget(r: Region, x: number, affected: Set<string>): void {
@@ -222,13 +232,23 @@ export class PeerSubsets {
 
   /**
    * The agents `region`/`ip` probes in each other region: its N highest-weight ones plus those it
-   * guarantees. Empty for an unknown agent.
+   * guarantees. Empty for an unknown agent. Kept until it changes: callers must not change it.
    * @returns target identities (`region\0ip`, peerKey())
    */
-  peersOf(region: string, ip: string): Set<string> {
+  peersOf(region: string, ip: string): ReadonlySet<string> {
+    const key = peerKey(region, ip);
+    const kept = this.cached.get(key);
+    if (kept) return kept;
+    const s = this.slots.get(key);
+    if (s === undefined) return new Set();
+    const out = this.compute(s);
+    this.cached.set(key, out);
+    return out;
+  }
+
+  /** The peer set of source slot s, computed from the weights (peersOf()). */
+  private compute(s: number): Set<string> {
     const out = new Set<string>();
-    const s = this.slots.get(peerKey(region, ip));
-    if (s === undefined) return out;
     const own = this.regionOf[s]!;
     const n = this.perRegion;
     const hs = this.hashes[s]!;

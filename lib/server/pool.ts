@@ -46,12 +46,49 @@ interface Entry {
   /** The host it names (the address without a port), to leave out an agent's own. */
   host: string;
   agent?: string;
-  /** The target encoded as its GetTargetPoolResponse field's value (length and bytes), once needed. */
+  /** The target encoded as its GetTargetPoolResponse field (tag, length and bytes), once needed. */
   wire?: Uint8Array;
 }
 
+/**
+ * A segment's entries (file-listed targets first, then known agents in address order) and where
+ * each agent's entry is, so a peer-subset pool takes its few peers without scanning the rest.
+ */
+interface Segment {
+  entries: Entry[];
+  /** The entries that are not a known agent's (file targets, and agents the file lists). */
+  listed: Entry[];
+  /** Agent identity (peerKey) -> index of its entry in `entries`. */
+  byAgent: Map<string, number>;
+}
+
+/**
+ * A pool's segments in order (kind, target region (a file block's own region), segment), with
+ * where each known agent's entries are: `at` codes (ORDER_SPAN × item index + entry index), so a
+ * peer-subset pool is its few codes sorted, not a scan of every segment.
+ */
+interface Layout {
+  items: { type: ProberType; region: string; seg: Segment }[];
+  /** Items with entries that are not a known agent's (file targets): never subsetted. */
+  listedItems: number[];
+  /** Agent identity (peerKey) -> the codes of its entries, in layout order. */
+  byAgent: Map<string, number[]>;
+}
+
+/** Entries per segment the codes leave room for (2^24: far above -server.registry.max.agents × kinds). */
+const ORDER_SPAN = 1 << 24;
+
 /** GetTargetPoolResponse's list field of each kind (its number and target message). */
 const POOL_FIELDS = Object.fromEntries(GetTargetPoolResponseSchema.fields.map((f) => [f.localName, f])) as Record<ProberType, DescField & { message?: DescMessage }>;
+
+/** Each kind's field tag (field number, wire type 2) as written on the wire. */
+const FIELD_TAGS = Object.fromEntries(Object.entries(POOL_FIELDS).map(([k, f]) => [k, new BinaryWriter().tag(f.number, WireType.LengthDelimited).finish()])) as Record<ProberType, Uint8Array>;
+
+/** One target as its GetTargetPoolResponse field: tag, length, message. */
+function encodeField(type: ProberType, target: TargetOf<ProberType>): Uint8Array {
+  const f = POOL_FIELDS[type];
+  return new BinaryWriter().tag(f.number, WireType.LengthDelimited).bytes(toBinary(f.message!, target as never)).finish();
+}
 
 /**
  * Builds pools from the current probe file and the known agents, incrementally: each target
@@ -69,7 +106,9 @@ export class TargetPool {
   /** The same per (kind, region): `type\0region` -> address -> the agent's identity (peerKey). */
   private readonly agentTargets = new Map<string, Map<string, string>>();
   /** Segments: `variant\0type\0region` (region "" for the file's other blocks) -> entries. */
-  private readonly segments = new Map<string, Entry[]>();
+  private readonly segments = new Map<string, Segment>();
+  /** Per redaction variant: every segment in pool order (layout()); cleared with any segment. */
+  private readonly layouts = new Map<string, Layout>();
   /** Target regions per merged kind and of the tcp mesh, sorted; undefined when stale. */
   private order: { merged: { type: MeshMerged; region: string }[]; tcp: string[] } | undefined;
   /** Peer subsets, when -server.mesh.peers.per.region > 0 in dynamic discovery. */
@@ -118,6 +157,7 @@ export class TargetPool {
   /** Every pool changed (the file, or the full mesh's agents). */
   private changedAll(): void {
     this.segments.clear();
+    this.layouts.clear();
     this.order = undefined;
     this.globalStamp = ++this.tick;
   }
@@ -125,6 +165,7 @@ export class TargetPool {
   /** Region `region`'s segments changed; with subsets only `affected` agents' pools did. */
   private changedRegion(region: string, affected?: Iterable<string>): void {
     for (const k of [...this.segments.keys()]) if (k.endsWith(`\u0000${region}`)) this.segments.delete(k);
+    this.layouts.clear();
     this.order = undefined;
     if (!affected) {
       this.globalStamp = ++this.tick;
@@ -230,38 +271,84 @@ export class TargetPool {
   }
 
   /**
-   * The same pool for the binary protocol: every target as its field's bytes, encoded once per
-   * segment entry and kept (`$unknown`, written as-is by toBinary), so a pool of thousands of
-   * targets is not encoded again at every fetch. Only for binary (protobuf) answers: JSON leaves
-   * unknown fields out.
+   * The same pool for the binary protocol, its targets already encoded: each segment entry keeps
+   * its field's bytes (tag, length, message) from the first fetch on, and a pool is those bytes
+   * concatenated once, so thousands of targets are neither encoded nor written one by one at
+   * every fetch. The bytes travel as one unknown field (`$unknown`, written as-is by toBinary):
+   * toBinary writes that field's tag, so its data is the first target's length and message
+   * followed by every other target's whole field; a protobuf message is the concatenation of its
+   * fields (protobuf encoding, "Message Structure"), so the answer is byte for byte the one
+   * toBinary would write for poolFor(). Only for binary (protobuf) answers: JSON leaves unknown
+   * fields out.
    */
   poolWireFor(sourceRegion: string, agentIp = "", redact?: string): GetTargetPoolResponse {
     const out = create(GetTargetPoolResponseSchema, {});
-    const unknown: { no: number; wireType: WireType; data: Uint8Array }[] = [];
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    let first: ProberType | undefined;
     this.visit(sourceRegion, agentIp, redact, (type, e) => {
-      const f = POOL_FIELDS[type];
-      unknown.push({ no: f.number, wireType: WireType.LengthDelimited, data: (e.wire ??= new BinaryWriter().bytes(toBinary(f.message!, e.target as never)).finish()) });
+      const w = (e.wire ??= encodeField(type, e.target));
+      if (!first) {
+        first = type;
+        parts.push(w.subarray(FIELD_TAGS[type].length));
+      } else parts.push(w);
+      size += w.length;
     });
-    out.$unknown = unknown;
+    if (!first) return out;
+    // One native copy (a TypedArray.set per target costs more than the rest of the answer).
+    const data = Buffer.concat(parts, size - FIELD_TAGS[first].length);
+    out.$unknown = [{ no: POOL_FIELDS[first].number, wireType: WireType.LengthDelimited, data }];
     return out;
   }
 
   /** Calls `take` with each target of the pool, in the pool's order (poolFor()). */
   private visit(sourceRegion: string, agentIp: string, redact: string | undefined, take: (type: ProberType, e: Entry) => void): void {
-    const variant = redact ?? "\u0001";
-    const wanted = (region: string) => this.probeSelf || region !== sourceRegion;
-    const peers = this.subsets && agentIp ? this.subsets.peersOf(sourceRegion, agentIp) : undefined;
-    const each = (type: ProberType, region: string, entries: Entry[]) => {
-      for (const e of entries) {
-        if (agentIp && e.host === agentIp && (type !== "tcp" || this.agentKeys.has(key("tcp", e.target.targetRegion, (e.target as TargetOf<"tcp">).address)))) continue;
-        if (peers && e.agent && region !== sourceRegion && !peers.has(e.agent)) continue;
-        take(type, e);
-      }
+    const layout = this.layout(redact ?? "\u0001", redact);
+    const one = (type: ProberType, e: Entry) => {
+      if (agentIp && e.host === agentIp && (type !== "tcp" || this.agentKeys.has(key("tcp", e.target.targetRegion, (e.target as TargetOf<"tcp">).address)))) return;
+      take(type, e);
     };
+    const peers = this.subsets && agentIp ? this.subsets.peersOf(sourceRegion, agentIp) : undefined;
+    if (!peers) {
+      for (const { type, region, seg } of layout.items) if (this.probeSelf || region !== sourceRegion) for (const e of seg.entries) one(type, e);
+      return;
+    }
+    // Peer subsets: file targets whole, the own region whole (-server.probe.self), and of other
+    // regions' agents only the peers; in layout order (every server hands out the same pool).
+    const codes: number[] = [];
+    const whole = (i: number) => {
+      const { seg } = layout.items[i]!;
+      for (let j = 0; j < seg.entries.length; j++) if (!seg.entries[j]!.agent || this.probeSelf) codes.push(i * ORDER_SPAN + j);
+    };
+    for (const i of layout.listedItems) if (layout.items[i]!.region !== sourceRegion) whole(i);
+    if (this.probeSelf) layout.items.forEach((it, i) => it.region === sourceRegion && whole(i));
+    for (const id of peers) for (const c of layout.byAgent.get(id) ?? []) codes.push(c);
+    for (const c of Float64Array.from(codes).sort()) {
+      const it = layout.items[Math.floor(c / ORDER_SPAN)]!;
+      one(it.type, it.seg.entries[c % ORDER_SPAN]!);
+    }
+  }
+
+  /** Every segment of a redaction variant in pool order, and where each agent's entries are; kept until a segment changes. */
+  private layout(variant: string, redact: string | undefined): Layout {
+    const kept = this.layouts.get(variant);
+    if (kept) return kept;
+    const items: Layout["items"] = [];
     const order = (this.order ??= this.regionOrder());
-    for (const { type, region } of order.merged) if (wanted(region)) each(type, region, this.segment(variant, type, region, redact));
-    for (const [i, b] of this.file.blocks.entries()) if (!(MERGED as readonly string[]).includes(b.proberType) && wanted(b.region)) each(b.proberType, b.region, this.segment(variant, b.proberType, `${i}`, redact, b));
-    for (const region of order.tcp) if (wanted(region)) each("tcp", region, this.segment(variant, "tcp", region, redact));
+    for (const { type, region } of order.merged) items.push({ type, region, seg: this.segment(variant, type, region, redact) });
+    for (const [i, b] of this.file.blocks.entries()) if (!(MERGED as readonly string[]).includes(b.proberType)) items.push({ type: b.proberType, region: b.region, seg: this.segment(variant, b.proberType, `${i}`, redact, b) });
+    for (const region of order.tcp) items.push({ type: "tcp", region, seg: this.segment(variant, "tcp", region, redact) });
+    const out: Layout = { items, listedItems: [], byAgent: new Map() };
+    items.forEach(({ seg }, i) => {
+      if (seg.listed.length) out.listedItems.push(i);
+      for (const [id, j] of seg.byAgent) {
+        const codes = out.byAgent.get(id);
+        if (codes) codes.push(i * ORDER_SPAN + j);
+        else out.byAgent.set(id, [i * ORDER_SPAN + j]);
+      }
+    });
+    this.layouts.set(variant, out);
+    return out;
   }
 
   /** Target regions of the merged kinds (file blocks and agents) and of the tcp mesh, sorted. */
@@ -281,7 +368,7 @@ export class TargetPool {
    * agents), the tcp mesh of `region` (agents' listeners the file does not list), or a file block
    * (`block`, region = its index). Cached per redaction variant.
    */
-  private segment(variant: string, type: ProberType, region: string, redact: string | undefined, block?: ProbeBlock): Entry[] {
+  private segment(variant: string, type: ProberType, region: string, redact: string | undefined, block?: ProbeBlock): Segment {
     const ck = `${variant}\u0000${type}\u0000${block ? `#${region}` : region}`;
     const cached = this.segments.get(ck);
     if (cached) return cached;
@@ -309,8 +396,10 @@ export class TargetPool {
       for (const address of listed) add(t, region, address, module);
       for (const [address, agent] of sorted(agents)) if (!listed.has(address)) add(t, region, address, module, agent);
     }
-    this.segments.set(ck, entries);
-    return entries;
+    const seg: Segment = { entries, listed: entries.filter((e) => !e.agent), byAgent: new Map() };
+    for (const [i, e] of entries.entries()) if (e.agent) seg.byAgent.set(e.agent, i);
+    this.segments.set(ck, seg);
+    return seg;
   }
 
   /**
