@@ -36,6 +36,7 @@ try {
     seriesCacheRatio: f["server.series.cache.ratio"] as number,
     probeSelf: f["server.probe.self"] as boolean,
     peersPerRegion: f["server.mesh.peers.per.region"] as number,
+    refetchRate: f["server.pool.refetch.rate"] as number,
     tokenFile: str("server.rpc.token.file"),
     rpcTlsCertFile: str("server.rpc.tls.cert.file"),
     rpcTlsKeyFile: str("server.rpc.tls.key.file"),

@@ -51,6 +51,13 @@ describe.skipIf(!ok)(`agents of releases ${PREVIOUS_RELEASES.map((r) => r.versio
       expect(Number(samples(m, "prober_icmp_packets_sent_total", { source_region: r.region, target_region: "new" })[0]!.value)).toBeGreaterThan(0);
     }
     for (const s of samples(m, "prober_server_reject_points_total")) expect({ ...s.labels, value: s.value }).toEqual({ ...s.labels, value: "0" });
+    // Old agents fetch whole pools; this release's refreshes its pool (every 500 ms here) by the
+    // version it holds and gets short answers while nothing changed.
+    const answers = await waitFor("a refresh answered `unchanged`", 10_000, async () => {
+      const a = Object.fromEntries(samples(await scrape(metrics), "prober_server_pool_answers_total").map((s) => [s.labels.answer!, Number(s.value)]));
+      return a.unchanged! > 0 ? a : undefined;
+    });
+    expect(answers.full).toBeGreaterThan(PREVIOUS_RELEASES.length);
   }, 40_000);
 
   test("udp between the 0.6.0 agent and this release's, both ways: the old responder answers the new prober (no reflector count: round trips only) and the other way round", async () => {

@@ -232,11 +232,19 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   };
 
   let syncing = false;
+  /**
+   * GetTargetPoolResponse.pool_version of the last full, non-partial answer (0: none, or a server
+   * before 0.8): sent as known_pool_version, so refreshing an unchanged pool costs a short answer.
+   * A partial pool is not kept as known: the full one after the server's warm-up must come.
+   */
+  let heldPoolVersion = 0n;
   const sync = async () => {
     if (syncing) return;
     syncing = true;
     try {
-      const pool = await client.getTargetPool({ agent: me });
+      const pool = await client.getTargetPool({ agent: me, knownPoolVersion: heldPoolVersion });
+      if (pool.unchanged) return;
+      heldPoolVersion = pool.partial ? 0n : pool.poolVersion;
       // A partial pool (a server in its warm-up) only adds: targets we probe stay.
       const { started, stopped } = scheduler.sync(PROBER_TYPES.flatMap((t) => kindJobs(t, pool)), pool.partial);
       if (started || stopped) log.info({ ...Object.fromEntries(PROBER_TYPES.map((t) => [t, pool[t].length])), partial: pool.partial, started, stopped }, "target pool updated");

@@ -16,7 +16,7 @@ export interface AgentLabels {
 export const REJECT_REASONS = {
   not_assigned: "its target was not handed to the agent's region (or names an agent that said goodbye or was forgotten)",
   invalid: "its numbers are unusable (out of range, inconsistent, unknown failed_reason)",
-  target_left: "its target is an agent that said goodbye within the last minute (or ratio x interval, if longer): a round in flight when it left, or before the prober's next pool fetch; dropped without a warning to the agent, never counted as loss",
+  target_left: "its target is an agent that said goodbye within the last minute (or ratio x interval, if longer), plus the time -server.pool.refetch.rate takes to tell every agent of the registry's size: a round in flight when it left, or before the prober's next pool fetch; dropped without a warning to the agent, never counted as loss",
   duplicate: "its batch was accepted before, by this or another server sharing the registry (a resend after a lost answer): answered with success, not counted again",
 } as const;
 export type RejectReason = keyof typeof REJECT_REASONS;
@@ -28,6 +28,13 @@ export const REGISTRY_RESYNC_REASONS = {
   behind: "the server fell further behind the change stream than its length (paused, or cut off from Redis while others wrote)",
 } as const;
 export type RegistryResyncReason = keyof typeof REGISTRY_RESYNC_REASONS;
+
+/** What a GetTargetPool answer carried (label `answer` of prober_server_pool_answers_total). */
+export const POOL_ANSWERS = {
+  full: "the pool's targets",
+  unchanged: "no targets: the request's known_pool_version was still the agent's current pool version (a periodic refresh of an unchanged pool)",
+} as const;
+export type PoolAnswer = keyof typeof POOL_ANSWERS;
 
 /** The label values the server-wide metrics pre-declare, each with what it means (defined where they arise). */
 export interface ServerLabelValues {
@@ -69,6 +76,14 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
   const authFailures = store.counter({
     name: "prober_server_rpc_auth_failures_total", type: "counter", labelNames: ["reason"],
     help: "RPCs refused by agent authentication (unauthenticated or permission_denied).", doc: `reason: ${reasonDoc(values.authFailures)}.`, expires: false,
+  });
+  const poolAnswers = store.counter({
+    name: "prober_server_pool_answers_total", type: "counter", labelNames: ["answer"],
+    help: "GetTargetPool answers, by what they carried.", doc: `answer: ${reasonDoc(POOL_ANSWERS)}.`, expires: false,
+  });
+  const refetchDeferred = store.counter({
+    name: "prober_server_pool_refetches_deferred_total", type: "counter", labelNames: [],
+    help: "Heartbeat answers that did not yet tell an agent its target pool changed, to pace pool fetches (-server.pool.refetch.rate); it is told at a later heartbeat.", expires: false,
   });
   const registryRefusals = store.counter({
     name: "prober_server_registry_refusals_total", type: "counter", labelNames: ["reason"],
@@ -147,6 +162,8 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
     for (const reason of Object.keys(REJECT_REASONS)) reject.inc({ prober_type: t, reason }, 0);
   }
   deferred.inc({}, 0);
+  refetchDeferred.inc({}, 0);
+  for (const answer of Object.keys(POOL_ANSWERS)) poolAnswers.inc({ answer }, 0);
   receiveTraces.inc({}, 0);
   for (const reason of Object.keys(REJECT_REASONS)) rejectTraces.inc({ reason }, 0);
   return {
@@ -158,6 +175,8 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
     },
     rejected: (type: string, reason: RejectReason, n = 1) => reject.inc({ prober_type: type, reason }, n),
     deferred: () => deferred.inc({}),
+    refetchDeferred: () => refetchDeferred.inc({}),
+    poolAnswered: (answer: PoolAnswer) => poolAnswers.inc({ answer }),
     agentDropped: (region: string, points: number) => droppedPoints.inc({ region }, points),
     goodbye: () => goodbyes.inc({}),
     authFailed: (reason: string) => authFailures.inc({ reason }),

@@ -17,7 +17,9 @@ import { requestContext, rpcGate } from "./auth/gate.ts";
 import { AUTH_FAILURE_REASONS } from "./auth/tokens.ts";
 import { httpApp } from "./http.ts";
 import { CHECK_KINDS, createIngests } from "./kinds.ts";
+import { peerKey } from "./peers.ts";
 import { TargetPool, poolRegistryEvents, type Discovery } from "./pool.ts";
+import { RefetchPacer } from "./refetch.ts";
 import { AgentRegistry, REGISTRY_REFUSALS } from "./registry.ts";
 import { RedisRegistrySync } from "./registry_redis.ts";
 import { BatchDedupe } from "./dedupe.ts";
@@ -47,6 +49,8 @@ export interface ServerOptions extends SecurityOptions {
   probeSelf: boolean;
   /** -server.mesh.peers.per.region: agents of each other region an agent probes (lib/server/peers.ts); 0 = every agent. */
   peersPerRegion?: number;
+  /** -server.pool.refetch.rate: agents told per second at most that their pool changed (lib/server/refetch.ts); 0 = no limit. Default 0. */
+  refetchRate?: number;
   /** POST /-/reload is served (-server.web.enable-lifecycle). */
   enableLifecycle: boolean;
   /** How long the web console's per-pair history is kept, milliseconds. */
@@ -93,6 +97,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   let pool: TargetPool | undefined;
   let shared: RedisRegistrySync | undefined;
   const poolEvents = poolRegistryEvents(() => pool);
+  const refetch = new RefetchPacer(o.refetchRate ?? 0, o.maxAgents);
   const registry = new AgentRegistry(expireMs, {
     onJoin: poolEvents.onJoin,
     onChange: (e, prev) => {
@@ -103,6 +108,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     onForget: (e, goodbye) => {
       metrics.agentForgotten(e);
       poolEvents.onForget(e, goodbye);
+      refetch.forget(peerKey(e.region, e.ip));
       o.log.info({ region: e.region, ip: e.ip }, goodbye ? "agent left (goodbye)" : "agent forgotten");
     },
     onHeartbeat: (e) => shared?.publish(e),
@@ -113,8 +119,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     await shared.start();
   }
   // Goodbyes are remembered long enough for the rounds in flight (a default round lasts ~6 s) and
-  // the pushes after them to arrive.
-  pool = new TargetPool(file, o.discovery, o.probeSelf, registry, Math.max(expireMs, LEFT_GRACE_MIN_MS), undefined, o.peersPerRegion ?? 0);
+  // the pushes after them to arrive, and for every agent to be told of the change at the paced rate.
+  pool = new TargetPool(file, o.discovery, o.probeSelf, registry, Math.max(expireMs, LEFT_GRACE_MIN_MS) + refetch.spreadMs(o.maxAgents), undefined, o.peersPerRegion ?? 0);
   // What agents say of themselves (AgentHealth), kept for known agents only.
   const health = new AgentHealthBook((region, ip) => registry.isLive(region, ip), o.maxAgents);
   const ingests = createIngests(store);
@@ -130,7 +136,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   let ready = false;
 
   const service = proberMeshService({
-    registry, pool, windows, paths, dedupe, health, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
+    registry, pool, refetch, windows, paths, dedupe, health, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
     instanceId: randomUUID(), startedMs, meshKey, authenticated: () => security.tokens !== undefined, log: o.log,
   });
   const connect = rpcHandler({
@@ -150,6 +156,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       } catch (e) {
         errors.push((e as Error).message);
       }
+    } else {
+      // New tokens may decide which agents get module secrets: every pool counts as changed.
+      pool.replaceFile(pool.probeFile);
     }
     if (errors.length) o.log.error({ errors }, "reload incomplete; what failed keeps its previous state");
     else o.log.info({ file: o.probeFile || null, tokens: !!security.tokens, rpcTls: !!security.rpcTls, webConfig: o.webConfigFile || null }, "reloaded");

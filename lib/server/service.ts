@@ -17,7 +17,7 @@ import { splitHostPortTarget } from "../probes/host_port.ts";
 import { checkPathTrace } from "../probes/icmp/path_check.ts";
 import { heartbeatIntervalMs } from "../rpc/heartbeat.ts";
 import { isLoopbackHost } from "../rpc/listen.ts";
-import { DeregisterResponseSchema, HeartbeatResponseSchema, PushResultsResponseSchema, type Agent, type PathTrace, type ProberMeshService, type PushResultsRequest, type PushResultsResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { DeregisterResponseSchema, GetTargetPoolResponseSchema, HeartbeatResponseSchema, PushResultsResponseSchema, type Agent, type PathTrace, type ProberMeshService, type PushResultsRequest, type PushResultsResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { VERSION } from "../version.ts";
 import { kPeer, kToken } from "./auth/gate.ts";
 import { regionAllowed } from "./auth/tokens.ts";
@@ -26,13 +26,17 @@ import { checkHealth, type AgentHealthBook } from "./health.ts";
 import { SERVER_KINDS } from "./kinds.ts";
 import type { MeshKey } from "./mesh_key.ts";
 import type { PathStore } from "./paths.ts";
+import { peerKey } from "./peers.ts";
 import type { TargetPool } from "./pool.ts";
+import type { RefetchPacer } from "./refetch.ts";
 import { RegistryFull, type AgentRegistry } from "./registry.ts";
 
 /** What the service needs from the server. */
 export interface ServiceDeps {
   registry: AgentRegistry;
   pool: TargetPool;
+  /** Which pool_version each heartbeat tells (paced refetches, lib/server/refetch.ts). */
+  refetch: RefetchPacer;
   windows: AggregationWindows<ProberType>;
   /** Latest path traces per (source region, target). */
   paths: PathStore;
@@ -196,12 +200,15 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
         d.metrics.registryRefused(e.reason);
         throw new ConnectError(e.message, Code.ResourceExhausted);
       }
+      const current = d.pool.versionFor(a.region, a.ip);
+      const poolVersion = d.refetch.version(peerKey(a.region, a.ip), current);
+      if (poolVersion !== current) d.metrics.refetchDeferred();
       return create(HeartbeatResponseSchema, {
         serverVersion: VERSION,
         aggregationInterval: durationFromMs(d.aggregationIntervalMs),
         heartbeatInterval: durationFromMs(heartbeatIntervalMs(d.deadAfterMs)),
         instanceId: d.instanceId,
-        poolVersion: d.pool.versionFor(a.region, a.ip),
+        poolVersion,
         // Reaches only agents past the RPC token gate (every RPC is behind it).
         meshKey: d.meshKey?.current,
       });
@@ -212,8 +219,17 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
       const withSecrets = d.authenticated() || isLoopbackHost(ctx.values.get(kPeer));
       // Binary answers (agents) carry targets encoded once and kept; JSON ones are built as messages.
       const json = (ctx.requestHeader.get("content-type") ?? "").includes("json");
+      const poolVersion = d.pool.versionFor(a.region, a.ip);
+      const partial = inWarmUp() && PROBER_TYPES.some((t) => d.pool.mayNameAnAgent(t));
+      // The agent holds this very pool (its periodic refresh): a short answer.
+      if (req.knownPoolVersion !== 0n && req.knownPoolVersion === poolVersion) {
+        d.metrics.poolAnswered("unchanged");
+        return create(GetTargetPoolResponseSchema, { unchanged: true, poolVersion, partial });
+      }
       const pool = (json ? d.pool.poolFor : d.pool.poolWireFor).call(d.pool, a.region, a.ip, withSecrets ? undefined : "");
-      pool.partial = inWarmUp() && PROBER_TYPES.some((t) => d.pool.mayNameAnAgent(t));
+      pool.partial = partial;
+      pool.poolVersion = poolVersion;
+      d.metrics.poolAnswered("full");
       return pool;
     },
     async pushResults(req, ctx) {
