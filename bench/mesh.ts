@@ -30,7 +30,7 @@
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import { GetTargetPoolResponseSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
-import { SERVER_BIN, freePort, run as runCmd, start, waitFor, type Proc } from "../tests/helpers/procs.ts";
+import { SERVER_BIN, freePort, run as runCmd, samples, scrape, start, waitFor, type Proc } from "../tests/helpers/procs.ts";
 import { quantile } from "../tests/helpers/stats.ts";
 import { Fleet, retried } from "./mesh_fleet.ts";
 import { CpuMeter, machine, peakRssMb, startRedis } from "./proc_stats.ts";
@@ -99,6 +99,29 @@ function lagMeter() {
   return { reset: () => (max = 0), max: () => max, stop: () => clearInterval(t) };
 }
 
+/** Pool changes the servers have not told every agent of yet (prober_server_pool_refetches_deferred_total, summed; 0 before 0.8). */
+async function deferrals(servers: readonly { web: number }[]): Promise<number> {
+  let n = 0;
+  for (const s of servers) for (const x of samples(await scrape(`http://127.0.0.1:${s.web}/metrics`), "prober_server_pool_refetches_deferred_total")) n += Number(x.value);
+  return n;
+}
+
+/**
+ * Until every agent holds the pool of its last heartbeat's version (`settled`) and no heartbeat
+ * answer deferred a pool change for a heartbeat interval (-server.pool.refetch.rate: an agent
+ * told its previous version looks settled until it is told). @returns whether it settled in time
+ */
+async function settle(timeoutMs: number, servers: readonly { web: number }[], settled: () => boolean): Promise<boolean> {
+  const end = performance.now() + timeoutMs;
+  while (performance.now() < end) {
+    if (!(await until(end - performance.now(), settled))) return false;
+    const d0 = await deferrals(servers);
+    await Bun.sleep(11_000);
+    if (settled() && (await deferrals(servers)) === d0) return true;
+  }
+  return false;
+}
+
 async function runConfig(c: Config): Promise<Row> {
   const joiners = Math.ceil(c.agents / 100);
   const sim = simAgents(c.agents + joiners, c.regions);
@@ -129,7 +152,7 @@ async function runConfig(c: Config): Promise<Row> {
     const timeout = 60_000 + c.agents * 40;
     const registered = await until(timeout, () => old.every((s) => s.hbAt >= 0));
     const lastJoin = performance.now();
-    const settled = registered && (await until(timeout, () => f.settled(old, lastJoin + SYNC_MARGIN_MS)));
+    const settled = registered && (await settle(timeout, servers, () => f.settled(old, lastJoin + SYNC_MARGIN_MS)));
     const regS = (performance.now() - t0) / 1000;
     notes.push(`registration: ${settled ? "settled" : "NOT settled"} after ${regS.toFixed(0)} s, ${f.poolFetches.length} pool fetches (p99 ${p99(f.poolFetches.map((x) => x[1])).toFixed(0)} ms), heartbeat p99 ${p99(f.heartbeats.map((x) => x[1])).toFixed(0)} ms`);
     if (!f.firstPool) throw new Error(`no pool fetched: ${[...f.errors].join("; ")}`);
@@ -198,7 +221,7 @@ async function runConfig(c: Config): Promise<Row> {
     for (let k = 0; k < joiners; k++) f.join(c.agents + k, (k / joiners) * 1000);
     const joined = await until(timeout, () => f.agents.every((s) => s.hbAt >= 0));
     const j1 = performance.now();
-    const rest = joined && (await until(timeout, () => f.settled(f.agents, j1 + SYNC_MARGIN_MS)));
+    const rest = joined && (await settle(timeout, servers, () => f.settled(f.agents, j1 + SYNC_MARGIN_MS)));
     // The servers' CPU while settling, less the control plane's over the same time: the pool answers'.
     const sum = (xs: number[]) => xs.slice(0, servers.length).reduce((x, y) => x + y, 0);
     const joinS = (performance.now() - j0) / 1000;
