@@ -17,10 +17,14 @@ export async function buildDefines(): Promise<string[]> {
   return ["--define", `PROBERMESH_COMMIT=${JSON.stringify(commit)}`, "--define", `PROBERMESH_BUILD_DATE=${JSON.stringify(date)}`];
 }
 
+/** Worker threads each role starts, bundled as entry points of their own (server.ts names them by path). */
+const WORKERS: Record<"server" | "agent", string[]> = { server: ["lib/localiser/worker.ts"], agent: [] };
+
 /** Builds one role for one target. @returns the output path */
 export async function buildOne(role: "server" | "agent", outfile: string, target?: string): Promise<string> {
   const t = target ? [`--target=${target}`] : [];
-  await $`${process.execPath} build --compile --minify-syntax ${t} ${await buildDefines()} ${root}${role}.ts --outfile ${outfile}`.quiet();
+  const workers = WORKERS[role].map((w) => `${root}${w}`);
+  await $`${process.execPath} build --compile --minify-syntax ${t} ${await buildDefines()} ${root}${role}.ts ${workers} --outfile ${outfile}`.quiet();
   return outfile;
 }
 

@@ -7,13 +7,22 @@
  *   prober_incident_active{scope, subject}     1 per active incident (only active ones: bounded)
  *   prober_incidents_total{scope}              incidents opened
  *   prober_localiser_unexplained_lossy_links   lossy links no explanation took (scattered loss)
+ *   prober_localiser_duration_seconds          how long the last window's localisation took
+ *   prober_localiser_windows_skipped_total     windows not localised: the previous one still ran
+ *
+ * The localiser runs on a worker thread (lib/localiser/worker.ts) when the server gives one: its
+ * work is O(links) (about a second at 300,000 links), and on the server's thread it held every
+ * RPC for that long each window. A window that is published while the previous one is still being
+ * localised is skipped (counted), so a localiser slower than the interval sees every other window
+ * instead of falling ever further behind.
  *
  * and GET /api/v1/incidents (lib/server/api.ts), the console's "what is wrong now" panel, and a log
  * line when an incident opens or ends.
  */
 import { IncidentBook } from "../localiser/incidents.ts";
 import { Localiser } from "../localiser/localise.ts";
-import { SCOPE_NAMES, type HealthSample, type Incident, type LinkSample, type TraceSample, type Unexplained, type WindowInput } from "../localiser/model.ts";
+import { SCOPE_NAMES, type Explanation, type HealthSample, type Incident, type LinkSample, type TraceSample, type Unexplained, type WindowInput } from "../localiser/model.ts";
+import { packWindow } from "../localiser/packed.ts";
 import type { Logger } from "../log.ts";
 import type { SeriesStore } from "../metrics/series.ts";
 import type { EchoAggregate } from "../probes/echo_ingest.ts";
@@ -92,7 +101,25 @@ export function incidentMetrics(store: SeriesStore) {
     name: "prober_localiser_unexplained_lossy_links", type: "gauge", labelNames: [], expires: false,
     help: "Lossy (agent, target) links in the last published window that no incident explains: loss scattered over links that share no agent, target, hop, region or region pair.",
   });
-  return { active, opened, unexplained };
+  const duration = store.gauge({
+    name: "prober_localiser_duration_seconds", type: "gauge", labelNames: [], expires: false,
+    help: "How long the localiser took on the last window it read, seconds (on its worker thread when it has one).",
+  });
+  const skipped = store.counter({
+    name: "prober_localiser_windows_skipped_total", type: "counter", labelNames: [], expires: false,
+    help: "Published windows the localiser did not read because it was still reading the previous one (its work is O(links): see docs/scale.md).",
+  });
+  skipped.inc({}, 0);
+  return { active, opened, unexplained, duration, skipped };
+}
+
+/** The log line of the localiser's worker starting (tests read it). */
+export const LOCALISER_WORKER_STARTED = "localiser runs on a worker thread";
+
+/** What the localiser answers for one window. */
+interface Observed {
+  explanations: Explanation[];
+  unexplained: Unexplained;
 }
 
 /** Runs the localiser after each published window and publishes its incidents. */
@@ -100,21 +127,79 @@ export class Incidents {
   private readonly localiser: Localiser;
   private readonly book = new IncidentBook();
   private last: { windowEndMs: number; unexplained: Unexplained } | undefined;
-  private readonly active: ReturnType<typeof incidentMetrics>["active"];
-  private readonly opened: ReturnType<typeof incidentMetrics>["opened"];
-  private readonly unexplained: ReturnType<typeof incidentMetrics>["unexplained"];
+  private readonly m: ReturnType<typeof incidentMetrics>;
+  private worker: Worker | undefined;
+  /** A window handed to the worker and not answered yet. */
+  private busy = false;
 
-  /** @param intervalMs the aggregation interval, ms */
-  constructor(private readonly sources: IncidentSources, store: SeriesStore, intervalMs: number, private readonly log: Logger) {
+  /**
+   * @param intervalMs the aggregation interval, ms
+   * @param workerUrl the localiser's worker (lib/localiser/worker.ts, as a URL the runtime
+   *   resolves; server.ts gives it); without it, or if it cannot start, the localiser runs inline
+   */
+  constructor(private readonly sources: IncidentSources, store: SeriesStore, private readonly intervalMs: number, private readonly log: Logger, private workerUrl?: string) {
     this.localiser = new Localiser(intervalMs);
-    ({ active: this.active, opened: this.opened, unexplained: this.unexplained } = incidentMetrics(store));
+    this.m = incidentMetrics(store);
   }
 
   /**
-   * Runs the localiser on the window that ended at `windowEndMs` (just published).
+   * Localises the window that ended at `windowEndMs` (just published); its incidents are
+   * published when the worker answers (at once without a worker).
    * @param inferred the pairs the server inferred unreachable in it (lib/server/unreachable.ts)
    */
   run(windowEndMs: number, inferred: readonly { sourceRegion: string; targetRegion: string }[]): void {
+    if (this.busy) {
+      this.m.skipped.inc({});
+      this.log.warn({ windowEndMs }, "localiser still reading the previous window: this one is skipped");
+      return;
+    }
+    const input = this.gather(windowEndMs, inferred);
+    const worker = this.ensureWorker();
+    if (!worker) {
+      const t0 = performance.now();
+      const observed = this.localiser.observe(input);
+      this.publish(windowEndMs, observed, performance.now() - t0);
+      return;
+    }
+    this.busy = true;
+    const { packed, transfer } = packWindow(input);
+    worker.postMessage({ intervalMs: this.intervalMs, packed }, transfer);
+  }
+
+  /** Stops the worker (server shutdown). */
+  close(): void {
+    this.worker?.terminate();
+    this.worker = undefined;
+  }
+
+  private ensureWorker(): Worker | undefined {
+    if (this.worker || !this.workerUrl) return this.worker;
+    try {
+      const w = new Worker(this.workerUrl);
+      w.onmessage = (e: MessageEvent<Observed & { windowEndMs: number; ms: number; error?: string }>) => {
+        this.busy = false;
+        if (e.data.error) this.log.error({ windowEndMs: e.data.windowEndMs, err: e.data.error }, "localiser failed on a window");
+        else this.publish(e.data.windowEndMs, e.data, e.data.ms);
+      };
+      w.onerror = (e) => {
+        // A crashed worker loses its history of windows; a new one starts at the next window.
+        this.log.error({ err: e.message }, "localiser worker failed; starting a new one at the next window");
+        this.busy = false;
+        w.terminate();
+        if (this.worker === w) this.worker = undefined;
+      };
+      w.unref();
+      this.worker = w;
+      this.log.info({}, LOCALISER_WORKER_STARTED);
+    } catch (err) {
+      this.log.warn({ err: String(err) }, "localiser worker did not start; localising on the server's thread");
+      this.workerUrl = undefined;
+    }
+    return this.worker;
+  }
+
+  /** What the localiser reads of the window: its links, the agents and their health, the traces. */
+  private gather(windowEndMs: number, inferred: readonly { sourceRegion: string; targetRegion: string }[]): WindowInput {
     const s = this.sources;
     const links: LinkSample[] = [];
     echoLinks("icmp", s.icmp(), windowEndMs, links);
@@ -124,26 +209,30 @@ export class Incidents {
       for (const l of a.links) if (l.sent > 0) links.push({ kind: "tcp", sourceRegion: a.sourceRegion, agentIp: l.agentIp, targetRegion: a.targetRegion, target: targetHost(l.address), sent: l.sent, lost: l.sent - l.received });
     }
     const health = s.health();
-    const input: WindowInput = {
+    return {
       windowEndMs, links, inferred: [...inferred], traces: s.paths().map(traceSample),
       agents: s.agents().map((a) => {
         const h = health.get(`${a.region}\u0000${a.ip}`);
         return { region: a.region, ip: a.ip, alive: a.alive, ...(h ? { health: h } : {}) };
       }),
     };
-    const { explanations, unexplained } = this.localiser.observe(input);
+  }
+
+  /** Files one window's explanations into incidents, metrics and logs. */
+  private publish(windowEndMs: number, { explanations, unexplained }: Observed, ms: number): void {
     const { opened, ended } = this.book.update(explanations, windowEndMs);
     for (const i of opened) {
-      this.opened.inc({ scope: i.scope });
+      this.m.opened.inc({ scope: i.scope });
       this.log.warn({ incident: i.id, scope: i.scope, subject: i.subject, started: new Date(i.startedMs).toISOString(), evidence: i.evidence }, `incident: ${incidentSummary(i)}`);
     }
     for (const i of ended) {
-      this.active.remove({ scope: i.scope, subject: i.subject });
+      this.m.active.remove({ scope: i.scope, subject: i.subject });
       this.log.info({ incident: i.id, scope: i.scope, subject: i.subject, ended: new Date(i.endedMs!).toISOString() }, `incident ended: ${i.scope} ${i.subject}`);
     }
     // Set every window while active, so the gauge never expires under an incident.
-    for (const i of this.book.active()) this.active.set({ scope: i.scope, subject: i.subject }, 1);
-    this.unexplained.set({}, unexplained.lossyLinks);
+    for (const i of this.book.active()) this.m.active.set({ scope: i.scope, subject: i.subject }, 1);
+    this.m.unexplained.set({}, unexplained.lossyLinks);
+    this.m.duration.set({}, ms / 1000);
     this.last = { windowEndMs, unexplained };
   }
 

@@ -51,6 +51,8 @@ export interface ServerOptions extends SecurityOptions {
   peersPerRegion?: number;
   /** -server.pool.refetch.rate: agents told per second at most that their pool changed (lib/server/refetch.ts); 0 = no limit. Default 0. */
   refetchRate?: number;
+  /** The localiser's worker thread (lib/localiser/worker.ts) as a URL; absent: it runs on the server's thread. */
+  localiserWorkerUrl?: string;
   /** POST /-/reload is served (-server.web.enable-lifecycle). */
   enableLifecycle: boolean;
   /** How long the web console's per-pair history is kept, milliseconds. */
@@ -130,7 +132,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const incidents = new Incidents({
     icmp: () => ingests.icmp.latest(), udp: () => ingests.udp.latest(), tcpConnect: () => ingests.tcp.latestConnect(),
     agents: () => registry.all(), health: () => health.take(), paths: () => paths.list(),
-  }, store, o.aggregationIntervalMs, o.log);
+  }, store, o.aggregationIntervalMs, o.log, o.localiserWorkerUrl);
   // Agent processes remembered for dedupe: a few per registry slot (restarts make new instances).
   const dedupe = new BatchDedupe(4 * o.maxAgents, shared);
   let ready = false;
@@ -222,6 +224,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     async close() {
       clearInterval(sweep);
       clearTimeout(publishTimer);
+      incidents.close();
       shared?.close();
       web.stop(true);
       await rpc.close();

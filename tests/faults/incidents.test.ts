@@ -21,7 +21,8 @@
  * Needs root, iproute2 and nftables; run `bun run scripts/build.ts` first.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { SHORT_ICMP, bedAgent, bedServer, createMeshBed, faultBedMissing, gauge, meshProbeFile, type BedServer, type MeshBed } from "../helpers/meshbed.ts";
+import { LOCALISER_WORKER_STARTED } from "../../lib/server/incidents.ts";
+import { SHORT_ICMP, bedAgent, bedServer, createMeshBed, faultBedMissing, gauge, logLines, meshProbeFile, type BedServer, type MeshBed } from "../helpers/meshbed.ts";
 import { dropRandom, restore } from "../helpers/nft.ts";
 import { killAll, samples, skipReason, waitFor, type Sample } from "../helpers/procs.ts";
 
@@ -181,6 +182,11 @@ describe.skipIf(!!missing)("incidents through the binaries: agent, region_ingres
     console.log(`a. watched the healthy mesh ${((Date.now() - start) / 1000).toFixed(1)} s (${polls} polls, up to ${links} links considered): ${wrong.length ? `${wrong.length} findings` : "no incident"}`);
     expect(wrong).toEqual([]);
     expect(links).toBe(24); // (agent, target host) links, kinds together: 6 agents x 4 agents of the other regions
+    // The localiser ran on its worker thread, on every window.
+    expect(logLines(server.proc!).filter((l) => l.msg === LOCALISER_WORKER_STARTED)).toHaveLength(1);
+    const m = await server.metrics();
+    expect(Number(samples(m, "prober_localiser_duration_seconds")[0]!.value)).toBeGreaterThan(0);
+    expect(samples(m, "prober_localiser_windows_skipped_total")[0]!.value).toBe("0");
   }, SOAK_S * 1000 + 60_000);
 
   test("b. a1 drops 30 % of its egress: agent r1/<a1>, never its region", async () => {
