@@ -15,14 +15,14 @@
  * - a region never gets its own targets unless -server.probe.self; an agent never gets its own IP
  *   (mesh kinds: neither the IP nor IP:port).
  */
-import { create, toBinary, type DescField, type DescMessage } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { create } from "@bufbuild/protobuf";
 import { GetTargetPoolResponseSchema, type GetTargetPoolResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { type ModuleOf, type ProbeKind, type ProberType, type TargetOf } from "../probes/kind.ts";
 import { agentHostPort, MESH_KIND, MESH_KINDS, MESH_MERGED_KINDS, meshTcpModule, PROBE_KINDS } from "../probes/kinds.ts";
 import { splitHostPortTarget } from "../probes/host_port.ts";
 import type { ProbeBlock, ProbeFile } from "../targets/config.ts";
 import { PeerSubsets, peerKey } from "./peers.ts";
+import { encodeField, WirePool } from "./pool_wire.ts";
 import { portsDiffer, type AgentEntry, type AgentRegistry, type RegistryEvents } from "./registry.ts";
 
 /** What the pool needs of a known agent: where it is and which responders it announced. */
@@ -77,18 +77,6 @@ interface Layout {
 
 /** Entries per segment the codes leave room for (2^24: far above -server.registry.max.agents × kinds). */
 const ORDER_SPAN = 1 << 24;
-
-/** GetTargetPoolResponse's list field of each kind (its number and target message). */
-const POOL_FIELDS = Object.fromEntries(GetTargetPoolResponseSchema.fields.map((f) => [f.localName, f])) as Record<ProberType, DescField & { message?: DescMessage }>;
-
-/** Each kind's field tag (field number, wire type 2) as written on the wire. */
-const FIELD_TAGS = Object.fromEntries(Object.entries(POOL_FIELDS).map(([k, f]) => [k, new BinaryWriter().tag(f.number, WireType.LengthDelimited).finish()])) as Record<ProberType, Uint8Array>;
-
-/** One target as its GetTargetPoolResponse field: tag, length, message. */
-function encodeField(type: ProberType, target: TargetOf<ProberType>): Uint8Array {
-  const f = POOL_FIELDS[type];
-  return new BinaryWriter().tag(f.number, WireType.LengthDelimited).bytes(toBinary(f.message!, target as never)).finish();
-}
 
 /**
  * Builds pools from the current probe file and the known agents, incrementally: each target
@@ -232,6 +220,7 @@ export class TargetPool {
   agentAlive(a: MeshAgent & { alive: boolean }): void {
     if (!this.subsets) return;
     const affected = this.subsets.upsert(a.region, a.ip, a.alive);
+    if (!affected.size) return; // a version or ports change: who covers whom is the same
     const t = ++this.tick;
     for (const k of affected) this.agentStamps.set(k, t);
   }
@@ -272,33 +261,12 @@ export class TargetPool {
 
   /**
    * The same pool for the binary protocol, its targets already encoded: each segment entry keeps
-   * its field's bytes (tag, length, message) from the first fetch on, and a pool is those bytes
-   * concatenated once, so thousands of targets are neither encoded nor written one by one at
-   * every fetch. The bytes travel as one unknown field (`$unknown`, written as-is by toBinary):
-   * toBinary writes that field's tag, so its data is the first target's length and message
-   * followed by every other target's whole field; a protobuf message is the concatenation of its
-   * fields (protobuf encoding, "Message Structure"), so the answer is byte for byte the one
-   * toBinary would write for poolFor(). Only for binary (protobuf) answers: JSON leaves unknown
-   * fields out.
+   * its field's bytes from the first fetch on (lib/server/pool_wire.ts).
    */
   poolWireFor(sourceRegion: string, agentIp = "", redact?: string): GetTargetPoolResponse {
-    const out = create(GetTargetPoolResponseSchema, {});
-    const parts: Uint8Array[] = [];
-    let size = 0;
-    let first: ProberType | undefined;
-    this.visit(sourceRegion, agentIp, redact, (type, e) => {
-      const w = (e.wire ??= encodeField(type, e.target));
-      if (!first) {
-        first = type;
-        parts.push(w.subarray(FIELD_TAGS[type].length));
-      } else parts.push(w);
-      size += w.length;
-    });
-    if (!first) return out;
-    // One native copy (a TypedArray.set per target costs more than the rest of the answer).
-    const data = Buffer.concat(parts, size - FIELD_TAGS[first].length);
-    out.$unknown = [{ no: POOL_FIELDS[first].number, wireType: WireType.LengthDelimited, data }];
-    return out;
+    const wire = new WirePool();
+    this.visit(sourceRegion, agentIp, redact, (type, e) => wire.add(type, (e.wire ??= encodeField(type, e.target))));
+    return wire.message();
   }
 
   /** Calls `take` with each target of the pool, in the pool's order (poolFor()). */
