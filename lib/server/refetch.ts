@@ -21,8 +21,6 @@ export class RefetchPacer {
   private readonly told = new Map<string, bigint>();
   private tokens: number;
   private lastMs: number;
-  /** Heartbeat answers that kept an agent's previous version to pace refetches (a counter). */
-  deferrals = 0;
 
   /**
    * @param ratePerSec agents told per second at most that their pool changed; 0 = no limit
@@ -42,10 +40,8 @@ export class RefetchPacer {
   version(id: string, current: bigint): bigint {
     const told = this.told.get(id);
     if (told === current) return current;
-    if (told !== undefined && this.ratePerSec > 0 && !this.take()) {
-      this.deferrals++;
-      return told;
-    }
+    // Deferred answers are counted by the caller (prober_server_pool_refetches_deferred_total).
+    if (told !== undefined && this.ratePerSec > 0 && !this.take()) return told;
     this.told.delete(id);
     if (this.told.size >= this.maxAgents) this.told.delete(this.told.keys().next().value!);
     this.told.set(id, current);
