@@ -22,7 +22,7 @@ import { agentHostPort, MESH_KIND, MESH_KINDS, MESH_MERGED_KINDS, meshTcpModule,
 import { splitHostPortTarget } from "../probes/host_port.ts";
 import type { ProbeBlock, ProbeFile } from "../targets/config.ts";
 import { PeerSubsets, peerKey } from "./peers.ts";
-import { encodeField, WirePool } from "./pool_wire.ts";
+import { answerFrom, buildArena, encodeField, type WireArena } from "./pool_wire.ts";
 import { portsDiffer, type AgentEntry, type AgentRegistry, type RegistryEvents } from "./registry.ts";
 
 /** What the pool needs of a known agent: where it is and which responders it announced. */
@@ -63,20 +63,23 @@ interface Segment {
 }
 
 /**
- * A pool's segments in order (kind, target region (a file block's own region), segment), with
- * where each known agent's entries are: `at` codes (ORDER_SPAN × item index + entry index), so a
- * peer-subset pool is its few codes sorted, not a scan of every segment.
+ * A pool's segments in order (kind, target region (a file block's own region), segment), every
+ * entry numbered in that order (its index), and where each known agent's entries are, so a
+ * peer-subset pool is its few indices sorted, not a scan of every segment.
  */
 interface Layout {
-  items: { type: ProberType; region: string; seg: Segment }[];
+  /** Segments in pool order; `first` is the index of the segment's first entry. */
+  items: { type: ProberType; region: string; seg: Segment; first: number }[];
+  /** Every entry in pool order, and its kind. */
+  entries: Entry[];
+  types: ProberType[];
   /** Items with entries that are not a known agent's (file targets): never subsetted. */
   listedItems: number[];
-  /** Agent identity (peerKey) -> the codes of its entries, in layout order. */
+  /** Agent identity (peerKey) -> the indices of its entries, ascending. */
   byAgent: Map<string, number[]>;
+  /** Every entry encoded, back to back (built at the first binary answer). */
+  arena?: WireArena;
 }
-
-/** Entries per segment the codes leave room for (2^24: far above -server.registry.max.agents × kinds). */
-const ORDER_SPAN = 1 << 24;
 
 /**
  * Builds pools from the current probe file and the known agents, incrementally: each target
@@ -255,46 +258,45 @@ export class TargetPool {
    */
   poolFor(sourceRegion: string, agentIp = "", redact?: string): GetTargetPoolResponse {
     const out = create(GetTargetPoolResponseSchema, {});
-    this.visit(sourceRegion, agentIp, redact, (type, e) => (out[type] as TargetOf<ProberType>[]).push(e.target));
+    const layout = this.layout(redact ?? "\u0001", redact);
+    for (const g of this.select(layout, sourceRegion, agentIp)) (out[layout.types[g]!] as TargetOf<ProberType>[]).push(layout.entries[g]!.target);
     return out;
   }
 
   /**
-   * The same pool for the binary protocol, its targets already encoded: each segment entry keeps
-   * its field's bytes from the first fetch on (lib/server/pool_wire.ts).
+   * The same pool for the binary protocol, its targets already encoded: every entry is encoded
+   * once per layout and an answer copies runs of them (lib/server/pool_wire.ts).
    */
   poolWireFor(sourceRegion: string, agentIp = "", redact?: string): GetTargetPoolResponse {
-    const wire = new WirePool();
-    this.visit(sourceRegion, agentIp, redact, (type, e) => wire.add(type, (e.wire ??= encodeField(type, e.target))));
-    return wire.message();
+    const layout = this.layout(redact ?? "\u0001", redact);
+    layout.arena ??= buildArena(layout.entries.map((e, g) => (e.wire ??= encodeField(layout.types[g]!, e.target))), layout.types);
+    return answerFrom(layout.arena, this.select(layout, sourceRegion, agentIp));
   }
 
-  /** Calls `take` with each target of the pool, in the pool's order (poolFor()). */
-  private visit(sourceRegion: string, agentIp: string, redact: string | undefined, take: (type: ProberType, e: Entry) => void): void {
-    const layout = this.layout(redact ?? "\u0001", redact);
-    const one = (type: ProberType, e: Entry) => {
-      if (agentIp && e.host === agentIp && (type !== "tcp" || this.agentKeys.has(key("tcp", e.target.targetRegion, (e.target as TargetOf<"tcp">).address)))) return;
-      take(type, e);
+  /** The entries of the pool of an agent of `sourceRegion` (poolFor()), as ascending indices of `layout`. */
+  private select(layout: Layout, sourceRegion: string, agentIp: string): Int32Array {
+    const own = (g: number) => {
+      const e = layout.entries[g]!;
+      return !!agentIp && e.host === agentIp && (layout.types[g] !== "tcp" || this.agentKeys.has(key("tcp", e.target.targetRegion, (e.target as TargetOf<"tcp">).address)));
     };
+    const sel: number[] = [];
     const peers = this.subsets && agentIp ? this.subsets.peersOf(sourceRegion, agentIp) : undefined;
     if (!peers) {
-      for (const { type, region, seg } of layout.items) if (this.probeSelf || region !== sourceRegion) for (const e of seg.entries) one(type, e);
-      return;
+      for (const { region, seg, first } of layout.items) if (this.probeSelf || region !== sourceRegion) for (let g = first; g < first + seg.entries.length; g++) if (!own(g)) sel.push(g);
+      return Int32Array.from(sel);
     }
     // Peer subsets: file targets whole, the own region whole (-server.probe.self), and of other
     // regions' agents only the peers; in layout order (every server hands out the same pool).
-    const codes: number[] = [];
-    const whole = (i: number) => {
-      const { seg } = layout.items[i]!;
-      for (let j = 0; j < seg.entries.length; j++) if (!seg.entries[j]!.agent || this.probeSelf) codes.push(i * ORDER_SPAN + j);
-    };
-    for (const i of layout.listedItems) if (layout.items[i]!.region !== sourceRegion) whole(i);
-    if (this.probeSelf) layout.items.forEach((it, i) => it.region === sourceRegion && whole(i));
-    for (const id of peers) for (const c of layout.byAgent.get(id) ?? []) codes.push(c);
-    for (const c of Float64Array.from(codes).sort()) {
-      const it = layout.items[Math.floor(c / ORDER_SPAN)]!;
-      one(it.type, it.seg.entries[c % ORDER_SPAN]!);
+    for (const i of layout.listedItems) {
+      const { region, seg, first } = layout.items[i]!;
+      if (region !== sourceRegion) for (const [j, e] of seg.entries.entries()) if (!e.agent) sel.push(first + j);
     }
+    if (this.probeSelf) for (const { region, seg, first } of layout.items) if (region === sourceRegion) for (let g = first; g < first + seg.entries.length; g++) sel.push(g);
+    for (const id of peers) for (const g of layout.byAgent.get(id) ?? []) sel.push(g);
+    const sorted = Int32Array.from(sel).sort();
+    let n = 0;
+    for (let k = 0; k < sorted.length; k++) if ((k === 0 || sorted[k] !== sorted[k - 1]) && !own(sorted[k]!)) sorted[n++] = sorted[k]!;
+    return sorted.subarray(0, n);
   }
 
   /** Every segment of a redaction variant in pool order, and where each agent's entries are; kept until a segment changes. */
@@ -303,16 +305,18 @@ export class TargetPool {
     if (kept) return kept;
     const items: Layout["items"] = [];
     const order = (this.order ??= this.regionOrder());
-    for (const { type, region } of order.merged) items.push({ type, region, seg: this.segment(variant, type, region, redact) });
-    for (const [i, b] of this.file.blocks.entries()) if (!(MERGED as readonly string[]).includes(b.proberType)) items.push({ type: b.proberType, region: b.region, seg: this.segment(variant, b.proberType, `${i}`, redact, b) });
-    for (const region of order.tcp) items.push({ type: "tcp", region, seg: this.segment(variant, "tcp", region, redact) });
-    const out: Layout = { items, listedItems: [], byAgent: new Map() };
-    items.forEach(({ seg }, i) => {
-      if (seg.listed.length) out.listedItems.push(i);
-      for (const [id, j] of seg.byAgent) {
-        const codes = out.byAgent.get(id);
-        if (codes) codes.push(i * ORDER_SPAN + j);
-        else out.byAgent.set(id, [i * ORDER_SPAN + j]);
+    for (const { type, region } of order.merged) items.push({ type, region, seg: this.segment(variant, type, region, redact), first: 0 });
+    for (const [i, b] of this.file.blocks.entries()) if (!(MERGED as readonly string[]).includes(b.proberType)) items.push({ type: b.proberType, region: b.region, seg: this.segment(variant, b.proberType, `${i}`, redact, b), first: 0 });
+    for (const region of order.tcp) items.push({ type: "tcp", region, seg: this.segment(variant, "tcp", region, redact), first: 0 });
+    const out: Layout = { items, entries: [], types: [], listedItems: [], byAgent: new Map() };
+    items.forEach((it, i) => {
+      it.first = out.entries.length;
+      for (const e of it.seg.entries) (out.entries.push(e), out.types.push(it.type));
+      if (it.seg.listed.length) out.listedItems.push(i);
+      for (const [id, j] of it.seg.byAgent) {
+        const at = out.byAgent.get(id);
+        if (at) at.push(it.first + j);
+        else out.byAgent.set(id, [it.first + j]);
       }
     });
     this.layouts.set(variant, out);
