@@ -164,8 +164,14 @@ export class SeriesStore {
    */
   async *exposition(): AsyncGenerator<string> {
     for (const m of this.registry.getMetricsAsArray() as unknown[]) {
-      if (m instanceof BucketHistogram) yield* m.render();
-      else yield `${await this.registry.getSingleMetricAsString((m as { name: string }).name)}\n`;
+      if (m instanceof BucketHistogram) {
+        for (const part of m.render()) {
+          yield part;
+          await nextTurn();
+        }
+      } else yield `${await this.registry.getSingleMetricAsString((m as { name: string }).name)}\n`;
+      // A scrape of a large mesh is tens of MB: RPCs are answered between its parts.
+      await nextTurn();
     }
   }
 
@@ -173,6 +179,9 @@ export class SeriesStore {
     return this.registry.contentType;
   }
 }
+
+/** Resolves at the event loop's next turn (after pending I/O), not in the same one. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Stable key of a label set (label order as given by the caller's object). */
 function labelKey(l: LabelValues<string>): string {
