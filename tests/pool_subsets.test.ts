@@ -15,11 +15,11 @@ import { parseProbeFile } from "../lib/targets/config.ts";
 
 const DEAD_MS = 1000;
 
-function server(peers: number, fileText = "prober_configs: []\n") {
+function server(peers: number, fileText = "prober_configs: []\n", probeSelf = false) {
   let t = 1_000_000;
   let pool: TargetPool | undefined;
   const registry = new AgentRegistry(DEAD_MS, poolRegistryEvents(() => pool), () => t, undefined, 100 * DEAD_MS);
-  pool = new TargetPool(parseProbeFile(fileText, "p.yaml"), "dynamic", false, registry, 60_000, () => t, peers);
+  pool = new TargetPool(parseProbeFile(fileText, "p.yaml"), "dynamic", probeSelf, registry, 60_000, () => t, peers);
   const hb = (region: string, ip: string) => registry.heartbeat(create(AgentSchema, { region, ip, version: "0.8.0", udpPort: 7001, tcpPort: 7002 }));
   return { registry, pool, hb, advance: (ms: number) => (t += ms) };
 }
@@ -53,6 +53,25 @@ describe("pools with peer subsets", () => {
     expect(s.pool.poolFor("a", "10.0.0.1").udp.length).toBeLessThan(AGENTS.length - 2);
     // /-/targets' view (no agent): the region's whole candidate set.
     expect(s.pool.poolFor("a").udp.length).toBe(AGENTS.length - 2);
+  });
+
+  test("with -server.probe.self: the own region whole, other regions' agents only the peers (once each), file targets whole", () => {
+    // Region b's file block lists a target and one of b's agents: its segment has both kinds of entry.
+    const s = server(1, "prober_configs:\n  - prober_type: icmp\n    region: b\n    targets: ['192.0.2.9', '10.1.0.1']\n", true);
+    for (const a of AGENTS) s.hb(a.region, a.ip);
+    const ref = new PeerSubsets(1);
+    for (const a of AGENTS) ref.upsert(a.region, a.ip, true);
+    for (const a of AGENTS) {
+      const p = s.pool.poolFor(a.region, a.ip);
+      const own = AGENTS.filter((o) => o.region === a.region && o.ip !== a.ip).map((o) => `${o.region}/${o.ip}`);
+      const peers = [...ref.peersOf(a.region, a.ip)].map((k) => k.replace("\u0000", "/"));
+      expect(peersIn(p, "udp")).toEqual([...own, ...peers].sort());
+      const file = a.region === "b" && a.ip === "10.1.0.1" ? ["b/192.0.2.9"] : ["b/10.1.0.1", "b/192.0.2.9"];
+      expect(peersIn(p, "icmp")).toEqual([...new Set([...own, ...peers, ...file])].sort());
+      // The binary answer holds the same targets.
+      const wire = fromBinary(GetTargetPoolResponseSchema, toBinary(GetTargetPoolResponseSchema, s.pool.poolWireFor(a.region, a.ip)));
+      expect(peersIn(wire, "icmp")).toEqual(peersIn(p, "icmp"));
+    }
   });
 
   test("a join changes the pool version of the agents whose peers changed, and only theirs; the full mesh changes everyone's", () => {
