@@ -36,6 +36,14 @@ import { Fleet, retried } from "./mesh_fleet.ts";
 import { CpuMeter, machine, peakRssMb, startRedis } from "./proc_stats.ts";
 import { simAgents, simIndex } from "./sim.ts";
 
+// Real agents each hold their own connection; this one process speaks for thousands, and Bun's
+// fetch sends at most BUN_CONFIG_MAX_HTTP_REQUESTS (256 by default) at once, queueing the rest in
+// the simulator: a heartbeat would wait there behind pushes the server holds. Raised for the run.
+if (!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS) {
+  const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], { env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: "16384" }, stdio: ["inherit", "inherit", "inherit"] });
+  process.exit(await child.exited);
+}
+
 const argv = process.argv.slice(2);
 const opt = (name: string) => (argv.indexOf(`--${name}`) >= 0 ? argv[argv.indexOf(`--${name}`) + 1] : undefined);
 const num = (name: string, dflt: number) => Number(opt(name) ?? dflt);
@@ -97,6 +105,22 @@ function lagMeter() {
     last = now;
   }, 50);
   return { reset: () => (max = 0), max: () => max, stop: () => clearInterval(t) };
+}
+
+/** The servers' prober_server_event_loop_delay_seconds buckets (le -> cumulative count), summed; empty before 0.9. */
+async function loopDelay(servers: readonly { web: number }[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const s of servers) for (const x of samples(await scrape(`http://127.0.0.1:${s.web}/metrics`), "prober_server_event_loop_delay_seconds_bucket")) out.set(x.labels.le!, (out.get(x.labels.le!) ?? 0) + Number(x.value));
+  return out;
+}
+
+/** The bucket bound (ms) under which 99 % of the loop-delay measurements between two loopDelay() reads fell: "≤ X ms". */
+function delayP99(from: Map<string, number>, to: Map<string, number>): string {
+  const les = [...to.keys()].filter((le) => le !== "+Inf").sort((a, b) => Number(a) - Number(b));
+  const total = (to.get("+Inf") ?? 0) - (from.get("+Inf") ?? 0);
+  if (!total) return "-";
+  for (const le of les) if ((to.get(le)! - (from.get(le) ?? 0)) >= total * 0.99) return `≤ ${Math.round(Number(le) * 1000)} ms`;
+  return `> ${Math.round(Number(les.at(-1)) * 1000)} ms`;
 }
 
 /** Pool changes the servers have not told every agent of yet (prober_server_pool_refetches_deferred_total, summed; 0 before 0.8). */
@@ -167,11 +191,13 @@ async function runConfig(c: Config): Promise<Row> {
 
     // The control plane alone: heartbeats (and any fetches) for CONTROL_S seconds.
     await sleep(PAUSE_S * 1000);
+    const delayC0 = await loopDelay(servers);
     const hbFrom = performance.now();
     let meter = new CpuMeter(pids).start();
     await sleep(CONTROL_S * 1000);
     const control = meter.stop();
     const hbTo = performance.now();
+    const delayC1 = await loopDelay(servers);
 
     // Pushes: agents region by region (agent i is in region i mod regions) up to the cap.
     const cap = (PUSH_RATE * f.aggregationMs) / 1000;
@@ -187,6 +213,7 @@ async function runConfig(c: Config): Promise<Row> {
     }
     f.startPushes(pushers);
     await sleep(f.aggregationMs); // the first interval creates the series: not measured
+    const delay0 = await loopDelay(servers);
     const sim0 = process.cpuUsage();
     lag.reset();
     meter = new CpuMeter(pids).start();
@@ -194,6 +221,7 @@ async function runConfig(c: Config): Promise<Row> {
     await sleep(INTERVALS * f.aggregationMs);
     const withPushes = meter.stop();
     const m1 = performance.now();
+    const delay1 = await loopDelay(servers);
     const simCores = ((u) => (u.user + u.system) / 1e3 / (m1 - m0))(process.cpuUsage(sim0));
     const simLag = lag.max();
     f.stopPushes();
@@ -217,6 +245,7 @@ async function runConfig(c: Config): Promise<Row> {
     const fetchesBefore = old.map((s) => s.fetches);
     const bytes0 = f.poolBytes, fetches0 = f.poolFetches.length;
     meter = new CpuMeter(pids).start();
+    const delayJ0 = await loopDelay(servers);
     const j0 = performance.now();
     for (let k = 0; k < joiners; k++) f.join(c.agents + k, (k / joiners) * 1000);
     const joined = await until(timeout, () => f.agents.every((s) => s.hbAt >= 0));
@@ -225,6 +254,7 @@ async function runConfig(c: Config): Promise<Row> {
     // The servers' CPU while settling, less the control plane's over the same time: the pool answers'.
     const sum = (xs: number[]) => xs.slice(0, servers.length).reduce((x, y) => x + y, 0);
     const joinS = (performance.now() - j0) / 1000;
+    const delayJ = await loopDelay(servers);
     const poolCpuS = (sum(meter.stop()) - sum(control)) * joinS;
     const joinFetches = f.poolFetches.length - fetches0;
     notes.push(`after the join: ${joinFetches} pool answers of ${((f.poolBytes - bytes0) / Math.max(1, joinFetches) / 1024).toFixed(0)} KB on average, ${((poolCpuS * 1000) / Math.max(1, joinFetches)).toFixed(1)} ms of server CPU per pool answer (CPU while settling less the control plane's)`);
@@ -232,6 +262,7 @@ async function runConfig(c: Config): Promise<Row> {
     for (const [k, s] of old.entries()) changed += changedPairs(before[k]!, s.pool!.icmp);
     const refetched = old.filter((s, k) => s.fetches > fetchesBefore[k]!).length;
     const poolP99 = p99(f.poolFetches.filter(([at]) => at >= j0).map((x) => x[1]));
+    notes.push(`server event-loop delay p99 (prober_server_event_loop_delay_seconds): ${delayP99(delayC0, delayC1)} control plane alone, ${delayP99(delay0, delay1)} with pushes, ${delayP99(delayJ0, delayJ)} after the join`);
     notes.push(`join of ${joiners}: ${rest ? "settled" : "NOT settled"} ${((performance.now() - j0) / 1000).toFixed(0)} s after it began; ${refetched} of ${c.agents} agents refetched`);
     // Coverage: every agent is probed by some agent of every other region (the pools after the join).
     const seen = new Uint8Array(sim.length * c.regions);
