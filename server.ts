@@ -37,6 +37,7 @@ try {
     probeSelf: f["server.probe.self"] as boolean,
     peersPerRegion: f["server.mesh.peers.per.region"] as number,
     refetchRate: f["server.pool.refetch.rate"] as number,
+    pushQueueMaxResults: f["server.push.queue.max.results"] as number,
     // Beside this file, in the source tree and in the compiled binary (scripts/build.ts bundles it).
     localiserWorkerUrl: new URL("./lib/localiser/worker.ts", import.meta.url).href,
     tokenFile: str("server.rpc.token.file"),

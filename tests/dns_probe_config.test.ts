@@ -5,6 +5,7 @@
  * syntax, redaction, result checks, the metrics the shared ingest publishes, and the generated
  * blocks of docs/kinds/dns.md.
  */
+import { drain } from "../lib/steps.ts";
 import { describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -183,7 +184,7 @@ describe("server half", () => {
       ingest.count({ sourceRegion: "r1", agentIp: "10.0.0.1", result: r });
       w.add({ sourceRegion: "r1", agentIp: "10.0.0.1", result: r });
     }
-    w.publish(Date.now());
+    drain(w.publish(Date.now()));
     const [agg] = ingest.latest();
     expect({ results: agg!.results, phases: agg!.phases, failed: Object.fromEntries(agg!.failedByReason), expiry: agg!.certExpiry }).toEqual({ results: 3, phases: { resolve: 0.002, query: 0.004 }, failed: { rcode: 2 }, expiry: 1_900_000_000 });
     const names = store.specs.map((s) => s.name);

@@ -4,6 +4,7 @@
  * (tests/fixtures/blackbox/grpc-example.yml), target syntax, and the server's result checks and
  * metrics.
  */
+import { drain } from "../lib/steps.ts";
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -131,7 +132,7 @@ describe("server half", () => {
       ingest.count({ sourceRegion: "s", agentIp: "a", result: r });
       w.add({ sourceRegion: "s", agentIp: "a", result: r });
     }
-    w.publish(now + 10);
+    drain(w.publish(now + 10));
     const text = await store.metrics();
     const L = 'source_region="s",target_region="t",target_addr="h:1"';
     expect(text).toContain(`prober_grpc_status_code{${L}} 12`);

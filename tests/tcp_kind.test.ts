@@ -4,6 +4,7 @@
  * with the path of the offending key, defaults, redaction of the client key, targets, and the
  * server half (result checks, metrics).
  */
+import { drain } from "../lib/steps.ts";
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { create } from "@bufbuild/protobuf";
@@ -144,7 +145,7 @@ describe("server half", () => {
       ingest.count({ sourceRegion: "s", agentIp: "a", result: r });
       w.add({ sourceRegion: "s", agentIp: "a", result: r });
     }
-    w.publish(now + 10);
+    drain(w.publish(now + 10));
     const text = await store.metrics();
     const L = 'source_region="s",target_region="t",target_addr="h:25"';
     expect(text).toContain(`prober_tcp_duration_seconds{${L},phase="tls"} 0.003`);

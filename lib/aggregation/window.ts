@@ -13,7 +13,11 @@
  *   cumulative series only (counters, histograms) and never into a window's gauges.
  *
  * Memory: one accumulator per open window and kind; at most ceil(L / I) + 2 windows are open.
+ *
+ * Publishing a window is Steps (lib/steps.ts): the server runs it in slices in its lane
+ * (lib/server/lane.ts), since a window of 300,000 links takes about half a second to publish.
  */
+import { drain, type Steps } from "../steps.ts";
 
 /** A result as accepted: who sent it and what it says. */
 export interface Received<R> {
@@ -25,8 +29,12 @@ export interface Received<R> {
 /** One window's accumulator of one kind. */
 export interface KindWindow<R> {
   add(x: Received<R>): void;
-  /** Sets the kind's gauges from this window (called once, when the window closes). @param windowEndMs the window's end, unix ms */
-  publish(windowEndMs: number): void;
+  /**
+   * Sets the kind's gauges from this window (called once, when the window closes), a step per
+   * region pair; what the kind shows of its last window (e.g. latest()) changes at the last step.
+   * @param windowEndMs the window's end, unix ms
+   */
+  publish(windowEndMs: number): Steps;
 }
 
 /** What the window needs from a probe kind on the server. */
@@ -89,18 +97,24 @@ export class AggregationWindows<K extends string> {
     return true;
   }
 
-  /** Publishes, in order, every open window whose end + lateness has passed. @returns windows published */
-  tick(): number {
+  /**
+   * Publishes, in order, every open window whose end + lateness has passed, in steps. The windows
+   * close when the first step runs: a result for them filed while they are being published is
+   * late. @returns windows published
+   */
+  *tickSteps(): Steps<number> {
     const through = this.lastClosable(this.now());
-    let n = 0;
-    for (const k of [...this.open.keys()].sort((a, b) => a - b)) {
-      if (k > through) break;
-      for (const acc of this.open.get(k)!.values()) acc.publish((k + 1) * this.intervalMs);
-      this.open.delete(k);
-      n++;
-    }
+    const due = [...this.open.keys()].filter((k) => k <= through).sort((a, b) => a - b);
+    const windows = due.map((k) => [k, this.open.get(k)!] as const);
+    for (const k of due) this.open.delete(k);
     if (through > this.closedThrough) this.closedThrough = through;
-    return n;
+    for (const [k, w] of windows) for (const acc of w.values()) yield* acc.publish((k + 1) * this.intervalMs);
+    return windows.length;
+  }
+
+  /** tickSteps() at once. @returns windows published */
+  tick(): number {
+    return drain(this.tickSteps());
   }
 
   /** Milliseconds from now until the next window can be published (for an aligned timer). */

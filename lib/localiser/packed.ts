@@ -6,7 +6,11 @@
  * cloning 300,000 link objects took 1.5-2.5 s of the sender's thread on the 2-core VM; packing
  * them is one pass of Map lookups.
  */
+import { drain, type Steps } from "../steps.ts";
 import type { WindowInput } from "./model.ts";
+
+/** Links packed between two steps of packWindowSteps(). */
+const LINKS_PER_STEP = 2048;
 
 /** Numbers per link in `nums`: sent, lost, forwardSent, forwardLost (NaN: absent). */
 const NUMS = 4;
@@ -22,6 +26,11 @@ export interface PackedWindow extends Omit<WindowInput, "links"> {
 
 /** Packs a window. @returns the message and the buffers to transfer with it */
 export function packWindow(w: WindowInput): { packed: PackedWindow; transfer: ArrayBuffer[] } {
+  return drain(packWindowSteps(w));
+}
+
+/** packWindow() in steps of LINKS_PER_STEP links (the server's lane, lib/server/lane.ts). */
+export function* packWindowSteps(w: WindowInput): Steps<{ packed: PackedWindow; transfer: ArrayBuffer[] }> {
   const strings: string[] = [];
   const index = new Map<string, number>();
   const ref = (s: string) => {
@@ -43,6 +52,7 @@ export function packWindow(w: WindowInput): { packed: PackedWindow; transfer: Ar
     nums[i * NUMS + 1] = l.lost;
     nums[i * NUMS + 2] = l.forwardSent ?? NaN;
     nums[i * NUMS + 3] = l.forwardLost ?? NaN;
+    if (i % LINKS_PER_STEP === LINKS_PER_STEP - 1) yield;
   }
   const { links: _, ...rest } = w;
   return { packed: { ...rest, strings, refs, nums }, transfer: [refs.buffer as ArrayBuffer, nums.buffer as ArrayBuffer] };

@@ -36,6 +36,13 @@ export const POOL_ANSWERS = {
 } as const;
 export type PoolAnswer = keyof typeof POOL_ANSWERS;
 
+/** Why a push was answered `unavailable` for the agent to send again (label `reason` of prober_server_deferred_pushes_total). */
+export const DEFER_REASONS = {
+  warm_up: "in the warm-up after a server start, it names agents not yet registered again",
+  busy: "the server's background lane already holds -server.push.queue.max.results results of earlier pushes (docs/scale.md \"The server's thread\")",
+} as const;
+export type DeferReason = keyof typeof DEFER_REASONS;
+
 /** The label values the server-wide metrics pre-declare, each with what it means (defined where they arise). */
 export interface ServerLabelValues {
   proberTypes: readonly string[];
@@ -44,6 +51,9 @@ export interface ServerLabelValues {
   /** Reasons the registry refuses a new agent (lib/server/registry.ts). */
   registryRefusals: Record<string, string>;
 }
+
+/** prober_server_event_loop_delay_seconds buckets: 1 ms × 2^k, k = 0..13 (1 ms .. 8.2 s). */
+const LOOP_DELAY_BUCKETS = Array.from({ length: 14 }, (_, k) => 0.001 * 2 ** k);
 
 const reasonDoc = (r: Record<string, string>) => Object.entries(r).map(([k, v]) => `\`${k}\` (${v})`).join(", ");
 
@@ -70,8 +80,9 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
     help: "Path traces rejected by the server, by reason.", doc: `reason: ${reasonDoc(REJECT_REASONS)}.`, expires: false,
   });
   const deferred = store.counter({
-    name: "prober_server_deferred_pushes_total", type: "counter", labelNames: [],
-    help: "Pushes answered `unavailable` in the warm-up after a server start because they name agents not yet registered again; agents keep and resend them.", expires: false,
+    name: "prober_server_deferred_pushes_total", type: "counter", labelNames: ["reason"],
+    help: "Pushes answered `unavailable` for the agent to send again later; agents keep the batch and resend it (nothing is lost or counted twice).",
+    doc: `reason: ${reasonDoc(DEFER_REASONS)}.`, expires: false,
   });
   const authFailures = store.counter({
     name: "prober_server_rpc_auth_failures_total", type: "counter", labelNames: ["reason"],
@@ -147,6 +158,23 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
     expires: false,
   });
   rejectHealth.inc({}, 0);
+  // The server's one thread (lib/server/lane.ts; docs/scale.md "The server's thread").
+  const loopDelay = store.histogram({
+    name: "prober_server_event_loop_delay_seconds", type: "histogram", labelNames: [], buckets: LOOP_DELAY_BUCKETS, expires: false,
+    help: "How late the server's event loop ran a timer set every 100 ms, seconds: what an RPC arriving then waited before the server read it (background lane slices, garbage collection, anything that holds the thread).",
+    doc: "histogram_quantile(0.99, rate(prober_server_event_loop_delay_seconds_bucket[5m])) is the p99 wait of heartbeats and pool fetches at the server, beside the network's. Buckets 1 ms × 2^k, k = 0..13.",
+  });
+  const laneBusy = store.counter({
+    name: "prober_server_lane_busy_seconds_total", type: "counter", labelNames: [], expires: false,
+    help: "Time the server's thread spent in its background lane (filing pushed results, publishing windows, packing them for the localiser), seconds.",
+    doc: "rate() is the share of the thread the lane takes; near 1 the server is saturated and pushes wait (prober_server_lane_queued_results), then are deferred as `busy`.",
+  });
+  const laneQueued = store.gauge({
+    name: "prober_server_lane_queued_results", type: "gauge", labelNames: [], expires: false,
+    help: "Results of pushes accepted for filing and waiting in the server's background lane (at most about -server.push.queue.max.results).",
+  });
+  laneBusy.inc({}, 0);
+  laneQueued.set({}, 0);
   const agentHealthSeries = [roundsDue, roundsLate, loopbackSent, loopbackReceived];
   goodbyes.inc({}, 0);
   backendUp.set({}, 1);
@@ -161,7 +189,7 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
     late.inc({ prober_type: t }, 0);
     for (const reason of Object.keys(REJECT_REASONS)) reject.inc({ prober_type: t, reason }, 0);
   }
-  deferred.inc({}, 0);
+  for (const reason of Object.keys(DEFER_REASONS)) deferred.inc({ reason }, 0);
   refetchDeferred.inc({}, 0);
   for (const answer of Object.keys(POOL_ANSWERS)) poolAnswers.inc({ answer }, 0);
   receiveTraces.inc({}, 0);
@@ -174,7 +202,7 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
       if (late_) late.inc({ prober_type: type });
     },
     rejected: (type: string, reason: RejectReason, n = 1) => reject.inc({ prober_type: type, reason }, n),
-    deferred: () => deferred.inc({}),
+    deferred: (reason: DeferReason) => deferred.inc({ reason }),
     refetchDeferred: () => refetchDeferred.inc({}),
     poolAnswered: (answer: PoolAnswer) => poolAnswers.inc({ answer }),
     agentDropped: (region: string, points: number) => droppedPoints.inc({ region }, points),
@@ -206,6 +234,13 @@ export function serverMetrics(store: SeriesStore, values: ServerLabelValues) {
       loopbackSent.inc(l, h.loopbackSent);
       loopbackReceived.inc(l, h.loopbackReceived);
     },
+    /** The background lane's hooks (lib/server/lane.ts LaneHooks). */
+    lane: {
+      slice: (ms: number) => laneBusy.inc({}, ms / 1000),
+      backlog: (results: number) => laneQueued.set({}, results),
+    },
+    /** One measurement of watchLoopDelay() (lib/server/lane.ts), seconds. */
+    loopDelay: (seconds: number) => loopDelay.observe({}, seconds),
     /** An AgentHealth was unusable and ignored. */
     healthRejected: () => rejectHealth.inc({}),
   };

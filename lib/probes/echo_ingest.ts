@@ -18,6 +18,7 @@
  * O(pairs + agent-target pairs) memory.
  */
 import type { KindIngest, KindWindow } from "../aggregation/window.ts";
+import type { Steps } from "../steps.ts";
 import { Moments } from "../aggregation/moments.ts";
 import type { SeriesStore } from "../metrics/series.ts";
 import type { FlowStats } from "../rpc/gen/probermesh/v1/flow_pb.ts";
@@ -336,8 +337,9 @@ export function echoIngest<R extends EchoResult>(spec: EchoSpec<R>, store: Serie
           link.rtt.merge(s);
         },
 
-        publish(windowEndMs) {
-          latest = [];
+        *publish(windowEndMs): Steps {
+          // Built aside and shown at the last step: a reader between steps sees the previous window whole.
+          const next: EchoAggregate[] = [];
           for (const p of pairs.values()) {
             const a = p.agg;
             a.windowEndMs = windowEndMs;
@@ -379,8 +381,11 @@ export function echoIngest<R extends EchoResult>(spec: EchoSpec<R>, store: Serie
               for (const phase of RTT_PHASES) duration.remove({ ...l, phase });
               jitter.remove(l);
             }
-            latest.push(a);
+            next.push(a);
+            yield;
           }
+          // Pairs inferred for an earlier window by publishInferred() go with it, as before.
+          latest = next;
         },
       };
     },

@@ -16,6 +16,7 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { KindIngest, KindWindow, Received } from "../aggregation/window.ts";
 import type { SeriesStore } from "../metrics/series.ts";
+import type { Steps } from "../steps.ts";
 import { checkCommon, seconds, type CommonResult } from "./result_common.ts";
 
 /** Latest accepted certificate expiry: year 3000, unix seconds. */
@@ -146,7 +147,7 @@ export function phasedIngest<R extends PhasedResult, P extends string>(spec: Pha
           }
         },
 
-        publish(windowEndMs) {
+        *publish(windowEndMs): Steps {
           for (const b of buckets.values()) {
             const l = { source_region: b.sourceRegion, target_region: b.targetRegion, target_addr: b.targetAddr };
             const key = JSON.stringify(l);
@@ -169,6 +170,7 @@ export function phasedIngest<R extends PhasedResult, P extends string>(spec: Pha
               if (b.ok > 0) duration.set({ ...l, phase }, b.sums[i]! / b.ok);
               else duration.remove({ ...l, phase });
             });
+            yield;
           }
         },
       };

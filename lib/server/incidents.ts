@@ -22,9 +22,10 @@
 import { IncidentBook } from "../localiser/incidents.ts";
 import { Localiser } from "../localiser/localise.ts";
 import { SCOPE_NAMES, type Explanation, type HealthSample, type Incident, type LinkSample, type TraceSample, type Unexplained, type WindowInput } from "../localiser/model.ts";
-import { packWindow } from "../localiser/packed.ts";
+import { packWindowSteps } from "../localiser/packed.ts";
 import type { Logger } from "../log.ts";
 import type { SeriesStore } from "../metrics/series.ts";
+import { drain, type Steps } from "../steps.ts";
 import type { EchoAggregate } from "../probes/echo_ingest.ts";
 import { splitHostPortTarget } from "../probes/host_port.ts";
 import type { TcpConnectAggregate } from "../probes/tcp/ingest.ts";
@@ -64,9 +65,10 @@ export function incidentSummary(i: Pick<Incident, "scope" | "subject" | "evidenc
   return `${what}: ${e.lossyLinks} of ${e.links} links lossy, ${pct(e.lossRatio)} lost${dir}, confidence ${e.confidence}`;
 }
 
-/** Echo links (icmp, udp) of the window as LinkSamples. */
-function echoLinks(kind: string, aggs: readonly EchoAggregate[], endMs: number, out: LinkSample[]): void {
+/** Echo links (icmp, udp) of the window as LinkSamples; a step per region pair. */
+function* echoLinks(kind: string, aggs: readonly EchoAggregate[], endMs: number, out: LinkSample[]): Steps {
   for (const a of aggs) {
+    yield;
     if (a.windowEndMs !== endMs || a.inferred) continue;
     for (const l of a.links as readonly (EchoAggregate["links"][number] & { forwardSent?: number; forwardLost?: number })[]) {
       if (l.sent <= 0) continue;
@@ -148,12 +150,17 @@ export class Incidents {
    * @param inferred the pairs the server inferred unreachable in it (lib/server/unreachable.ts)
    */
   run(windowEndMs: number, inferred: readonly { sourceRegion: string; targetRegion: string }[]): void {
+    drain(this.runSteps(windowEndMs, inferred));
+  }
+
+  /** run() in steps (the server's lane, lib/server/lane.ts): gathering and packing the window's links. */
+  *runSteps(windowEndMs: number, inferred: readonly { sourceRegion: string; targetRegion: string }[]): Steps {
     if (this.busy) {
       this.m.skipped.inc({});
       this.log.warn({ windowEndMs }, "localiser still reading the previous window: this one is skipped");
       return;
     }
-    const input = this.gather(windowEndMs, inferred);
+    const input = yield* this.gather(windowEndMs, inferred);
     const worker = this.ensureWorker();
     if (!worker) {
       const t0 = performance.now();
@@ -162,7 +169,7 @@ export class Incidents {
       return;
     }
     this.busy = true;
-    const { packed, transfer } = packWindow(input);
+    const { packed, transfer } = yield* packWindowSteps(input);
     worker.postMessage({ intervalMs: this.intervalMs, packed }, transfer);
   }
 
@@ -199,12 +206,13 @@ export class Incidents {
   }
 
   /** What the localiser reads of the window: its links, the agents and their health, the traces. */
-  private gather(windowEndMs: number, inferred: readonly { sourceRegion: string; targetRegion: string }[]): WindowInput {
+  private *gather(windowEndMs: number, inferred: readonly { sourceRegion: string; targetRegion: string }[]): Steps<WindowInput> {
     const s = this.sources;
     const links: LinkSample[] = [];
-    echoLinks("icmp", s.icmp(), windowEndMs, links);
-    echoLinks("udp", s.udp(), windowEndMs, links);
+    yield* echoLinks("icmp", s.icmp(), windowEndMs, links);
+    yield* echoLinks("udp", s.udp(), windowEndMs, links);
     for (const a of s.tcpConnect()) {
+      yield;
       if (a.windowEndMs !== windowEndMs) continue;
       for (const l of a.links) if (l.sent > 0) links.push({ kind: "tcp", sourceRegion: a.sourceRegion, agentIp: l.agentIp, targetRegion: a.targetRegion, target: targetHost(l.address), sent: l.sent, lost: l.sent - l.received });
     }

@@ -12,6 +12,7 @@ import { ProberMeshService } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { listenH1H2c, splitHostPort, type Listener } from "../rpc/listen.ts";
 import { MAX_RPC_BYTES } from "../rpc/limits.ts";
 import { loadProbeFile, type ProbeFile } from "../targets/config.ts";
+import type { Steps } from "../steps.ts";
 import { BasicAuth } from "./auth/basic_auth.ts";
 import { requestContext, rpcGate } from "./auth/gate.ts";
 import { AUTH_FAILURE_REASONS } from "./auth/tokens.ts";
@@ -30,6 +31,7 @@ import { PathStore } from "./paths.ts";
 import { checkExposure, Security, type SecurityOptions } from "./security.ts";
 import { rpcHandler } from "./rpc_adapter.ts";
 import { Incidents } from "./incidents.ts";
+import { Lane, LANE_SLICE_MS, watchLoopDelay } from "./lane.ts";
 import { inferUnreachable } from "./unreachable.ts";
 import { proberMeshService } from "./service.ts";
 
@@ -51,6 +53,8 @@ export interface ServerOptions extends SecurityOptions {
   peersPerRegion?: number;
   /** -server.pool.refetch.rate: agents told per second at most that their pool changed (lib/server/refetch.ts); 0 = no limit. Default 0. */
   refetchRate?: number;
+  /** -server.push.queue.max.results: results of pushes waiting at most for the background lane (lib/server/lane.ts). Default 200,000. */
+  pushQueueMaxResults?: number;
   /** The localiser's worker thread (lib/localiser/worker.ts) as a URL; absent: it runs on the server's thread. */
   localiserWorkerUrl?: string;
   /** POST /-/reload is served (-server.web.enable-lifecycle). */
@@ -135,10 +139,13 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   }, store, o.aggregationIntervalMs, o.log, o.localiserWorkerUrl);
   // Agent processes remembered for dedupe: a few per registry slot (restarts make new instances).
   const dedupe = new BatchDedupe(4 * o.maxAgents, shared);
+  // Pushes and window publishing run here in slices; RPCs are answered between them.
+  const lane = new Lane(LANE_SLICE_MS, undefined, metrics.lane);
+  const stopLoopDelay = watchLoopDelay(metrics.loopDelay);
   let ready = false;
 
   const service = proberMeshService({
-    registry, pool, refetch, windows, paths, dedupe, health, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
+    registry, pool, refetch, windows, lane, pushQueueMaxResults: o.pushQueueMaxResults ?? 200_000, paths, dedupe, health, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
     instanceId: randomUUID(), startedMs, meshKey, authenticated: () => security.tokens !== undefined, log: o.log,
   });
   const connect = rpcHandler({
@@ -185,10 +192,11 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   }
 
   const sweep = setInterval(() => registry.sweep(), Math.min(1000, o.aggregationIntervalMs));
-  // Windows are published on a timer aligned to window ends + lateness (docs/aggregation.md).
-  let publishTimer: ReturnType<typeof setTimeout>;
-  const publish = () => {
-    const n = windows.tick();
+  // Windows are published on a timer aligned to window ends + lateness (docs/aggregation.md), in the lane.
+  let publishTimer: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
+  const publishSteps = function* (): Steps {
+    const n = yield* windows.tickSteps();
     if (n > 0) {
       // The direction a silent (cut-off) region cannot report, from the one the others measured.
       const agents = registry.all();
@@ -200,13 +208,21 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       const cut = new Set(icmpInferred.map((p) => `${p.sourceRegion}\u0000${p.targetRegion}`));
       ingests.udp.publishInferred(inferUnreachable(udp, agents).filter((p) => cut.has(`${p.sourceRegion}\u0000${p.targetRegion}`)), udp[0]?.windowEndMs ?? Date.now());
       history.record(ingests.icmp.latest());
+      yield;
       // The localiser reads the window just published (docs/aggregation.md "Incidents").
       const newest = Math.max(...[icmp, udp, ingests.tcp.latestConnect()].map((xs) => xs[0]?.windowEndMs ?? 0));
-      if (newest > 0) incidents.run(newest, icmpInferred);
+      if (newest > 0) yield* incidents.runSteps(newest, icmpInferred);
     }
     const expired = store.expire();
     o.log.debug({ windowsPublished: n, seriesExpired: expired, openWindows: windows.openWindows }, "aggregation tick");
-    publishTimer = setTimeout(publish, windows.msUntilNextTick());
+  };
+  const publish = () => {
+    publishTimer = undefined;
+    lane.run(publishSteps())
+      .catch((err) => o.log.error({ err: String((err as Error)?.stack ?? err) }, "publishing an aggregation window failed"))
+      .finally(() => {
+        if (!closed) publishTimer = setTimeout(publish, windows.msUntilNextTick());
+      });
   };
   publishTimer = setTimeout(publish, windows.msUntilNextTick());
   ready = true;
@@ -222,6 +238,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     health,
     reload,
     async close() {
+      closed = true;
+      stopLoopDelay();
       clearInterval(sweep);
       clearTimeout(publishTimer);
       incidents.close();

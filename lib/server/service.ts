@@ -9,6 +9,7 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import { isIP } from "node:net";
 import type { AggregationWindows } from "../aggregation/window.ts";
 import type { Logger } from "../log.ts";
+import type { Steps } from "../steps.ts";
 import type { RejectReason, ServerMetrics } from "../metrics/server.ts";
 import { PROBER_TYPES, type ProbeKind, type ProberType, type ResultOf, type ServerKind } from "../probes/kind.ts";
 import { PROBE_KINDS } from "../probes/kinds.ts";
@@ -24,6 +25,7 @@ import { regionAllowed } from "./auth/tokens.ts";
 import { checkBatchIdentity, type BatchDedupe } from "./dedupe.ts";
 import { checkHealth, type AgentHealthBook } from "./health.ts";
 import { SERVER_KINDS } from "./kinds.ts";
+import type { Lane } from "./lane.ts";
 import type { MeshKey } from "./mesh_key.ts";
 import type { PathStore } from "./paths.ts";
 import { peerKey } from "./peers.ts";
@@ -38,6 +40,10 @@ export interface ServiceDeps {
   /** Which pool_version each heartbeat tells (paced refetches, lib/server/refetch.ts). */
   refetch: RefetchPacer;
   windows: AggregationWindows<ProberType>;
+  /** Where pushes are filed, in slices between RPCs (lib/server/lane.ts). */
+  lane: Lane;
+  /** Results of pushes queued in the lane at most (-server.push.queue.max.results). */
+  pushQueueMaxResults: number;
   /** Latest path traces per (source region, target). */
   paths: PathStore;
   /** Batch identities of accepted pushes (exactly-once). */
@@ -129,8 +135,8 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
     return n;
   };
 
-  /** Checks, assigns and files one kind's results of a push. */
-  const acceptKind = <K extends ProberType>(type: K, results: ResultOf<K>[], a: Agent, offsetMs: number, res: PushResultsResponse) => {
+  /** Checks, assigns and files one kind's results of a push; a step per result. */
+  const acceptKind = function* <K extends ProberType>(type: K, results: ResultOf<K>[], a: Agent, offsetMs: number, res: PushResultsResponse): Steps {
     const kind = PROBE_KINDS[type] as ProbeKind<K>;
     const server = SERVER_KINDS[type] as ServerKind<K>;
     const reject = (reason: RejectReason, detail: string) => {
@@ -152,6 +158,7 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
         d.metrics.accepted(type, !inWindow);
         res.accepted++;
       }
+      yield;
     }
   };
 
@@ -187,6 +194,18 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
       return;
     }
     if (d.health.add(a.region, a.ip, h)) d.metrics.agentHealth(a.region, a.ip, h);
+  };
+
+  /** Files a claimed batch: every kind's results (a step per result), its traces, its health and its dropped points. */
+  const fileBatch = function* (req: PushResultsRequest, a: Agent, offsetMs: number, res: PushResultsResponse): Steps {
+    for (const type of PROBER_TYPES) yield* acceptKind(type, req[type] as ResultOf<typeof type>[], a, offsetMs, res);
+    acceptTraces(req, a, res);
+    acceptHealth(req, a);
+    if (req.droppedPoints > 0n) {
+      const n = Number(req.droppedPoints > MAX_DROPPED_PER_PUSH ? MAX_DROPPED_PER_PUSH : req.droppedPoints);
+      d.metrics.agentDropped(a.region, n);
+      d.log.warn({ region: a.region, ip: a.ip, droppedPoints: n }, "agent dropped results unsent: its outbox was full during an outage (-agent.outbox.max.bytes)");
+    }
   };
 
   return {
@@ -240,28 +259,33 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
       if (!d.registry.isLive(a.region, a.ip)) throw new ConnectError(`agent ${a.region.slice(0, 256)}/${a.ip.slice(0, 64)} is not registered: heartbeat first`, Code.FailedPrecondition);
       const waiting = unverifiableInWarmUp(a, req);
       if (waiting) {
-        d.metrics.deferred();
+        d.metrics.deferred("warm_up");
         throw new ConnectError(`server started ${Math.round((now() - d.startedMs) / 1000)} s ago: ${waiting} results name agents that have not registered again yet; send this batch again later`, Code.Unavailable);
       }
-      const res = create(PushResultsResponseSchema, { instanceId: d.instanceId });
-      // Last check before counting: a batch accepted before (its answer lost) counts once.
-      if (!(await d.dedupe.claim(req.agentInstanceId, req.batchSequence))) {
-        for (const type of PROBER_TYPES) if (req[type].length) d.metrics.rejected(type, "duplicate", req[type].length);
-        if (req.traces.length) d.metrics.traceRejected("duplicate", req.traces.length);
-        res.duplicate = true;
-        d.log.info({ region: a.region, ip: a.ip, instance: req.agentInstanceId, sequence: String(req.batchSequence) }, "push of a batch accepted before (its answer was lost); not counted again");
-        return res;
+      const points = PROBER_TYPES.reduce((n, t) => n + req[t].length, 0) + req.traces.length;
+      // Checked before the batch is claimed: a refused batch is sent again and must not read as a duplicate then.
+      if (d.lane.backlog > 0 && d.lane.backlog + points > d.pushQueueMaxResults) {
+        d.metrics.deferred("busy");
+        throw new ConnectError(`server busy: ${d.lane.backlog} results of earlier pushes are waiting to be filed (-server.push.queue.max.results ${d.pushQueueMaxResults}); send this batch again later`, Code.Unavailable);
       }
+      const res = create(PushResultsResponseSchema, { instanceId: d.instanceId });
       // The agent's clock offset (server − agent), from when it sent this request; agents before 0.2 send none.
       const sent = req.sentTime ? timestampMs(req.sentTime) : NaN;
       const offsetMs = Number.isFinite(sent) ? now() - sent : 0;
-      for (const type of PROBER_TYPES) acceptKind(type, req[type] as ResultOf<typeof type>[], a, offsetMs, res);
-      acceptTraces(req, a, res);
-      acceptHealth(req, a);
-      if (req.droppedPoints > 0n) {
-        const n = Number(req.droppedPoints > MAX_DROPPED_PER_PUSH ? MAX_DROPPED_PER_PUSH : req.droppedPoints);
-        d.metrics.agentDropped(a.region, n);
-        d.log.warn({ region: a.region, ip: a.ip, droppedPoints: n }, "agent dropped results unsent: its outbox was full during an outage (-agent.outbox.max.bytes)");
+      // Filed in the lane, in slices: heartbeats and pool fetches are answered meanwhile. The
+      // batch is claimed when its turn comes, right before filing: a server killed while the
+      // batch waits has not claimed it, so the agent's resend counts (here or at another server).
+      await d.lane.runAfter(async () => {
+        // Last check before counting: a batch accepted before (its answer lost) counts once.
+        if (await d.dedupe.claim(req.agentInstanceId, req.batchSequence)) return fileBatch(req, a, offsetMs, res);
+        res.duplicate = true;
+        return undefined;
+      }, points);
+      if (res.duplicate) {
+        for (const type of PROBER_TYPES) if (req[type].length) d.metrics.rejected(type, "duplicate", req[type].length);
+        if (req.traces.length) d.metrics.traceRejected("duplicate", req.traces.length);
+        d.log.info({ region: a.region, ip: a.ip, instance: req.agentInstanceId, sequence: String(req.batchSequence) }, "push of a batch accepted before (its answer was lost); not counted again");
+        return res;
       }
       if (res.rejected) d.log.warn({ region: a.region, ip: a.ip, rejected: res.rejected, reasons: res.rejectReasons }, "rejected pushed results");
       return res;

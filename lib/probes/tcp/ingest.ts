@@ -12,6 +12,7 @@
 import type { KindIngest, KindWindow } from "../../aggregation/window.ts";
 import { Moments } from "../../aggregation/moments.ts";
 import type { SeriesStore } from "../../metrics/series.ts";
+import type { Steps } from "../../steps.ts";
 import type { TcpResult } from "../../rpc/gen/probermesh/v1/tcp_pb.ts";
 import { checkFlows, FlowHistory, FlowWindow, type FlowRow } from "../flow_ingest.ts";
 import { checkPhasedResult, phasedIngest, type PhasedAggregate, type PhasedSpec } from "../phased_ingest.ts";
@@ -108,9 +109,10 @@ export function tcpIngest(store: SeriesStore): KindIngest<TcpResult> & { latest(
           p.flows.add(x.agentIp, x.result.address, x.result.flows);
           for (const f of x.result.flows) if (f.received > 0) p.connect.add(f.rttMeanSeconds);
         },
-        publish(windowEndMs) {
-          inner.publish(windowEndMs);
-          latestConnect = [];
+        *publish(windowEndMs): Steps {
+          yield* inner.publish(windowEndMs);
+          // Built aside and shown at the last step, as the loss kinds do.
+          const next: TcpConnectAggregate[] = [];
           for (const p of pairs.values()) {
             const { sent, received } = p.flows.totals();
             const flows = p.flows.rows(flowHistory, `${p.sourceRegion}\u0000${p.targetRegion}`, windowEndMs);
@@ -124,8 +126,10 @@ export function tcpIngest(store: SeriesStore): KindIngest<TcpResult> & { latest(
             else connectTime.remove(l);
             loss.set(l, a.lossRatio);
             lossy.set(l, a.flowsLossy);
-            latestConnect.push(a);
+            next.push(a);
+            yield;
           }
+          latestConnect = next;
         },
       };
     },
