@@ -12,7 +12,7 @@ import { ROOT, run } from "./helpers/procs.ts";
 /** Layer of a file under lib/ (lower = more basic). */
 function layer(path: string): number {
   const rules: [RegExp, number][] = [
-    [/^lib\/(version|log)\.ts$|^lib\/cli\/|^lib\/rpc\//, 0],
+    [/^lib\/(version|log|steps)\.ts$|^lib\/cli\/|^lib\/rpc\//, 0],
     [/^lib\/(aggregation|metrics|localiser)\//, 1],
     [/^lib\/probes\//, 2],
     [/^lib\/targets\//, 3],
