@@ -28,7 +28,10 @@ beforeAll(async () => {
   [rpc, web] = [await freePort(), await freePort()];
   server = start([SERVER_BIN, "-server.rpc.token.file", `${dir}/tokens`, "-server.registry.max.agents", "300", "-server.registry.max.regions", "100",
     "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`]);
-  await waitFor("server ready", 10_000, async () => (await fetch(`http://127.0.0.1:${web}/-/ready`)).ok);
+  // A start that fails says why (a CI run once timed out here with nothing to read).
+  await waitFor("server ready", 20_000, async () => (await fetch(`http://127.0.0.1:${web}/-/ready`)).ok).catch((e) => {
+    throw new Error(`${(e as Error).message}\nserver output:\n${server.output().slice(-2000)}`);
+  });
 });
 afterAll(killAll);
 

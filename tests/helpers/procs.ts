@@ -55,15 +55,27 @@ export async function run(cmd: string[], opts: { stdin?: string } = {}): Promise
 
 /** A free TCP port on 127.0.0.1 (bound and released). */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
+  // The kernel may hand out a port it just gave (two calls in a row, e.g. an RPC and an HTTP
+  // port for one server, would then collide and the server exit): never the same one twice.
+  for (let i = 0; i < 50; i++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const s = createServer();
+      s.once("error", reject);
+      s.listen(0, "127.0.0.1", () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error("freePort: no port not handed out before in 50 tries");
 }
+
+/** Ports freePort() returned in this process. */
+const handedOut = new Set<number>();
 
 /** Polls `check` every 100 ms until it returns a truthy value or `timeoutMs` passes. */
 export async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false> | T | undefined | false): Promise<T> {
