@@ -178,6 +178,9 @@ function agents(): Dashboard {
     .withPanel(new StatPanel().title("Results accepted per second").datasource(DS).unit("reqps").span(6).withTarget(q("sum(rate(prober_server_receive_points_total[$__rate_interval]))")))
     .withPanel(new TablePanel().title("Agents: region, IP, version, alive").datasource(DS).span(12).height(12).withTarget(instant("max by (region, ip, version) (prober_agent_is_alive)")))
     .withPanel(new TimeseriesPanel().title("Agents by version").datasource(DS).span(12).height(12).withTarget(q("count by (version) (max by (region, ip, version) (prober_agent_is_alive) == 1)", "{{version}}")))
+    // The server's one thread (docs/scale.md "The server's thread"): what RPCs wait there, and how much of it filing takes.
+    .withPanel(new TimeseriesPanel().title("Server: event-loop delay p99 (what RPCs wait at the server)").datasource(DS).unit("s").span(6).withTarget(q("histogram_quantile(0.99, sum by (instance, le) (rate(prober_server_event_loop_delay_seconds_bucket[$__rate_interval])))", "{{instance}}")))
+    .withPanel(new TimeseriesPanel().title("Server: share of the thread filing pushes and publishing (background lane)").datasource(DS).unit("percentunit").span(6).withTarget(q("rate(prober_server_lane_busy_seconds_total[$__rate_interval])", "{{instance}}")))
     .build();
 }
 
