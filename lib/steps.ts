@@ -16,8 +16,3 @@ export function drain<T>(steps: Steps<T>): T {
     if (r.done) return r.value;
   }
 }
-
-/** Wraps a value as work of no step (for a synchronous path behind a Steps interface). */
-export function* done<T>(value: T): Steps<T> {
-  return value;
-}

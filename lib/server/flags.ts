@@ -1,5 +1,6 @@
 /** The server's flags (docs/flags.md is generated from this list by `npm run docs`). */
 import type { FlagSpec } from "../cli/flags.ts";
+import { PUSH_QUEUE_MAX_RESULTS } from "./lane.ts";
 import { LOG_FLAGS } from "../log.ts";
 import { DISCOVERY_MODES } from "./pool.ts";
 
@@ -12,7 +13,7 @@ export const SERVER_FLAGS: FlagSpec[] = [
   { name: "server.series.cache.ratio", kind: "number", default: "5", min: 1, help: "an agent silent, or a series without data, for ratio x interval is dead / deleted" },
   { name: "server.mesh.peers.per.region", kind: "number", default: "0", min: 0, integer: true, help: "dynamic mesh: each agent probes at most N agents of each other region, chosen by rendezvous hashing, plus those it alone must cover so every agent is probed from every other region (docs/aggregation.md \"Peer subsets\"); 0 = every agent (the full mesh). File targets are never subsetted" },
   { name: "server.pool.refetch.rate", kind: "number", default: "50", min: 0, help: "agents told per second at most that their target pool changed (a heartbeat's pool_version); the others keep probing their pool and are told at a later heartbeat, so a join or reload at thousands of agents does not queue thousands of pool answers at once (docs/scale.md \"Pool answers\"); 0 = no limit" },
-  { name: "server.push.queue.max.results", kind: "number", default: "200000", min: 1, integer: true, help: "results of pushes waiting at most for the server's background lane (pushes are filed there in slices, so heartbeats and pool fetches are answered between them); a push arriving beyond it is answered unavailable and the agent sends it again later (docs/scale.md \"The server's thread\")" },
+  { name: "server.push.queue.max.results", kind: "number", default: String(PUSH_QUEUE_MAX_RESULTS), min: 1, integer: true, help: "results of pushes waiting at most for the server's background lane (pushes are filed there in slices, so heartbeats and pool fetches are answered between them); a push arriving beyond it is answered unavailable and the agent sends it again later (docs/scale.md \"The server's thread\")" },
   { name: "server.probe.self", kind: "bool", default: "false", help: "also give agents their own region's targets" },
   { name: "server.rpc.token.file", kind: "string", default: "", help: "agent tokens, one per line (# comments), each optionally followed by the regions it may act for; every RPC then needs Authorization: Bearer <token>. Re-read on SIGHUP" },
   { name: "server.rpc.tls.cert.file", kind: "string", default: "", help: "TLS certificate (PEM) of the RPC port: HTTP/2 and HTTP/1.1 over TLS (ALPN). Re-read on SIGHUP" },

@@ -25,7 +25,7 @@ import { SCOPE_NAMES, type Explanation, type HealthSample, type Incident, type L
 import { packWindowSteps } from "../localiser/packed.ts";
 import type { Logger } from "../log.ts";
 import type { SeriesStore } from "../metrics/series.ts";
-import { drain, type Steps } from "../steps.ts";
+import type { Steps } from "../steps.ts";
 import type { EchoAggregate } from "../probes/echo_ingest.ts";
 import { splitHostPortTarget } from "../probes/host_port.ts";
 import type { TcpConnectAggregate } from "../probes/tcp/ingest.ts";
@@ -145,15 +145,10 @@ export class Incidents {
   }
 
   /**
-   * Localises the window that ended at `windowEndMs` (just published); its incidents are
+   * Localises the window that ended at `windowEndMs` (just published), in steps (gathering and packing its links; the server runs them in its lane, lib/server/lane.ts); its incidents are
    * published when the worker answers (at once without a worker).
    * @param inferred the pairs the server inferred unreachable in it (lib/server/unreachable.ts)
    */
-  run(windowEndMs: number, inferred: readonly { sourceRegion: string; targetRegion: string }[]): void {
-    drain(this.runSteps(windowEndMs, inferred));
-  }
-
-  /** run() in steps (the server's lane, lib/server/lane.ts): gathering and packing the window's links. */
   *runSteps(windowEndMs: number, inferred: readonly { sourceRegion: string; targetRegion: string }[]): Steps {
     if (this.busy) {
       this.m.skipped.inc({});

@@ -24,6 +24,9 @@ export const LANE_SLICE_MS = 5;
  */
 export const LANE_SLICE_MAX_MS = 20;
 
+/** Default of -server.push.queue.max.results: pushed results waiting in the lane at most (~3-8 s of filing on the 2-core VM). */
+export const PUSH_QUEUE_MAX_RESULTS = 200_000;
+
 interface Job {
   /** The work; undefined until `start` gave it. */
   steps?: Steps<unknown>;

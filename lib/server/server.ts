@@ -31,7 +31,7 @@ import { PathStore } from "./paths.ts";
 import { checkExposure, Security, type SecurityOptions } from "./security.ts";
 import { rpcHandler } from "./rpc_adapter.ts";
 import { Incidents } from "./incidents.ts";
-import { Lane, LANE_SLICE_MS, watchLoopDelay } from "./lane.ts";
+import { Lane, LANE_SLICE_MS, PUSH_QUEUE_MAX_RESULTS, watchLoopDelay } from "./lane.ts";
 import { inferUnreachable } from "./unreachable.ts";
 import { proberMeshService } from "./service.ts";
 
@@ -53,7 +53,7 @@ export interface ServerOptions extends SecurityOptions {
   peersPerRegion?: number;
   /** -server.pool.refetch.rate: agents told per second at most that their pool changed (lib/server/refetch.ts); 0 = no limit. Default 0. */
   refetchRate?: number;
-  /** -server.push.queue.max.results: results of pushes waiting at most for the background lane (lib/server/lane.ts). Default 200,000. */
+  /** -server.push.queue.max.results: results of pushes waiting at most for the background lane (lib/server/lane.ts). Default PUSH_QUEUE_MAX_RESULTS. */
   pushQueueMaxResults?: number;
   /** The localiser's worker thread (lib/localiser/worker.ts) as a URL; absent: it runs on the server's thread. */
   localiserWorkerUrl?: string;
@@ -145,7 +145,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   let ready = false;
 
   const service = proberMeshService({
-    registry, pool, refetch, windows, lane, pushQueueMaxResults: o.pushQueueMaxResults ?? 200_000, paths, dedupe, health, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
+    registry, pool, refetch, windows, lane, pushQueueMaxResults: o.pushQueueMaxResults ?? PUSH_QUEUE_MAX_RESULTS, paths, dedupe, health, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
     instanceId: randomUUID(), startedMs, meshKey, authenticated: () => security.tokens !== undefined, log: o.log,
   });
   const connect = rpcHandler({
