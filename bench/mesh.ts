@@ -27,12 +27,14 @@
  *   bun run bench/mesh.ts --quick                        # 1,000 × 100 only, shorter windows
  *   bun run bench/mesh.ts --sizes 5000x100 --peers 3 --servers 2 --only subsets
  *   bun run bench/mesh.ts --server-bin /tmp/old/dist/server   # another build of the server
+ *   bun run bench/mesh.ts --only subsets --servers 1 --server-profile /tmp/prof   # servers' CPU profiles
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import { GetTargetPoolResponseSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { SERVER_BIN, freePort, run as runCmd, samples, scrape, start, waitFor, type Proc } from "../tests/helpers/procs.ts";
 import { quantile } from "../tests/helpers/stats.ts";
-import { Fleet, retried } from "./mesh_fleet.ts";
+import { Fleet, retried, type Sample } from "./mesh_fleet.ts";
+import type { ObserverConfig } from "./mesh_observer.ts";
 import { CpuMeter, machine, peakRssMb, startRedis } from "./proc_stats.ts";
 import { simAgents, simIndex } from "./sim.ts";
 
@@ -61,6 +63,12 @@ const SYNC_MARGIN_MS = 3000;
 const SIZES: [number, number][] = (opt("sizes") ?? (QUICK ? "1000x100" : "1000x100,5000x500")).split(",").map((s) => s.split("x").map(Number) as [number, number]);
 const MODES = opt("only") === "full" ? [0] : opt("only") === "subsets" ? [PEERS] : [0, PEERS];
 const SERVERS = opt("servers") ? [num("servers", 1)] : [1, 2];
+/**
+ * `--server-profile DIR`: each server writes a CPU profile there when it exits (Bun's --cpu-prof;
+ * Chrome's DevTools reads it) and logs every garbage collection to DIR/gc.log (JavaScriptCore's
+ * BUN_JSC_logGC: `p=` is a pause of the thread, ms).
+ */
+const SERVER_PROFILE = opt("server-profile");
 /** The server binary (`--server-bin`, e.g. one built from another commit for a before/after). */
 const BIN = opt("server-bin") ?? SERVER_BIN;
 
@@ -94,6 +102,31 @@ function changedPairs(a: Int32Array, b: Int32Array): number {
     else j++;
   }
   return a.length + b.length - 2 * same;
+}
+
+/** Observer calls per second while it runs (bench/mesh_observer.ts): ~4 % of 5,000 agents' heartbeats. */
+const OBSERVER_RATES = { heartbeats: 20, pools: 2 };
+
+/**
+ * Starts the latency observer (bench/mesh_observer.ts, its own process) against `baseUrls`.
+ * Its samples arrive as it answers, with times on this process's performance.now() clock (ms).
+ */
+function observer(config: Omit<ObserverConfig, "heartbeats" | "pools">) {
+  const proc = Bun.spawn([process.execPath, `${import.meta.dir}/mesh_observer.ts`, JSON.stringify({ ...config, ...OBSERVER_RATES })], { stdout: "pipe", stderr: "inherit" });
+  const heartbeats: Sample[] = [], pools: Sample[] = [], errors = new Map<string, number>();
+  const read = (async () => {
+    let rest = "";
+    for await (const chunk of proc.stdout) {
+      const lines = (rest + new TextDecoder().decode(chunk)).split("\n");
+      rest = lines.pop()!;
+      for (const line of lines) {
+        const [kind, a, b] = line.split(" ");
+        if (kind === "heartbeat" || kind === "pool") (kind === "pool" ? pools : heartbeats).push([Number(a) - performance.timeOrigin, Number(b)]);
+        else if (kind === "error" && (errors.size < 16 || errors.has(line.slice(6, 60)))) errors.set(line.slice(6, 60), (errors.get(line.slice(6, 60)) ?? 0) + 1);
+      }
+    }
+  })();
+  return { heartbeats, pools, errors, stop: async () => (proc.kill(), await proc.exited, await read) };
 }
 
 /** Largest lateness of a 50 ms timer in the simulator between start() and stop(), ms (its event loop's lag). */
@@ -154,6 +187,7 @@ async function runConfig(c: Config): Promise<Row> {
   const servers: { proc: Proc; rpc: number; web: number }[] = [];
   const lag = lagMeter();
   let fleet: Fleet | undefined;
+  let obs: ReturnType<typeof observer> | undefined;
   try {
     for (let k = 0; k < c.servers; k++) {
       const [rpc, web] = [await freePort(), await freePort()];
@@ -161,7 +195,7 @@ async function runConfig(c: Config): Promise<Row> {
         BIN, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`,
         "-server.registry.max.agents", String(sim.length + 10), "-server.registry.max.regions", String(c.regions + 10),
         ...(c.peers > 0 ? ["-server.mesh.peers.per.region", String(c.peers)] : []), ...(redis ? ["-server.registry.url", redis.url] : []),
-      ]);
+      ], SERVER_PROFILE ? ["env", `BUN_OPTIONS=--cpu-prof --cpu-prof-dir=${SERVER_PROFILE}`, "BUN_JSC_logGC=1", "sh", "-c", `exec "$@" 2>>${SERVER_PROFILE}/gc.log`, "sh"] : []);
       servers.push({ proc, rpc, web });
     }
     for (const s of servers) await waitFor("server ready", 15_000, async () => (await fetch(`http://127.0.0.1:${s.web}/-/ready`)).ok);
@@ -190,6 +224,7 @@ async function runConfig(c: Config): Promise<Row> {
     const maxPool = Math.max(...sizes);
 
     // The control plane alone: heartbeats (and any fetches) for CONTROL_S seconds.
+    obs = observer({ baseUrls: servers.map((s) => `http://127.0.0.1:${s.rpc}`), all: sim.length, agents: c.agents, regions: c.regions });
     await sleep(PAUSE_S * 1000);
     const delayC0 = await loopDelay(servers);
     const hbFrom = performance.now();
@@ -233,7 +268,10 @@ async function runConfig(c: Config): Promise<Row> {
     const pushedPerInterval = accepted / INTERVALS;
     const alone = f.heartbeats.filter(([at]) => at >= hbFrom && at < hbTo).map((x) => x[1]);
     notes.push(`control plane alone: ${((control.slice(0, servers.length).reduce((x, y) => x + y, 0) * (hbTo - hbFrom)) / Math.max(1, alone.length)).toFixed(2)} ms of server CPU per heartbeat; ${alone.length} heartbeats answered (p50 ${alone.length ? quantile(alone, 0.5).toFixed(1) : "-"} ms, max ${alone.length ? Math.max(...alone).toFixed(0) : "-"} ms), ${f.poolFetches.filter(([at]) => at >= hbFrom && at < hbTo).length} pool fetches`);
-    const heartbeatP99: [number, number] = [p99(f.heartbeats.filter(([at]) => at >= hbFrom && at < hbTo).map((x) => x[1])), p99(f.heartbeats.filter(([at]) => at >= m0 && at < m1).map((x) => x[1]))];
+    const within = (xs: Sample[], from: number, to: number) => xs.filter(([at]) => at >= from && at < to).map((x) => x[1]);
+    // The table's latencies are the observer's (its own process); the fleet's include its event loop's lag.
+    const heartbeatP99: [number, number] = [p99(within(obs.heartbeats, hbFrom, hbTo)), p99(within(obs.heartbeats, m0, m1))];
+    notes.push(`observer (${OBSERVER_RATES.heartbeats} heartbeats and ${OBSERVER_RATES.pools} pool fetches a second, its own process): control plane alone ${within(obs.heartbeats, hbFrom, hbTo).length} heartbeats p99 ${heartbeatP99[0].toFixed(0)} ms, pool p99 ${p99(within(obs.pools, hbFrom, hbTo)).toFixed(0)} ms; with pushes ${within(obs.heartbeats, m0, m1).length} heartbeats p99 ${heartbeatP99[1].toFixed(0)} ms, pool p99 ${p99(within(obs.pools, m0, m1)).toFixed(0)} ms; the fleet saw heartbeat p99 ${fmt([p99(within(f.heartbeats, hbFrom, hbTo)), p99(within(f.heartbeats, m0, m1))], 0)} ms (alone / with pushes, with its own lag)`);
     const scale = pushedPerInterval > 0 ? perInterval / pushedPerInterval : NaN;
     const serverCount = servers.length;
     const projected = withPushes.slice(0, serverCount).map((w, k) => control[k]! + (w - control[k]!) * scale);
@@ -261,7 +299,9 @@ async function runConfig(c: Config): Promise<Row> {
     let changed = 0;
     for (const [k, s] of old.entries()) changed += changedPairs(before[k]!, s.pool!.icmp);
     const refetched = old.filter((s, k) => s.fetches > fetchesBefore[k]!).length;
-    const poolP99 = p99(f.poolFetches.filter(([at]) => at >= j0).map((x) => x[1]));
+    const poolP99 = p99(within(obs.pools, j0, Infinity));
+    const joinHb = within(obs.heartbeats, j0, Infinity);
+    notes.push(`observer after the join: ${within(obs.pools, j0, Infinity).length} pool fetches p99 ${poolP99.toFixed(0)} ms, ${joinHb.length} heartbeats p99 ${p99(joinHb).toFixed(0)} ms; the fleet's refetches p99 ${p99(within(f.poolFetches, j0, Infinity)).toFixed(0)} ms (with its own lag)${obs.errors.size ? `; observer errors: ${[...obs.errors].map(([k, n]) => `${n} × ${k}`).join("; ")}` : ""}`);
     notes.push(`server event-loop delay p99 (prober_server_event_loop_delay_seconds): ${delayP99(delayC0, delayC1)} control plane alone, ${delayP99(delay0, delay1)} with pushes, ${delayP99(delayJ0, delayJ)} after the join`);
     notes.push(`join of ${joiners}: ${rest ? "settled" : "NOT settled"} ${((performance.now() - j0) / 1000).toFixed(0)} s after it began; ${refetched} of ${c.agents} agents refetched`);
     // Coverage: every agent is probed by some agent of every other region (the pools after the join).
@@ -279,9 +319,10 @@ async function runConfig(c: Config): Promise<Row> {
       poolP99, heartbeatP99, changed: changed / before.reduce((x, b) => x + b.length, 0), refetched, notes,
     };
   } finally {
+    await obs?.stop();
     fleet?.stop();
     lag.stop();
-    for (const s of servers) await s.proc.kill();
+    for (const s of servers) await s.proc.kill("SIGTERM"); // a graceful exit (and a CPU profile with BUN_OPTIONS=--cpu-prof)
     await redis?.proc.kill();
   }
 }
