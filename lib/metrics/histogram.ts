@@ -1,37 +1,43 @@
 /**
- * A Prometheus histogram that takes bucket counts as well as single observations, rendered by
- * prom-client's Registry like its own Histogram (`_bucket{le}` cumulative, `_sum`, `_count`).
+ * A Prometheus histogram that takes bucket counts as well as single observations, rendered as
+ * prom-client's Histogram is (`_bucket{le}` cumulative, `_sum`, `_count`).
  * prom-client's Histogram only has observe(), which would cost one call per packet; results of
  * agents since 0.2 carry their RTT histogram (IcmpResult.rtt_bucket_counts), added here in O(buckets).
  */
+import { LINES_PER_CHUNK, LabelTree, formatValue, header, parseLabelText, type Family, type Labels, type SeriesBase } from "./family.ts";
 
-type Labels = Record<string, string>;
-
-/** Escapes a label value for the text format: backslash, double quote and newline. */
-const escapeLabel = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
-
-interface Series {
-  labels: Labels;
+interface Series extends SeriesBase {
   /** Per-bucket (non-cumulative) counts; the last entry is +Inf. */
   counts: number[];
   sum: number;
 }
 
-/** A histogram with fixed upper bounds; registered in a prom-client Registry via registerMetric(). */
-export class BucketHistogram {
+/**
+ * A histogram with fixed upper bounds; registered in a prom-client Registry via registerMetric().
+ * Series are kept under their label text (lib/metrics/family.ts), rendered in chunks.
+ */
+export class BucketHistogram implements Family {
   readonly type = "histogram";
-  private readonly series = new Map<string, Series>();
+  private readonly series: LabelTree<Series>;
   private readonly les: string[];
 
-  /** @param bounds ascending upper bounds (the +Inf bucket is added) */
-  constructor(readonly name: string, readonly help: string, readonly bounds: readonly number[]) {
+  /**
+   * @param bounds ascending upper bounds (the +Inf bucket is added)
+   * @param labelNames the labels every series has, in exposition order
+   * @param now clock of last-write times, unix ms
+   */
+  constructor(readonly name: string, readonly help: string, readonly bounds: readonly number[], readonly labelNames: readonly string[] = [], private readonly now: () => number = () => Date.now()) {
     this.les = [...bounds.map((b) => String(b)), "+Inf"];
+    this.series = new LabelTree(labelNames, (text) => ({ text, counts: new Array(this.les.length).fill(0), sum: 0, at: 0 }));
+  }
+
+  get size(): number {
+    return this.series.size;
   }
 
   private get_(labels: Labels): Series {
-    const key = JSON.stringify(labels);
-    let s = this.series.get(key);
-    if (!s) this.series.set(key, (s = { labels, counts: new Array(this.les.length).fill(0), sum: 0 }));
+    const s = this.series.at(labels);
+    s.at = this.now();
     return s;
   }
 
@@ -60,49 +66,51 @@ export class BucketHistogram {
   }
 
   remove(labels: Labels): void {
-    this.series.delete(JSON.stringify(labels));
+    this.series.delete(labels);
   }
 
-  reset(): void {
-    this.series.clear();
+  expire(cutoffMs: number): number {
+    return this.series.expire(cutoffMs);
   }
 
   /**
    * The exposition text (Prometheus text format 0.0.4) in chunks of about `linesPerChunk` lines,
    * rendered straight from the counts: a scrape of a large mesh never holds all of it at once.
    */
-  *render(linesPerChunk = 2000): Generator<string> {
-    yield `# HELP ${this.name} ${this.help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}\n# TYPE ${this.name} histogram\n`;
-    let buf: string[] = [];
-    for (const s of this.series.values()) {
-      const base = Object.entries(s.labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",");
+  *render(linesPerChunk = LINES_PER_CHUNK): Generator<string> {
+    yield header(this.name, this.help, this.type);
+    let buf = "", lines = 0;
+    for (const s of this.series) {
+      const base = s.text;
       const sep = base ? "," : "";
       let cum = 0;
-      s.counts.forEach((c, i) => {
-        cum += c;
-        buf.push(`${this.name}_bucket{${base}${sep}le="${this.les[i]}"} ${cum}`);
-      });
+      for (let i = 0; i < s.counts.length; i++) {
+        cum += s.counts[i]!;
+        buf += `${this.name}_bucket{${base}${sep}le="${this.les[i]}"} ${cum}\n`;
+      }
       const braces = base ? `{${base}}` : "";
-      buf.push(`${this.name}_sum${braces} ${s.sum}`, `${this.name}_count${braces} ${cum}`);
-      if (buf.length >= linesPerChunk) {
-        yield buf.join("\n") + "\n";
-        buf = [];
+      buf += `${this.name}_sum${braces} ${formatValue(s.sum)}\n${this.name}_count${braces} ${cum}\n`;
+      lines += s.counts.length + 2;
+      if (lines >= linesPerChunk) {
+        yield buf;
+        (buf = ""), (lines = 0);
       }
     }
-    if (buf.length) yield buf.join("\n") + "\n";
+    if (buf) yield buf;
   }
 
-  /** prom-client's metric interface: the values to render. */
+  /** prom-client's metric interface (Registry.getMetricsAsJSON); the exposition uses render(). */
   get() {
     const values: { metricName: string; labels: Labels; value: number }[] = [];
-    for (const s of this.series.values()) {
+    for (const s of this.series) {
+      const labels = parseLabelText(s.text);
       let cum = 0;
       s.counts.forEach((c, i) => {
         cum += c;
-        values.push({ metricName: `${this.name}_bucket`, labels: { ...s.labels, le: this.les[i]! }, value: cum });
+        values.push({ metricName: `${this.name}_bucket`, labels: { ...labels, le: this.les[i]! }, value: cum });
       });
-      values.push({ metricName: `${this.name}_sum`, labels: s.labels, value: s.sum });
-      values.push({ metricName: `${this.name}_count`, labels: s.labels, value: cum });
+      values.push({ metricName: `${this.name}_sum`, labels, value: s.sum });
+      values.push({ metricName: `${this.name}_count`, labels, value: cum });
     }
     return { name: this.name, help: this.help, type: this.type, values, aggregator: "sum" };
   }

@@ -6,11 +6,13 @@
  * that pauses (its agent failed over to another server, its region cut off and delivering its
  * backlog later) continues its counters instead of restarting them, which rate() would not see. Every
  * metric is declared through a MetricSpec; the specs are also what docs/metrics.md is generated
- * from, so a metric's name, type, labels and help are written once.
+ * from, so a metric's name, type, labels and help are written once. The families themselves are
+ * ours (lib/metrics/family.ts, histogram.ts): one entry per series, rendered in chunks.
  *
  * Plain data only: label values are strings, values numbers (seconds, ratios, counts).
  */
-import { Counter, Gauge, Registry, type LabelValues } from "prom-client";
+import { Registry } from "prom-client";
+import { ValueFamily, type Family } from "./family.ts";
 import { BucketHistogram } from "./histogram.ts";
 
 /** A metric's definition (Prometheus naming: base units, `_total` for counters). */
@@ -49,15 +51,12 @@ export interface HistogramSeries<L extends string> {
   remove(labels: Labels<L>): void;
 }
 
-type AnyMetric = Gauge<string> | Counter<string> | BucketHistogram;
-
-/** The registry, the specs, and the last write time of every label set. */
+/** The registry, the specs, and every family (each series keeps its last write time). */
 export class SeriesStore {
   readonly registry = new Registry();
   readonly specs: MetricSpec[] = [];
-  private readonly touched = new Map<AnyMetric, Map<string, { labels: LabelValues<string>; at: number }>>();
-  /** Metrics whose label sets live cumulativeExpireAfterMs (counters, histograms). */
-  private readonly cumulative = new Set<AnyMetric>();
+  /** Every family in declaration order (the exposition's order), with its spec. */
+  private readonly families: { family: Family; spec: MetricSpec }[] = [];
 
   /**
    * @param expireAfterMs gauge label sets not written for this long are deleted by expire(), milliseconds
@@ -65,90 +64,44 @@ export class SeriesStore {
    */
   constructor(private readonly expireAfterMs: number, private readonly now = () => Date.now(), private readonly cumulativeExpireAfterMs = expireAfterMs) {}
 
-  private register<L extends string>(spec: MetricSpec<L>): void {
+  private register<F extends Family>(spec: MetricSpec, family: F): F {
     if (this.specs.some((s) => s.name === spec.name)) throw new Error(`metric ${spec.name} declared twice`);
-    this.specs.push(spec as MetricSpec);
-  }
-
-  private touch(m: AnyMetric, labels: LabelValues<string>, spec: MetricSpec): void {
-    if (spec.expires === false) return;
-    let map = this.touched.get(m);
-    if (!map) {
-      this.touched.set(m, (map = new Map()));
-      if (spec.type !== "gauge") this.cumulative.add(m);
-    }
-    map.set(labelKey(labels), { labels, at: this.now() });
-  }
-
-  private untouch(m: AnyMetric, labels: LabelValues<string>): void {
-    this.touched.get(m)?.delete(labelKey(labels));
+    this.specs.push(spec);
+    this.families.push({ family, spec });
+    this.registry.registerMetric(family as never);
+    return family;
   }
 
   gauge<L extends string>(spec: MetricSpec<L> & { type: "gauge" }): GaugeSeries<L> {
-    this.register(spec);
-    const g = new Gauge({ name: spec.name, help: spec.help, labelNames: spec.labelNames, registers: [this.registry] });
-    return {
-      set: (l, v) => {
-        g.set(l, v);
-        this.touch(g, l, spec);
-      },
-      remove: (l) => {
-        g.remove(l);
-        this.untouch(g, l);
-      },
-    };
+    const g = this.register(spec, new ValueFamily(spec.name, spec.help, "gauge", spec.labelNames, this.now));
+    return { set: (l, v) => g.set(l, v), remove: (l) => g.remove(l) };
   }
 
   counter<L extends string>(spec: MetricSpec<L> & { type: "counter" }): CounterSeries<L> {
-    this.register(spec);
-    const c = new Counter({ name: spec.name, help: spec.help, labelNames: spec.labelNames, registers: [this.registry] });
-    return {
-      inc: (l, by = 1) => {
-        c.inc(l, by);
-        this.touch(c, l, spec);
-      },
-      remove: (l) => {
-        c.remove(l);
-        this.untouch(c, l);
-      },
-    };
+    const c = this.register(spec, new ValueFamily(spec.name, spec.help, "counter", spec.labelNames, this.now));
+    return { inc: (l, by = 1) => c.inc(l, by), remove: (l) => c.remove(l) };
   }
 
   histogram<L extends string>(spec: MetricSpec<L> & { type: "histogram" }): HistogramSeries<L> {
-    this.register(spec);
-    const h = new BucketHistogram(spec.name, spec.help, spec.buckets ?? []);
-    this.registry.registerMetric(h as never);
-    return {
-      observe: (l, v) => {
-        h.observe(l, v);
-        this.touch(h, l, spec);
-      },
-      addCounts: (l, counts, sum) => {
-        h.addCounts(l, counts, sum);
-        this.touch(h, l, spec);
-      },
-      remove: (l) => {
-        h.remove(l);
-        this.untouch(h, l);
-      },
-    };
+    const h = this.register(spec, new BucketHistogram(spec.name, spec.help, spec.buckets ?? [], spec.labelNames, this.now));
+    return { observe: (l, v) => h.observe(l, v), addCounts: (l, counts, sum) => h.addCounts(l, counts, sum), remove: (l) => h.remove(l) };
   }
 
   /** Deletes every label set not written for the expiry time. @returns how many were deleted */
   expire(): number {
     const t = this.now();
     let n = 0;
-    for (const [metric, map] of this.touched) {
-      const cutoff = t - (this.cumulative.has(metric) ? Math.max(this.expireAfterMs, this.cumulativeExpireAfterMs) : this.expireAfterMs);
-      for (const [k, { labels, at }] of map) {
-        if (at < cutoff) {
-          metric.remove(labels as Record<string, string>);
-          map.delete(k);
-          n++;
-        }
-      }
+    for (const { family, spec } of this.families) {
+      // Server-wide families (no labels) are about no pair or target: they stay.
+      if (spec.expires === false || !spec.labelNames.length) continue;
+      n += family.expire(t - (family.type === "gauge" ? this.expireAfterMs : Math.max(this.expireAfterMs, this.cumulativeExpireAfterMs)));
     }
     return n;
+  }
+
+  /** Series held, over every family. */
+  get size(): number {
+    return this.families.reduce((n, f) => n + f.family.size, 0);
   }
 
   /** The exposition text (Prometheus text format 0.0.4), whole (tests, small registries). */
@@ -163,15 +116,12 @@ export class SeriesStore {
    * scrape of a large mesh does not hold every sample at once (seen: +280 MB at 300,000 series).
    */
   async *exposition(): AsyncGenerator<string> {
-    for (const m of this.registry.getMetricsAsArray() as unknown[]) {
-      if (m instanceof BucketHistogram) {
-        for (const part of m.render()) {
-          yield part;
-          await nextTurn();
-        }
-      } else yield `${await this.registry.getSingleMetricAsString((m as { name: string }).name)}\n`;
-      // A scrape of a large mesh is tens of MB: RPCs are answered between its parts.
-      await nextTurn();
+    for (const { family } of this.families) {
+      for (const part of family.render()) {
+        yield part;
+        // A scrape of a large mesh is tens of MB: RPCs are answered between its parts.
+        await nextTurn();
+      }
     }
   }
 
@@ -182,8 +132,3 @@ export class SeriesStore {
 
 /** Resolves at the event loop's next turn (after pending I/O), not in the same one. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/** Stable key of a label set (label order as given by the caller's object). */
-function labelKey(l: LabelValues<string>): string {
-  return JSON.stringify(l);
-}
