@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { Lane } from "../lib/server/lane.ts";
+import { Lane, Turns } from "../lib/server/lane.ts";
 import { drain, type Steps } from "../lib/steps.ts";
 
 /** A job of `n` steps that logs each step as `${name}${i}`; the fake clock moves 1 ms per step. */
@@ -146,5 +146,62 @@ describe("Lane", () => {
     const log: string[] = [];
     expect(drain(job("d", 3, log, clock))).toBe("d done");
     expect(log).toEqual(["d0", "d1", "d2"]);
+  });
+});
+
+describe("Turns", () => {
+  test("heavy answers take turns in arrival order, and a socket is served between turns", async () => {
+    const turns = new Turns(10);
+    let done = 0;
+    const order: number[] = [];
+    const server = http.createServer((_req, res) => res.end(JSON.stringify({ done })));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      // 300 answers of ~2 ms each, all asking at once (a burst of refetches).
+      const answers = Array.from({ length: 300 }, (_, i) =>
+        turns.run(() => {
+          const t = performance.now();
+          while (performance.now() - t < 2);
+          order.push(i);
+          return ++done;
+        }),
+      );
+      expect(turns.queued).toBe(300);
+      const seen = (await (await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`)).json()) as { done: number };
+      // Answered before the burst ended: it waited behind some answers, not all of them.
+      expect(seen.done).toBeLessThan(300);
+      expect(await Promise.all(answers)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+      expect(order).toEqual(Array.from({ length: 300 }, (_, i) => i));
+      expect(turns.queued).toBe(0);
+    } finally {
+      server.close();
+    }
+  }, 30_000);
+
+  test("a turn answers back to back within its budget, and one that throws passes its turn on", async () => {
+    let clock = 0;
+    const turns = new Turns(10, () => clock);
+    // A counter moved by every visit of the event loop: answers of one turn see the same value.
+    let tick = 0, ticking = true;
+    const loop = () => (tick++, ticking && setImmediate(loop));
+    setImmediate(loop);
+    const visits: number[] = [];
+    // Each answer moves the clock 4 ms: a 10 ms budget runs three per turn (at 0, 4 and 8 ms).
+    const answers = Array.from({ length: 7 }, (_, i) =>
+      turns.run(() => {
+        visits.push(tick);
+        clock += 4;
+        if (i === 1) throw new Error("bad pool");
+        return i;
+      }),
+    );
+    const settled = await Promise.allSettled(answers);
+    expect(settled.map((s) => s.status)).toEqual(["fulfilled", "rejected", "fulfilled", "fulfilled", "fulfilled", "fulfilled", "fulfilled"]);
+    ticking = false;
+    const perTurn = [...new Set(visits)].map((t) => visits.filter((x) => x === t).length);
+    expect(perTurn).toEqual([3, 3, 1]);
+    expect(turns.queued).toBe(0);
+    // The lane is idle again: a later answer gets its own turn.
+    expect(await turns.run(() => "later")).toBe("later");
   });
 });

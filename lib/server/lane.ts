@@ -202,3 +202,65 @@ export function watchLoopDelay(report: (seconds: number) => void, everyMs = 100,
   timer.unref?.();
   return () => clearTimeout(timer);
 }
+
+/** How long one visit of the event loop answers whole pools back to back at most, milliseconds (Turns). */
+export const TURN_BUDGET_MS = 10;
+
+/**
+ * Takes turns for heavy answers that must not wait in the lane (a whole pool: milliseconds of
+ * encoding each), in arrival order. Agents told of a pool change fetch it in bursts (a join tells
+ * up to -server.pool.refetch.rate of them a second), and a burst answered back to back held the
+ * thread for its whole length: a heartbeat arriving then waited behind every answer of it. Here
+ * answers run back to back for at most `budgetMs` (and at least one), then the thread goes back
+ * to the event loop, which reads the sockets and answers what arrived, before the next ones.
+ */
+export class Turns {
+  private readonly waiting: (() => void)[] = [];
+  private head = 0;
+  /** A turn is running or scheduled. */
+  private busy = false;
+  private turnStart = 0;
+
+  /** @param budgetMs answers of one visit run for this long at most, ms; @param now clock, ms */
+  constructor(private readonly budgetMs = TURN_BUDGET_MS, private readonly now: () => number = () => performance.now()) {}
+
+  /** Answers waiting for their turn. */
+  get queued(): number {
+    return this.waiting.length - this.head;
+  }
+
+  /**
+   * Runs `work` at its turn (synchronous: the thread is held while it runs).
+   * @returns what `work` returns; rejects with what it throws
+   */
+  async run<T>(work: () => T): Promise<T> {
+    await new Promise<void>((resolve) => {
+      this.waiting.push(resolve);
+      if (!this.busy) (this.busy = true), setImmediate(this.visit);
+    });
+    try {
+      return work();
+    } finally {
+      this.done();
+    }
+  }
+
+  /** A visit of the event loop: the first answer waiting runs. */
+  private readonly visit = () => {
+    this.turnStart = this.now();
+    this.take()();
+  };
+
+  private take(): () => void {
+    const resolve = this.waiting[this.head++]!;
+    if (this.head > 1024 && this.head * 2 > this.waiting.length) (this.waiting.splice(0, this.head), (this.head = 0));
+    return resolve;
+  }
+
+  /** An answer ended: the next one runs now while the budget lasts, else at the next visit. */
+  private done(): void {
+    if (this.queued === 0) this.busy = false;
+    else if (this.now() - this.turnStart < this.budgetMs) this.take()();
+    else setImmediate(this.visit);
+  }
+}

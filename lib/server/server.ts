@@ -31,7 +31,7 @@ import { PathStore } from "./paths.ts";
 import { checkExposure, Security, type SecurityOptions } from "./security.ts";
 import { rpcHandler } from "./rpc_adapter.ts";
 import { Incidents } from "./incidents.ts";
-import { Lane, LANE_SLICE_MS, PUSH_QUEUE_MAX_RESULTS, watchLoopDelay } from "./lane.ts";
+import { Lane, LANE_SLICE_MS, PUSH_QUEUE_MAX_RESULTS, Turns, watchLoopDelay } from "./lane.ts";
 import { inferUnreachable } from "./unreachable.ts";
 import { proberMeshService } from "./service.ts";
 
@@ -145,7 +145,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   let ready = false;
 
   const service = proberMeshService({
-    registry, pool, refetch, windows, lane, pushQueueMaxResults: o.pushQueueMaxResults ?? PUSH_QUEUE_MAX_RESULTS, paths, dedupe, health, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
+    registry, pool, refetch, windows, lane, poolTurns: new Turns(), pushQueueMaxResults: o.pushQueueMaxResults ?? PUSH_QUEUE_MAX_RESULTS, paths, dedupe, health, metrics, aggregationIntervalMs: o.aggregationIntervalMs, deadAfterMs: expireMs,
     instanceId: randomUUID(), startedMs, meshKey, authenticated: () => security.tokens !== undefined, log: o.log,
   });
   const connect = rpcHandler({

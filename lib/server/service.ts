@@ -25,7 +25,7 @@ import { regionAllowed } from "./auth/tokens.ts";
 import { checkBatchIdentity, type BatchDedupe } from "./dedupe.ts";
 import { checkHealth, type AgentHealthBook } from "./health.ts";
 import { SERVER_KINDS } from "./kinds.ts";
-import type { Lane } from "./lane.ts";
+import type { Lane, Turns } from "./lane.ts";
 import type { MeshKey } from "./mesh_key.ts";
 import type { PathStore } from "./paths.ts";
 import { peerKey } from "./peers.ts";
@@ -42,6 +42,8 @@ export interface ServiceDeps {
   windows: AggregationWindows<ProberType>;
   /** Where pushes are filed, in slices between RPCs (lib/server/lane.ts). */
   lane: Lane;
+  /** Turns of whole pool answers, a budget of them per visit of the event loop (lib/server/lane.ts). */
+  poolTurns: Turns;
   /** Results of pushes queued in the lane at most (-server.push.queue.max.results). */
   pushQueueMaxResults: number;
   /** Latest path traces per (source region, target). */
@@ -232,22 +234,28 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
         meshKey: d.meshKey?.current,
       });
     },
-    getTargetPool(req, ctx) {
+    async getTargetPool(req, ctx) {
       const a = requireAgent(req.agent, ctx);
       // Secrets (bearer tokens, passwords) go only to authenticated agents, or to this machine's.
       const withSecrets = d.authenticated() || isLoopbackHost(ctx.values.get(kPeer));
       // Binary answers (agents) carry targets encoded once and kept; JSON ones are built as messages.
       const json = (ctx.requestHeader.get("content-type") ?? "").includes("json");
+      // Warm-up: agents may be missing from the pool until they heartbeat again (protocol.md).
+      const partialNow = () => inWarmUp() && PROBER_TYPES.some((t) => d.pool.mayNameAnAgent(t));
       const poolVersion = d.pool.versionFor(a.region, a.ip);
-      const partial = inWarmUp() && PROBER_TYPES.some((t) => d.pool.mayNameAnAgent(t));
       // The agent holds this very pool (its periodic refresh): a short answer.
       if (req.knownPoolVersion !== 0n && req.knownPoolVersion === poolVersion) {
         d.metrics.poolAnswered("unchanged");
-        return create(GetTargetPoolResponseSchema, { unchanged: true, poolVersion, partial });
+        return create(GetTargetPoolResponseSchema, { unchanged: true, poolVersion, partial: partialNow() });
       }
-      const pool = (json ? d.pool.poolFor : d.pool.poolWireFor).call(d.pool, a.region, a.ip, withSecrets ? undefined : "");
-      pool.partial = partial;
-      pool.poolVersion = poolVersion;
+      // A whole pool is milliseconds of work: answers take turns, with the event loop (heartbeats)
+      // between turns. The version is read again at the turn: the pool may have changed meanwhile.
+      const pool = await d.poolTurns.run(() => {
+        const p = (json ? d.pool.poolFor : d.pool.poolWireFor).call(d.pool, a.region, a.ip, withSecrets ? undefined : "");
+        p.partial = partialNow();
+        p.poolVersion = d.pool.versionFor(a.region, a.ip);
+        return p;
+      });
       d.metrics.poolAnswered("full");
       return pool;
     },
