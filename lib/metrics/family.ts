@@ -150,27 +150,68 @@ export class LabelTree<S extends SeriesBase> {
   }
 }
 
+/**
+ * What gauge, counter and histogram families share: the series tree, removal, expiry, and the
+ * exposition in chunks of about `linesPerChunk` lines (each kind formats one series).
+ */
+export abstract class TreeFamily<S extends SeriesBase> implements Family {
+  abstract readonly type: "gauge" | "counter" | "histogram";
+  protected readonly series: LabelTree<S>;
+
+  /**
+   * @param labelNames the labels every series has, in exposition order
+   * @param make a new series of label text `text`
+   * @param now clock of last-write times, unix ms
+   */
+  constructor(readonly name: string, readonly help: string, readonly labelNames: readonly string[], make: (text: string) => S, protected readonly now: () => number) {
+    this.series = new LabelTree(labelNames, make);
+  }
+
+  get size(): number {
+    return this.series.size;
+  }
+
+  remove(labels: Labels): void {
+    this.series.delete(labels);
+  }
+
+  expire(cutoffMs: number): number {
+    return this.series.expire(cutoffMs);
+  }
+
+  /** One series' exposition lines (each ending in a newline), and how many lines they are. */
+  protected abstract format(s: S): [text: string, lines: number];
+
+  *render(linesPerChunk = LINES_PER_CHUNK): Generator<string> {
+    yield header(this.name, this.help, this.type);
+    let buf = "", lines = 0;
+    for (const s of this.series) {
+      const [text, n] = this.format(s);
+      buf += text;
+      if ((lines += n) >= linesPerChunk) {
+        yield buf;
+        (buf = ""), (lines = 0);
+      }
+    }
+    if (buf) yield buf;
+  }
+}
+
 /** One series of a ValueFamily. */
 interface Value extends SeriesBase {
   v: number;
 }
 
 /** A gauge or counter family: one value per label set (Prometheus text format 0.0.4). */
-export class ValueFamily implements Family {
-  private readonly series: LabelTree<Value>;
-
+export class ValueFamily extends TreeFamily<Value> {
   /**
    * @param labelNames the labels every series has, in exposition order
    * @param now clock of last-write times, unix ms
    */
-  constructor(readonly name: string, readonly help: string, readonly type: "gauge" | "counter", readonly labelNames: readonly string[], private readonly now: () => number = () => Date.now()) {
-    this.series = new LabelTree(labelNames, (text) => ({ text, v: 0, at: 0 }));
+  constructor(name: string, help: string, readonly type: "gauge" | "counter", labelNames: readonly string[], now: () => number = () => Date.now()) {
+    super(name, help, labelNames, (text) => ({ text, v: 0, at: 0 }), now);
     // A family without labels shows 0 from the start, as prom-client's do.
     if (!labelNames.length) this.series.at({}).at = now();
-  }
-
-  get size(): number {
-    return this.series.size;
   }
 
   /** Sets a gauge's value. */
@@ -193,25 +234,8 @@ export class ValueFamily implements Family {
     return this.series.find(labels)?.v;
   }
 
-  remove(labels: Labels): void {
-    this.series.delete(labels);
-  }
-
-  expire(cutoffMs: number): number {
-    return this.series.expire(cutoffMs);
-  }
-
-  *render(linesPerChunk = LINES_PER_CHUNK): Generator<string> {
-    yield header(this.name, this.help, this.type);
-    let buf = "", lines = 0;
-    for (const s of this.series) {
-      buf += s.text ? `${this.name}{${s.text}} ${formatValue(s.v)}\n` : `${this.name} ${formatValue(s.v)}\n`;
-      if (++lines >= linesPerChunk) {
-        yield buf;
-        (buf = ""), (lines = 0);
-      }
-    }
-    if (buf) yield buf;
+  protected format(s: Value): [string, number] {
+    return [s.text ? `${this.name}{${s.text}} ${formatValue(s.v)}\n` : `${this.name} ${formatValue(s.v)}\n`, 1];
   }
 
   /** prom-client's metric interface (Registry.getMetricsAsJSON); the exposition uses render(). */

@@ -4,7 +4,7 @@
  * prom-client's Histogram only has observe(), which would cost one call per packet; results of
  * agents since 0.2 carry their RTT histogram (IcmpResult.rtt_bucket_counts), added here in O(buckets).
  */
-import { LINES_PER_CHUNK, LabelTree, formatValue, header, parseLabelText, type Family, type Labels, type SeriesBase } from "./family.ts";
+import { TreeFamily, formatValue, parseLabelText, type Labels, type SeriesBase } from "./family.ts";
 
 interface Series extends SeriesBase {
   /** Per-bucket (non-cumulative) counts; the last entry is +Inf. */
@@ -14,11 +14,10 @@ interface Series extends SeriesBase {
 
 /**
  * A histogram with fixed upper bounds; registered in a prom-client Registry via registerMetric().
- * Series are kept under their label text (lib/metrics/family.ts), rendered in chunks.
+ * Series are kept by their label values (lib/metrics/family.ts), rendered in chunks.
  */
-export class BucketHistogram implements Family {
+export class BucketHistogram extends TreeFamily<Series> {
   readonly type = "histogram";
-  private readonly series: LabelTree<Series>;
   private readonly les: string[];
 
   /**
@@ -26,13 +25,9 @@ export class BucketHistogram implements Family {
    * @param labelNames the labels every series has, in exposition order
    * @param now clock of last-write times, unix ms
    */
-  constructor(readonly name: string, readonly help: string, readonly bounds: readonly number[], readonly labelNames: readonly string[] = [], private readonly now: () => number = () => Date.now()) {
+  constructor(name: string, help: string, readonly bounds: readonly number[], labelNames: readonly string[] = [], now: () => number = () => Date.now()) {
+    super(name, help, labelNames, (text) => ({ text, counts: new Array(bounds.length + 1).fill(0), sum: 0, at: 0 }), now);
     this.les = [...bounds.map((b) => String(b)), "+Inf"];
-    this.series = new LabelTree(labelNames, (text) => ({ text, counts: new Array(this.les.length).fill(0), sum: 0, at: 0 }));
-  }
-
-  get size(): number {
-    return this.series.size;
   }
 
   private get_(labels: Labels): Series {
@@ -65,38 +60,18 @@ export class BucketHistogram implements Family {
     s.sum += sum;
   }
 
-  remove(labels: Labels): void {
-    this.series.delete(labels);
-  }
-
-  expire(cutoffMs: number): number {
-    return this.series.expire(cutoffMs);
-  }
-
-  /**
-   * The exposition text (Prometheus text format 0.0.4) in chunks of about `linesPerChunk` lines,
-   * rendered straight from the counts: a scrape of a large mesh never holds all of it at once.
-   */
-  *render(linesPerChunk = LINES_PER_CHUNK): Generator<string> {
-    yield header(this.name, this.help, this.type);
-    let buf = "", lines = 0;
-    for (const s of this.series) {
-      const base = s.text;
-      const sep = base ? "," : "";
-      let cum = 0;
-      for (let i = 0; i < s.counts.length; i++) {
-        cum += s.counts[i]!;
-        buf += `${this.name}_bucket{${base}${sep}le="${this.les[i]}"} ${cum}\n`;
-      }
-      const braces = base ? `{${base}}` : "";
-      buf += `${this.name}_sum${braces} ${formatValue(s.sum)}\n${this.name}_count${braces} ${cum}\n`;
-      lines += s.counts.length + 2;
-      if (lines >= linesPerChunk) {
-        yield buf;
-        (buf = ""), (lines = 0);
-      }
+  /** `_bucket{le}` cumulative, then `_sum` and `_count`, straight from the counts. */
+  protected format(s: Series): [string, number] {
+    const base = s.text;
+    const sep = base ? "," : "";
+    let out = "", cum = 0;
+    for (let i = 0; i < s.counts.length; i++) {
+      cum += s.counts[i]!;
+      out += `${this.name}_bucket{${base}${sep}le="${this.les[i]}"} ${cum}\n`;
     }
-    if (buf) yield buf;
+    const braces = base ? `{${base}}` : "";
+    out += `${this.name}_sum${braces} ${formatValue(s.sum)}\n${this.name}_count${braces} ${cum}\n`;
+    return [out, s.counts.length + 2];
   }
 
   /** prom-client's metric interface (Registry.getMetricsAsJSON); the exposition uses render(). */
