@@ -301,7 +301,9 @@ async function runConfig(c: Config): Promise<Row> {
     const refetched = old.filter((s, k) => s.fetches > fetchesBefore[k]!).length;
     const poolP99 = p99(within(obs.pools, j0, Infinity));
     const joinHb = within(obs.heartbeats, j0, Infinity);
-    notes.push(`observer after the join: ${within(obs.pools, j0, Infinity).length} pool fetches p99 ${poolP99.toFixed(0)} ms, ${joinHb.length} heartbeats p99 ${p99(joinHb).toFixed(0)} ms; the fleet's refetches p99 ${p99(within(f.poolFetches, j0, Infinity)).toFixed(0)} ms (with its own lag)${obs.errors.size ? `; observer errors: ${[...obs.errors].map(([k, n]) => `${n} × ${k}`).join("; ")}` : ""}`);
+    const joinPools = obs.pools.filter(([at]) => at >= j0);
+    const slowest = joinPools.reduce((m, x) => (x[1] > m[1] ? x : m), [j0, 0]);
+    notes.push(`observer after the join: ${joinPools.length} pool fetches p50 / p90 / p99 ${[0.5, 0.9, 0.99].map((q) => (joinPools.length ? quantile(joinPools.map((x) => x[1]), q) : NaN).toFixed(0)).join(" / ")} ms (the slowest ${slowest[1].toFixed(0)} ms, sent ${((slowest[0] - j0) / 1000).toFixed(1)} s after the join began), ${joinHb.length} heartbeats p99 ${p99(joinHb).toFixed(0)} ms; the fleet's refetches p99 ${p99(within(f.poolFetches, j0, Infinity)).toFixed(0)} ms (with its own lag)${obs.errors.size ? `; observer errors: ${[...obs.errors].map(([k, n]) => `${n} × ${k}`).join("; ")}` : ""}`);
     notes.push(`server event-loop delay p99 (prober_server_event_loop_delay_seconds): ${delayP99(delayC0, delayC1)} control plane alone, ${delayP99(delay0, delay1)} with pushes, ${delayP99(delayJ0, delayJ)} after the join`);
     notes.push(`join of ${joiners}: ${rest ? "settled" : "NOT settled"} ${((performance.now() - j0) / 1000).toFixed(0)} s after it began; ${refetched} of ${c.agents} agents refetched`);
     // Coverage: every agent is probed by some agent of every other region (the pools after the join).
