@@ -134,3 +134,18 @@ test("a label tree finds, deletes and expires series by their values, and drops 
   expect(t.size).toBe(0);
   expect([...t]).toEqual([]);
 });
+
+test("a long scrape gives the thread back to the event loop while it renders, and renders everything once", async () => {
+  const store = new SeriesStore(60_000);
+  const g = store.gauge({ name: "t_pairs", type: "gauge", help: "h", labelNames: ["source_region", "target_region"] });
+  for (let s = 0; s < 300; s++) for (let t = 0; t < 300; t++) g.set({ source_region: `r${s}`, target_region: `r${t}` }, s + t);
+  // A counter moved by every visit of the event loop: it moves only if the scrape yields.
+  let turns = 0, ticking = true;
+  const loop = () => (turns++, ticking && setImmediate(loop));
+  setImmediate(loop);
+  let text = "";
+  for await (const part of store.exposition()) text += part;
+  ticking = false;
+  expect(turns).toBeGreaterThan(1);
+  expect(text.split("\n").filter((l) => l.startsWith("t_pairs{")).length).toBe(90_000);
+});

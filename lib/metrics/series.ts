@@ -116,11 +116,17 @@ export class SeriesStore {
    * scrape of a large mesh does not hold every sample at once (seen: +280 MB at 300,000 series).
    */
   async *exposition(): AsyncGenerator<string> {
+    // A scrape of a large mesh is tens of MB: after every EXPOSITION_SLICE_MS of rendering the
+    // thread goes back to the event loop (RPCs, lane slices), not after every part: a scrape
+    // that waited a turn per family and chunk took seconds while the lane had a backlog.
+    let since = performance.now();
     for (const { family } of this.families) {
       for (const part of family.render()) {
         yield part;
-        // A scrape of a large mesh is tens of MB: RPCs are answered between its parts.
-        await nextTurn();
+        if (performance.now() - since >= EXPOSITION_SLICE_MS) {
+          await nextTurn();
+          since = performance.now();
+        }
       }
     }
   }
@@ -129,6 +135,9 @@ export class SeriesStore {
     return this.registry.contentType;
   }
 }
+
+/** Rendering between two visits of the event loop during a scrape, milliseconds. */
+export const EXPOSITION_SLICE_MS = 5;
 
 /** Resolves at the event loop's next turn (after pending I/O), not in the same one. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
