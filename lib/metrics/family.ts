@@ -1,17 +1,16 @@
 /**
  * What the server's metric families share (gauges and counters here, histograms in histogram.ts):
- * label sets kept under their rendered text, last-write times for expiry, and exposition in chunks.
+ * series found by their label values, last-write times for expiry, and exposition in chunks.
  *
  * Why not prom-client's Gauge and Counter: at 5,000 agents in 500 regions the server holds
  * hundreds of thousands of region-pair series. prom-client keeps each one as a labels object under
  * a hash string and renders a whole family in one go, formatting every label at every scrape;
  * measured there, one family's rendering held the server's thread for 100-250 ms, and with
- * SeriesStore's own last-write map beside it every series was kept twice. Here a series is one map
- * entry whose key is its label text as it appears in the exposition (`a="x",b="y"`, in the
- * family's label order), so a scrape writes keys as they are, a few thousand lines at a time.
- * prom-client's Registry still holds the families (registerMetric) and names the content type.
+ * SeriesStore's own last-write map beside it every series was kept twice. Here each series is
+ * found through one map level per label value (LabelTree) and keeps its label text as it appears
+ * in the exposition (`a="x",b="y"`, in the family's label order), built once, so a scrape writes
+ * it as it is, a few thousand lines at a time.
  */
-
 /** Label values by label name. */
 export type Labels = Record<string, string>;
 
@@ -41,7 +40,7 @@ export function formatValue(v: number): string {
   return Number.isNaN(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf";
 }
 
-/** Lines per chunk of a family's exposition: the thread is given back between chunks. */
+/** Lines per chunk of a family's exposition (the scrape may give the thread back between chunks: SeriesStore.exposition()). */
 export const LINES_PER_CHUNK = 2000;
 
 /** A metric family the SeriesStore renders and expires (ValueFamily, BucketHistogram). */
@@ -237,16 +236,4 @@ export class ValueFamily extends TreeFamily<Value> {
   protected format(s: Value): [string, number] {
     return [s.text ? `${this.name}{${s.text}} ${formatValue(s.v)}\n` : `${this.name} ${formatValue(s.v)}\n`, 1];
   }
-
-  /** prom-client's metric interface (Registry.getMetricsAsJSON); the exposition uses render(). */
-  get() {
-    return { name: this.name, help: this.help, type: this.type, aggregator: "sum", values: [...this.series].map((s) => ({ labels: parseLabelText(s.text), value: s.v })) };
-  }
-}
-
-/** labelText() read back (for get() only). */
-export function parseLabelText(text: string): Labels {
-  const out: Labels = {};
-  for (const m of text.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) out[m[1]!] = m[2]!.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
-  return out;
 }

@@ -4,7 +4,7 @@
  * prom-client's Histogram only has observe(), which would cost one call per packet; results of
  * agents since 0.2 carry their RTT histogram (IcmpResult.rtt_bucket_counts), added here in O(buckets).
  */
-import { TreeFamily, formatValue, parseLabelText, type Labels, type SeriesBase } from "./family.ts";
+import { TreeFamily, formatValue, type Labels, type SeriesBase } from "./family.ts";
 
 interface Series extends SeriesBase {
   /** Per-bucket (non-cumulative) counts; the last entry is +Inf. */
@@ -13,8 +13,8 @@ interface Series extends SeriesBase {
 }
 
 /**
- * A histogram with fixed upper bounds; registered in a prom-client Registry via registerMetric().
- * Series are kept by their label values (lib/metrics/family.ts), rendered in chunks.
+ * A histogram with fixed upper bounds. Series are kept by their label values
+ * (lib/metrics/family.ts), rendered in chunks.
  */
 export class BucketHistogram extends TreeFamily<Series> {
   readonly type = "histogram";
@@ -72,21 +72,5 @@ export class BucketHistogram extends TreeFamily<Series> {
     const braces = base ? `{${base}}` : "";
     out += `${this.name}_sum${braces} ${formatValue(s.sum)}\n${this.name}_count${braces} ${cum}\n`;
     return [out, s.counts.length + 2];
-  }
-
-  /** prom-client's metric interface (Registry.getMetricsAsJSON); the exposition uses render(). */
-  get() {
-    const values: { metricName: string; labels: Labels; value: number }[] = [];
-    for (const s of this.series) {
-      const labels = parseLabelText(s.text);
-      let cum = 0;
-      s.counts.forEach((c, i) => {
-        cum += c;
-        values.push({ metricName: `${this.name}_bucket`, labels: { ...labels, le: this.les[i]! }, value: cum });
-      });
-      values.push({ metricName: `${this.name}_sum`, labels, value: s.sum });
-      values.push({ metricName: `${this.name}_count`, labels, value: cum });
-    }
-    return { name: this.name, help: this.help, type: this.type, values, aggregator: "sum" };
   }
 }

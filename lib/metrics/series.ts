@@ -1,5 +1,5 @@
 /**
- * The server's Prometheus series on a private prom-client Registry, with expiry: a gauge's label set
+ * The server's Prometheus series, with expiry: a gauge's label set
  * not written for `expireAfterMs` (ratio x aggregation interval, -server.series.cache.ratio) is
  * deleted, so a region pair or target that went away leaves /metrics (docs/metrics.md). Counters
  * and histograms (cumulative) live `cumulativeExpireAfterMs` (-server.agent.forget.after): a pair
@@ -51,9 +51,8 @@ export interface HistogramSeries<L extends string> {
   remove(labels: Labels<L>): void;
 }
 
-/** The registry, the specs, and every family (each series keeps its last write time). */
+/** The specs and every family (each series keeps its last write time). */
 export class SeriesStore {
-  readonly registry = new Registry();
   readonly specs: MetricSpec[] = [];
   /** Every family in declaration order (the exposition's order), with its spec. */
   private readonly families: { family: Family; spec: MetricSpec }[] = [];
@@ -68,7 +67,6 @@ export class SeriesStore {
     if (this.specs.some((s) => s.name === spec.name)) throw new Error(`metric ${spec.name} declared twice`);
     this.specs.push(spec);
     this.families.push({ family, spec });
-    this.registry.registerMetric(family as never);
     return family;
   }
 
@@ -131,8 +129,9 @@ export class SeriesStore {
     }
   }
 
+  /** The exposition's content type (Prometheus text format 0.0.4), as prom-client names it. */
   get contentType(): string {
-    return this.registry.contentType;
+    return Registry.PROMETHEUS_CONTENT_TYPE;
   }
 }
 
