@@ -28,7 +28,7 @@ export const retried = { count: 0 };
 
 /**
  * One Connect unary call (binary protobuf over HTTP/1.1), tried again once when the connection
- * fails before an answer (the server closes a kept-alive connection idle for 10 s: fetch may
+ * fails before an answer (the server closes a kept-alive connection idle for 30 s, and fetch may
  * reuse it at that moment; pushes are safe to resend, they carry a batch identity).
  * @returns the answer's bytes; throws on a non-200 answer
  */

@@ -21,13 +21,24 @@ const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n");
 export const LISTENER_TIMEOUTS = {
   /** From accept to the first request bytes (plaintext) or to the end of the TLS handshake. */
   handshakeMs: 10_000,
-  /** HTTP/1.1: from the connection's start, or the end of its previous response, to a complete request head (an absolute deadline: trickling bytes do not extend it). */
+  /** HTTP/1.1: from the connection's start to a complete first request head (an absolute deadline: trickling bytes do not extend it). */
   headersMs: 10_000,
+  /**
+   * HTTP/1.1: from the end of a response to a complete next request head (absolute, as above).
+   * Longer than the agents' heartbeat period (10 s at most, lib/rpc/heartbeat.ts) with room to
+   * spare: when it was 10 s, a kept-alive connection was closed just as the agent's next heartbeat
+   * reused it, and that call failed with a connection reset (bench:mesh retried ~900 such calls
+   * in a run at 5,000 agents).
+   */
+  keepAliveMs: 30_000,
   /** HTTP/1.1: from a complete request head to the end of its response. */
   requestMs: 60_000,
   /** A connection or HTTP/2 session with no traffic for this long is closed. */
   idleMs: 120_000,
 } as const;
+
+/** The deadlines of a listener (LISTENER_TIMEOUTS' shape), milliseconds. */
+export type ListenerTimeouts = { readonly [K in keyof typeof LISTENER_TIMEOUTS]: number };
 
 /** TLS settings of a listener: PEM text. */
 export interface ListenerTls {
@@ -66,9 +77,9 @@ type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.
 
 /**
  * Listens on `addr` ("host:port") and serves `handler` over HTTP/1.1 and HTTP/2, in plaintext or
- * with `tlsConfig`. @throws Error (EADDRINUSE, a bad certificate, ...) when it cannot start
+ * with `tlsConfig`; `timeouts` are the deadlines (tests shorten them). @throws Error (EADDRINUSE, a bad certificate, ...) when it cannot start
  */
-export async function listenH1H2c(addr: string, handler: Handler, tlsConfig?: ListenerTls): Promise<Listener> {
+export async function listenH1H2c(addr: string, handler: Handler, tlsConfig?: ListenerTls, timeouts: ListenerTimeouts = LISTENER_TIMEOUTS): Promise<Listener> {
   const { host, port } = splitHostPort(addr);
   const h1 = http.createServer(handler as http.RequestListener);
   // Absolute deadlines per HTTP/1.1 connection, enforced here (the runtime's own headersTimeout
@@ -79,15 +90,15 @@ export async function listenH1H2c(addr: string, handler: Handler, tlsConfig?: Li
     deadlines.set(sock, setTimeout(() => sock.destroy(), ms));
   };
   h1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
-    arm(req.socket, LISTENER_TIMEOUTS.requestMs);
-    res.once("finish", () => arm(req.socket, LISTENER_TIMEOUTS.headersMs));
+    arm(req.socket, timeouts.requestMs);
+    res.once("finish", () => arm(req.socket, timeouts.keepAliveMs));
   });
-  h1.headersTimeout = LISTENER_TIMEOUTS.headersMs;
-  h1.requestTimeout = LISTENER_TIMEOUTS.requestMs;
-  h1.keepAliveTimeout = LISTENER_TIMEOUTS.idleMs;
-  h1.timeout = LISTENER_TIMEOUTS.idleMs;
+  h1.headersTimeout = timeouts.headersMs;
+  h1.requestTimeout = timeouts.requestMs;
+  h1.keepAliveTimeout = timeouts.idleMs;
+  h1.timeout = timeouts.idleMs;
   const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
-  h2.setTimeout(LISTENER_TIMEOUTS.idleMs); // no listener: an idle session is destroyed
+  h2.setTimeout(timeouts.idleMs); // no listener: an idle session is destroyed
   const sockets = new Set<net.Socket>();
   const track = (sock: net.Socket) => {
     sockets.add(sock);
@@ -95,9 +106,9 @@ export async function listenH1H2c(addr: string, handler: Handler, tlsConfig?: Li
     sock.on("error", () => sock.destroy());
   };
   const handOff = (sock: net.Socket, isH2: boolean) => {
-    sock.setTimeout(LISTENER_TIMEOUTS.idleMs);
+    sock.setTimeout(timeouts.idleMs);
     if (!isH2) {
-      arm(sock, LISTENER_TIMEOUTS.headersMs);
+      arm(sock, timeouts.headersMs);
       sock.once("close", () => clearTimeout(deadlines.get(sock)));
     }
     (isH2 ? h2 : h1).emit("connection", sock);
@@ -105,7 +116,7 @@ export async function listenH1H2c(addr: string, handler: Handler, tlsConfig?: Li
 
   let srv: net.Server;
   if (tlsConfig) {
-    const s = tls.createServer({ ...tlsOptions(tlsConfig), ALPNProtocols: ["h2", "http/1.1"], handshakeTimeout: LISTENER_TIMEOUTS.handshakeMs }, (sock) => handOff(sock, sock.alpnProtocol === "h2"));
+    const s = tls.createServer({ ...tlsOptions(tlsConfig), ALPNProtocols: ["h2", "http/1.1"], handshakeTimeout: timeouts.handshakeMs }, (sock) => handOff(sock, sock.alpnProtocol === "h2"));
     s.on("connection", track);
     s.on("tlsClientError", (_e, sock) => sock.destroy());
     srv = s;
@@ -113,7 +124,7 @@ export async function listenH1H2c(addr: string, handler: Handler, tlsConfig?: Li
     srv = net.createServer((sock) => {
       track(sock);
       // Nothing within the handshake time: an idle connection, closed.
-      sock.setTimeout(LISTENER_TIMEOUTS.handshakeMs, () => sock.destroy());
+      sock.setTimeout(timeouts.handshakeMs, () => sock.destroy());
       sock.once("readable", () => {
         const head = (sock.read(PREFACE.length) as Buffer | null) ?? (sock.read() as Buffer | null);
         if (head) sock.unshift(head);
