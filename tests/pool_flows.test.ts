@@ -6,9 +6,9 @@
  * servers sharing a real Redis (loopback only): the ports travel with the shared records.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { durationMs } from "@bufbuild/protobuf/wkt";
-import { AgentSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { AgentSchema, GetTargetPoolResponseSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { MESH_TCP } from "../lib/probes/kinds.ts";
 import { UDP_DEFAULTS } from "../lib/probes/udp/defaults.ts";
 import { TargetPool, poolRegistryEvents } from "../lib/server/pool.ts";
@@ -19,11 +19,11 @@ import { SERVER_BIN, freePort, killAll, run, skipReason, start, waitFor } from "
 const DEAD_MS = 1000;
 
 /** A registry and pool wired like lib/server/server.ts, on a fake clock. */
-function mesh(fileText = "prober_configs: []\n", probeSelf = false) {
+function mesh(fileText = "prober_configs: []\n", probeSelf = false, peers = 0) {
   let t = 1_000_000;
   let pool: TargetPool | undefined;
   const registry = new AgentRegistry(DEAD_MS, poolRegistryEvents(() => pool), () => t, undefined, 10 * DEAD_MS);
-  pool = new TargetPool(parseProbeFile(fileText, "p.yaml"), "dynamic", probeSelf, registry, 60_000, () => t);
+  pool = new TargetPool(parseProbeFile(fileText, "p.yaml"), "dynamic", probeSelf, registry, 60_000, () => t, peers);
   const hb = (region: string, ip: string, udpPort = 0, tcpPort = 0) => registry.heartbeat(create(AgentSchema, { region, ip, version: "0.6.0", udpPort, tcpPort }));
   const udp = (region: string, ip: string) => pool!.poolFor(region, ip).udp.map((x) => `${x.targetRegion}/${x.address}`).sort();
   const tcp = (region: string, ip: string) => pool!.poolFor(region, ip).tcp.map((x) => `${x.targetRegion}/${x.address}`).sort();
@@ -111,6 +111,28 @@ describe("flow mesh discovery", () => {
     const staticPool = new TargetPool({ blocks: [] }, "static", false, registry);
     expect(staticPool.poolFor("a", "10.0.0.1").udp).toEqual([]);
     expect(staticPool.poolFor("a", "10.0.0.1").tcp).toEqual([]);
+  });
+});
+
+describe("an agent's own IP", () => {
+  test("the same IP in two regions (agents behind NAT in two networks) and in the file: left out of that agent's pool only, full mesh and subsets, binary and JSON alike", () => {
+    for (const peers of [0, 2]) {
+      const m = mesh("prober_configs:\n  - prober_type: icmp\n    region: c\n    targets: ['10.0.0.1', '192.0.2.9']\n", false, peers);
+      m.hb("a", "10.0.0.1", 7001, 7002);
+      m.hb("b", "10.0.0.1", 7001, 7002);
+      m.hb("b", "10.0.1.2", 7001, 7002);
+      m.hb("c", "10.0.2.1");
+      const names = (p: ReturnType<TargetPool["poolFor"]>) => [...p.icmp, ...p.udp, ...p.tcp].map((x) => `${x.targetRegion}/${x.address}`).sort();
+      const want = ["b/10.0.1.2", "b/10.0.1.2:7001", "b/10.0.1.2:7002", "c/10.0.2.1", "c/192.0.2.9"];
+      expect({ peers, pool: names(m.pool.poolFor("a", "10.0.0.1")) }).toEqual({ peers, pool: want });
+      expect({ peers, pool: names(fromBinary(GetTargetPoolResponseSchema, toBinary(GetTargetPoolResponseSchema, m.pool.poolWireFor("a", "10.0.0.1")))) }).toEqual({ peers, pool: want });
+      // Another agent gets both agents with that IP, and the file's target of that address.
+      expect(names(m.pool.poolFor("c", "10.0.2.1"))).toEqual(["a/10.0.0.1", "a/10.0.0.1:7001", "a/10.0.0.1:7002", "b/10.0.0.1", "b/10.0.0.1:7001", "b/10.0.0.1:7002", "b/10.0.1.2", "b/10.0.1.2:7001", "b/10.0.1.2:7002"]);
+      // b's agent with that IP leaves: a's pool is the same, the other agents' lose it.
+      m.registry.goodbye("b", "10.0.0.1");
+      expect(names(m.pool.poolFor("a", "10.0.0.1"))).toEqual(want);
+      expect(names(m.pool.poolFor("b", "10.0.1.2"))).toEqual(["a/10.0.0.1", "a/10.0.0.1:7001", "a/10.0.0.1:7002", "c/10.0.0.1", "c/10.0.2.1", "c/192.0.2.9"]);
+    }
   });
 });
 
