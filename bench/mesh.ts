@@ -35,7 +35,7 @@ import { SERVER_BIN, freePort, run as runCmd, samples, scrape, start, waitFor, t
 import { quantile } from "../tests/helpers/stats.ts";
 import { Fleet, retried, type Sample } from "./mesh_fleet.ts";
 import type { ObserverConfig } from "./mesh_observer.ts";
-import { CpuMeter, machine, peakRssMb, startRedis } from "./proc_stats.ts";
+import { CpuMeter, machine, peakRssMb, profilePrefix, startRedis } from "./proc_stats.ts";
 import { simAgents, simIndex } from "./sim.ts";
 
 // Real agents each hold their own connection; this one process speaks for thousands, and Bun's
@@ -195,7 +195,7 @@ async function runConfig(c: Config): Promise<Row> {
         BIN, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${web}`,
         "-server.registry.max.agents", String(sim.length + 10), "-server.registry.max.regions", String(c.regions + 10),
         ...(c.peers > 0 ? ["-server.mesh.peers.per.region", String(c.peers)] : []), ...(redis ? ["-server.registry.url", redis.url] : []),
-      ], SERVER_PROFILE ? ["env", `BUN_OPTIONS=--cpu-prof --cpu-prof-dir=${SERVER_PROFILE}`, "BUN_JSC_logGC=1", "sh", "-c", `exec "$@" 2>>${SERVER_PROFILE}/gc.log`, "sh"] : []);
+      ], profilePrefix(SERVER_PROFILE));
       servers.push({ proc, rpc, web });
     }
     for (const s of servers) await waitFor("server ready", 15_000, async () => (await fetch(`http://127.0.0.1:${s.web}/-/ready`)).ok);

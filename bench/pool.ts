@@ -13,13 +13,14 @@
  *   npm run bench:pool                                        # dist/server, full mesh and N = 2
  *   bun run bench/pool.ts --server-bin /tmp/old/dist/server   # and another build beside it
  *   bun run bench/pool.ts --agents 1000 --regions 100 --fetches 500
+ *   bun run bench/pool.ts --server-profile /tmp/prof          # servers' CPU profiles and GC logs
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { GetTargetPoolRequestSchema, GetTargetPoolResponseSchema, HeartbeatRequestSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { fromBinary } from "@bufbuild/protobuf";
 import { SERVER_BIN, freePort, start, waitFor } from "../tests/helpers/procs.ts";
 import { quantile } from "../tests/helpers/stats.ts";
-import { cpuSeconds, machine } from "./proc_stats.ts";
+import { cpuSeconds, machine, profilePrefix } from "./proc_stats.ts";
 
 const argv = process.argv.slice(2);
 const opt = (name: string) => (argv.indexOf(`--${name}`) >= 0 ? argv[argv.indexOf(`--${name}`) + 1] : undefined);
@@ -27,6 +28,8 @@ const AGENTS = Number(opt("agents") ?? 5000);
 const REGIONS = Number(opt("regions") ?? 500);
 const FETCHES = Number(opt("fetches") ?? 1000);
 const CONCURRENCY = Number(opt("concurrency") ?? 4);
+/** `--server-profile DIR`: each server's CPU profile and GC log (bench/proc_stats.ts profilePrefix()). */
+const SERVER_PROFILE = opt("server-profile");
 const BINS = [SERVER_BIN, ...argv.flatMap((a, i) => (a === "--server-bin" ? [argv[i + 1]!] : []))];
 
 interface Row { bin: string; peers: number; cpuMs: number; p50: number; p99: number; kb: number; unchangedCpuMs: number }
@@ -35,7 +38,7 @@ async function run(bin: string, peers: number): Promise<Row> {
   const [rpc, http] = [await freePort(), await freePort()];
   // The pool refetch rate only paces heartbeat news; fetches here ask directly.
   const srv = start([bin, "-server.rpc.listen.addr", `127.0.0.1:${rpc}`, "-server.http.listen.addr", `127.0.0.1:${http}`,
-    "-server.registry.max.agents", String(AGENTS + 10), "-server.registry.max.regions", String(REGIONS + 10), "-server.mesh.peers.per.region", String(peers)]);
+    "-server.registry.max.agents", String(AGENTS + 10), "-server.registry.max.regions", String(REGIONS + 10), "-server.mesh.peers.per.region", String(peers)], profilePrefix(SERVER_PROFILE));
   try {
     await waitFor("server ready", 20_000, async () => (await fetch(`http://127.0.0.1:${http}/-/ready`)).ok);
     const post = async (method: string, body: Uint8Array) => {
@@ -70,7 +73,7 @@ async function run(bin: string, peers: number): Promise<Row> {
     const again = await fetchAll(first.versions);
     return { bin, peers, cpuMs: first.cpuMs, p50: quantile(first.lat, 0.5), p99: quantile(first.lat, 0.99), kb: first.bytes / FETCHES / 1024, unchangedCpuMs: again.cpuMs };
   } finally {
-    srv.proc.kill("SIGKILL");
+    srv.proc.kill(SERVER_PROFILE ? "SIGTERM" : "SIGKILL"); // SIGTERM: a graceful exit that writes the profile
     await srv.proc.exited;
   }
 }

@@ -6,6 +6,15 @@ import { readFileSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
 import { freePort, run, start, waitFor, type Proc } from "../tests/helpers/procs.ts";
 
+/**
+ * The start() prefix that makes a server write a CPU profile to `dir` when it exits on SIGTERM
+ * (Bun's --cpu-prof; Chrome's DevTools reads it) and log every garbage collection to dir/gc.log
+ * (JavaScriptCore's BUN_JSC_logGC: `p=` is a pause of the thread, ms); [] without a dir.
+ */
+export function profilePrefix(dir: string | undefined): string[] {
+  return dir ? ["env", `BUN_OPTIONS=--cpu-prof --cpu-prof-dir=${dir}`, "BUN_JSC_logGC=1", "sh", "-c", `exec "$@" 2>>${dir}/gc.log`, "sh"] : [];
+}
+
 /** utime + stime of a process so far, seconds of CPU. */
 export function cpuSeconds(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
