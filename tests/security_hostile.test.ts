@@ -4,14 +4,15 @@
  * hundreds of idle connections. Every answer must be a clear 4xx and the server must keep serving.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { MAX_RPC_BYTES } from "../lib/rpc/limits.ts";
 import { LISTENER_TIMEOUTS } from "../lib/rpc/listen.ts";
-import { PushResultsRequestSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { PushResultsRequestSchema, PushResultsResponseSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { SERVER_BIN, freePort, killAll, samples, scrape, start, waitFor, type Proc } from "./helpers/procs.ts";
 
 const SVC = "probermesh.v1.ProberMeshService";
@@ -213,6 +214,25 @@ describe("hostile path traces: each is rejected and counted, a good one is kept,
     expect(count(after, "invalid") - count(before, "invalid")).toBe(cases.filter((c) => c[2] === "invalid").length);
     expect(count(after, "not_assigned") - count(before, "not_assigned")).toBe(1);
     expect(((await (await fetch(`http://127.0.0.1:${web2}/api/v1/paths`)).json()) as { paths: unknown[] }).paths).toEqual([]);
+  });
+  test("a binary push with one result that is not a valid message: that result is rejected (invalid, counted), the others are accepted", async () => {
+    expect(await heartbeat("cap-0", "127.0.90.1")).toBe(200);
+    expect(await heartbeat("cap-1", "127.0.90.2")).toBe(200);
+    const good = () => ({ targetRegion: "cap-1", address: "127.0.90.2", sent: 4, received: 4, rttsSeconds: Array(4).fill(0.001), time: timestampNow() });
+    const head = toBinary(PushResultsRequestSchema, create(PushResultsRequestSchema, { agent: { region: "cap-0", ip: "127.0.90.1" }, icmp: [good(), good()] }));
+    // A third icmp record (field 2) whose bytes claim a 5-byte string and hold 1: the request is
+    // well formed, the result in it is not. Results are decoded one by one as they are filed.
+    const broken = new BinaryWriter().tag(PushResultsRequestSchema.field.icmp!.number, WireType.LengthDelimited).bytes(Uint8Array.of(0x0a, 0x05, 0x41)).finish();
+    const count = (m: Awaited<ReturnType<typeof metrics>>, name: string, labels: Record<string, string>) => Number(samples(m, name, labels)[0]?.value ?? 0);
+    const before = await metrics();
+    const r = await fetch(rpcUrl("PushResults"), { method: "POST", headers: { "Content-Type": "application/proto" }, body: Buffer.concat([head, broken]) });
+    expect(r.status).toBe(200);
+    const body = fromBinary(PushResultsResponseSchema, new Uint8Array(await r.arrayBuffer()));
+    expect([body.accepted, body.rejected]).toEqual([2, 1]);
+    expect(body.rejectReasons).toEqual(["icmp result 2: not a valid icmp result message"]);
+    const after = await metrics();
+    expect(count(after, "prober_server_reject_points_total", { prober_type: "icmp", reason: "invalid" }) - count(before, "prober_server_reject_points_total", { prober_type: "icmp", reason: "invalid" })).toBe(1);
+    expect(count(after, "prober_server_receive_points_total", { prober_type: "icmp" }) - count(before, "prober_server_receive_points_total", { prober_type: "icmp" })).toBe(2);
   });
   test("a good trace next to bad ones is kept and served as JSON", async () => {
     expect(await heartbeat("cap-0", "127.0.90.1")).toBe(200);

@@ -35,6 +35,12 @@ type Res = http.ServerResponse | http2.Http2ServerResponse;
 /** Options of the handler. */
 export interface RpcHandlerOptions {
   routes: (router: ConnectRouter) => void;
+  /**
+   * Handlers for requests whose content type is not JSON (binary protobuf: Connect, gRPC,
+   * gRPC-web), in place of those of `routes` at the same path (e.g. PushResults read with a schema
+   * that leaves results encoded, lib/server/push_raw.ts).
+   */
+  binaryRoutes?: (router: ConnectRouter) => void;
   /** Largest request body read, after decompression, bytes. */
   readMaxBytes: number;
   contextValues: (req: Req) => ContextValues;
@@ -64,11 +70,17 @@ async function remapMalformed(res: UniversalServerResponse): Promise<UniversalSe
 
 /** Builds the handler. Unknown paths get 404. */
 export function rpcHandler(o: RpcHandlerOptions): (req: Req, res: Res) => void {
-  const router = createConnectRouter({ readMaxBytes: o.readMaxBytes, acceptCompression: [RPC_COMPRESSION] });
-  o.routes(router);
-  const paths = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  const handlers = (routes: (router: ConnectRouter) => void) => {
+    const router = createConnectRouter({ readMaxBytes: o.readMaxBytes, acceptCompression: [RPC_COMPRESSION] });
+    routes(router);
+    return new Map(router.handlers.map((h) => [h.requestPath, h]));
+  };
+  const paths = handlers(o.routes);
+  const binaryPaths = o.binaryRoutes ? handlers(o.binaryRoutes) : new Map<string, never>();
   return (req, res) => {
-    const h = paths.get((req.url ?? "").split("?", 2)[0]!);
+    const path = (req.url ?? "").split("?", 2)[0]!;
+    const binary = binaryPaths.get(path);
+    const h = binary && !String(req.headers["content-type"] ?? "").includes("json") ? binary : paths.get(path);
     if (!h) {
       (res as http.ServerResponse).writeHead(404);
       res.end();

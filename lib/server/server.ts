@@ -29,6 +29,7 @@ import { MeshHistory } from "./history.ts";
 import { MeshKey, meshKeyFromFile } from "./mesh_key.ts";
 import { PathStore } from "./paths.ts";
 import { checkExposure, Security, type SecurityOptions } from "./security.ts";
+import { RAW_PUSH_METHOD } from "./push_raw.ts";
 import { rpcHandler } from "./rpc_adapter.ts";
 import { Incidents } from "./incidents.ts";
 import { Lane, LANE_SLICE_MS, PUSH_QUEUE_MAX_RESULTS, Turns, watchLoopDelay } from "./lane.ts";
@@ -150,6 +151,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   });
   const connect = rpcHandler({
     routes: (router) => router.service(ProberMeshService, service), readMaxBytes: MAX_RPC_BYTES, contextValues: requestContext,
+    // Binary pushes are read with their results left encoded, each decoded when it is filed.
+    binaryRoutes: (router) => router.rpc(RAW_PUSH_METHOD, service.pushResults as never),
     log: (msg, err) => o.log.error({ err: String(err) }, msg),
   });
   const rpc: Listener = await listenH1H2c(o.rpcListenAddr, rpcGate(() => security.tokens, (reason) => metrics.authFailed(reason), connect), security.rpcTls);

@@ -18,7 +18,7 @@ import { splitHostPortTarget } from "../probes/host_port.ts";
 import { checkPathTrace } from "../probes/icmp/path_check.ts";
 import { heartbeatIntervalMs } from "../rpc/heartbeat.ts";
 import { isLoopbackHost } from "../rpc/listen.ts";
-import { DeregisterResponseSchema, GetTargetPoolResponseSchema, HeartbeatResponseSchema, PushResultsResponseSchema, type Agent, type PathTrace, type ProberMeshService, type PushResultsRequest, type PushResultsResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
+import { DeregisterResponseSchema, GetTargetPoolResponseSchema, HeartbeatResponseSchema, PushResultsResponseSchema, type Agent, type PathTrace, type ProberMeshService, type PushResultsResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import { VERSION } from "../version.ts";
 import { kPeer, kToken } from "./auth/gate.ts";
 import { regionAllowed } from "./auth/tokens.ts";
@@ -29,6 +29,7 @@ import type { Lane, Turns } from "./lane.ts";
 import type { MeshKey } from "./mesh_key.ts";
 import type { PathStore } from "./paths.ts";
 import { peerKey } from "./peers.ts";
+import { resultAt, type PushIn } from "./push_raw.ts";
 import type { TargetPool } from "./pool.ts";
 import type { RefetchPacer } from "./refetch.ts";
 import { RegistryFull, type AgentRegistry } from "./registry.ts";
@@ -121,13 +122,17 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
    * and sends it again.
    */
   const inWarmUp = () => now() - d.startedMs < d.deadAfterMs;
-  const unverifiableInWarmUp = (a: Agent, req: PushResultsRequest): number => {
+  const unverifiableInWarmUp = (a: Agent, req: PushIn): number => {
     if (!inWarmUp()) return 0;
     let n = 0;
     for (const type of PROBER_TYPES) {
       if (!d.pool.mayNameAnAgent(type)) continue;
       const kind = PROBE_KINDS[type] as ProbeKind<typeof type>;
-      for (const r of req[type] as ResultOf<typeof type>[]) if (!d.pool.isAssigned(a.region, type, r.targetRegion, kind.addressOf(r))) n++;
+      const list = req[type] as (ResultOf<typeof type> | Uint8Array)[];
+      for (let i = 0; i < list.length; i++) {
+        const r = resultAt(type, list, i);
+        if (r && !d.pool.isAssigned(a.region, type, r.targetRegion, kind.addressOf(r))) n++;
+      }
     }
     // Path traces are of mesh targets, which may be agents not registered again yet.
     for (const t of req.traces) {
@@ -137,8 +142,8 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
     return n;
   };
 
-  /** Checks, assigns and files one kind's results of a push; a step per result. */
-  const acceptKind = function* <K extends ProberType>(type: K, results: ResultOf<K>[], a: Agent, offsetMs: number, res: PushResultsResponse): Steps {
+  /** Checks, assigns and files one kind's results of a push (decoding each, push_raw.ts); a step per result. */
+  const acceptKind = function* <K extends ProberType>(type: K, results: (ResultOf<K> | Uint8Array)[], a: Agent, offsetMs: number, res: PushResultsResponse): Steps {
     const kind = PROBE_KINDS[type] as ProbeKind<K>;
     const server = SERVER_KINDS[type] as ServerKind<K>;
     const reject = (reason: RejectReason, detail: string) => {
@@ -146,7 +151,13 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
       d.metrics.rejected(type, reason);
       if (res.rejectReasons.length < MAX_REASONS) res.rejectReasons.push(detail);
     };
-    for (const r of results) {
+    for (let i = 0; i < results.length; i++) {
+      const r = resultAt(type, results, i);
+      if (!r) {
+        reject("invalid", `${type} result ${i}: not a valid ${type} result message`);
+        yield;
+        continue;
+      }
       const address = kind.addressOf(r);
       const bad = server.check(r);
       if (bad) reject("invalid", `${type} ${address.slice(0, 256)}: ${bad}`);
@@ -165,7 +176,7 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
   };
 
   /** Checks and keeps the path traces of a push (a trace is of a target of its kind assigned to the agent). */
-  const acceptTraces = (req: PushResultsRequest, a: Agent, res: PushResultsResponse) => {
+  const acceptTraces = (req: PushIn, a: Agent, res: PushResultsResponse) => {
     for (const t of req.traces) {
       const type = traceKind(t.kind);
       const bad = type ? checkPathTrace(t) || checkTracePorts(type, t) : `unknown trace kind "${t.kind.slice(0, 16)}"`;
@@ -186,7 +197,7 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
    * Keeps the AgentHealth of an accepted push (after dedupe: a resent batch's health counts once).
    * An unusable one is ignored and counted; the push's results stand.
    */
-  const acceptHealth = (req: PushResultsRequest, a: Agent) => {
+  const acceptHealth = (req: PushIn, a: Agent) => {
     const h = req.health;
     if (!h) return; // agents before 0.7: health unknown
     const bad = checkHealth(h);
@@ -199,8 +210,8 @@ export function proberMeshService(d: ServiceDeps): ServiceImpl<typeof ProberMesh
   };
 
   /** Files a claimed batch: every kind's results (a step per result), its traces, its health and its dropped points. */
-  const fileBatch = function* (req: PushResultsRequest, a: Agent, offsetMs: number, res: PushResultsResponse): Steps {
-    for (const type of PROBER_TYPES) yield* acceptKind(type, req[type] as ResultOf<typeof type>[], a, offsetMs, res);
+  const fileBatch = function* (req: PushIn, a: Agent, offsetMs: number, res: PushResultsResponse): Steps {
+    for (const type of PROBER_TYPES) yield* acceptKind(type, req[type] as (ResultOf<typeof type> | Uint8Array)[], a, offsetMs, res);
     acceptTraces(req, a, res);
     acceptHealth(req, a);
     if (req.droppedPoints > 0n) {
