@@ -22,7 +22,8 @@ import { agentHostPort, MESH_KIND, MESH_KINDS, MESH_MERGED_KINDS, meshTcpModule,
 import { splitHostPortTarget } from "../probes/host_port.ts";
 import type { ProbeBlock, ProbeFile } from "../targets/config.ts";
 import { PeerSubsets, peerKey } from "./peers.ts";
-import { answerFrom, buildArena, runsOf, segmentWire, subtractFromRuns, type EncodedRun, type WireArena } from "./pool_wire.ts";
+import { assembleLayout, newSegment, selectRuns, type Entry, type Layout, type Segment } from "./pool_layout.ts";
+import { answerFrom, buildArena, segmentWire } from "./pool_wire.ts";
 import { portsDiffer, type AgentEntry, type AgentRegistry, type RegistryEvents } from "./registry.ts";
 
 /** What the pool needs of a known agent: where it is and which responders it announced. */
@@ -39,50 +40,6 @@ const MERGED = MESH_MERGED_KINDS;
 type MeshMerged = (typeof MERGED)[number];
 
 const key = (type: ProberType, region: string, address: string) => `${type}\u0000${region}\u0000${address}`;
-
-/** One target of a segment; `agent` is its agent's identity (peerKey) when it is a known agent's mesh target the file does not list. */
-interface Entry {
-  target: TargetOf<ProberType>;
-  /** The host it names (the address without a port), to leave out an agent's own. */
-  host: string;
-  agent?: string;
-}
-
-/**
- * A segment's entries (file-listed targets first, then known agents in address order) and where
- * each agent's entry is, so a peer-subset pool takes its few peers without scanning the rest.
- */
-interface Segment {
-  entries: Entry[];
-  /** The entries that are not a known agent's (file targets, and agents the file lists). */
-  listed: Entry[];
-  /** Agent identity (peerKey) -> index of its entry in `entries`. */
-  byAgent: Map<string, number>;
-  /** Entry.host -> indices of the entries naming that host (an agent's own are left out of its pool). */
-  byHost: Map<string, number[]>;
-  /** The entries encoded (encodeField()) back to back, and where each begins; built at the first binary answer. */
-  wire?: EncodedRun;
-}
-
-/**
- * A pool's segments in order (kind, target region (a file block's own region), segment), every
- * entry numbered in that order (its index), and which segments each region has, so a peer-subset
- * pool is its few indices sorted, not a scan of every segment. Built from the segments after any
- * change (a join): per segment, not per entry (~1,500 segments at 5,000 agents in 500 regions).
- */
-interface Layout {
-  /** Segments in pool order; `first` is the index of the segment's first entry. */
-  items: { type: ProberType; region: string; seg: Segment; first: number }[];
-  /** Every entry in pool order, and its kind. */
-  entries: Entry[];
-  types: ProberType[];
-  /** Items with entries that are not a known agent's (file targets): never subsetted. */
-  listedItems: number[];
-  /** Target region -> indices of its items (where its agents' entries are). */
-  regionItems: Map<string, number[]>;
-  /** Every entry encoded, back to back (built at the first binary answer, from the segments' own). */
-  arena?: WireArena;
-}
 
 /**
  * Builds pools from the current probe file and the known agents, incrementally: each target
@@ -287,46 +244,15 @@ export class TargetPool {
 
   /**
    * The entries of the pool of an agent of `sourceRegion` (poolFor()), as runs of `layout`'s
-   * indices (pool_wire.ts answerFrom()). The full mesh is whole segments: a few runs, minus the
-   * agent's own entries (found by its host, not by looking at every entry).
+   * indices (pool_layout.ts selectRuns()).
    */
   private select(layout: Layout, sourceRegion: string, agentIp: string): Int32Array {
-    // The agent's own targets: its IP, and ip:port of a tcp listener only when that is an agent's (mesh) target.
-    // They are in the segments of the regions where that IP is a known agent, and in those listing file targets.
-    const own: number[] = [];
-    if (agentIp) {
-      const items = new Set(layout.listedItems);
-      for (const region of this.agentIpRegions.get(agentIp)?.keys() ?? []) for (const i of layout.regionItems.get(region) ?? []) items.add(i);
-      for (const i of items) for (const j of layout.items[i]!.seg.byHost.get(agentIp) ?? []) own.push(layout.items[i]!.first + j);
-      own.sort((x, y) => x - y);
-    }
-    const ownTargets = own.filter((g) => layout.types[g] !== "tcp" || this.agentKeys.has(key("tcp", layout.entries[g]!.target.targetRegion, (layout.entries[g]!.target as TargetOf<"tcp">).address)));
-    const peers = this.subsets && agentIp ? this.subsets.peersOf(sourceRegion, agentIp) : undefined;
-    if (!peers) {
-      const runs: number[] = [];
-      for (const { region, seg, first } of layout.items) {
-        if ((!this.probeSelf && region === sourceRegion) || !seg.entries.length) continue;
-        if (runs.length && runs[runs.length - 1] === first) runs[runs.length - 1] = first + seg.entries.length;
-        else runs.push(first, first + seg.entries.length);
-      }
-      return subtractFromRuns(runs, ownTargets);
-    }
-    // Peer subsets: file targets whole, the own region whole (-server.probe.self), and of other
-    // regions' agents only the peers; in layout order (every server hands out the same pool).
-    const sel: number[] = [];
-    for (const i of layout.listedItems) {
-      const { region, seg, first } = layout.items[i]!;
-      if (region !== sourceRegion) for (const [j, e] of seg.entries.entries()) if (!e.agent) sel.push(first + j);
-    }
-    if (this.probeSelf) for (const { region, seg, first } of layout.items) if (region === sourceRegion) for (let g = first; g < first + seg.entries.length; g++) sel.push(g);
-    for (const id of peers) {
-      for (const i of layout.regionItems.get(id.slice(0, id.indexOf("\u0000"))) ?? []) {
-        const { seg, first } = layout.items[i]!;
-        const j = seg.byAgent.get(id);
-        if (j !== undefined) sel.push(first + j);
-      }
-    }
-    return runsOf(Int32Array.from(sel).sort(), new Set(ownTargets));
+    return selectRuns(layout, {
+      sourceRegion, agentIp, probeSelf: this.probeSelf,
+      agentRegions: (agentIp && this.agentIpRegions.get(agentIp)?.keys()) || [],
+      peers: this.subsets && agentIp ? this.subsets.peersOf(sourceRegion, agentIp) : undefined,
+      isAgentTcp: (t) => this.agentKeys.has(key("tcp", t.targetRegion, t.address)),
+    });
   }
 
   /** Every segment of a redaction variant in pool order, and where each agent's entries are; kept until a segment changes. */
@@ -338,15 +264,7 @@ export class TargetPool {
     for (const { type, region } of order.merged) items.push({ type, region, seg: this.segment(variant, type, region, redact), first: 0 });
     for (const [i, b] of this.file.blocks.entries()) if (!(MERGED as readonly string[]).includes(b.proberType)) items.push({ type: b.proberType, region: b.region, seg: this.segment(variant, b.proberType, `${i}`, redact, b), first: 0 });
     for (const region of order.tcp) items.push({ type: "tcp", region, seg: this.segment(variant, "tcp", region, redact), first: 0 });
-    const out: Layout = { items, entries: [], types: [], listedItems: [], regionItems: new Map() };
-    items.forEach((it, i) => {
-      it.first = out.entries.length;
-      for (const e of it.seg.entries) (out.entries.push(e), out.types.push(it.type));
-      if (it.seg.listed.length) out.listedItems.push(i);
-      const at = out.regionItems.get(it.region);
-      if (at) at.push(i);
-      else out.regionItems.set(it.region, [i]);
-    });
+    const out = assembleLayout(items);
     this.layouts.set(variant, out);
     return out;
   }
@@ -396,13 +314,7 @@ export class TargetPool {
       for (const address of listed) add(t, region, address, module);
       for (const [address, agent] of sorted(agents)) if (!listed.has(address)) add(t, region, address, module, agent);
     }
-    const seg: Segment = { entries, listed: entries.filter((e) => !e.agent), byAgent: new Map(), byHost: new Map() };
-    for (const [i, e] of entries.entries()) {
-      if (e.agent) seg.byAgent.set(e.agent, i);
-      const at = seg.byHost.get(e.host);
-      if (at) at.push(i);
-      else seg.byHost.set(e.host, [i]);
-    }
+    const seg = newSegment(entries);
     this.segments.set(ck, seg);
     return seg;
   }
