@@ -15,7 +15,7 @@ export interface AgentLabels {
 /** Why a pushed result was rejected (label `reason` of prober_server_reject_points_total). */
 export const REJECT_REASONS = {
   not_assigned: "its target was not handed to the agent's region (or names an agent that said goodbye or was forgotten)",
-  invalid: "its numbers are unusable (out of range, inconsistent, unknown failed_reason)",
+  invalid: "its numbers are unusable (out of range, inconsistent, unknown failed_reason), or in a binary push its bytes are not a valid result message",
   target_left: "its target is an agent that said goodbye within the last minute (or ratio x interval, if longer), plus the time -server.pool.refetch.rate takes to tell every agent of the registry's size: a round in flight when it left, or before the prober's next pool fetch; dropped without a warning to the agent, never counted as loss",
   duplicate: "its batch was accepted before, by this or another server sharing the registry (a resend after a lost answer): answered with success, not counted again",
 } as const;
