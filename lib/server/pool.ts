@@ -119,7 +119,6 @@ export class TargetPool {
   private changedRegion(region: string, affected?: Iterable<string>): void {
     for (const k of [...this.segments.keys()]) if (k.endsWith(`\u0000${region}`)) this.segments.delete(k);
     this.layouts.clear();
-    this.order = undefined;
     if (!affected) {
       this.globalStamp = ++this.tick;
       return;
@@ -156,12 +155,13 @@ export class TargetPool {
     let m = this.agentTargets.get(tk);
     if (n > 0) {
       this.agentKeys.set(k, n);
-      if (!m) this.agentTargets.set(tk, (m = new Map()));
+      // A (kind, region) that had no agent: the regions' order changes (a join in a known region keeps it).
+      if (!m) (this.agentTargets.set(tk, (m = new Map())), (this.order = undefined));
       m.set(address, agent);
     } else {
       this.agentKeys.delete(k);
       m?.delete(address);
-      if (m && !m.size) this.agentTargets.delete(tk);
+      if (m && !m.size) (this.agentTargets.delete(tk), (this.order = undefined));
     }
   }
 
