@@ -48,6 +48,8 @@ export interface Layout {
   listedItems: number[];
   /** Target region -> indices of its items (where its agents' entries are). */
   regionItems: Map<string, number[]>;
+  /** Agent identity -> the indices of its entries, filled as peer-subset pools ask (one lookup per peer and answer). */
+  agentEntries: Map<string, number[]>;
   /** Every entry encoded, back to back (built at the first binary answer, from the segments' own). */
   arena?: WireArena;
 }
@@ -66,7 +68,7 @@ export function newSegment(entries: Entry[]): Segment {
 
 /** Numbers the entries of `items` (segments in pool order) and indexes the items by region. */
 export function assembleLayout(items: Layout["items"]): Layout {
-  const out: Layout = { items, entries: [], types: [], listedItems: [], regionItems: new Map() };
+  const out: Layout = { items, entries: [], types: [], listedItems: [], regionItems: new Map(), agentEntries: new Map() };
   items.forEach((it, i) => {
     it.first = out.entries.length;
     for (const e of it.seg.entries) (out.entries.push(e), out.types.push(it.type));
@@ -75,6 +77,20 @@ export function assembleLayout(items: Layout["items"]): Layout {
     if (at) at.push(i);
     else out.regionItems.set(it.region, [i]);
   });
+  return out;
+}
+
+/** The indices of agent `id`'s entries: in its region's segments (its identity is region\0ip); kept in the layout. */
+function agentEntries(layout: Layout, id: string): number[] {
+  let out = layout.agentEntries.get(id);
+  if (out) return out;
+  out = [];
+  for (const i of layout.regionItems.get(id.slice(0, id.indexOf("\u0000"))) ?? []) {
+    const { seg, first } = layout.items[i]!;
+    const j = seg.byAgent.get(id);
+    if (j !== undefined) out.push(first + j);
+  }
+  layout.agentEntries.set(id, out);
   return out;
 }
 
@@ -126,13 +142,6 @@ export function selectRuns(layout: Layout, a: PoolAsker): Int32Array {
     if (region !== a.sourceRegion) for (const [j, e] of seg.entries.entries()) if (!e.agent) sel.push(first + j);
   }
   if (a.probeSelf) for (const { region, seg, first } of layout.items) if (region === a.sourceRegion) for (let g = first; g < first + seg.entries.length; g++) sel.push(g);
-  for (const id of a.peers) {
-    // A peer's entries are in its region's segments (its identity is region\0ip).
-    for (const i of layout.regionItems.get(id.slice(0, id.indexOf("\u0000"))) ?? []) {
-      const { seg, first } = layout.items[i]!;
-      const j = seg.byAgent.get(id);
-      if (j !== undefined) sel.push(first + j);
-    }
-  }
+  for (const id of a.peers) for (const g of agentEntries(layout, id)) sel.push(g);
   return runsOf(Int32Array.from(sel).sort(), new Set(ownTargets));
 }
