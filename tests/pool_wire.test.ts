@@ -1,5 +1,6 @@
 /**
- * lib/server/pool_wire.ts: a pool answer's entries as runs of arena indices. The run helpers are
+ * lib/server/pool_wire.ts and pool_layout.ts: a pool answer's entries as runs of arena indices,
+ * found per segment. The run helpers are
  * checked against the plain list of indices they stand for, over many random selections, and an
  * answer copied from runs against toBinary of the same targets as a message.
  */
@@ -9,6 +10,7 @@ import { GetTargetPoolResponseSchema } from "../lib/rpc/gen/probermesh/v1/prober
 import { PROBE_KINDS } from "../lib/probes/kinds.ts";
 import type { ProberType, TargetOf } from "../lib/probes/kind.ts";
 import { answerFrom, buildArena, runsOf, segmentWire, subtractFromRuns } from "../lib/server/pool_wire.ts";
+import { assembleLayout, entryAt, forEachEntry, newSegment } from "../lib/server/pool_layout.ts";
 
 /** The indices runs stand for. */
 const expand = (runs: ArrayLike<number>) => {
@@ -57,15 +59,40 @@ describe("runs of arena indices", () => {
       for (const t of seg) types.push(type), targets.push(t);
       return segmentWire(type, seg.map((target) => ({ target })));
     });
-    const arena = buildArena(segments, types);
+    const arena = buildArena(segments, types.length);
     expect(arena.start[40]).toBe(arena.bytes.length);
     for (const runs of [[0, 40], [1, 2, 5, 9, 30, 40], [39, 40], [2, 3, 4, 5], [0, 14], [3, 9]]) {
       const msg = create(GetTargetPoolResponseSchema, {});
       for (const g of expand(runs)) (msg[types[g]!] as TargetOf<ProberType>[]).push(targets[g]!);
-      const wire = toBinary(GetTargetPoolResponseSchema, answerFrom(arena, Int32Array.from(runs)));
+      const wire = toBinary(GetTargetPoolResponseSchema, answerFrom(arena, Int32Array.from(runs), types[runs[0]!]!));
       expect(fromBinary(GetTargetPoolResponseSchema, wire)).toEqual(msg);
       // One kind: the same bytes (with several, the layout's kind order may differ from field-number order).
       if (runs.length === 2 && runs[1]! <= 14) expect(Buffer.from(wire)).toEqual(Buffer.from(toBinary(GetTargetPoolResponseSchema, msg)));
+    }
+  });
+});
+
+describe("a layout's entries, found per segment", () => {
+  test("entryAt and forEachEntry agree with the entries laid end to end, empty segments anywhere", () => {
+    for (let seed = 1; seed <= 100; seed++) {
+      const r = rng(seed);
+      const flat: { type: ProberType; address: string }[] = [];
+      const items = Array.from({ length: 1 + Math.floor(r() * 12) }, (_, s) => {
+        const type = (["icmp", "udp", "tcp"] as const)[s % 3]!;
+        const entries = Array.from({ length: r() < 0.3 ? 0 : 1 + Math.floor(r() * 5) }, (_, j) => ({ target: { targetRegion: `r${s}` } as TargetOf<ProberType>, host: `127.0.${s}.${j}` }));
+        for (const e of entries) flat.push({ type, address: e.host });
+        return { type, region: `r${s}`, seg: newSegment(entries), first: -1 };
+      });
+      const layout = assembleLayout(items);
+      expect(layout.size).toBe(flat.length);
+      for (let g = 0; g < flat.length; g++) {
+        const { type, entry } = entryAt(layout, g);
+        expect({ seed, g, type, address: entry.host }).toEqual({ seed, g, ...flat[g]! });
+      }
+      const picked = Array.from({ length: flat.length }, (_, g) => g).filter(() => r() < 0.5);
+      const seen: { type: ProberType; address: string }[] = [];
+      forEachEntry(layout, runsOf(Int32Array.from(picked)), (type, e) => seen.push({ type, address: e.host }));
+      expect({ seed, seen }).toEqual({ seed, seen: picked.map((g) => flat[g]!) });
     }
   });
 });

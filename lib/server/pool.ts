@@ -22,7 +22,7 @@ import { agentHostPort, MESH_KIND, MESH_KINDS, MESH_MERGED_KINDS, meshTcpModule,
 import { splitHostPortTarget } from "../probes/host_port.ts";
 import type { ProbeBlock, ProbeFile } from "../targets/config.ts";
 import { PeerSubsets, peerKey } from "./peers.ts";
-import { assembleLayout, newSegment, selectRuns, type Entry, type Layout, type Segment } from "./pool_layout.ts";
+import { assembleLayout, entryAt, forEachEntry, newSegment, selectRuns, type Entry, type Layout, type Segment } from "./pool_layout.ts";
 import { answerFrom, buildArena, segmentWire } from "./pool_wire.ts";
 import { portsDiffer, type AgentEntry, type AgentRegistry, type RegistryEvents } from "./registry.ts";
 
@@ -227,8 +227,7 @@ export class TargetPool {
   poolFor(sourceRegion: string, agentIp = "", redact?: string): GetTargetPoolResponse {
     const out = create(GetTargetPoolResponseSchema, {});
     const layout = this.layout(redact ?? "\u0001", redact);
-    const runs = this.select(layout, sourceRegion, agentIp);
-    for (let k = 0; k < runs.length; k += 2) for (let g = runs[k]!; g < runs[k + 1]!; g++) (out[layout.types[g]!] as TargetOf<ProberType>[]).push(layout.entries[g]!.target);
+    forEachEntry(layout, this.select(layout, sourceRegion, agentIp), (type, e) => (out[type] as TargetOf<ProberType>[]).push(e.target));
     return out;
   }
 
@@ -238,8 +237,9 @@ export class TargetPool {
    */
   poolWireFor(sourceRegion: string, agentIp = "", redact?: string): GetTargetPoolResponse {
     const layout = this.layout(redact ?? "\u0001", redact);
-    layout.arena ??= buildArena(layout.items.map(({ type, seg }) => (seg.wire ??= segmentWire(type, seg.entries))), layout.types);
-    return answerFrom(layout.arena, this.select(layout, sourceRegion, agentIp));
+    layout.arena ??= buildArena(layout.items.map(({ type, seg }) => (seg.wire ??= segmentWire(type, seg.entries))), layout.size);
+    const runs = this.select(layout, sourceRegion, agentIp);
+    return answerFrom(layout.arena, runs, runs.length ? entryAt(layout, runs[0]!).type : "icmp");
   }
 
   /**

@@ -41,9 +41,8 @@ export interface Segment {
 export interface Layout {
   /** Segments in pool order (kind, target region (a file block's own region)); `first` is the index of the segment's first entry. */
   items: { type: ProberType; region: string; seg: Segment; first: number }[];
-  /** Every entry in pool order, and its kind. */
-  entries: Entry[];
-  types: ProberType[];
+  /** Entries in all (the index after the last). */
+  size: number;
   /** Items with entries that are not a known agent's (file targets): never subsetted. */
   listedItems: number[];
   /** Target region -> indices of its items (where its agents' entries are). */
@@ -66,18 +65,49 @@ export function newSegment(entries: Entry[]): Segment {
   return seg;
 }
 
-/** Numbers the entries of `items` (segments in pool order) and indexes the items by region. */
+/** Numbers the entries of `items` (segments in pool order) and indexes the items by region: O(segments), not O(entries). */
 export function assembleLayout(items: Layout["items"]): Layout {
-  const out: Layout = { items, entries: [], types: [], listedItems: [], regionItems: new Map(), agentEntries: new Map() };
+  const out: Layout = { items, size: 0, listedItems: [], regionItems: new Map(), agentEntries: new Map() };
   items.forEach((it, i) => {
-    it.first = out.entries.length;
-    for (const e of it.seg.entries) (out.entries.push(e), out.types.push(it.type));
+    it.first = out.size;
+    out.size += it.seg.entries.length;
     if (it.seg.listed.length) out.listedItems.push(i);
     const at = out.regionItems.get(it.region);
     if (at) at.push(i);
     else out.regionItems.set(it.region, [i]);
   });
   return out;
+}
+
+/** The index in `layout.items` of the segment holding entry `g` (0 <= g < size): a binary search over the segments. */
+function itemOf(layout: Layout, g: number): number {
+  const { items } = layout;
+  let lo = 0, hi = items.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (items[mid]!.first <= g) lo = mid;
+    else hi = mid - 1;
+  }
+  // Empty segments share their `first` with the next one: the one holding g is the last of them.
+  return lo;
+}
+
+/** Entry `g` of the layout and its kind. */
+export function entryAt(layout: Layout, g: number): { type: ProberType; entry: Entry } {
+  const it = layout.items[itemOf(layout, g)]!;
+  return { type: it.type, entry: it.seg.entries[g - it.first]! };
+}
+
+/** Calls `fn` with every entry of `runs` (selectRuns()) and its kind, in order. */
+export function forEachEntry(layout: Layout, runs: Int32Array, fn: (type: ProberType, e: Entry) => void): void {
+  for (let k = 0; k < runs.length; k += 2) {
+    let i = itemOf(layout, runs[k]!);
+    for (let g = runs[k]!; g < runs[k + 1]!; g++) {
+      while (g >= layout.items[i]!.first + layout.items[i]!.seg.entries.length) i++;
+      const it = layout.items[i]!;
+      fn(it.type, it.seg.entries[g - it.first]!);
+    }
+  }
 }
 
 /** The indices of agent `id`'s entries: in its region's segments (its identity is region\0ip); kept in the layout. */
@@ -119,14 +149,16 @@ export interface PoolAsker {
 export function selectRuns(layout: Layout, a: PoolAsker): Int32Array {
   // The agent's own entries are in the segments of the regions where its IP is a known agent,
   // and in those listing file targets.
-  const own: number[] = [];
+  const ownTargets: number[] = [];
   if (a.agentIp) {
     const items = new Set(layout.listedItems);
     for (const region of a.agentRegions) for (const i of layout.regionItems.get(region) ?? []) items.add(i);
-    for (const i of items) for (const j of layout.items[i]!.seg.byHost.get(a.agentIp) ?? []) own.push(layout.items[i]!.first + j);
-    own.sort((x, y) => x - y);
+    for (const i of items) {
+      const { type, seg, first } = layout.items[i]!;
+      for (const j of seg.byHost.get(a.agentIp) ?? []) if (type !== "tcp" || a.isAgentTcp(seg.entries[j]!.target as TargetOf<"tcp">)) ownTargets.push(first + j);
+    }
+    ownTargets.sort((x, y) => x - y);
   }
-  const ownTargets = own.filter((g) => layout.types[g] !== "tcp" || a.isAgentTcp(layout.entries[g]!.target as TargetOf<"tcp">));
   if (!a.peers) {
     const runs: number[] = [];
     for (const { region, seg, first } of layout.items) {

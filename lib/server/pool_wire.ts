@@ -38,10 +38,8 @@ export interface EncodedRun {
   start: Int32Array;
 }
 
-/** Every entry of a pool layout encoded, back to back, and each entry's kind (for the first field's tag). */
-export interface WireArena extends EncodedRun {
-  types: ProberType[];
-}
+/** Every entry of a pool layout encoded, back to back. */
+export type WireArena = EncodedRun;
 
 /** One segment's targets (all of kind `type`) encoded, once per segment (kept until its region changes). */
 export function segmentWire(type: ProberType, targets: readonly { target: TargetOf<ProberType> }[]): EncodedRun {
@@ -53,10 +51,10 @@ export function segmentWire(type: ProberType, targets: readonly { target: Target
 
 /**
  * A layout's arena from its segments' encodings in pool order (one copy per segment, not per
- * target: a join rebuilds the layout); `types` = each entry's kind.
+ * target: a join rebuilds the layout); `size` = entries in all.
  */
-export function buildArena(segments: readonly EncodedRun[], types: ProberType[]): WireArena {
-  const start = new Int32Array(types.length + 1);
+export function buildArena(segments: readonly EncodedRun[], size: number): WireArena {
+  const start = new Int32Array(size + 1);
   let n = 0, base = 0;
   for (const s of segments) {
     const k = s.start.length - 1;
@@ -64,19 +62,19 @@ export function buildArena(segments: readonly EncodedRun[], types: ProberType[])
     n += k;
     base += s.bytes.length;
   }
-  return { bytes: Buffer.concat(segments.map((s) => s.bytes), base), start, types };
+  return { bytes: Buffer.concat(segments.map((s) => s.bytes), base), start };
 }
 
 /**
  * The answer of arena entries in `runs`: half-open index ranges [from, to) as pairs
- * (from0, to0, from1, to1, ...), ascending and not overlapping. Each run is copied with one native
- * copy, into one buffer, as one unknown field.
+ * (from0, to0, from1, to1, ...), ascending and not overlapping; `firstType` is the first entry's
+ * kind (its field tag is the unknown field's). Each run is copied with one native copy, into one
+ * buffer, as one unknown field.
  */
-export function answerFrom(arena: WireArena, runs: Int32Array): GetTargetPoolResponse {
+export function answerFrom(arena: WireArena, runs: Int32Array, firstType: ProberType): GetTargetPoolResponse {
   const out = create(GetTargetPoolResponseSchema, {});
   if (!runs.length) return out;
   const { bytes, start } = arena;
-  const firstType = arena.types[runs[0]!]!;
   const skip = FIELD_TAGS[firstType].length;
   let size = -skip;
   for (let k = 0; k < runs.length; k += 2) size += start[runs[k + 1]!]! - start[runs[k]!]!;
