@@ -124,13 +124,15 @@ describe.skipIf(!ok)("through the binaries", () => {
     agent.proc.kill("SIGSTOP");
     await Bun.sleep(3000);
     agent.proc.kill("SIGCONT");
-    // Three targets, 1 s interval: about three rounds of each came due while it was stopped, and
-    // ran late once it went on.
+    // Three targets, 1 s interval: about three rounds of each came due while it was stopped; the
+    // first of them runs late once it goes on, unless that target's previous round was still in
+    // flight when the agent froze: then its missed rounds are skipped, not counted (the
+    // scheduler's rule). So at least two of the three, usually three.
     // The loopback control runs once per interval and reaches the server with the next push: wait
     // for it too (CI once read the late rounds a push before the next loopback round's counts).
     const after = await waitFor("late rounds after the stop, and loopback rounds since", 15_000, async () => {
       const c = await counters(AGENT);
-      return c.late >= healthy.late + 3 && c.sent > healthy.sent ? c : undefined;
+      return c.late >= healthy.late + 2 && c.sent > healthy.sent ? c : undefined;
     });
     console.log(`after SIGSTOP 3 s: ${after.due - healthy.due} more rounds due, ${after.late - healthy.late} late; loopback ${after.received}/${after.sent}`);
     expect(after.late).toBeLessThanOrEqual(after.due);
