@@ -3,18 +3,33 @@
  * heartbeat answer tells, on a clock the test moves. Through the binary: tests/pool_refetch_e2e.test.ts.
  */
 import { describe, expect, test } from "bun:test";
-import { RefetchPacer } from "../lib/server/refetch.ts";
+import { REFETCH_BURST_S, RefetchPacer } from "../lib/server/refetch.ts";
 
 const agents = Array.from({ length: 10 }, (_, i) => `r${i % 3}\u000010.0.0.${i}`);
 
 describe("RefetchPacer", () => {
-  test("a change reaches at most `rate` agents a second; the others keep the version they hold until their turn", () => {
+  test("a change reaches at most `rate` agents a second, at most REFETCH_BURST_S seconds' worth at once; the others keep the version they hold until their turn", () => {
+    let t = 1_000_000;
+    const rate = 10 / REFETCH_BURST_S; // a burst of 10
+    const many = Array.from({ length: 100 }, (_, i) => `r${i % 3}\u000010.0.1.${i}`);
+    const p = new RefetchPacer(rate, 1000, () => t);
+    // First heartbeats: everyone is told the current version at once, whatever the budget.
+    for (const a of many) expect(p.version(a, 7n)).toBe(7n);
+    // The pools change (a join): heartbeats at the same moment tell a burst's worth, 10 of 100.
+    expect(many.map((a) => p.version(a, 8n)).filter((v) => v === 8n)).toHaveLength(10);
+    // Heartbeats spread over the next second (as agents' are) tell `rate` more in that second, one by one.
+    let toldNext = 0;
+    for (const a of many) {
+      t += 1000 / many.length;
+      if (p.version(a, 8n) === 8n) toldNext++;
+    }
+    expect(Math.abs(toldNext - rate)).toBeLessThanOrEqual(10);
+  });
+
+  test("every agent is told in time; once told, it keeps that version without spending the budget", () => {
     let t = 1_000_000;
     const p = new RefetchPacer(2, 100, () => t);
-    // First heartbeats: everyone is told the current version at once, whatever the budget.
     for (const a of agents) expect(p.version(a, 7n)).toBe(7n);
-    // The pools change (a join): a heartbeat round within the same second tells 2 of 10.
-    expect(agents.map((a) => p.version(a, 8n)).filter((v) => v === 8n)).toHaveLength(2);
     const told = new Set<string>();
     for (let second = 1; second <= 10 && told.size < agents.length; second++) {
       t += 1000;

@@ -12,14 +12,22 @@
  *
  * An agent never told any version (its first heartbeat, or one to a restarted server) is told the
  * current one at once: it fetches its first pool anyway. A token bucket of `rate` tokens a
- * second holds at most one second's worth, so an idle server answers a single change at once.
+ * second holds at most REFETCH_BURST_S seconds' worth (at least one token), so an idle server
+ * answers a single change at once, and a change does not queue a whole second's answers at the
+ * moment it happens (at 50 a second, 5,000 agents and N = 2: ~50 answers of ~5 ms each, which a
+ * pool fetch arriving then waited behind); after that the tokens come one by one, evenly spread.
  */
+
+/** Seconds of -server.pool.refetch.rate the token bucket holds at most (the largest burst of refetches told at once). */
+export const REFETCH_BURST_S = 0.2;
 
 /** Decides which pool_version each heartbeat answer tells its agent. */
 export class RefetchPacer {
   /** Agent identity -> the pool_version last told; at most `maxAgents` (oldest out first). */
   private readonly told = new Map<string, bigint>();
   private tokens: number;
+  /** Tokens held at most: REFETCH_BURST_S seconds' worth, at least one. */
+  private readonly capacity: number;
   private lastMs: number;
 
   /**
@@ -28,7 +36,8 @@ export class RefetchPacer {
    * @param now clock, unix ms
    */
   constructor(readonly ratePerSec: number, private readonly maxAgents: number, private readonly now: () => number = () => Date.now()) {
-    this.tokens = ratePerSec;
+    this.capacity = Math.max(1, ratePerSec * REFETCH_BURST_S);
+    this.tokens = this.capacity;
     this.lastMs = now();
   }
 
@@ -63,7 +72,7 @@ export class RefetchPacer {
 
   private take(): boolean {
     const t = this.now();
-    this.tokens = Math.min(this.ratePerSec, this.tokens + ((t - this.lastMs) / 1000) * this.ratePerSec);
+    this.tokens = Math.min(this.capacity, this.tokens + ((t - this.lastMs) / 1000) * this.ratePerSec);
     this.lastMs = t;
     if (this.tokens < 1) return false;
     this.tokens -= 1;
