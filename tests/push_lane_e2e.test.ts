@@ -3,7 +3,8 @@
  * "The server's thread"): pushes are filed in slices, so a heartbeat that arrives while
  * thousands of results wait is answered before they are filed; when more than
  * -server.push.queue.max.results wait, a push is answered `unavailable` (server busy) and counted,
- * and sent again it counts once: nothing lost, nothing twice. Only loopback; target IPs are
+ * and sent again it counts once: nothing lost, nothing twice; a server kept busy fires
+ * ProberMeshServerSaturated (promtool, on its recorded scrapes). Only loopback; target IPs are
  * strings in the registry, never sent to.
  */
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -12,10 +13,16 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { rttBucketCounts } from "../lib/probes/icmp/buckets.ts";
 import { IcmpResultSchema } from "../lib/rpc/gen/probermesh/v1/icmp_pb.ts";
 import { HeartbeatRequestSchema, PushResultsRequestSchema } from "../lib/rpc/gen/probermesh/v1/probermesh_pb.ts";
-import { SERVER_BIN, freePort, killAll, run, samples, scrape, skipReason, start, waitFor, type Proc } from "./helpers/procs.ts";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { ROOT, SERVER_BIN, freePort, killAll, run, samples, scrape, skipReason, start, waitFor, type Proc } from "./helpers/procs.ts";
+import { expectedAlert, inputSeries, metricsRead, readRules, recordScrapes } from "./helpers/recorded.ts";
 
 const redisBin = Bun.which("redis-server");
 if (!redisBin) skipReason("push_lane_e2e.test.ts: the failover case needs redis-server (apt-get install redis-server)");
+const promtool = Bun.which("promtool");
+if (!promtool) skipReason("push_lane_e2e.test.ts: the saturation alert case needs promtool (apt-get install prometheus)");
+const RULES = `${ROOT}deploy/prometheus/probermesh.rules.yml`;
 
 const SOURCE = { region: "lane-src", ip: "127.0.95.200", version: "0.9.0" };
 const TARGETS = Array.from({ length: 50 }, (_, i) => ({ region: "lane-dst", ip: `127.0.95.${i + 1}`, version: "0.9.0" }));
@@ -110,6 +117,52 @@ describe("the background lane", () => {
     expect(await metric(s, "prober_server_receive_points_total", { prober_type: "icmp" })).toBe(PUSHES * ROUNDS * TARGETS.length);
     expect(await metric(s, "prober_server_reject_points_total", { prober_type: "icmp", reason: "duplicate" })).toBe(0);
     expect(await metric(s, "prober_server_lane_queued_results")).toBe(0);
+  }, 90_000);
+
+  test.skipIf(!promtool)("a server kept busy fires ProberMeshServerSaturated in promtool, on its own recorded series; silent before", async () => {
+    const s = await startServer(["-server.push.queue.max.results", "5000"]);
+    for (const a of [SOURCE, ...TARGETS]) await heartbeat(s, a);
+    const rules = readRules(RULES);
+    const rule = rules.find((r) => r.alert === "ProberMeshServerSaturated")!;
+    // Scrapes every 0.5 s presented as 15 s steps: `for: 5m` is 20 steps, 10 s of flooding.
+    const recorder = recordScrapes({ s1: () => scrape(`http://127.0.0.1:${s.web}/metrics`) }, metricsRead([rule]), 500);
+    await Bun.sleep(2_000);
+    const kFlood = recorder.now();
+    // Eight agents' worth of pushes at a time, each sent again until taken (as agents do), for 15 s.
+    let seq = 10_000, deferred = 0;
+    const until = Date.now() + 15_000;
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (Date.now() < until) {
+        const body = pushBody(++seq, 40);
+        for (;;) {
+          const r = await post(s, "PushResults", body);
+          await r.arrayBuffer();
+          if (r.status === 200) break;
+          deferred++;
+        }
+      }
+    }));
+    const kEnd = recorder.now() - 1;
+    const steps = await recorder.stop();
+    expect(deferred).toBeGreaterThan(0);
+    const at = (k: number) => `${k * 15}s`;
+    const file = {
+      rule_files: [RULES], evaluation_interval: "15s",
+      tests: [{
+        name: `recorded: pushes flooded from step ${kFlood} to ${kEnd} (${deferred} deferred as busy)`,
+        interval: "15s", input_series: inputSeries(steps),
+        alert_rule_test: [
+          { alertname: "ProberMeshServerSaturated", eval_time: at(kFlood - 1), exp_alerts: [] },
+          { alertname: "ProberMeshServerSaturated", eval_time: at(kEnd), exp_alerts: [expectedAlert(rule, { instance: "s1" })] },
+        ],
+      }],
+    };
+    const path = `${mkdtempSync(`${tmpdir()}/pm-saturated-`)}/saturated.test.yml`;
+    writeFileSync(path, JSON.stringify(file, null, 1));
+    const r = await run([promtool!, "test", "rules", path]);
+    const said = `${r.stdout}${r.stderr}`;
+    if (r.code !== 0) console.log(`promtool test rules ${path}:\n${said.slice(0, 4000)}`);
+    expect(said).toContain("SUCCESS");
   }, 90_000);
 
   test.skipIf(!redisBin)("a server SIGKILLed while batches wait in its lane has not claimed them: resent to the other server (one Redis), they count there", async () => {
