@@ -154,8 +154,13 @@ describe.skipIf(!!missing)("a region cut off", () => {
     writeFileSync(path, JSON.stringify(file, null, 1));
     const r = await run(["promtool", "test", "rules", path]);
     expect(`${r.stdout}${r.stderr}`).toContain("SUCCESS");
-    // rc's agents measured the cut themselves and delivered it late: counted, never rejected.
-    expect(samples(after, "prober_server_reject_points_total").reduce((n, s) => n + Number(s.value), 0)).toBe(0);
+    // rc's agents measured the cut themselves and delivered it late: counted, never rejected. A
+    // push in flight when the cut began may have reached the server with its answer lost: the
+    // agent sends it again after the restore and the server refuses it as a duplicate (counted
+    // once, the exactly-once rule); no other reason may appear (CI once saw 10 such results).
+    const rejected = samples(after, "prober_server_reject_points_total").filter((s) => Number(s.value) > 0).map((s) => `${s.labels.reason}=${s.value}`);
+    console.log(`rejected after the cut: ${rejected.join(", ") || "none"}`);
+    expect(rejected.filter((r) => !r.startsWith("duplicate="))).toEqual([]);
     expect(samples(after, "prober_server_late_points_total", { prober_type: "icmp" }).reduce((n, s) => n + Number(s.value), 0)).toBeGreaterThan(0);
   }, 150_000);
 });
