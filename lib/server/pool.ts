@@ -22,7 +22,7 @@ import { agentHostPort, MESH_KIND, MESH_KINDS, MESH_MERGED_KINDS, meshTcpModule,
 import { splitHostPortTarget } from "../probes/host_port.ts";
 import type { ProbeBlock, ProbeFile } from "../targets/config.ts";
 import { PeerSubsets, peerKey } from "./peers.ts";
-import { assembleLayout, entryAt, forEachEntry, newSegment, selectRuns, type Entry, type Layout, type Segment } from "./pool_layout.ts";
+import { assembleLayout, forEachEntry, newSegment, selectRuns, type Entry, type Layout, type Segment } from "./pool_layout.ts";
 import { answerFrom, buildArena, segmentWire } from "./pool_wire.ts";
 import { portsDiffer, type AgentEntry, type AgentRegistry, type RegistryEvents } from "./registry.ts";
 
@@ -238,8 +238,7 @@ export class TargetPool {
   poolWireFor(sourceRegion: string, agentIp = "", redact?: string): GetTargetPoolResponse {
     const layout = this.layout(redact ?? "\u0001", redact);
     layout.arena ??= buildArena(layout.items.map(({ type, seg }) => (seg.wire ??= segmentWire(type, seg.entries))), layout.size);
-    const runs = this.select(layout, sourceRegion, agentIp);
-    return answerFrom(layout.arena, runs, runs.length ? entryAt(layout, runs[0]!).type : "icmp");
+    return answerFrom(layout.arena, this.select(layout, sourceRegion, agentIp));
   }
 
   /**

@@ -92,12 +92,6 @@ function itemOf(layout: Layout, g: number): number {
   return lo;
 }
 
-/** Entry `g` of the layout and its kind. */
-export function entryAt(layout: Layout, g: number): { type: ProberType; entry: Entry } {
-  const it = layout.items[itemOf(layout, g)]!;
-  return { type: it.type, entry: it.seg.entries[g - it.first]! };
-}
-
 /** Calls `fn` with every entry of `runs` (selectRuns()) and its kind, in order. */
 export function forEachEntry(layout: Layout, runs: Int32Array, fn: (type: ProberType, e: Entry) => void): void {
   for (let k = 0; k < runs.length; k += 2) {

@@ -15,15 +15,13 @@
  * answers: JSON leaves unknown fields out.
  */
 import { create, toBinary, type DescField, type DescMessage } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { GetTargetPoolResponseSchema, type GetTargetPoolResponse } from "../rpc/gen/probermesh/v1/probermesh_pb.ts";
 import type { ProberType, TargetOf } from "../probes/kind.ts";
 
 /** GetTargetPoolResponse's list field of each kind (its number and target message). */
 const POOL_FIELDS = Object.fromEntries(GetTargetPoolResponseSchema.fields.map((f) => [f.localName, f])) as Record<ProberType, DescField & { message?: DescMessage }>;
 
-/** Each kind's field tag (field number, wire type 2) as written on the wire. */
-const FIELD_TAGS = Object.fromEntries(Object.entries(POOL_FIELDS).map(([k, f]) => [k, new BinaryWriter().tag(f.number, WireType.LengthDelimited).finish()])) as Record<ProberType, Uint8Array>;
 
 /** One target as its GetTargetPoolResponse field: tag, length, message. */
 export function encodeField(type: ProberType, target: TargetOf<ProberType>): Uint8Array {
@@ -67,15 +65,17 @@ export function buildArena(segments: readonly EncodedRun[], size: number): WireA
 
 /**
  * The answer of arena entries in `runs`: half-open index ranges [from, to) as pairs
- * (from0, to0, from1, to1, ...), ascending and not overlapping; `firstType` is the first entry's
- * kind (its field tag is the unknown field's). Each run is copied with one native copy, into one
- * buffer, as one unknown field.
+ * (from0, to0, from1, to1, ...), ascending and not overlapping. Each run is copied with one
+ * native copy, into one buffer, as one unknown field, whose number is the first entry's field
+ * tag, read from the arena (its bytes are left out: toBinary writes the tag).
  */
-export function answerFrom(arena: WireArena, runs: Int32Array, firstType: ProberType): GetTargetPoolResponse {
+export function answerFrom(arena: WireArena, runs: Int32Array): GetTargetPoolResponse {
   const out = create(GetTargetPoolResponseSchema, {});
   if (!runs.length) return out;
   const { bytes, start } = arena;
-  const skip = FIELD_TAGS[firstType].length;
+  const head = new BinaryReader(bytes.subarray(start[runs[0]!]!, start[runs[0]! + 1]!));
+  const [no] = head.tag();
+  const skip = head.pos;
   let size = -skip;
   for (let k = 0; k < runs.length; k += 2) size += start[runs[k + 1]!]! - start[runs[k]!]!;
   const data = Buffer.allocUnsafe(size);
@@ -86,7 +86,7 @@ export function answerFrom(arena: WireArena, runs: Int32Array, firstType: Prober
     if (b - a > 256) pos += bytes.copy(data, pos, a, b);
     else for (let i = a; i < b; i++) data[pos++] = bytes[i]!;
   }
-  out.$unknown = [{ no: POOL_FIELDS[firstType].number, wireType: WireType.LengthDelimited, data }];
+  out.$unknown = [{ no, wireType: WireType.LengthDelimited, data }];
   return out;
 }
 
