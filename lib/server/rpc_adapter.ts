@@ -7,7 +7,7 @@
  * - Compression is gzip only, at the fastest level, in one synchronous call (RPC_COMPRESSION), as
  *   connect-go servers offer: connect-node's default adds brotli at quality 11, about 0.9 s of CPU
  *   for a 600 KB pool answer, which any client could ask for; and gzip's default level 6 costs
- *   ~9.5 ms for that answer against ~2 ms at level 1 (1.5x larger), which at 5,000 agents
+ *   ~9.5 ms for that answer against ~1 ms at level 1 (RPC_COMPRESSION), which at 5,000 agents
  *   refetching after a join was most of the server's work (docs/scale.md).
  */
 import type http from "node:http";
